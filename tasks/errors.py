@@ -1,0 +1,30 @@
+"""Errors that reach users as one line naming the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class BadInputError(Exception):
+    """An input file Tessera refuses, with the reason in one line."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason.replace("\n", " ").strip()
+        super().__init__(f"{self.path}: {self.reason}")
+
+    def as_dict(self) -> dict[str, str]:
+        """JSON-ready form used by ``rejected.json``."""
+        return {"path": self.path, "reason": self.reason}
+
+
+class StoreLockedError(Exception):
+    """Another writer holds the lock on a tile store."""
+
+
+class BadInputsError(Exception):
+    """Several inputs were refused; carries every one-line reason."""
+
+    def __init__(self, errors: list[BadInputError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))

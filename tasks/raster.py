@@ -1,0 +1,220 @@
+"""GeoTIFF band stacks: validation, reference grids and windowed reads."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling as RioResampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from tasks.errors import BadInputError
+from tasks.files import natural_key
+
+SUPPORTED_DTYPES = frozenset(
+    {"uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"}
+)
+MAX_SIDE = 1 << 20  # pixels per side
+MAX_ELEMENTS = 1 << 38  # pixels × bands: 256 Gi elements is no real scene
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A pixel grid: CRS, affine transform and shape."""
+
+    crs_wkt: str
+    transform: tuple[float, ...]
+    height: int
+    width: int
+
+    @property
+    def affine(self) -> Affine:
+        """The transform as an ``Affine``."""
+        return Affine(*self.transform)
+
+    @property
+    def resolution(self) -> tuple[float, float]:
+        """Pixel size (x, y), positive."""
+        return (abs(self.transform[0]), abs(self.transform[4]))
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in CRS units."""
+        return rasterio.transform.array_bounds(self.height, self.width, self.affine)[:4]
+
+    def same_as(self, other: Grid) -> bool:
+        """True when both grids coincide pixel for pixel."""
+        return (
+            self.height == other.height
+            and self.width == other.width
+            and CRS.from_wkt(self.crs_wkt) == CRS.from_wkt(other.crs_wkt)
+            and bool(np.allclose(self.transform, other.transform, rtol=0, atol=1e-6 * max(
+                self.resolution)))
+        )
+
+
+def open_checked(path: Path) -> rasterio.io.DatasetReader:
+    """Open a raster or raise a one-line :class:`BadInputError`."""
+    if not path.exists():
+        raise BadInputError(path, "file not found")
+    if path.is_file() and path.stat().st_size == 0:
+        raise BadInputError(path, "empty file (0 bytes)")
+    try:
+        return rasterio.open(path)
+    except rasterio.errors.RasterioIOError as exc:
+        msg = str(exc).split("\n")[0]
+        if "not recognized as" in msg or "not a supported file format" in msg:
+            raise BadInputError(path, "not a readable raster image") from None
+        raise BadInputError(path, f"unreadable raster ({msg})") from None
+
+
+def grid_of(ds: rasterio.io.DatasetReader, path: Path) -> Grid:
+    """Validate a dataset's header and return its grid."""
+    if ds.width > MAX_SIDE or ds.height > MAX_SIDE or (
+        ds.width * ds.height * ds.count > MAX_ELEMENTS
+    ):
+        raise BadInputError(
+            path, f"absurd dimensions {ds.count}x{ds.height}x{ds.width} in header; refused"
+        )
+    if ds.crs is None:
+        raise BadInputError(path, "no CRS: the raster is not georeferenced")
+    if ds.transform == Affine.identity():
+        raise BadInputError(path, "no geotransform: the raster is not georeferenced")
+    for dt in set(ds.dtypes):
+        if dt not in SUPPORTED_DTYPES:
+            raise BadInputError(path, f"unsupported dtype {dt}")
+    t = ds.transform
+    return Grid(ds.crs.to_wkt(), (t.a, t.b, t.c, t.d, t.e, t.f), ds.height, ds.width)
+
+
+@dataclass(frozen=True)
+class BandRef:
+    """One band of a stack: its file, the band index in it and its name."""
+
+    name: str
+    path: Path
+    index: int = 1
+
+
+def group_band_files(
+    files: list[Path], band_regex: str | None, bands: list[str] | None
+) -> dict[str, list[BandRef]]:
+    """Group files into scenes of named bands.
+
+    With ``band_regex`` (a ``band`` group, optional ``scene`` group) files are bands of scenes;
+    otherwise every file is one scene and its bands are ``bands`` or ``b1..bn``.
+    """
+    scenes: dict[str, list[BandRef]] = {}
+    if band_regex:
+        rx = re.compile(band_regex)
+        for f in files:
+            m = rx.search(f.name)
+            if not m:
+                continue
+            scene = m.groupdict().get("scene") or ""
+            scenes.setdefault(scene, []).append(BandRef(m.group("band"), f))
+        for scene, refs in scenes.items():
+            by_name = {r.name: r for r in refs}
+            order = bands or sorted(by_name, key=natural_key)
+            missing = [b for b in order if b not in by_name]
+            if missing:
+                raise BadInputError(refs[0].path.parent, f"scene {scene!r} lacks bands {missing}")
+            scenes[scene] = [by_name[b] for b in order]
+        return scenes
+    for f in files:
+        scenes[f.stem] = [BandRef(b, f, i + 1) for i, b in enumerate(bands or [])]
+    return scenes
+
+
+def reference_grid(grids: dict[str, Grid], reference_band: str | None) -> Grid:
+    """The named band's grid, else the grid most bands share (ties: finest)."""
+    if reference_band:
+        if reference_band not in grids:
+            raise ValueError(f"reference band {reference_band!r} is not in {sorted(grids)}")
+        return grids[reference_band]
+    groups: list[tuple[Grid, int]] = []
+    for g in grids.values():
+        for i, (h, n) in enumerate(groups):
+            if h.same_as(g):
+                groups[i] = (h, n + 1)
+                break
+        else:
+            groups.append((g, 1))
+    groups.sort(key=lambda gn: (-gn[1], gn[0].resolution[0] * gn[0].resolution[1]))
+    return groups[0][0]
+
+
+def count_valid(ds: rasterio.io.DatasetReader, band: int, nodata: float | None,
+                path: Path) -> int:
+    """Number of pixels that are neither nodata nor NaN; reading every strip proves the file."""
+    rows = max(1, (1 << 22) // max(ds.width, 1))
+    n = 0
+    try:
+        for r0 in range(0, ds.height, rows):
+            a = ds.read(band, window=Window(0, r0, ds.width, min(rows, ds.height - r0)))
+            ok = ~np.isnan(a) if a.dtype.kind == "f" else np.ones(a.shape, bool)
+            if nodata is not None and not np.isnan(nodata):
+                ok &= a != nodata
+            n += int(ok.sum())
+    except rasterio.errors.RasterioIOError as exc:
+        raise BadInputError(path, f"truncated or corrupt pixel data ({str(exc)[:120]})") from None
+    return n
+
+
+class RasterStack:
+    """Reads windows of a band stack on its reference grid.
+
+    Bands already on the grid are read as they are; others go through a ``WarpedVRT``
+    onto the grid with the given resampling.
+    """
+
+    def __init__(self, bands: list[BandRef], grid: Grid, resampling: str,
+                 nodata: float | None) -> None:
+        self.grid = grid
+        self.nodata = nodata
+        self._handles: dict[Path, rasterio.io.DatasetReader] = {}
+        self._readers: list[tuple[rasterio.io.DatasetReader | WarpedVRT, int]] = []
+        self.resampled: list[str] = []
+        for b in bands:
+            ds = self._handles.get(b.path) or rasterio.open(b.path)
+            self._handles[b.path] = ds
+            if grid_of(ds, b.path).same_as(grid):
+                self._readers.append((ds, b.index))
+                continue
+            vrt = WarpedVRT(
+                ds, crs=CRS.from_wkt(grid.crs_wkt), transform=grid.affine, width=grid.width,
+                height=grid.height, resampling=RioResampling[resampling],
+                src_nodata=nodata, nodata=nodata,
+            )
+            self._readers.append((vrt, b.index))
+            self.resampled.append(b.name)
+        first = self._handles[bands[0].path]
+        self.dtype = np.dtype(first.dtypes[bands[0].index - 1])
+
+    @property
+    def count(self) -> int:
+        """Number of bands."""
+        return len(self._readers)
+
+    def read(self, row_off: int, col_off: int, height: int, width: int,
+             out: np.ndarray | None = None) -> np.ndarray:
+        """Read a (bands, height, width) window that lies inside the grid."""
+        if out is None:
+            out = np.empty((self.count, height, width), dtype=self.dtype)
+        win = Window(col_off, row_off, width, height)
+        for i, (reader, idx) in enumerate(self._readers):
+            reader.read(idx, window=win, out=out[i])
+        return out
+
+    def close(self) -> None:
+        """Close every handle."""
+        for reader, _ in self._readers:
+            if isinstance(reader, WarpedVRT):
+                reader.close()
+        for ds in self._handles.values():
+            ds.close()

@@ -1,0 +1,171 @@
+"""NIfTI and DICOM volumes: header checks before allocation, MONAI loading, RAS orientation."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tasks.errors import BadInputError
+
+MAX_VOLUME_BYTES = 4 << 30
+_SUPPORTED = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"}
+
+
+@dataclass
+class Volume:
+    """A channel-first (C, X, Y, Z) array in RAS orientation and its voxel-to-world affine."""
+
+    array: np.ndarray
+    affine: np.ndarray
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size along X, Y and Z."""
+        return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
+
+
+def _gzip_isize(path: Path) -> int | None:
+    """Uncompressed size mod 2**32 from a gzip trailer, or None if not gzip."""
+    with open(path, "rb") as fh:
+        if fh.read(2) != b"\x1f\x8b":
+            return None
+        fh.seek(-4, 2)
+        return int(struct.unpack("<I", fh.read(4))[0])
+
+
+def check_nifti_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Validate a NIfTI header (dims, dtype, size against the file) without reading voxels."""
+    import nibabel as nib
+
+    _check_exists(path)
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:  # nibabel raises many types for junk
+        raise BadInputError(path, f"not a readable NIfTI ({type(exc).__name__}: "
+                            f"{str(exc)[:100]})") from None
+    shape = tuple(int(s) for s in img.shape)
+    dtype = np.dtype(img.get_data_dtype())
+    if dtype.name not in _SUPPORTED:
+        raise BadInputError(path, f"unsupported dtype {dtype}")
+    if len(shape) == 5 and shape[3] == 1:
+        shape = (*shape[:3], shape[4])
+    if len(shape) not in (3, 4):
+        raise BadInputError(path, f"{len(shape)}-D NIfTI {shape}: expected a 3-D volume or a "
+                            "4-D volume with channels last")
+    if min(shape) < 1:
+        raise BadInputError(path, f"empty dimension in shape {shape}")
+    nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if nbytes > MAX_VOLUME_BYTES:
+        raise BadInputError(path, f"absurd dimensions {shape} ({nbytes / 2**30:.0f} GiB) in "
+                            "header; refused")
+    offset = int(img.dataobj.offset) if hasattr(img.dataobj, "offset") else 352
+    isize = _gzip_isize(path)
+    have = path.stat().st_size if isize is None else isize
+    if isize is None and have < offset + nbytes or (
+        isize is not None and nbytes < 1 << 32 and have < (offset + nbytes) % (1 << 32)
+    ):
+        raise BadInputError(path, f"truncated: header needs {offset + nbytes} bytes, file "
+                            f"holds {have}")
+    if not np.all(np.isfinite(img.affine)) or abs(np.linalg.det(img.affine[:3, :3])) < 1e-12:
+        raise BadInputError(path, "no usable affine (singular or non-finite)")
+    return shape, dtype
+
+
+def check_dicom_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Validate DICOM files (one file or a series directory) without decoding pixels."""
+    import pydicom
+
+    _check_exists(path)
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    if not files:
+        raise BadInputError(path, "empty DICOM directory")
+    rows = cols = frames = 0
+    for f in files:
+        try:
+            ds = pydicom.dcmread(f, defer_size=256)
+        except Exception as exc:
+            raise BadInputError(f, f"not a readable DICOM ({type(exc).__name__})") from None
+        if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+            raise BadInputError(f, "DICOM has no pixel data")
+        rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+        frames += int(ds.get("NumberOfFrames", 1) or 1)
+        if rows < 1 or cols < 1:
+            raise BadInputError(f, f"DICOM claims {rows}x{cols} pixels")
+        bits = int(ds.get("BitsAllocated", 16))
+        if rows * cols * frames * max(bits // 8, 1) > MAX_VOLUME_BYTES:
+            raise BadInputError(f, f"absurd dimensions {rows}x{cols}x{frames} in header; refused")
+        need = rows * cols * int(ds.get("NumberOfFrames", 1) or 1) * max(bits // 8, 1)
+        raw = ds.get_item("PixelData")
+        length = getattr(raw, "length", None)
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        compressed = bool(syntax is not None and syntax.is_compressed)
+        if length is not None and length != 0xFFFFFFFF and not compressed and length < need:
+            raise BadInputError(f, f"truncated pixel data: {length} of {need} bytes")
+        if not compressed and "PixelData" in ds:
+            try:
+                have = len(ds.PixelData)
+            except Exception as exc:
+                raise BadInputError(f, f"unreadable pixel data ({type(exc).__name__})") from None
+            if have < need:
+                raise BadInputError(f, f"truncated pixel data: {have} of {need} bytes")
+    return (1, rows, cols, frames), np.dtype("int32")
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise BadInputError(path, "file not found")
+    if path.is_file() and path.stat().st_size == 0:
+        raise BadInputError(path, "empty file (0 bytes)")
+
+
+def _exact_dtype(a: np.ndarray, like: np.dtype | None) -> np.ndarray:
+    """Return ``a`` in ``like`` (the on-disk dtype) when that holds every value exactly."""
+    if a.dtype.kind != "f":
+        return a
+    cands = [like] if like is not None and like.kind in "iu" else []
+    cands += [np.dtype(t) for t in ("uint8", "int16", "uint16", "int32")]
+    finite = a[np.isfinite(a)]
+    if finite.size != a.size or not np.all(finite == np.round(finite)):
+        return a.astype(np.float32) if a.dtype == np.float64 else a
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    for dt in cands:
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return a.astype(dt)
+    return a
+
+
+def load_volume(path: Path, kind: str) -> Volume:
+    """Load with MONAI's reader for ``kind``, channel-first, reoriented to RAS."""
+    from monai.data import NibabelReader, PydicomReader
+    from monai.transforms import LoadImage, Orientation
+
+    disk_dtype: np.dtype | None
+    if kind == "nifti":
+        _, disk_dtype = check_nifti_header(path)
+        reader = NibabelReader()
+    else:
+        check_dicom_header(path)
+        disk_dtype = None
+        reader = PydicomReader()
+    try:
+        img = LoadImage(reader=reader, image_only=True, dtype=None)(str(path))
+    except Exception as exc:
+        raise BadInputError(path, f"unreadable {kind} pixel data ({type(exc).__name__}: "
+                            f"{str(exc)[:100]})") from None
+    arr = np.asarray(img)
+    if kind == "dicom" and arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim == 5 and arr.shape[3] == 1:
+        arr = arr[:, :, :, 0, :]
+    arr = arr[None] if arr.ndim == 3 else np.moveaxis(arr, -1, 0)
+    from monai.data import MetaTensor
+
+    mt = MetaTensor(np.ascontiguousarray(arr), affine=np.asarray(img.affine, dtype=np.float64))
+    ras = Orientation(axcodes="RAS")(mt)
+    out = np.ascontiguousarray(np.asarray(ras))
+    return Volume(_exact_dtype(out, disk_dtype), np.asarray(ras.affine, dtype=np.float64))
