@@ -17,14 +17,9 @@ class BadInputError(Exception):
         """JSON-ready form used by ``rejected.json``."""
         return {"path": self.path, "reason": self.reason}
 
+    def __reduce__(self) -> tuple[type[BadInputError], tuple[str, str]]:
+        return (BadInputError, (self.path, self.reason))
+
 
 class StoreLockedError(Exception):
     """Another writer holds the lock on a tile store."""
-
-
-class BadInputsError(Exception):
-    """Several inputs were refused; carries every one-line reason."""
-
-    def __init__(self, errors: list[BadInputError]) -> None:
-        self.errors = errors
-        super().__init__("\n".join(str(e) for e in errors))

@@ -21,7 +21,9 @@ def _header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
     pad = _HEADER_LEN - 10 - len(body) - 1
     if pad < 0:
         raise ValueError(f"shape {shape} does not fit the reserved .npy header")
-    return b"\x93NUMPY\x01\x00" + (_HEADER_LEN - 10).to_bytes(2, "little") + body + b" " * pad + b"\n"
+    return (
+        b"\x93NUMPY\x01\x00" + (_HEADER_LEN - 10).to_bytes(2, "little") + body + b" " * pad + b"\n"
+    )
 
 
 class NpyAppender:
@@ -32,7 +34,7 @@ class NpyAppender:
         self.item_shape = tuple(item_shape)
         self.dtype = np.dtype(dtype)
         self.count = 0
-        self._fh = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._fh = open(path, "wb")
         self._fh.write(_header(self.dtype, (0, *self.item_shape)))
 
     def append(self, item: np.ndarray) -> int:

@@ -53,8 +53,11 @@ class Grid:
             self.height == other.height
             and self.width == other.width
             and CRS.from_wkt(self.crs_wkt) == CRS.from_wkt(other.crs_wkt)
-            and bool(np.allclose(self.transform, other.transform, rtol=0, atol=1e-6 * max(
-                self.resolution)))
+            and bool(
+                np.allclose(
+                    self.transform, other.transform, rtol=0, atol=1e-6 * max(self.resolution)
+                )
+            )
         )
 
 
@@ -75,8 +78,10 @@ def open_checked(path: Path) -> rasterio.io.DatasetReader:
 
 def grid_of(ds: rasterio.io.DatasetReader, path: Path) -> Grid:
     """Validate a dataset's header and return its grid."""
-    if ds.width > MAX_SIDE or ds.height > MAX_SIDE or (
-        ds.width * ds.height * ds.count > MAX_ELEMENTS
+    if (
+        ds.width > MAX_SIDE
+        or ds.height > MAX_SIDE
+        or (ds.width * ds.height * ds.count > MAX_ELEMENTS)
     ):
         raise BadInputError(
             path, f"absurd dimensions {ds.count}x{ds.height}x{ds.width} in header; refused"
@@ -94,7 +99,7 @@ def grid_of(ds: rasterio.io.DatasetReader, path: Path) -> Grid:
 
 @dataclass(frozen=True)
 class BandRef:
-    """One band of a stack: its file, the band index in it and its name."""
+    """One band of a stack: its file, the band index in it (0: all bands) and its name."""
 
     name: str
     path: Path
@@ -127,7 +132,7 @@ def group_band_files(
             scenes[scene] = [by_name[b] for b in order]
         return scenes
     for f in files:
-        scenes[f.stem] = [BandRef(b, f, i + 1) for i, b in enumerate(bands or [])]
+        scenes[f.name.split(".")[0]] = [BandRef("", f, 0)]  # index 0: every band of the file
     return scenes
 
 
@@ -149,8 +154,7 @@ def reference_grid(grids: dict[str, Grid], reference_band: str | None) -> Grid:
     return groups[0][0]
 
 
-def count_valid(ds: rasterio.io.DatasetReader, band: int, nodata: float | None,
-                path: Path) -> int:
+def count_valid(ds: rasterio.io.DatasetReader, band: int, nodata: float | None, path: Path) -> int:
     """Number of pixels that are neither nodata nor NaN; reading every strip proves the file."""
     rows = max(1, (1 << 22) // max(ds.width, 1))
     n = 0
@@ -173,8 +177,9 @@ class RasterStack:
     onto the grid with the given resampling.
     """
 
-    def __init__(self, bands: list[BandRef], grid: Grid, resampling: str,
-                 nodata: float | None) -> None:
+    def __init__(
+        self, bands: list[BandRef], grid: Grid, resampling: str, nodata: float | None
+    ) -> None:
         self.grid = grid
         self.nodata = nodata
         self._handles: dict[Path, rasterio.io.DatasetReader] = {}
@@ -187,9 +192,14 @@ class RasterStack:
                 self._readers.append((ds, b.index))
                 continue
             vrt = WarpedVRT(
-                ds, crs=CRS.from_wkt(grid.crs_wkt), transform=grid.affine, width=grid.width,
-                height=grid.height, resampling=RioResampling[resampling],
-                src_nodata=nodata, nodata=nodata,
+                ds,
+                crs=CRS.from_wkt(grid.crs_wkt),
+                transform=grid.affine,
+                width=grid.width,
+                height=grid.height,
+                resampling=RioResampling[resampling],
+                src_nodata=nodata,
+                nodata=nodata,
             )
             self._readers.append((vrt, b.index))
             self.resampled.append(b.name)
@@ -201,8 +211,9 @@ class RasterStack:
         """Number of bands."""
         return len(self._readers)
 
-    def read(self, row_off: int, col_off: int, height: int, width: int,
-             out: np.ndarray | None = None) -> np.ndarray:
+    def read(
+        self, row_off: int, col_off: int, height: int, width: int, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Read a (bands, height, width) window that lies inside the grid."""
         if out is None:
             out = np.empty((self.count, height, width), dtype=self.dtype)

@@ -64,8 +64,9 @@ class BandStats:
         if x.dtype.kind == "f":
             x = x[~np.isnan(x)]
         if self.exact:
-            counts = np.bincount((x.astype(np.int64) + self.offset) if self.offset else x,
-                                 minlength=N_BINS)
+            counts = np.bincount(
+                (x.astype(np.int64) + self.offset) if self.offset else x, minlength=N_BINS
+            )
             if nodata is not None and not np.isnan(nodata):
                 counts[int(nodata) + self.offset] = 0
             self._merge_moments_from_hist(counts)
@@ -136,16 +137,29 @@ class BandStats:
         """Serialisable state; the histogram is stored sparsely."""
         nz = np.flatnonzero(self.hist)
         return {
-            "exact": self.exact, "offset": self.offset, "count": self.count,
-            "mean": self.mean, "m2": self.m2, "min": self.min, "max": self.max,
-            "hist_bins": nz.tolist(), "hist_counts": self.hist[nz].tolist(),
+            "exact": self.exact,
+            "offset": self.offset,
+            "count": self.count,
+            "mean": self.mean,
+            "m2": self.m2,
+            "min": self.min,
+            "max": self.max,
+            "hist_bins": nz.tolist(),
+            "hist_counts": self.hist[nz].tolist(),
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> BandStats:
         """Inverse of :meth:`to_state`."""
-        s = cls(exact=state["exact"], offset=state["offset"], count=state["count"],
-                mean=state["mean"], m2=state["m2"], min=state["min"], max=state["max"])
+        s = cls(
+            exact=state["exact"],
+            offset=state["offset"],
+            count=state["count"],
+            mean=state["mean"],
+            m2=state["m2"],
+            min=state["min"],
+            max=state["max"],
+        )
         s.hist[np.asarray(state["hist_bins"], dtype=np.int64)] = state["hist_counts"]
         return s
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +44,9 @@ def check_nifti_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises many types for junk
-        raise BadInputError(path, f"not a readable NIfTI ({type(exc).__name__}: "
-                            f"{str(exc)[:100]})") from None
+        raise BadInputError(
+            path, f"not a readable NIfTI ({type(exc).__name__}: {str(exc)[:100]})"
+        ) from None
     shape = tuple(int(s) for s in img.shape)
     dtype = np.dtype(img.get_data_dtype())
     if dtype.name not in _SUPPORTED:
@@ -54,22 +54,27 @@ def check_nifti_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     if len(shape) == 5 and shape[3] == 1:
         shape = (*shape[:3], shape[4])
     if len(shape) not in (3, 4):
-        raise BadInputError(path, f"{len(shape)}-D NIfTI {shape}: expected a 3-D volume or a "
-                            "4-D volume with channels last")
+        raise BadInputError(
+            path,
+            f"{len(shape)}-D NIfTI {shape}: expected a 3-D volume or a "
+            "4-D volume with channels last",
+        )
     if min(shape) < 1:
         raise BadInputError(path, f"empty dimension in shape {shape}")
     nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
     if nbytes > MAX_VOLUME_BYTES:
-        raise BadInputError(path, f"absurd dimensions {shape} ({nbytes / 2**30:.0f} GiB) in "
-                            "header; refused")
+        raise BadInputError(
+            path, f"absurd dimensions {shape} ({nbytes / 2**30:.0f} GiB) in header; refused"
+        )
     offset = int(img.dataobj.offset) if hasattr(img.dataobj, "offset") else 352
     isize = _gzip_isize(path)
     have = path.stat().st_size if isize is None else isize
-    if isize is None and have < offset + nbytes or (
+    if (isize is None and have < offset + nbytes) or (
         isize is not None and nbytes < 1 << 32 and have < (offset + nbytes) % (1 << 32)
     ):
-        raise BadInputError(path, f"truncated: header needs {offset + nbytes} bytes, file "
-                            f"holds {have}")
+        raise BadInputError(
+            path, f"truncated: header needs {offset + nbytes} bytes, file holds {have}"
+        )
     if not np.all(np.isfinite(img.affine)) or abs(np.linalg.det(img.affine[:3, :3])) < 1e-12:
         raise BadInputError(path, "no usable affine (singular or non-finite)")
     return shape, dtype
@@ -155,8 +160,9 @@ def load_volume(path: Path, kind: str) -> Volume:
     try:
         img = LoadImage(reader=reader, image_only=True, dtype=None)(str(path))
     except Exception as exc:
-        raise BadInputError(path, f"unreadable {kind} pixel data ({type(exc).__name__}: "
-                            f"{str(exc)[:100]})") from None
+        raise BadInputError(
+            path, f"unreadable {kind} pixel data ({type(exc).__name__}: {str(exc)[:100]})"
+        ) from None
     arr = np.asarray(img)
     if kind == "dicom" and arr.ndim == 2:
         arr = arr[..., None]
@@ -166,6 +172,6 @@ def load_volume(path: Path, kind: str) -> Volume:
     from monai.data import MetaTensor
 
     mt = MetaTensor(np.ascontiguousarray(arr), affine=np.asarray(img.affine, dtype=np.float64))
-    ras = Orientation(axcodes="RAS")(mt)
+    ras = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(mt)
     out = np.ascontiguousarray(np.asarray(ras))
     return Volume(_exact_dtype(out, disk_dtype), np.asarray(ras.affine, dtype=np.float64))

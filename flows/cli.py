@@ -1,0 +1,194 @@
+"""The ``tessera`` command line: one command per stage."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from flows.env import configure_environment
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Tessera: tiles satellite and medical imagery for deep learning.",
+)
+
+ParamsOpt = Annotated[Path, typer.Option("--params", help="The params file.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key: a.b=c.")]
+RunnerOpt = Annotated[str | None, typer.Option("--task-runner", help="threads or dask.")]
+BadOpt = Annotated[str | None, typer.Option("--on-bad-input", help="fail or skip.")]
+
+
+class UserError(Exception):
+    """A problem to report in one line, without a traceback."""
+
+
+def _fail(msg: str, code: int = 1) -> None:
+    for line in msg.splitlines() or [msg]:
+        typer.echo(f"tessera: {line}", err=True)
+    raise typer.Exit(code)
+
+
+def _load(params: Path, overrides: list[str] | None, runner: str | None = None) -> Any:
+    from pydantic import ValidationError
+
+    from flows.config import load_params
+
+    extra = list(overrides or [])
+    if runner:
+        extra.append(f"runner.kind={runner}")
+    try:
+        return load_params(params, extra)
+    except ValidationError as exc:
+        errs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UserError(f"{params}: invalid config: {errs}") from None
+    except (ValueError, OSError) as exc:
+        raise UserError(f"{params}: {exc}") from None
+
+
+def _run(flow_obj: Any, runner_params: Any, **kwargs: Any) -> Any:
+    """Run a flow on the configured task runner; a failed state becomes a one-line error."""
+    from flows.runner import make_task_runner
+
+    f = flow_obj.with_options(task_runner=make_task_runner(runner_params))
+    state = f(**kwargs, return_state=True)
+    if state.is_failed():
+        raise UserError(state.message or "flow run failed")
+    return state.result()
+
+
+@app.command()
+def samples(
+    dest: Annotated[Path, typer.Option(help="Where to copy the data.")] = Path("data"),
+) -> None:
+    """Copy the real sample data (Landsat 8, Sentinel-2, MNI152, DICOM) into data/."""
+    from tasks.samples import copy_samples, sample_files
+
+    written = copy_samples(dest)
+    typer.echo(f"{len(sample_files())} sample files in {dest}/ ({len(written)} written)")
+
+
+@app.command()
+def ingest(
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+    task_runner: RunnerOpt = None,
+    on_bad_input: BadOpt = None,
+) -> None:
+    """Validate ingest.sources and write the catalogue (outputs/catalog.parquet)."""
+    overrides = list(set_ or []) + ([f"ingest.on_bad_input={on_bad_input}"] if on_bad_input else [])
+    p = _load(params, overrides, task_runner)
+    from flows.ingest import ingest_flow
+
+    res = _run(ingest_flow, p.runner, params=p.ingest)
+    typer.echo(
+        f"catalogue: {res['catalog']} ({res['scenes']} scenes, {len(res['rejected'])} rejected)"
+    )
+
+
+@app.command()
+def tile(
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+    input_: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--input", help="Ad-hoc mode: a GeoTIFF, NIfTI or DICOM (file or series folder)."
+        ),
+    ] = None,
+    label: Annotated[Path | None, typer.Option(help="Label mask for a single --input.")] = None,
+    stack: Annotated[
+        bool, typer.Option(help="Treat the --input GeoTIFFs as bands of one scene.")
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="Store directory.")] = None,
+    size: Annotated[int | None, typer.Option(help="Tile size in pixels.")] = None,
+    stride: Annotated[int | None, typer.Option(help="Stride (overlap = size - stride).")] = None,
+    axis: Annotated[int | None, typer.Option(help="Volume slicing axis (2: axial).")] = None,
+    min_valid_fraction: Annotated[float | None, typer.Option()] = None,
+    on_bad_input: BadOpt = None,
+    task_runner: RunnerOpt = None,
+) -> None:
+    """Tile the catalogue (params mode) or any files given with --input (ad-hoc mode)."""
+    overrides = list(set_ or [])
+    for key, val in (
+        ("out", out),
+        ("size", size),
+        ("stride", stride),
+        ("axis", axis),
+        ("min_valid_fraction", min_valid_fraction),
+        ("on_bad_input", on_bad_input),
+    ):
+        if val is not None:
+            overrides.append(f"tile.{key}={val}")
+    if size is not None and stride is None:
+        overrides.append(f"tile.stride={size}")
+    adhoc = bool(input_)
+    if adhoc and out is None:
+        overrides.append("tile.out=tiles")
+    p = _load(params if not adhoc else Path("/nonexistent/params.yaml"), overrides, task_runner)
+    sources = None
+    if adhoc:
+        from tasks.adhoc import adhoc_sources
+
+        try:
+            sources = adhoc_sources(list(input_ or []), label, stack)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    elif label or stack:
+        raise UserError("--label and --stack need --input")
+    from flows.tile import tile_flow
+
+    res = _run(tile_flow, p.runner, params=p.tile, sources=sources, base="/" if adhoc else ".")
+    typer.echo(
+        f"tile store: {res['store']} ({res['tiles']} tiles from {res['scenes']} scenes, "
+        f"{len(res['rejected'])} rejected)"
+    )
+
+
+@app.command()
+def summary(tiles: Path = Path("outputs/tiles")) -> None:
+    """Print what the pipeline has produced so far."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    info = json.loads((tiles / "store.json").read_text())
+    t = Table(title=f"Tile store {tiles} ({info['n_tiles']} tiles)")
+    for col in ("source", "kind", "bands", "dtype", "classes", "scenes"):
+        t.add_column(col)
+    for name, s in info["sources"].items():
+        t.add_row(
+            name,
+            s["kind"],
+            str(len(s["bands"])),
+            s["dtype"],
+            ", ".join(s["class_names"]) or "-",
+            str(len(s["scenes"])),
+        )
+    Console().print(t)
+
+
+def main() -> None:
+    """Console entry point: offline defaults, one-line errors, no tracebacks."""
+    configure_environment()
+    from tasks.errors import BadInputError, StoreLockedError
+
+    try:
+        app()
+    except UserError as exc:
+        _fail(str(exc))
+    except (BadInputError, StoreLockedError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except FileNotFoundError as exc:
+        _fail(f"{exc.filename}: file not found")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The one config: ``params.yaml`` grouped by stage, validated by pydantic, ``--set`` overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.specs import SourceSpec, TileParams
+
+OnBadInput = Literal["fail", "skip"]
+
+
+class RunnerParams(BaseModel):
+    """Where mapped tasks run: threads in-process, or a Dask cluster via prefect-dask."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["threads", "dask"] = "threads"
+    address: str | None = Field(default=None, description="Dask scheduler; None: a LocalCluster.")
+    n_workers: int = Field(default=2, ge=1)
+    max_workers: int = Field(default=2, ge=1, description="Threads for the thread runner.")
+
+
+class IngestParams(BaseModel):
+    """``tessera ingest``: sources in, ``catalog`` out."""
+
+    model_config = ConfigDict(extra="forbid")
+    sources: list[SourceSpec] = Field(default_factory=list)
+    catalog: str = "outputs/catalog.parquet"
+    on_bad_input: OnBadInput = "fail"
+
+
+class TileStageParams(TileParams):
+    """``tessera tile``: the catalogue in, the tile store ``out``."""
+
+    catalog: str = "outputs/catalog.parquet"
+    out: str = "outputs/tiles"
+    on_bad_input: OnBadInput = "fail"
+
+    def geometry(self) -> TileParams:
+        """Only the fields that shape the tiles (they key the content-addressed parts)."""
+        return TileParams.model_validate(self.model_dump(include=set(TileParams.model_fields)))
+
+
+class TesseraParams(BaseModel):
+    """All of ``params.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+    ingest: IngestParams = Field(default_factory=IngestParams)
+    tile: TileStageParams = Field(default_factory=TileStageParams)
+    runner: RunnerParams = Field(default_factory=RunnerParams)
+
+
+def _set_key(d: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        nxt = d.get(k)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            d[k] = nxt
+        d = nxt
+    d[keys[-1]] = value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=c`` overrides; values are parsed as YAML (``3`` → int, ``[a, b]`` → list)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        key, _, text = item.partition("=")
+        _set_key(raw, key.strip(), yaml.safe_load(text) if text else None)
+    return raw
+
+
+def load_params(path: Path, overrides: list[str] | None = None) -> TesseraParams:
+    """Read, override and validate ``params.yaml``; a missing file means all defaults."""
+    raw: dict[str, Any] = {}
+    if path.exists():
+        loaded = yaml.safe_load(path.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        raw = loaded or {}
+    return TesseraParams.model_validate(apply_overrides(raw, overrides or []))

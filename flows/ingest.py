@@ -1,0 +1,69 @@
+"""``tessera ingest``: validate every source, then write the catalogue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, unmapped
+from prefect.artifacts import create_markdown_artifact
+from prefect.states import Completed, Failed, State
+from tqdm import tqdm
+
+from flows.config import IngestParams
+from tasks.catalog import SceneRecord, SourceReport
+from tasks.files import atomic_write_json
+from tasks.prefect_tasks import inspect_source_task, write_catalog_task
+
+
+def inspect_all(params: IngestParams, base: Path) -> tuple[list[SceneRecord], list[dict[str, str]]]:
+    """Inspect every source in parallel (mapped tasks) with a progress bar."""
+    futures = inspect_source_task.map(params.sources, unmapped(base))
+    reports: list[SourceReport] = [
+        f.result() for f in tqdm(futures, desc="inspect", unit="source", leave=False)
+    ]
+    records = [r for rep in reports for r in rep.records]
+    rejected = [x for rep in reports for x in rep.rejected]
+    return records, rejected
+
+
+def ingest_markdown(records: list[SceneRecord], rejected: list[dict[str, str]]) -> str:
+    """Markdown summary of a catalogue."""
+    lines = [
+        "# Tessera ingest",
+        "",
+        f"{len(records)} scenes, {len(rejected)} rejected.",
+        "",
+        "| scene | kind | shape | dtype | bands | resampled | label | valid |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r.scene_id} | {r.kind} | {'×'.join(map(str, r.shape))} | {r.dtype} | "
+            f"{len(r.band_names)} | {', '.join(r.resampled_bands) or '-'} | "
+            f"{r.label_kind or '-'} | {r.valid_fraction:.1%} |"
+        )
+    if rejected:
+        lines += ["", "## Rejected", ""] + [f"- `{x['path']}`: {x['reason']}" for x in rejected]
+    return "\n".join(lines)
+
+
+@flow(name="tessera-ingest", log_prints=True)
+def ingest_flow(params: IngestParams, base: str = ".") -> State[Any]:
+    """Validate all sources before writing anything; then write the catalogue (and rejects)."""
+    root = Path(base)
+    records, rejected = inspect_all(params, root)
+    if rejected and params.on_bad_input == "fail":
+        return Failed(
+            message="\n".join(f"{x['path']}: {x['reason']}" for x in rejected),
+            data={"rejected": rejected},
+        )
+    catalog = root / params.catalog
+    write_catalog_task(records, catalog)
+    atomic_write_json(catalog.parent / "rejected.json", rejected)
+    create_markdown_artifact(
+        ingest_markdown(records, rejected),
+        key="tessera-ingest",
+        description="Catalogue written by tessera ingest",
+    )
+    return Completed(data={"scenes": len(records), "rejected": rejected, "catalog": str(catalog)})

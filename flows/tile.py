@@ -1,0 +1,160 @@
+"""``tessera tile``: the catalogue (or files given on the command line) into a tile store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, unmapped
+from prefect.artifacts import create_markdown_artifact
+from prefect.states import Completed, Failed, State
+from tqdm import tqdm
+
+from flows.config import IngestParams, TileStageParams
+from flows.ingest import inspect_all
+from tasks.catalog import SceneRecord, read_catalog
+from tasks.errors import BadInputError
+from tasks.files import atomic_write_json
+from tasks.prefect_tasks import tile_scene_task
+from tasks.specs import SourceSpec
+from tasks.store import finish_store, source_stats, store_writer
+from tasks.tiling import plan_splits
+
+
+def store_info(
+    records: list[SceneRecord], parts: list[dict[str, Any]], params: TileStageParams
+) -> dict[str, Any]:
+    """``store.json`` content: parameters, sources with classes and statistics, scenes."""
+    bands = {r.source: r.band_names for r in records}
+    sources = {}
+    for r in records:
+        sources.setdefault(
+            r.source,
+            {
+                "kind": r.kind,
+                "bands": r.band_names,
+                "dtype": r.dtype,
+                "class_names": r.class_names,
+                "nodata": r.nodata,
+                "scenes": [],
+            },
+        )["scenes"].append(r.scene_id)
+    stats = source_stats(parts, bands)
+    for name, s in sources.items():
+        s["stats"] = stats.get(name, {})
+    scenes = {
+        r.scene_id: r.model_dump(
+            include={
+                "source",
+                "kind",
+                "files",
+                "sha256",
+                "shape",
+                "dtype",
+                "crs_wkt",
+                "transform",
+                "affine",
+                "resolution",
+                "bounds",
+                "nodata",
+                "class_names",
+            }
+        )
+        for r in records
+    }
+    counts = {p["scene_id"]: p["counts"] for p in parts}
+    return {
+        "params": params.geometry().model_dump(),
+        "sources": sources,
+        "scenes": scenes,
+        "counts": counts,
+    }
+
+
+def tile_markdown(info: dict[str, Any], n_tiles: int, rejected: list[dict[str, str]]) -> str:
+    """Markdown summary of a store."""
+    lines = [
+        "# Tessera tile store",
+        "",
+        f"{n_tiles} tiles; {len(rejected)} inputs rejected.",
+        "",
+        "| scene | grid tiles | kept | dropped (border) | dropped (invalid) |",
+        "|---|---|---|---|---|",
+    ]
+    for sid, c in info["counts"].items():
+        lines.append(
+            f"| {sid} | {c['total']} | {c['kept']} | {c['dropped_border']} | "
+            f"{c['dropped_invalid']} |"
+        )
+    lines += [
+        "",
+        "| source | band | mean | std | min | max | p2 | p98 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for src, s in info["sources"].items():
+        for band, st in s["stats"].items():
+            lines.append(
+                f"| {src} | {band} | {st['mean']:.4g} | {st['std']:.4g} | "
+                f"{st['min']:.4g} | {st['max']:.4g} | {st['p2']:.4g} | {st['p98']:.4g} |"
+            )
+    if rejected:
+        lines += ["", "## Rejected", ""] + [f"- `{x['path']}`: {x['reason']}" for x in rejected]
+    return "\n".join(lines)
+
+
+@flow(name="tessera-tile", log_prints=True)
+def tile_flow(
+    params: TileStageParams, sources: list[SourceSpec] | None = None, base: str = "."
+) -> State[Any]:
+    """Tile every scene (mapped tasks), then publish the store atomically."""
+    root = Path(base)
+    out = root / params.out
+    if sources:
+        records, rejected = inspect_all(
+            IngestParams(sources=sources, on_bad_input=params.on_bad_input), root
+        )
+    else:
+        catalog = root / params.catalog
+        records = read_catalog(catalog)
+        rej = catalog.parent / "rejected.json"
+        rejected = json.loads(rej.read_text()) if rej.exists() else []
+    if rejected and params.on_bad_input == "fail":
+        return Failed(message="\n".join(f"{x['path']}: {x['reason']}" for x in rejected))
+    if not records:
+        return Failed(message=f"{params.out}: no valid input to tile")
+    plan = plan_splits(records, params.split)
+    geometry = params.geometry()
+    with store_writer(out) as tmp:
+        futures = tile_scene_task.map(
+            records,
+            unmapped(geometry),
+            [plan[r.scene_id] for r in records],
+            unmapped(tmp / "parts"),
+            unmapped(root),
+            unmapped([out / "parts"]),
+            unmapped(False),
+        )
+        parts, kept = [], []
+        for rec, fut in zip(
+            records, tqdm(futures, desc="tile", unit="scene", leave=False), strict=True
+        ):
+            try:
+                parts.append(fut.result())
+                kept.append(rec)
+            except BadInputError as exc:
+                rejected.append(exc.as_dict())
+        if rejected and params.on_bad_input == "fail":
+            return Failed(message="\n".join(f"{x['path']}: {x['reason']}" for x in rejected))
+        info = store_info(kept, parts, params)
+        atomic_write_json(tmp / "rejected.json", rejected)
+        finish_store(out, tmp, parts, info)
+    n_tiles = sum(len(p["rows"]) for p in parts)
+    create_markdown_artifact(
+        tile_markdown(info, n_tiles, rejected),
+        key="tessera-tile",
+        description="Tile store written by tessera tile",
+    )
+    return Completed(
+        data={"tiles": n_tiles, "scenes": len(parts), "rejected": rejected, "store": str(out)}
+    )

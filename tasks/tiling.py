@@ -1,0 +1,296 @@
+"""Cut one scene into tiles and stream them into a part of the tile store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from tqdm import tqdm
+
+from tasks.catalog import SceneRecord
+from tasks.files import atomic_write_json
+from tasks.geometry import TileGrid
+from tasks.labels import IGNORE
+from tasks.npy_shard import NpyAppender
+from tasks.scene import RasterScene, VolumeScene, open_scene
+from tasks.specs import SplitParams, TileParams
+from tasks.splits import (
+    raster_blocks,
+    raster_tile_split,
+    slab_splits,
+    subject_splits,
+    uses_subject_splits,
+)
+from tasks.stats import BandStats
+
+STORE_VERSION = 1
+PART_FILE = "part.json"
+
+
+def plan_splits(records: list[SceneRecord], p: SplitParams) -> dict[str, dict[str, Any]]:
+    """How each scene is split: spatial blocks, a whole subject, or slabs of one subject."""
+    plan: dict[str, dict[str, Any]] = {}
+    by_source: dict[str, list[SceneRecord]] = {}
+    for r in records:
+        by_source.setdefault(r.source, []).append(r)
+    for recs in by_source.values():
+        if recs[0].kind == "geotiff":
+            plan.update({r.scene_id: {"mode": "blocks"} for r in recs})
+        elif uses_subject_splits(len(recs), p):
+            subj = subject_splits([r.scene_id for r in recs], p)
+            plan.update({r.scene_id: {"mode": "subject", "split": subj[r.scene_id]} for r in recs})
+        else:
+            plan.update({r.scene_id: {"mode": "slab"} for r in recs})
+    return plan
+
+
+def part_name(rec: SceneRecord, tile: TileParams, assignment: dict[str, Any]) -> str:
+    """Content-addressed name of a scene's part: file hashes, label, parameters."""
+    key = json.dumps(
+        {
+            "v": STORE_VERSION,
+            "sha": rec.sha256,
+            "label_sha": rec.label_sha256,
+            "label": rec.label_spec,
+            "bands": rec.band_names,
+            "resampling": rec.resampling,
+            "nodata": rec.nodata,
+            "tile": tile.model_dump(),
+            "split": assignment,
+        },
+        sort_keys=True,
+    )
+    slug = rec.scene_id.replace("/", "__")
+    return f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+class _ShardSet:
+    """Rolling image/label/valid shards of one part."""
+
+    def __init__(
+        self,
+        part_dir: Path,
+        prefix: str,
+        item: tuple[int, ...],
+        dtype: np.dtype,
+        labelled: bool,
+        max_tiles: int,
+    ) -> None:
+        self.part_dir, self.prefix, self.item, self.dtype = part_dir, prefix, item, dtype
+        self.labelled, self.max_tiles = labelled, max_tiles
+        self.k = -1
+        self.files: list[NpyAppender] = []
+
+    def _roll(self) -> None:
+        self.close()
+        self.k += 1
+        stem = self.part_dir / f"{self.prefix}-{self.k:03d}"
+        size = self.item[1:]
+        self.files = [
+            NpyAppender(Path(f"{stem}.image.npy"), self.item, self.dtype),
+            NpyAppender(Path(f"{stem}.valid.npy"), size, np.dtype(bool)),
+        ]
+        if self.labelled:
+            self.files.append(NpyAppender(Path(f"{stem}.label.npy"), size, np.dtype(np.uint8)))
+
+    def add(
+        self, image: np.ndarray, valid: np.ndarray, label: np.ndarray | None
+    ) -> tuple[str, int]:
+        """Append one tile; returns (image shard name, row)."""
+        if not self.files or self.files[0].count >= self.max_tiles:
+            self._roll()
+        row = self.files[0].append(image)
+        self.files[1].append(valid)
+        if label is not None:
+            self.files[2].append(label)
+        return self.files[0].path.name, row
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+
+
+def _valid_mask(strip: np.ndarray, nodata: float | None) -> np.ndarray:
+    """(h, w) True where no band is nodata or NaN."""
+    ok = np.ones(strip.shape[1:], dtype=bool)
+    if strip.dtype.kind == "f":
+        ok &= ~np.isnan(strip).any(axis=0)
+    if nodata is not None and not np.isnan(nodata):
+        for band in strip:
+            ok &= band != nodata
+    return ok
+
+
+def _tile_plane(
+    scene: RasterScene | VolumeScene,
+    plane: int,
+    tile: TileParams,
+    split_of: Any,
+    shards: _ShardSet,
+    stats: list[BandStats],
+    rows: list[dict],
+    counts: dict[str, int],
+    pool: ThreadPoolExecutor,
+) -> None:
+    rec = scene.rec
+    H, W = scene.plane_shape
+    grid = TileGrid(H, W, tile.size, tile.stride)
+    s = tile.size
+    nodata = rec.nodata
+    pad = nodata if nodata is not None else 0
+    C = rec.shape[0]
+    roffs = grid.row_offsets
+    coffs = grid.col_offsets
+
+    def fetch(r: int) -> tuple[np.ndarray, np.ndarray | None]:
+        h = min(s, H - r)
+        return scene.read(plane, r, 0, h, W), scene.read_label(plane, r, 0, h, W)
+
+    nxt = pool.submit(fetch, roffs[0])
+    for ri, r in enumerate(roffs):
+        strip, lab = nxt.result()
+        if ri + 1 < len(roffs):
+            nxt = pool.submit(fetch, roffs[ri + 1])
+        h = strip.shape[1]
+        fresh = (roffs[ri + 1] - r) if ri + 1 < len(roffs) else h
+        for b in range(C):
+            stats[b].update(strip[b, :fresh], nodata)
+        ok = _valid_mask(strip, nodata)
+        for c in coffs:
+            counts["total"] += 1
+            split = split_of(r, c)
+            if split is None:
+                counts["dropped_border"] += 1
+                continue
+            w = min(s, W - c)
+            n_valid = int(ok[:, c : c + w].sum())
+            vf = n_valid / (s * s)
+            if vf < tile.min_valid_fraction or n_valid == 0:
+                counts["dropped_invalid"] += 1
+                continue
+            img = np.full((C, s, s), pad, dtype=strip.dtype)
+            img[:, :h, :w] = strip[:, :, c : c + w]
+            valid = np.zeros((s, s), dtype=bool)
+            valid[:h, :w] = ok[:, c : c + w]
+            label = None
+            fractions: list[float] = []
+            if lab is not None:
+                label = np.full((s, s), IGNORE, dtype=np.uint8)
+                label[:h, :w] = lab[:, c : c + w]
+                n_cls = len(rec.class_names)
+                cnt = np.bincount(label[label != IGNORE], minlength=n_cls)[:n_cls]
+                fractions = (cnt / float(s * s)).tolist()
+            shard, srow = shards.add(img, valid, label)
+            counts["kept"] += 1
+            rows.append(
+                {
+                    "tile_id": f"{rec.scene_id}:{plane}:{r}:{c}",
+                    "scene_id": rec.scene_id,
+                    "source": rec.source,
+                    "split": split,
+                    "shard": shard,
+                    "shard_row": srow,
+                    "row_off": r,
+                    "col_off": c,
+                    "slice": plane if rec.kind != "geotiff" else -1,
+                    "valid_fraction": vf,
+                    "has_label": label is not None,
+                    "label_fractions": fractions,
+                    **scene.tile_meta(plane, r, c),
+                }
+            )
+
+
+def tile_scene(
+    rec: SceneRecord,
+    tile: TileParams,
+    assignment: dict[str, Any],
+    parts_dir: Path,
+    base: Path,
+    reuse: list[Path] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Tile one scene into ``parts_dir/<content key>/``; reuses a finished part when present.
+
+    Returns the part summary: its name, index rows, per-band statistics state and counts.
+    """
+    name = part_name(rec, tile, assignment)
+    final = parts_dir / name
+    if (final / PART_FILE).exists():
+        return dict(json.loads((final / PART_FILE).read_text()))
+    for other in reuse or []:
+        if (other / name / PART_FILE).exists():
+            tmp = parts_dir / f".{name}.linking"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            for f in (other / name).iterdir():
+                os.link(f, tmp / f.name)
+            os.replace(tmp, final)
+            return dict(json.loads((final / PART_FILE).read_text()))
+    work = parts_dir / f".{name}.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    env = rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=64)
+    with env, ThreadPoolExecutor(max_workers=1) as pool:
+        scene = open_scene(rec, base, tile.axis)
+        try:
+            rows: list[dict[str, Any]] = []
+            counts = {"total": 0, "kept": 0, "dropped_border": 0, "dropped_invalid": 0}
+            stats = [BandStats.for_dtype(scene.dtype) for _ in rec.band_names]
+            shards = _ShardSet(
+                work,
+                "tiles",
+                (rec.shape[0], tile.size, tile.size),
+                scene.dtype,
+                rec.label_spec is not None,
+                tile.shard_tiles,
+            )
+            planes = range(scene.n_planes)
+            split_fn = _split_fn(rec, scene, tile, assignment)
+            for plane in tqdm(
+                planes,
+                desc=rec.scene_id,
+                disable=not progress or len(planes) < 2,
+                unit="slice",
+                leave=False,
+            ):
+                _tile_plane(scene, plane, tile, split_fn(plane), shards, stats, rows, counts, pool)
+            shards.close()
+        finally:
+            scene.close()
+    summary = {
+        "name": name,
+        "scene_id": rec.scene_id,
+        "source": rec.source,
+        "rows": rows,
+        "counts": counts,
+        "stats": [s.to_state() for s in stats],
+        "dtype": str(scene.dtype),
+    }
+    atomic_write_json(work / PART_FILE, summary)
+    os.replace(work, final)
+    return summary
+
+
+def _split_fn(
+    rec: SceneRecord, scene: RasterScene | VolumeScene, tile: TileParams, assignment: dict[str, Any]
+) -> Any:
+    """plane → (row_off, col_off) → split name or None (dropped)."""
+    p = tile.split
+    H, W = scene.plane_shape
+    if assignment["mode"] == "blocks":
+        blocks = raster_blocks(rec.scene_id, H, W, p)
+        return lambda plane: (
+            lambda r, c: raster_tile_split(blocks, p.block_size, r, c, tile.size, H, W)
+        )
+    if assignment["mode"] == "subject":
+        return lambda plane: lambda r, c: assignment["split"]
+    per_slice = slab_splits(rec.scene_id, scene.n_planes, p)
+    return lambda plane: lambda r, c: per_slice[plane]
