@@ -28,8 +28,6 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(BIN)/tessera samples
-	$(BIN)/dvc config core.analytics false
-	$(BIN)/dvc config core.check_update false
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
 	$(BIN)/tessera summary
 

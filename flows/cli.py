@@ -27,12 +27,6 @@ class UserError(Exception):
     """A problem to report in one line, without a traceback."""
 
 
-def _fail(msg: str, code: int = 1) -> None:
-    for line in msg.splitlines() or [msg]:
-        typer.echo(f"tessera: {line}", err=True)
-    raise typer.Exit(code)
-
-
 def _load(params: Path, overrides: list[str] | None, runner: str | None = None) -> Any:
     from pydantic import ValidationError
 
@@ -173,22 +167,41 @@ def summary(tiles: Path = Path("outputs/tiles")) -> None:
     Console().print(t)
 
 
-def main() -> None:
-    """Console entry point: offline defaults, one-line errors, no tracebacks."""
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit status; errors become one line, never a traceback."""
+    try:  # typer >= 0.17 vendors click
+        from typer._click import exceptions as click_exc
+    except ImportError:  # pragma: no cover
+        from click import exceptions as click_exc  # type: ignore[no-redef]
+
     configure_environment()
     from tasks.errors import BadInputError, StoreLockedError
 
     try:
-        app()
-    except UserError as exc:
-        _fail(str(exc))
-    except (BadInputError, StoreLockedError) as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        result = app(args=argv, standalone_mode=False, prog_name="tessera")
+        return result if isinstance(result, int) else 0
+    except typer.Exit as exc:
+        return exc.exit_code
+    except click_exc.ClickException as exc:
+        if exc.format_message():
+            typer.echo(f"tessera: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except (UserError, BadInputError, StoreLockedError) as exc:
+        return _report(str(exc))
     except FileNotFoundError as exc:
-        _fail(f"{exc.filename}: file not found")
+        return _report(f"{exc.filename}: file not found")
+
+
+def _report(msg: str, code: int = 1) -> int:
+    for line in msg.splitlines() or [msg]:
+        typer.echo(f"tessera: {line}", err=True)
+    return code
+
+
+def main() -> None:
+    """Console entry point."""
+    sys.exit(run())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
