@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -383,5 +382,14 @@ def write_catalog(records: list[SceneRecord], path: Path) -> None:
 def read_catalog(path: Path) -> list[SceneRecord]:
     """Read the records back."""
     df = pd.read_parquet(path)
-    rows = json.loads(df.to_json(orient="records"))
-    return [SceneRecord.model_validate(r) for r in rows]
+    return [SceneRecord.model_validate({k: _plain(v) for k, v in row.items()})
+            for row in df.to_dict("records")]
+
+
+def _plain(v: object) -> object:
+    """Parquet cell → plain Python (arrays to lists, NaN to None)."""
+    if isinstance(v, np.ndarray):
+        return [_plain(x) for x in v.tolist()]
+    if isinstance(v, float) and np.isnan(v):
+        return None
+    return v

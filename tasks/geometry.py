@@ -52,7 +52,7 @@ class TileGrid:
 
 def tile_transform(transform: Affine, row_off: int, col_off: int) -> tuple[float, ...]:
     """Six coefficients of a tile's own grid: ``rasterio.windows.transform(window, transform)``."""
-    t = transform * Affine.translation(col_off, row_off)
+    t = transform @ Affine.translation(col_off, row_off)
     return (t.a, t.b, t.c, t.d, t.e, t.f)
 
 

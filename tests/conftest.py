@@ -1,0 +1,55 @@
+"""Shared fixtures: an offline Prefect harness for the session and the in-process CLI."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_HOME = Path(tempfile.mkdtemp(prefix="tessera-test-prefect-"))
+os.environ["PREFECT_HOME"] = str(_HOME)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """One temporary Prefect API for every flow of the session; yields its URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield str(PREFECT_API_URL.value())
+
+
+@pytest.fixture
+def cli(prefect_api: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """Run ``tessera ARGS`` in-process in a working directory; returns (rc, stdout, stderr)."""
+    from flows.cli import run
+
+    def invoke(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        rc = run([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return invoke
+
+
+@pytest.fixture
+def subprocess_env(prefect_api: str) -> dict[str, str]:
+    """Environment for child processes: the session's Prefect API, the venv on PATH."""
+    env = dict(os.environ)
+    env["PREFECT_API_URL"] = prefect_api
+    env["PATH"] = f"{Path(os.sys.executable).parent}:{env.get('PATH', '')}"
+    return env

@@ -1,0 +1,59 @@
+"""Tiny rasters and volumes with real profiles (CRS, affine, nodata, dtype)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import rasterio
+from affine import Affine
+
+UTM16 = "EPSG:32616"
+L8_ORIGIN = (452475.0, 3408645.0)
+
+
+def write_geotiff(path: Path, data: np.ndarray, *, crs: str | None = UTM16,
+                  transform: Affine | None = None, nodata: float | None = None,
+                  **profile: Any) -> Path:
+    """Write a (C, H, W) or (H, W) array as a GeoTIFF."""
+    arr = data if data.ndim == 3 else data[None]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prof = {"driver": "GTiff", "count": arr.shape[0], "height": arr.shape[1],
+            "width": arr.shape[2], "dtype": arr.dtype.name, "nodata": nodata,
+            "transform": transform or Affine(30.0, 0.0, L8_ORIGIN[0], 0.0, -30.0, L8_ORIGIN[1])}
+    if crs is not None:
+        prof["crs"] = crs
+    prof.update(profile)
+    with rasterio.open(path, "w", **prof) as ds:
+        ds.write(arr)
+    return path
+
+
+def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
+    """Write an array as NIfTI with the given affine."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    return path
+
+
+def landsat_like(root: Path, h: int = 45, w: int = 50, seed: int = 0) -> dict[str, Path]:
+    """A Landsat-8-style band stack: B1..B4 at 30 m, B8 at 15 m, plus a BQA band."""
+    rng = np.random.default_rng(seed)
+    files = {}
+    for b in ("B1", "B2", "B3", "B4"):
+        a = rng.integers(5000, 20000, size=(h, w), dtype=np.uint16)
+        a[:3, :] = 0  # fill rows at the top
+        files[b] = write_geotiff(root / f"l8_{b}.tif", a)
+    pan = rng.integers(5000, 20000, size=(2 * h, 2 * w), dtype=np.uint16)
+    t15 = Affine(15.0, 0.0, L8_ORIGIN[0], 0.0, -15.0, L8_ORIGIN[1])
+    files["B8"] = write_geotiff(root / "l8_B8.tif", pan, transform=t15)
+    qa = np.zeros((h, w), dtype=np.uint16)
+    qa[:3, :] = 1  # designated fill
+    qa[10:20, 10:20] |= 3 << 14  # high-confidence cloud
+    qa[25:30, :] |= 2 << 12  # medium cirrus
+    qa[35:, 30:] |= 3 << 4  # water
+    qa[12:14, 12:14] |= 3 << 4  # water under cloud: cloud wins
+    files["BQA"] = write_geotiff(root / "l8_BQA.tif", qa)
+    return files
