@@ -60,10 +60,16 @@ def samples(
     dest: Annotated[Path, typer.Option(help="Where to copy the data.")] = Path("data"),
 ) -> None:
     """Copy the real sample data (Landsat 8, Sentinel-2, MNI152, DICOM) into data/."""
-    from tasks.samples import copy_samples, sample_files
+    from tasks.samples import cache_if_unchanged, copy_samples, sample_files
 
     written = copy_samples(dest)
     typer.echo(f"{len(sample_files())} sample files in {dest}/ ({len(written)} written)")
+    dvc_file = dest.parent / f"{dest.name}.dvc"
+    if dvc_file.exists() and (dest.parent / ".dvc").is_dir():
+        problem = cache_if_unchanged(dvc_file)
+        if problem:
+            raise UserError(problem)
+        typer.echo(f"{dvc_file}: unchanged; data cached by DVC")
 
 
 @app.command()

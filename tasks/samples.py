@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -54,3 +56,21 @@ def copy_samples(dest: Path) -> list[Path]:
         tmp.replace(target)
         written.append(target)
     return written
+
+
+def cache_if_unchanged(dvc_file: Path) -> str | None:
+    """Put the copied data in the DVC cache if it still matches ``dvc_file``.
+
+    Returns None on success, else the reason. It never rewrites ``dvc_file``: a mismatch
+    (e.g. other package versions) is reported, not committed.
+    """
+    res = subprocess.run(
+        [sys.executable, "-m", "dvc", "commit", "--quiet", dvc_file.name],
+        cwd=dvc_file.parent, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        check=False,
+    )
+    if res.returncode == 0:
+        return None
+    if "changed" in res.stderr:
+        return f"{dvc_file}: the copied sample data differ from the committed md5"
+    return f"{dvc_file}: dvc commit failed ({res.stderr.strip().splitlines()[-1:]})"

@@ -1,0 +1,26 @@
+"""Mapped tasks on prefect-dask's DaskTaskRunner with a 2-worker LocalCluster."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.store import TileStore
+from tests.helpers import write_geotiff, write_nifti
+
+pytestmark = pytest.mark.slow
+
+
+def test_dask_runner_gives_the_same_store_as_threads(tmp_path, cli):
+    rng = np.random.default_rng(5)
+    a = write_geotiff(tmp_path / "a.tif", rng.integers(1, 500, (2, 60, 60), dtype=np.uint16))
+    b = write_nifti(tmp_path / "b.nii.gz", rng.random((20, 20, 12)).astype(np.float32),
+                    np.diag([2.0, 2.0, 3.0, 1.0]))
+    common = ["--input", a, "--input", b, "--size", 16, "--min-valid-fraction", 0]
+    rc, _, err = cli("tile", *common, "--out", tmp_path / "dask", "--task-runner", "dask",
+                     cwd=tmp_path)
+    assert rc == 0, err
+    rc, _, err = cli("tile", *common, "--out", tmp_path / "threads", cwd=tmp_path)
+    assert rc == 0, err
+    d, t = TileStore.open(tmp_path / "dask"), TileStore.open(tmp_path / "threads")
+    pd.testing.assert_frame_equal(d.index, t.index)
+    assert d.info == t.info and len(d) > 0
