@@ -27,7 +27,7 @@ def store_info(
 ) -> dict[str, Any]:
     """``store.json`` content: parameters, sources with classes and statistics, scenes."""
     bands = {r.source: r.band_names for r in records}
-    sources = {}
+    sources: dict[str, dict[str, Any]] = {}
     for r in records:
         sources.setdefault(
             r.source,

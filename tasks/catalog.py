@@ -382,8 +382,10 @@ def write_catalog(records: list[SceneRecord], path: Path) -> None:
 def read_catalog(path: Path) -> list[SceneRecord]:
     """Read the records back."""
     df = pd.read_parquet(path)
-    return [SceneRecord.model_validate({k: _plain(v) for k, v in row.items()})
-            for row in df.to_dict("records")]
+    return [
+        SceneRecord.model_validate({k: _plain(v) for k, v in row.items()})
+        for row in df.to_dict("records")
+    ]
 
 
 def _plain(v: object) -> object:

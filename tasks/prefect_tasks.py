@@ -30,14 +30,13 @@ def source_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
 
 
 inspect_source_task = task(
-    inspect_source,
     name="inspect-source",
     retries=2,
     retry_delay_seconds=1,
     cache_key_fn=source_cache_key,
     persist_result=True,
-)
-write_catalog_task = task(write_catalog, name="write-catalog", retries=2, retry_delay_seconds=1)
+)(inspect_source)
+write_catalog_task = task(name="write-catalog", retries=2, retry_delay_seconds=1)(write_catalog)
 
 
 def retry_unless_bad_input(task: Any, task_run: Any, state: Any) -> bool:
@@ -52,9 +51,8 @@ def retry_unless_bad_input(task: Any, task_run: Any, state: Any) -> bool:
 
 
 tile_scene_task = task(
-    tile_scene,
     name="tile-scene",
     retries=2,
     retry_delay_seconds=1,
     retry_condition_fn=retry_unless_bad_input,
-)
+)(tile_scene)

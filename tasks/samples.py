@@ -66,7 +66,10 @@ def cache_if_unchanged(dvc_file: Path) -> str | None:
     """
     res = subprocess.run(
         [sys.executable, "-m", "dvc", "commit", "--quiet", dvc_file.name],
-        cwd=dvc_file.parent, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        cwd=dvc_file.parent,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
         check=False,
     )
     if res.returncode == 0:

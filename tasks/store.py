@@ -77,7 +77,8 @@ def finish_store(out: Path, tmp: Path, parts: list[dict[str, Any]], info: dict[s
     rows = [
         row | {"shard": f"parts/{p['name']}/{row['shard']}"} for p in parts for row in p["rows"]
     ]
-    index = pd.DataFrame(rows, columns=_INDEX_COLUMNS if not rows else None)
+    geo = [c for c in ("crs", "transform", "affine") if any(c in r for r in rows)]
+    index = pd.DataFrame(rows, columns=_INDEX_COLUMNS + geo)
     buf = io.BytesIO()
     index.to_parquet(buf, index=False)
     atomic_write_bytes(tmp / INDEX_FILE, buf.getvalue())

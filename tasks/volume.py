@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ def check_nifti_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
 
     _check_exists(path)
     try:
-        img = nib.load(str(path))
+        img: Any = nib.load(str(path))
     except Exception as exc:  # nibabel raises many types for junk
         raise BadInputError(
             path, f"not a readable NIfTI ({type(exc).__name__}: {str(exc)[:100]})"
@@ -150,6 +151,7 @@ def load_volume(path: Path, kind: str) -> Volume:
     from monai.transforms import LoadImage, Orientation
 
     disk_dtype: np.dtype | None
+    reader: Any
     if kind == "nifti":
         _, disk_dtype = check_nifti_header(path)
         reader = NibabelReader()
@@ -169,9 +171,10 @@ def load_volume(path: Path, kind: str) -> Volume:
     if arr.ndim == 5 and arr.shape[3] == 1:
         arr = arr[:, :, :, 0, :]
     arr = arr[None] if arr.ndim == 3 else np.moveaxis(arr, -1, 0)
+    import torch
     from monai.data import MetaTensor
 
-    mt = MetaTensor(np.ascontiguousarray(arr), affine=np.asarray(img.affine, dtype=np.float64))
-    ras = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(mt)
+    mt = MetaTensor(np.ascontiguousarray(arr), affine=torch.as_tensor(np.asarray(img.affine)))
+    ras: Any = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(mt)
     out = np.ascontiguousarray(np.asarray(ras))
     return Volume(_exact_dtype(out, disk_dtype), np.asarray(ras.affine, dtype=np.float64))

@@ -14,15 +14,27 @@ UTM16 = "EPSG:32616"
 L8_ORIGIN = (452475.0, 3408645.0)
 
 
-def write_geotiff(path: Path, data: np.ndarray, *, crs: str | None = UTM16,
-                  transform: Affine | None = None, nodata: float | None = None,
-                  **profile: Any) -> Path:
+def write_geotiff(
+    path: Path,
+    data: np.ndarray,
+    *,
+    crs: str | None = UTM16,
+    transform: Affine | None = None,
+    nodata: float | None = None,
+    **profile: Any,
+) -> Path:
     """Write a (C, H, W) or (H, W) array as a GeoTIFF."""
     arr = data if data.ndim == 3 else data[None]
     path.parent.mkdir(parents=True, exist_ok=True)
-    prof = {"driver": "GTiff", "count": arr.shape[0], "height": arr.shape[1],
-            "width": arr.shape[2], "dtype": arr.dtype.name, "nodata": nodata,
-            "transform": transform or Affine(30.0, 0.0, L8_ORIGIN[0], 0.0, -30.0, L8_ORIGIN[1])}
+    prof = {
+        "driver": "GTiff",
+        "count": arr.shape[0],
+        "height": arr.shape[1],
+        "width": arr.shape[2],
+        "dtype": arr.dtype.name,
+        "nodata": nodata,
+        "transform": transform or Affine(30.0, 0.0, L8_ORIGIN[0], 0.0, -30.0, L8_ORIGIN[1]),
+    }
     if crs is not None:
         prof["crs"] = crs
     prof.update(profile)

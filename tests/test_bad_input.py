@@ -13,8 +13,7 @@ from tests.helpers import write_geotiff, write_nifti
 
 
 def _truncated_tif(d):
-    p = write_geotiff(d / "truncated.tif", np.arange(200 * 200, dtype=np.uint16).reshape(200,
-                                                                                          200))
+    p = write_geotiff(d / "truncated.tif", np.arange(200 * 200, dtype=np.uint16).reshape(200, 200))
     p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
     return p, None
 
@@ -45,8 +44,11 @@ def _all_nan(d):
 
 def _label_mismatch(d):
     img = write_geotiff(d / "image.tif", np.ones((16, 16), np.uint8))
-    lab = write_geotiff(d / "shifted_label.tif", np.ones((16, 16), np.uint8),
-                        transform=Affine(30.0, 0.0, 452535.0, 0.0, -30.0, 3408645.0))
+    lab = write_geotiff(
+        d / "shifted_label.tif",
+        np.ones((16, 16), np.uint8),
+        transform=Affine(30.0, 0.0, 452535.0, 0.0, -30.0, 3408645.0),
+    )
     return img, lab
 
 
@@ -96,7 +98,7 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(tmp_path, cli, case):
     args = ["tile", "--input", bad, "--out", out, "--size", 8]
     if label:
         args += ["--label", label]
-    rc, stdout, err = cli(*args, cwd=tmp_path)
+    rc, _stdout, err = cli(*args, cwd=tmp_path)
     lines = [ln for ln in err.splitlines() if ln.startswith("tessera:")]
     assert rc == 1
     assert len(lines) == 1, err
@@ -110,8 +112,22 @@ def test_skip_keeps_good_inputs_and_lists_rejects(tmp_path, cli):
     bad1, _ = _no_crs(tmp_path)
     bad2, _ = _zero_byte(tmp_path)
     out = tmp_path / "store"
-    rc, stdout, err = cli("tile", "--input", good, "--input", bad1, "--input", bad2, "--out", out,
-                          "--size", 8, "--on-bad-input", "skip", cwd=tmp_path)
+    rc, stdout, err = cli(
+        "tile",
+        "--input",
+        good,
+        "--input",
+        bad1,
+        "--input",
+        bad2,
+        "--out",
+        out,
+        "--size",
+        8,
+        "--on-bad-input",
+        "skip",
+        cwd=tmp_path,
+    )
     assert rc == 0, err
     rejected = json.loads((out / "rejected.json").read_text())
     assert sorted(r["path"].split("/")[-1] for r in rejected) == ["empty.tif", "nocrs.tif"]

@@ -13,11 +13,15 @@ pytestmark = pytest.mark.slow
 def test_dask_runner_gives_the_same_store_as_threads(tmp_path, cli):
     rng = np.random.default_rng(5)
     a = write_geotiff(tmp_path / "a.tif", rng.integers(1, 500, (2, 60, 60), dtype=np.uint16))
-    b = write_nifti(tmp_path / "b.nii.gz", rng.random((20, 20, 12)).astype(np.float32),
-                    np.diag([2.0, 2.0, 3.0, 1.0]))
+    b = write_nifti(
+        tmp_path / "b.nii.gz",
+        rng.random((20, 20, 12)).astype(np.float32),
+        np.diag([2.0, 2.0, 3.0, 1.0]),
+    )
     common = ["--input", a, "--input", b, "--size", 16, "--min-valid-fraction", 0]
-    rc, _, err = cli("tile", *common, "--out", tmp_path / "dask", "--task-runner", "dask",
-                     cwd=tmp_path)
+    rc, _, err = cli(
+        "tile", *common, "--out", tmp_path / "dask", "--task-runner", "dask", cwd=tmp_path
+    )
     assert rc == 0, err
     rc, _, err = cli("tile", *common, "--out", tmp_path / "threads", cwd=tmp_path)
     assert rc == 0, err

@@ -15,15 +15,20 @@ pytestmark = pytest.mark.slow
 
 
 def _sh(cmd, cwd, env, timeout=240):
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    return subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def _git_dvc_repo(path, env):
     path.mkdir(exist_ok=True)
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.org"],
-                ["git", "config", "user.name", "t"], ["dvc", "init", "-q"],
-                ["dvc", "config", "core.analytics", "false"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "t@example.org"],
+        ["git", "config", "user.name", "t"],
+        ["dvc", "init", "-q"],
+        ["dvc", "config", "core.analytics", "false"],
+    ):
         res = _sh(cmd, path, env)
         assert res.returncode == 0, res.stderr
 
@@ -32,7 +37,7 @@ def test_samples_match_committed_data_dvc(tmp_path, cli, subprocess_env):
     repo = tmp_path / "clone"
     _git_dvc_repo(repo, subprocess_env)
     shutil.copy(REPO / "data.dvc", repo / "data.dvc")
-    rc, out, err = cli("samples", "--dest", repo / "data", cwd=repo)
+    rc, _out, err = cli("samples", "--dest", repo / "data", cwd=repo)
     assert rc == 0, err
     res = _sh(["dvc", "status", "--json", "data.dvc"], repo, subprocess_env)
     assert res.returncode == 0, res.stderr
@@ -46,12 +51,20 @@ def test_dvc_repro_runs_then_is_a_noop(tmp_path, subprocess_env):
     for pkg in ("flows", "tasks"):
         shutil.copytree(REPO / pkg, repo / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     landsat_like(repo / "data" / "l8")
-    write_nifti(repo / "data" / "vol.nii.gz",
-                np.random.default_rng(0).random((12, 14, 10)).astype(np.float32), np.eye(4))
+    write_nifti(
+        repo / "data" / "vol.nii.gz",
+        np.random.default_rng(0).random((12, 14, 10)).astype(np.float32),
+        np.eye(4),
+    )
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["ingest"]["sources"] = [
-        {"name": "l8", "kind": "geotiff", "glob": "data/l8/l8_B*.tif",
-         "band_regex": r"l8_(?P<band>B\d+)\.tif$", "nodata": 0},
+        {
+            "name": "l8",
+            "kind": "geotiff",
+            "glob": "data/l8/l8_B*.tif",
+            "band_regex": r"l8_(?P<band>B\d+)\.tif$",
+            "nodata": 0,
+        },
         {"name": "vol", "kind": "nifti", "paths": ["data/vol.nii.gz"]},
     ]
     params["tile"].update(size=8, stride=8)

@@ -21,7 +21,7 @@ def test_overlapping_tiles_never_cross_splits():
     assert {s for *_, s in tiles} == {"train", "val", "test"}
     fp = _footprints(tiles, size, h, w)
     for i, (r0, c0, r1, c1, s) in enumerate(fp):
-        for r0b, c0b, r1b, c1b, sb in fp[i + 1:]:
+        for r0b, c0b, r1b, c1b, sb in fp[i + 1 :]:
             if s != sb:
                 assert r1 <= r0b or r1b <= r0 or c1 <= c0b or c1b <= c0
 

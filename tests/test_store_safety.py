@@ -26,9 +26,13 @@ def test_second_writer_is_refused(tmp_path, cli):
 
 def _inputs(tmp_path, n=4, side=900):
     rng = np.random.default_rng(0)
-    return [write_geotiff(tmp_path / f"scene{i}.tif",
-                          rng.integers(1, 60000, size=(4, side, side), dtype=np.uint16))
-            for i in range(n)]
+    return [
+        write_geotiff(
+            tmp_path / f"scene{i}.tif",
+            rng.integers(1, 60000, size=(4, side, side), dtype=np.uint16),
+        )
+        for i in range(n)
+    ]
 
 
 def test_sigkill_leaves_no_partial_store_and_rerun_is_identical(tmp_path, cli, subprocess_env):
@@ -37,7 +41,11 @@ def test_sigkill_leaves_no_partial_store_and_rerun_is_identical(tmp_path, cli, s
     out = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "tile", *args, "--out", str(out)],
-        env=subprocess_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env=subprocess_env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     staging = tmp_path / "killed.tmp" / "parts"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:

@@ -24,27 +24,48 @@ def _check_raster_tiles_exact(store, src_path, size):
             assert rasterio.crs.CRS.from_wkt(m["crs"]) == src.crs
 
 
-@pytest.mark.parametrize("dtype,compress", [("uint16", None), ("float32", "deflate"),
-                                            ("int16", "lzw")])
+@pytest.mark.parametrize(
+    "dtype,compress", [("uint16", None), ("float32", "deflate"), ("int16", "lzw")]
+)
 def test_geotiff_tiles_match_source_exactly(tmp_path, cli, dtype, compress):
     rng = np.random.default_rng(0)
     data = (rng.normal(100, 30, size=(3, 70, 90))).clip(1, None).astype(dtype)
     data[:, :5, :7] = 0  # a nodata corner
-    extra = {"compress": compress, "tiled": True, "blockxsize": 32, "blockysize": 32} \
-        if compress else {}
-    src = write_geotiff(tmp_path / "in dir ünïcode" / "scène 1.tif", data,
-                        crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 4200000),
-                        nodata=0, **extra)
+    extra = (
+        {"compress": compress, "tiled": True, "blockxsize": 32, "blockysize": 32}
+        if compress
+        else {}
+    )
+    src = write_geotiff(
+        tmp_path / "in dir ünïcode" / "scène 1.tif",
+        data,
+        crs="EPSG:32633",
+        transform=Affine(10, 0, 500000, 0, -10, 4200000),
+        nodata=0,
+        **extra,
+    )
     out = tmp_path / "my tiles"
-    rc, _, err = cli("tile", "--input", src, "--out", out, "--size", 32, "--stride", 24,
-                     "--min-valid-fraction", 0, cwd=tmp_path)
+    rc, _, err = cli(
+        "tile",
+        "--input",
+        src,
+        "--out",
+        out,
+        "--size",
+        32,
+        "--stride",
+        24,
+        "--min-valid-fraction",
+        0,
+        cwd=tmp_path,
+    )
     assert rc == 0, err
     store = TileStore.open(out)
     assert len(store) > 0 and store.index.split.notna().all()
     _check_raster_tiles_exact(store, src, 32)
     # Padding is nodata and marked invalid
     edge = [store[i] for i in range(len(store)) if store[i]["meta"]["row_off"] + 32 > 70]
-    assert edge and all(not t["valid"][70 - t["meta"]["row_off"]:].any() for t in edge)
+    assert edge and all(not t["valid"][70 - t["meta"]["row_off"] :].any() for t in edge)
     (source,) = store.info["sources"].values()
     stats = source["stats"]["b1"]
     valid = data[0][data[0] != 0].astype(np.float64)
@@ -56,9 +77,20 @@ def test_nodata_drops_tiles_below_min_valid_fraction(tmp_path, cli):
     data = np.ones((1, 64, 64), dtype=np.uint8)
     data[:, :, 32:] = 0
     src = write_geotiff(tmp_path / "half.tif", data, nodata=0)
-    rc, _, err = cli("tile", "--input", src, "--out", tmp_path / "t", "--size", 32,
-                     "--min-valid-fraction", 0.5, "--set", "tile.split.block_size=32",
-                     cwd=tmp_path)
+    rc, _, err = cli(
+        "tile",
+        "--input",
+        src,
+        "--out",
+        tmp_path / "t",
+        "--size",
+        32,
+        "--min-valid-fraction",
+        0.5,
+        "--set",
+        "tile.split.block_size=32",
+        cwd=tmp_path,
+    )
     assert rc == 0, err
     store = TileStore.open(tmp_path / "t")
     assert sorted(store.index.col_off.unique()) == [0]
@@ -74,11 +106,24 @@ def test_nifti_tiles_carry_exact_affines(tmp_path, cli, axis):
     rng = np.random.default_rng(1)
     vol = rng.integers(0, 1000, size=(20, 24, 18)).astype(np.int16)
     # LPS-ish, oblique: reorientation to RAS must be undone exactly by the tile affines
-    a = np.array([[-0.9, 0.1, 0.0, 90.0], [0.05, -1.1, 0.2, 120.0], [0.0, 0.1, 1.3, -60.0],
-                  [0, 0, 0, 1.0]])
+    a = np.array(
+        [[-0.9, 0.1, 0.0, 90.0], [0.05, -1.1, 0.2, 120.0], [0.0, 0.1, 1.3, -60.0], [0, 0, 0, 1.0]]
+    )
     src = write_nifti(tmp_path / "brain scan.nii.gz", vol, a)
-    rc, _, err = cli("tile", "--input", src, "--out", tmp_path / "t", "--size", 16,
-                     "--axis", axis, "--min-valid-fraction", 0, cwd=tmp_path)
+    rc, _, err = cli(
+        "tile",
+        "--input",
+        src,
+        "--out",
+        tmp_path / "t",
+        "--size",
+        16,
+        "--axis",
+        axis,
+        "--min-valid-fraction",
+        0,
+        cwd=tmp_path,
+    )
     assert rc == 0, err
     store = TileStore.open(tmp_path / "t")
     assert len(store) > 0
@@ -96,8 +141,18 @@ def test_nifti_tiles_carry_exact_affines(tmp_path, cli, axis):
 def test_4d_nifti_keeps_channels_and_5d_is_refused(tmp_path, cli):
     vol = np.arange(10 * 12 * 8 * 3, dtype=np.float32).reshape(10, 12, 8, 3)
     src = write_nifti(tmp_path / "multi.nii.gz", vol, np.eye(4))
-    rc, _, err = cli("tile", "--input", src, "--out", tmp_path / "t", "--size", 8,
-                     "--min-valid-fraction", 0, cwd=tmp_path)
+    rc, _, err = cli(
+        "tile",
+        "--input",
+        src,
+        "--out",
+        tmp_path / "t",
+        "--size",
+        8,
+        "--min-valid-fraction",
+        0,
+        cwd=tmp_path,
+    )
     assert rc == 0, err
     t = TileStore.open(tmp_path / "t")[0]
     assert t["image"].shape == (3, 8, 8)
@@ -125,10 +180,25 @@ def test_dicom_sample_tiles(tmp_path, cli):
 
 def test_stack_of_single_band_files(tmp_path, cli):
     rng = np.random.default_rng(2)
-    a = [write_geotiff(tmp_path / f"band{i}.tif", rng.integers(1, 9, (40, 40), dtype=np.uint8))
-         for i in range(3)]
-    rc, _, err = cli("tile", "--input", a[0], "--input", a[1], "--input", a[2], "--stack",
-                     "--out", tmp_path / "t", "--size", 20, cwd=tmp_path)
+    a = [
+        write_geotiff(tmp_path / f"band{i}.tif", rng.integers(1, 9, (40, 40), dtype=np.uint8))
+        for i in range(3)
+    ]
+    rc, _, err = cli(
+        "tile",
+        "--input",
+        a[0],
+        "--input",
+        a[1],
+        "--input",
+        a[2],
+        "--stack",
+        "--out",
+        tmp_path / "t",
+        "--size",
+        20,
+        cwd=tmp_path,
+    )
     assert rc == 0, err
     store = TileStore.open(tmp_path / "t")
     assert store[0]["image"].shape == (3, 20, 20)
@@ -140,10 +210,11 @@ def test_label_mask_from_the_command_line(tmp_path, cli):
     lab = np.zeros((32, 32), np.uint8)
     lab[8:16] = 2
     lbl = write_geotiff(tmp_path / "mask.tif", lab)
-    rc, _, err = cli("tile", "--input", img, "--label", lbl, "--out", tmp_path / "t",
-                     "--size", 16, cwd=tmp_path)
+    rc, _, err = cli(
+        "tile", "--input", img, "--label", lbl, "--out", tmp_path / "t", "--size", 16, cwd=tmp_path
+    )
     assert rc == 0, err
     store = TileStore.open(tmp_path / "t")
-    t = [store[i] for i in range(len(store)) if store[i]["meta"]["row_off"] == 0][0]
-    np.testing.assert_array_equal(t["label"], lab[:16, t["meta"]["col_off"]:][:, :16])
+    t = next(store[i] for i in range(len(store)) if store[i]["meta"]["row_off"] == 0)
+    np.testing.assert_array_equal(t["label"], lab[:16, t["meta"]["col_off"] :][:, :16])
     assert store.info["sources"]["img"]["class_names"] == ["class_0", "class_1", "class_2"]
