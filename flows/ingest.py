@@ -43,9 +43,22 @@ def ingest_markdown(records: list[SceneRecord], rejected: list[dict[str, str]]) 
             f"{len(r.band_names)} | {', '.join(r.resampled_bands) or '-'} | "
             f"{r.label_kind or '-'} | {r.valid_fraction:.1%} |"
         )
-    if rejected:
-        lines += ["", "## Rejected", ""] + [f"- `{x['path']}`: {x['reason']}" for x in rejected]
-    return "\n".join(lines)
+    return "\n".join(lines + rejected_markdown(rejected))
+
+
+def rejected_markdown(rejected: list[dict[str, str]]) -> list[str]:
+    """Markdown lines listing rejected inputs (none when there are none)."""
+    if not rejected:
+        return []
+    return ["", "## Rejected", ""] + [f"- `{x['path']}`: {x['reason']}" for x in rejected]
+
+
+def failed_on(rejected: list[dict[str, str]]) -> State[Any]:
+    """A Failed state whose message is one line per rejected input."""
+    return Failed(
+        message="\n".join(f"{x['path']}: {x['reason']}" for x in rejected),
+        data={"rejected": rejected},
+    )
 
 
 @flow(name="tessera-ingest", log_prints=True)
@@ -54,10 +67,7 @@ def ingest_flow(params: IngestParams, base: str = ".") -> State[Any]:
     root = Path(base)
     records, rejected = inspect_all(params, root)
     if rejected and params.on_bad_input == "fail":
-        return Failed(
-            message="\n".join(f"{x['path']}: {x['reason']}" for x in rejected),
-            data={"rejected": rejected},
-        )
+        return failed_on(rejected)
     catalog = root / params.catalog
     write_catalog_task(records, catalog)
     atomic_write_json(catalog.parent / "rejected.json", rejected)

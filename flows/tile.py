@@ -12,7 +12,7 @@ from prefect.states import Completed, Failed, State
 from tqdm import tqdm
 
 from flows.config import IngestParams, TileStageParams
-from flows.ingest import inspect_all
+from flows.ingest import failed_on, inspect_all, rejected_markdown
 from tasks.catalog import SceneRecord, read_catalog
 from tasks.errors import BadInputError
 from tasks.files import atomic_write_json
@@ -98,9 +98,7 @@ def tile_markdown(info: dict[str, Any], n_tiles: int, rejected: list[dict[str, s
                 f"| {src} | {band} | {st['mean']:.4g} | {st['std']:.4g} | "
                 f"{st['min']:.4g} | {st['max']:.4g} | {st['p2']:.4g} | {st['p98']:.4g} |"
             )
-    if rejected:
-        lines += ["", "## Rejected", ""] + [f"- `{x['path']}`: {x['reason']}" for x in rejected]
-    return "\n".join(lines)
+    return "\n".join(lines + rejected_markdown(rejected))
 
 
 @flow(name="tessera-tile", log_prints=True)
@@ -120,7 +118,7 @@ def tile_flow(
         rej = catalog.parent / "rejected.json"
         rejected = json.loads(rej.read_text()) if rej.exists() else []
     if rejected and params.on_bad_input == "fail":
-        return Failed(message="\n".join(f"{x['path']}: {x['reason']}" for x in rejected))
+        return failed_on(rejected)
     if not records:
         return Failed(message=f"{params.out}: no valid input to tile")
     plan = plan_splits(records, params.split)
@@ -145,7 +143,7 @@ def tile_flow(
             except BadInputError as exc:
                 rejected.append(exc.as_dict())
         if rejected and params.on_bad_input == "fail":
-            return Failed(message="\n".join(f"{x['path']}: {x['reason']}" for x in rejected))
+            return failed_on(rejected)
         info = store_info(kept, parts, params)
         atomic_write_json(tmp / "rejected.json", rejected)
         finish_store(out, tmp, parts, info)

@@ -17,6 +17,7 @@ from tasks.raster import (
     BandRef,
     Grid,
     count_valid,
+    gdal_env,
     grid_of,
     group_band_files,
     open_checked,
@@ -87,7 +88,16 @@ def _check_raster_label(label: LabelSpec, grid: Grid, base: Path) -> list[Path]:
         xs: list[float] = []
         ys: list[float] = []
         for geom, _ in shapes:
-            g = transform_geom(crs or "EPSG:4326", rasterio.crs.CRS.from_wkt(grid.crs_wkt), geom)
+            try:
+                g = transform_geom(
+                    crs or "EPSG:4326", rasterio.crs.CRS.from_wkt(grid.crs_wkt), geom
+                )
+            except Exception as exc:  # GDAL raises CPLE_* errors outside RasterioError
+                raise BadInputError(
+                    files[0],
+                    "label extent mismatch: features cannot be placed "
+                    f"in the image CRS ({str(exc)[:80]})",
+                ) from None
             coords = np.asarray(list(_iter_coords(g["coordinates"])))
             xs += [coords[:, 0].min(), coords[:, 0].max()]
             ys += [coords[:, 1].min(), coords[:, 1].max()]
@@ -104,7 +114,7 @@ def _check_raster_label(label: LabelSpec, grid: Grid, base: Path) -> list[Path]:
                     f"{g.transform} differs from image {grid.height}x{grid.width} "
                     f"{grid.transform}",
                 )
-            count_valid(ds, 1, None, f)
+            count_valid(ds, [1], None, f)
     return files
 
 
@@ -126,6 +136,35 @@ def _label_classes(label: LabelSpec, files: list[Path], grid_values: int | None)
     return [f"class_{i}" for i in range(n)]
 
 
+def _unexpected(path: Path, exc: Exception) -> BadInputError:
+    """An unforeseen reader error, as a one-line rejection of the file."""
+    return BadInputError(path, f"could not be read ({type(exc).__name__}: {str(exc)[:120]})")
+
+
+def _source_files(spec: SourceSpec, base: Path) -> list[Path]:
+    """The source's image files (its label files excluded); none is an error."""
+    files = resolve_paths(spec.paths, spec.glob, base)
+    if not files:
+        raise BadInputError(base / (spec.glob or ""), f"source {spec.name!r} matches no files")
+    if spec.label:
+        label_paths = {p.resolve() for p in _label_files(spec.label, base)}
+        files = [f for f in files if f.resolve() not in label_paths]
+    return files
+
+
+def _resolved_label_json(
+    label: LabelSpec, files: list[Path], classes: list[str], base: Path
+) -> str:
+    """The label spec with its class names and file paths as recorded in the catalogue."""
+    return label.model_copy(
+        update={
+            "classes": classes,
+            "path": display_path(files[0], base) if label.path else None,
+            "paths": [display_path(p, base) for p in files] if label.paths else [],
+        }
+    ).model_dump_json(by_alias=True)
+
+
 def _raster_mask_max(path: Path) -> int:
     with rasterio.open(path) as ds:
         a = ds.read(1, masked=True)
@@ -136,12 +175,7 @@ def inspect_raster_source(
     spec: SourceSpec, base: Path, errors: list[BadInputError]
 ) -> list[SceneRecord]:
     """Validate a GeoTIFF source and describe each of its scenes."""
-    files = resolve_paths(spec.paths, spec.glob, base)
-    if not files:
-        raise BadInputError(base / (spec.glob or ""), f"source {spec.name!r} matches no files")
-    if spec.label:
-        label_paths = {p.resolve() for p in _label_files(spec.label, base)}
-        files = [f for f in files if f.resolve() not in label_paths]
+    files = _source_files(spec, base)
     good = []
     for f in files:
         try:
@@ -161,6 +195,8 @@ def inspect_raster_source(
             records.append(_inspect_raster_scene(spec, base, sid, bands))
         except BadInputError as exc:
             errors.append(exc)
+        except Exception as exc:  # a reader's own error still deserves one line, not a crash
+            errors.append(_unexpected(bands[0].path, exc))
     return records
 
 
@@ -197,14 +233,16 @@ def _inspect_raster_scene(
     nodata = spec.nodata if spec.nodata is not None else next(iter(nodatas))
     grid = reference_grid(grids, spec.reference_band)
     valid = 0
-    for name, path, i in refs:
+    for path in dict.fromkeys(p for _, p, _ in refs):
+        mine = [(name, i) for name, p, i in refs if p == path]
         with rasterio.open(path) as ds:
-            n = count_valid(ds, i, nodata, path)
-        if n == 0:
-            what = "NaN" if nodata is None else f"nodata ({nodata:g}) or NaN"
-            raise BadInputError(path, f"band {name} is all {what}: no valid pixel")
-        if grids[name].same_as(grid):
-            valid = max(valid, n)
+            counts = count_valid(ds, [i for _, i in mine], nodata, path)
+        for (name, _), n in zip(mine, counts, strict=True):
+            if n == 0:
+                what = "NaN" if nodata is None else f"nodata ({nodata:g}) or NaN"
+                raise BadInputError(path, f"band {name} is all {what}: no valid pixel")
+            if grids[name].same_as(grid):
+                valid = max(valid, n)
     label_files: list[Path] = []
     classes: list[str] = []
     label_json = None
@@ -212,14 +250,7 @@ def _inspect_raster_scene(
         label_files = _check_raster_label(spec.label, grid, base)
         mx = _raster_mask_max(label_files[0]) if spec.label.kind == "raster" else None
         classes = _label_classes(spec.label, label_files, mx)
-        lab = spec.label.model_copy(
-            update={
-                "classes": classes,
-                "path": display_path(label_files[0], base) if spec.label.path else None,
-                "paths": [display_path(p, base) for p in label_files] if spec.label.paths else [],
-            }
-        )
-        label_json = lab.model_dump_json(by_alias=True)
+        label_json = _resolved_label_json(spec.label, label_files, classes, base)
     scene_files = list(dict.fromkeys(p for _, p, _ in refs))
     return SceneRecord(
         scene_id=sid,
@@ -260,12 +291,7 @@ def inspect_volume_source(
     spec: SourceSpec, base: Path, errors: list[BadInputError]
 ) -> list[SceneRecord]:
     """Validate a NIfTI or DICOM source and describe each volume."""
-    files = resolve_paths(spec.paths, spec.glob, base)
-    if not files:
-        raise BadInputError(base / (spec.glob or ""), f"source {spec.name!r} matches no files")
-    if spec.label:
-        label_paths = {p.resolve() for p in _label_files(spec.label, base)}
-        files = [f for f in files if f.resolve() not in label_paths]
+    files = _source_files(spec, base)
     check = check_nifti_header if spec.kind == "nifti" else check_dicom_header
     records = []
     for f in files:
@@ -274,6 +300,8 @@ def inspect_volume_source(
             records.append(_inspect_volume(spec, base, f, len(files)))
         except BadInputError as exc:
             errors.append(exc)
+        except Exception as exc:  # a reader's own error still deserves one line, not a crash
+            errors.append(_unexpected(f, exc))
     return records
 
 
@@ -303,14 +331,7 @@ def _inspect_volume(spec: SourceSpec, base: Path, f: Path, n_files: int) -> Scen
             if spec.label.kind == "raster":
                 mx = int(np.nanmax(lv.array))
         classes = _label_classes(spec.label, label_files, mx)
-        lab = spec.label.model_copy(
-            update={
-                "classes": classes,
-                "path": display_path(label_files[0], base) if spec.label.path else None,
-                "paths": [display_path(p, base) for p in label_files] if spec.label.paths else [],
-            }
-        )
-        label_json = lab.model_dump_json(by_alias=True)
+        label_json = _resolved_label_json(spec.label, label_files, classes, base)
     a = vol.affine
     corners = (
         np.array(
@@ -362,10 +383,11 @@ def inspect_source(spec: SourceSpec, base: Path) -> SourceReport:
     """Validate one source; every bad file or scene becomes a rejection, never an exception."""
     errors: list[BadInputError] = []
     try:
-        if spec.kind == "geotiff":
-            records = inspect_raster_source(spec, base, errors)
-        else:
-            records = inspect_volume_source(spec, base, errors)
+        with gdal_env():
+            if spec.kind == "geotiff":
+                records = inspect_raster_source(spec, base, errors)
+            else:
+                records = inspect_volume_source(spec, base, errors)
     except BadInputError as exc:
         records, errors = [], [*errors, exc]
     return SourceReport(source=spec.name, records=records, rejected=[e.as_dict() for e in errors])

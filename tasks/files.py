@@ -55,9 +55,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+def atomic_write_json(path: Path, obj: Any, compact: bool = False) -> None:
+    """Atomically write ``obj`` as JSON (indented for people, compact for machines)."""
+    text = (
+        json.dumps(obj, sort_keys=True, separators=(",", ":"))
+        if compact
+        else json.dumps(obj, indent=2, sort_keys=True)
+    )
+    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def display_path(path: Path, base: Path) -> str:

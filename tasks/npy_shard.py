@@ -6,7 +6,6 @@ so tiles stream to disk without knowing their count in advance.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import TracebackType
 
@@ -46,13 +45,15 @@ class NpyAppender:
         return self.count - 1
 
     def close(self) -> None:
-        """Patch the header with the final count and flush to disk."""
+        """Patch the header with the final count and close.
+
+        Shards are not fsynced: a store is published by renaming its directory, which is atomic
+        against a killed process; power loss is outside what the rename protects.
+        """
         if self._fh.closed:
             return
         self._fh.seek(0)
         self._fh.write(_header(self.dtype, (self.count, *self.item_shape)))
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
         self._fh.close()
 
     def __enter__(self) -> NpyAppender:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,16 @@ SUPPORTED_DTYPES = frozenset(
 )
 MAX_SIDE = 1 << 20  # pixels per side
 MAX_ELEMENTS = 1 << 38  # pixels × bands: 256 Gi elements is no real scene
+
+
+def gdal_env() -> rasterio.Env:
+    """GDAL settings for every read: a bounded block cache and threaded decompression.
+
+    GDAL's default cache is 5 % of RAM, which a streaming read of a big scene fills;
+    ``TESSERA_GDAL_CACHEMAX`` (MB, default 64) bounds it.
+    """
+    cache = int(os.environ.get("TESSERA_GDAL_CACHEMAX", "64"))
+    return rasterio.Env(GDAL_CACHEMAX=cache, GDAL_NUM_THREADS="ALL_CPUS")
 
 
 @dataclass(frozen=True)
@@ -154,20 +165,22 @@ def reference_grid(grids: dict[str, Grid], reference_band: str | None) -> Grid:
     return groups[0][0]
 
 
-def count_valid(ds: rasterio.io.DatasetReader, band: int, nodata: float | None, path: Path) -> int:
-    """Number of pixels that are neither nodata nor NaN; reading every strip proves the file."""
-    rows = max(1, (1 << 22) // max(ds.width, 1))
-    n = 0
+def count_valid(
+    ds: rasterio.io.DatasetReader, indexes: list[int], nodata: float | None, path: Path
+) -> list[int]:
+    """Per band, pixels that are neither nodata nor NaN; reading every strip proves the file."""
+    rows = max(1, (1 << 22) // max(ds.width * len(indexes), 1))
+    n = np.zeros(len(indexes), dtype=np.int64)
     try:
         for r0 in range(0, ds.height, rows):
-            a = ds.read(band, window=Window(0, r0, ds.width, min(rows, ds.height - r0)))
+            a = ds.read(indexes, window=Window(0, r0, ds.width, min(rows, ds.height - r0)))
             ok = ~np.isnan(a) if a.dtype.kind == "f" else np.ones(a.shape, bool)
             if nodata is not None and not np.isnan(nodata):
                 ok &= a != nodata
-            n += int(ok.sum())
+            n += ok.sum(axis=(1, 2))
     except rasterio.errors.RasterioIOError as exc:
         raise BadInputError(path, f"truncated or corrupt pixel data ({str(exc)[:120]})") from None
-    return n
+    return [int(v) for v in n]
 
 
 class RasterStack:
@@ -206,6 +219,14 @@ class RasterStack:
         first = self._handles[bands[0].path]
         self.dtype = np.dtype(first.dtypes[bands[0].index - 1])
 
+        # Consecutive bands of one dataset are read in one call (one decode per block).
+        self._groups: list[tuple[rasterio.io.DatasetReader | WarpedVRT, list[int], int]] = []
+        for pos, (reader, idx) in enumerate(self._readers):
+            if self._groups and self._groups[-1][0] is reader:
+                self._groups[-1][1].append(idx)
+            else:
+                self._groups.append((reader, [idx], pos))
+
     @property
     def count(self) -> int:
         """Number of bands."""
@@ -218,8 +239,8 @@ class RasterStack:
         if out is None:
             out = np.empty((self.count, height, width), dtype=self.dtype)
         win = Window(col_off, row_off, width, height)
-        for i, (reader, idx) in enumerate(self._readers):
-            reader.read(idx, window=win, out=out[i])
+        for reader, idxs, pos in self._groups:
+            reader.read(idxs, window=win, out=out[pos : pos + len(idxs)])
         return out
 
     def close(self) -> None:

@@ -128,6 +128,11 @@ class TileParams(BaseModel):
     axis: int = Field(default=2, ge=0, le=2, description="Volume slicing axis (2: axial in RAS).")
     min_valid_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
     shard_tiles: int = Field(default=4096, ge=1, description="Tiles per shard file at most.")
+    stats_row_step: int = Field(
+        default=4,
+        ge=1,
+        description="Band statistics read every k-th pixel row (1: every pixel, exact).",
+    )
     split: SplitParams = Field(default_factory=SplitParams)
 
     @model_validator(mode="after")

@@ -58,39 +58,51 @@ class BandStats:
         offset = int(-np.iinfo(dtype).min) if exact and dtype.kind == "i" else 0
         return cls(exact=exact, offset=offset)
 
-    def update(self, values: np.ndarray, nodata: float | None = None) -> None:
-        """Add the valid values of ``values`` (any shape)."""
+    def update(self, values: np.ndarray, nodata: float | None = None) -> int:
+        """Add the valid values of ``values`` (any shape); returns how many were invalid."""
         x = values.reshape(-1)
+        n_in = x.size
         if x.dtype.kind == "f":
             x = x[~np.isnan(x)]
         if self.exact:
             counts = np.bincount(
                 (x.astype(np.int64) + self.offset) if self.offset else x, minlength=N_BINS
             )
-            if nodata is not None and not np.isnan(nodata):
+            dropped = 0
+            if (
+                nodata is not None
+                and not np.isnan(nodata)
+                and (0 <= int(nodata) + self.offset < N_BINS)
+            ):
+                dropped = int(counts[int(nodata) + self.offset])
                 counts[int(nodata) + self.offset] = 0
-            self._merge_moments_from_hist(counts)
-            self.hist += counts
-            return
+            self.hist += counts  # moments follow from the exact histogram when asked
+            return dropped
         if nodata is not None and not np.isnan(nodata):
             x = x[x != nodata]
         if x.size == 0:
-            return
+            return n_in
         xf = x.astype(np.float64)
         n, mean = int(xf.size), float(xf.mean())
         self._merge(n, mean, float(((xf - mean) ** 2).sum()), float(xf.min()), float(xf.max()))
         self.hist += np.bincount(_float_keys(x), minlength=N_BINS)
+        return n_in - x.size
 
-    def _merge_moments_from_hist(self, counts: np.ndarray) -> None:
-        n = int(counts.sum())
-        if n == 0:
+    def _sync_exact(self) -> None:
+        """Exact dtypes: derive count, moments and range from the histogram."""
+        if not self.exact:
             return
-        nz = np.flatnonzero(counts)
+        n = int(self.hist.sum())
+        self.count = n
+        if n == 0:
+            self.mean, self.m2, self.min, self.max = 0.0, 0.0, float("inf"), float("-inf")
+            return
+        nz = np.flatnonzero(self.hist)
         vals = nz.astype(np.float64) - self.offset
-        c = counts[nz].astype(np.float64)
-        mean = float((vals * c).sum() / n)
-        m2 = float((c * (vals - mean) ** 2).sum())
-        self._merge(n, mean, m2, float(vals[0]), float(vals[-1]))
+        c = self.hist[nz].astype(np.float64)
+        self.mean = float((vals * c).sum() / n)
+        self.m2 = float((c * (vals - self.mean) ** 2).sum())
+        self.min, self.max = float(vals[0]), float(vals[-1])
 
     def _merge(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
         total = self.count + n
@@ -104,13 +116,17 @@ class BandStats:
         """Fold ``other`` into this one and return self."""
         if other.exact != self.exact or other.offset != self.offset:
             raise ValueError("cannot merge statistics of different dtypes")
-        if other.count:
+        if self.exact:
+            self.hist += other.hist
+            self._sync_exact()
+        elif other.count:
             self._merge(other.count, other.mean, other.m2, other.min, other.max)
             self.hist += other.hist
         return self
 
     def percentile(self, q: float) -> float:
         """The ``q``-th percentile (0-100) of the valid values."""
+        self._sync_exact()
         if self.count == 0:
             return float("nan")
         cum = np.cumsum(self.hist)
@@ -122,6 +138,7 @@ class BandStats:
 
     def summary(self) -> dict[str, float]:
         """Mean, std, min, max, p2, p98 and count, JSON-ready."""
+        self._sync_exact()
         std = float(np.sqrt(self.m2 / self.count)) if self.count else float("nan")
         return {
             "count": self.count,
@@ -135,6 +152,7 @@ class BandStats:
 
     def to_state(self) -> dict[str, Any]:
         """Serialisable state; the histogram is stored sparsely."""
+        self._sync_exact()
         nz = np.flatnonzero(self.hist)
         return {
             "exact": self.exact,

@@ -87,10 +87,6 @@ def finish_store(out: Path, tmp: Path, parts: list[dict[str, Any]], info: dict[s
         if d.name not in keep:
             shutil.rmtree(d, ignore_errors=True)
     atomic_write_json(tmp / INFO_FILE, info | {"version": STORE_VERSION, "n_tiles": len(index)})
-    for f in tmp.rglob("*.npy"):
-        fd = os.open(f, os.O_RDONLY)
-        os.fsync(fd)
-        os.close(fd)
     old = out.parent / f"{out.name}.old"
     if out.exists():
         os.replace(out, old)
@@ -193,25 +189,37 @@ class TileStore:
             "meta": dict(self._meta[i]),
         }
 
-    def get_batch(self, indices: Sequence[int]) -> dict[str, Any]:
-        """Stacked tiles of one channel layout, read shard by shard with one copy each."""
+    def batch_shapes(
+        self, indices: Sequence[int] | np.ndarray
+    ) -> tuple[tuple[int, ...], np.dtype, bool]:
+        """(image batch shape, image dtype, labelled) of a batch of these tiles."""
         idx = np.asarray(indices, dtype=np.int64)
-        first = self[int(idx[0])]
-        n = len(idx)
-        image = np.empty((n, *first["image"].shape), dtype=first["image"].dtype)
-        valid = np.empty((n, *first["valid"].shape), dtype=bool)
-        labelled = bool(self._has_label[idx].all())
-        label = np.empty((n, *first["valid"].shape), dtype=np.uint8) if labelled else None
-        shards = self._shard[idx]
-        for shard in np.unique(shards):
-            pos = np.flatnonzero(shards == shard)
-            rows = self._row[idx[pos]]
-            order = np.argsort(rows)
-            pos, rows = pos[order], rows[order]
-            image[pos] = self._array(shard, "image")[rows]
-            valid[pos] = self._array(shard, "valid")[rows]
+        img0 = self._array(self._shard[idx[0]], "image")
+        return (len(idx), *img0.shape[1:]), img0.dtype, bool(self._has_label[idx].all())
+
+    def get_batch(
+        self, indices: Sequence[int], out: dict[str, np.ndarray] | None = None
+    ) -> dict[str, Any]:
+        """Stacked tiles of one channel layout; each tile is copied once, straight from its shard.
+
+        ``out`` may hold preallocated ``image``/``valid``/``label`` arrays (e.g. shared memory).
+        """
+        idx = np.asarray(indices, dtype=np.int64)
+        shape, dtype, labelled = self.batch_shapes(idx)
+        out = out or {}
+        image = out.get("image")
+        image = np.empty(shape, dtype=dtype) if image is None else image
+        valid = out.get("valid")
+        valid = np.empty((shape[0], *shape[2:]), dtype=bool) if valid is None else valid
+        label = out.get("label") if labelled else None
+        if labelled and label is None:
+            label = np.empty((shape[0], *shape[2:]), dtype=np.uint8)
+        for j, i in enumerate(idx):
+            shard, row = self._shard[i], self._row[i]
+            image[j] = self._array(shard, "image")[row]
+            valid[j] = self._array(shard, "valid")[row]
             if label is not None:
-                label[pos] = self._array(shard, "label")[rows]
+                label[j] = self._array(shard, "label")[row]
         return {
             "image": image,
             "label": label,

@@ -6,12 +6,12 @@ import hashlib
 import json
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from tqdm import tqdm
 
 from tasks.catalog import SceneRecord
@@ -19,6 +19,7 @@ from tasks.files import atomic_write_json
 from tasks.geometry import TileGrid
 from tasks.labels import IGNORE
 from tasks.npy_shard import NpyAppender
+from tasks.raster import gdal_env
 from tasks.scene import RasterScene, VolumeScene, open_scene
 from tasks.specs import SplitParams, TileParams
 from tasks.splits import (
@@ -72,7 +73,11 @@ def part_name(rec: SceneRecord, tile: TileParams, assignment: dict[str, Any]) ->
 
 
 class _ShardSet:
-    """Rolling image/label/valid shards of one part."""
+    """Rolling image/valid/label shards of one part, written by a background thread.
+
+    Shard names and rows are assigned in the caller's thread, so the index never depends on
+    write timing; at most ``max_pending`` tiles wait in memory for the writer.
+    """
 
     def __init__(
         self,
@@ -82,39 +87,71 @@ class _ShardSet:
         dtype: np.dtype,
         labelled: bool,
         max_tiles: int,
+        max_pending: int = 32,
     ) -> None:
         self.part_dir, self.prefix, self.item, self.dtype = part_dir, prefix, item, dtype
         self.labelled, self.max_tiles = labelled, max_tiles
-        self.k = -1
+        self.n = 0
         self.files: list[NpyAppender] = []
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer")
+        self._slots = threading.BoundedSemaphore(max_pending)
+        self._pending: Future[None] | None = None
 
-    def _roll(self) -> None:
-        self.close()
-        self.k += 1
-        stem = self.part_dir / f"{self.prefix}-{self.k:03d}"
-        size = self.item[1:]
-        self.files = [
-            NpyAppender(Path(f"{stem}.image.npy"), self.item, self.dtype),
-            NpyAppender(Path(f"{stem}.valid.npy"), size, np.dtype(bool)),
-        ]
-        if self.labelled:
-            self.files.append(NpyAppender(Path(f"{stem}.label.npy"), size, np.dtype(np.uint8)))
+    def _stem(self, k: int) -> Path:
+        return self.part_dir / f"{self.prefix}-{k:03d}"
+
+    def _write(
+        self, k: int, image: np.ndarray, valid: np.ndarray, label: np.ndarray | None
+    ) -> None:
+        try:
+            if not self.files or self.files[0].path.name != f"{self._stem(k).name}.image.npy":
+                self._close_files()
+                stem, size = self._stem(k), self.item[1:]
+                self.files = [
+                    NpyAppender(Path(f"{stem}.image.npy"), self.item, self.dtype),
+                    NpyAppender(Path(f"{stem}.valid.npy"), size, np.dtype(bool)),
+                ]
+                if self.labelled:
+                    self.files.append(
+                        NpyAppender(Path(f"{stem}.label.npy"), size, np.dtype(np.uint8))
+                    )
+            self.files[0].append(image)
+            self.files[1].append(valid)
+            if label is not None:
+                self.files[2].append(label)
+        finally:
+            self._slots.release()
 
     def add(
         self, image: np.ndarray, valid: np.ndarray, label: np.ndarray | None
     ) -> tuple[str, int]:
-        """Append one tile; returns (image shard name, row)."""
-        if not self.files or self.files[0].count >= self.max_tiles:
-            self._roll()
-        row = self.files[0].append(image)
-        self.files[1].append(valid)
-        if label is not None:
-            self.files[2].append(label)
-        return self.files[0].path.name, row
+        """Queue one tile; returns (image shard name, row)."""
+        k, row = divmod(self.n, self.max_tiles)
+        self.n += 1
+        if self._pending is not None and self._pending.done():
+            self._pending.result()  # surface a write error early
+        self._slots.acquire()
+        self._pending = self._writer.submit(self._write, k, image, valid, label)
+        return f"{self._stem(k).name}.image.npy", row
 
-    def close(self) -> None:
+    def _close_files(self) -> None:
         for f in self.files:
             f.close()
+
+    def close(self) -> None:
+        """Wait for every queued write, then close the files."""
+        self._writer.shutdown(wait=True)
+        if self._pending is not None:
+            self._pending.result()
+        self._close_files()
+
+
+def _surely_valid(strip: np.ndarray, nodata: float | None) -> bool:
+    """True when no pixel can be nodata or NaN: two fast reductions instead of a mask."""
+    lo, hi = strip.min(), strip.max()
+    if strip.dtype.kind == "f" and (np.isnan(lo) or np.isnan(hi)):
+        return False
+    return nodata is None or np.isnan(nodata) or not (lo <= nodata <= hi)
 
 
 def _valid_mask(strip: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -148,6 +185,7 @@ def _tile_plane(
     C = rec.shape[0]
     roffs = grid.row_offsets
     coffs = grid.col_offsets
+    all_valid = np.ones((s, s), dtype=bool)
 
     def fetch(r: int) -> tuple[np.ndarray, np.ndarray | None]:
         h = min(s, H - r)
@@ -161,8 +199,8 @@ def _tile_plane(
         h = strip.shape[1]
         fresh = (roffs[ri + 1] - r) if ri + 1 < len(roffs) else h
         for b in range(C):
-            stats[b].update(strip[b, :fresh], nodata)
-        ok = _valid_mask(strip, nodata)
+            stats[b].update(strip[b, : fresh : tile.stats_row_step], nodata)
+        ok = None if _surely_valid(strip, nodata) else _valid_mask(strip, nodata)
         for c in coffs:
             counts["total"] += 1
             split = split_of(r, c)
@@ -170,15 +208,19 @@ def _tile_plane(
                 counts["dropped_border"] += 1
                 continue
             w = min(s, W - c)
-            n_valid = int(ok[:, c : c + w].sum())
+            n_valid = h * w if ok is None else int(ok[:, c : c + w].sum())
             vf = n_valid / (s * s)
             if vf < tile.min_valid_fraction or n_valid == 0:
                 counts["dropped_invalid"] += 1
                 continue
-            img = np.full((C, s, s), pad, dtype=strip.dtype)
-            img[:, :h, :w] = strip[:, :, c : c + w]
-            valid = np.zeros((s, s), dtype=bool)
-            valid[:h, :w] = ok[:, c : c + w]
+            if h == s and w == s:
+                img = np.ascontiguousarray(strip[:, :, c : c + s])
+                valid = all_valid if ok is None else np.ascontiguousarray(ok[:, c : c + s])
+            else:
+                img = np.full((C, s, s), pad, dtype=strip.dtype)
+                img[:, :h, :w] = strip[:, :, c : c + w]
+                valid = np.zeros((s, s), dtype=bool)
+                valid[:h, :w] = True if ok is None else ok[:, c : c + w]
             label = None
             fractions: list[float] = []
             if lab is not None:
@@ -237,8 +279,7 @@ def tile_scene(
     work = parts_dir / f".{name}.partial"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    env = rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=64)
-    with env, ThreadPoolExecutor(max_workers=1) as pool:
+    with gdal_env(), ThreadPoolExecutor(max_workers=1) as pool:
         scene = open_scene(rec, base, tile.axis)
         try:
             rows: list[dict[str, Any]] = []
@@ -274,7 +315,7 @@ def tile_scene(
         "stats": [s.to_state() for s in stats],
         "dtype": str(scene.dtype),
     }
-    atomic_write_json(work / PART_FILE, summary)
+    atomic_write_json(work / PART_FILE, summary, compact=True)
     os.replace(work, final)
     return summary
 

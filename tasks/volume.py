@@ -121,6 +121,40 @@ def check_dicom_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     return (1, rows, cols, frames), np.dtype("int32")
 
 
+def _series_affine(folder: Path, affine: np.ndarray) -> np.ndarray:
+    """The reader's affine with its slice column measured from ImagePositionPatient.
+
+    MONAI derives the slice step from SliceThickness, which need not equal the spacing of the
+    slice positions; a series whose slices are not evenly spaced is refused.
+    """
+    import pydicom
+
+    pos, normal = [], None
+    for f in sorted(p for p in folder.iterdir() if p.is_file()):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        iop = np.asarray(ds.get("ImageOrientationPatient", []), dtype=np.float64)
+        ipp = ds.get("ImagePositionPatient")
+        if iop.size != 6 or ipp is None:
+            return affine
+        normal = np.cross(iop[:3], iop[3:])
+        pos.append(np.asarray(ipp, dtype=np.float64))
+    if len(pos) < 2 or normal is None:
+        return affine
+    p = np.array(sorted(pos, key=lambda v: float(v @ normal)))
+    gaps = np.linalg.norm(np.diff(p, axis=0), axis=1)
+    if gaps.min() <= 0 or (gaps.max() - gaps.min()) > 0.01 * gaps.mean():
+        raise BadInputError(
+            folder,
+            f"irregular slice spacing {gaps.min():.3g}..{gaps.max():.3g} mm in the DICOM series",
+        )
+    step = (p[-1] - p[0]) / (len(p) - 1) * np.array([-1.0, -1.0, 1.0])  # LPS → RAS
+    out = affine.copy()
+    if float(step @ out[:3, 2]) < 0:
+        step = -step
+    out[:3, 2] = step
+    return out
+
+
 def _check_exists(path: Path) -> None:
     if not path.exists():
         raise BadInputError(path, "file not found")
@@ -166,6 +200,9 @@ def load_volume(path: Path, kind: str) -> Volume:
             path, f"unreadable {kind} pixel data ({type(exc).__name__}: {str(exc)[:100]})"
         ) from None
     arr = np.asarray(img)
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if kind == "dicom" and path.is_dir():
+        affine = _series_affine(path, affine)
     if kind == "dicom" and arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim == 5 and arr.shape[3] == 1:
@@ -174,7 +211,7 @@ def load_volume(path: Path, kind: str) -> Volume:
     import torch
     from monai.data import MetaTensor
 
-    mt = MetaTensor(np.ascontiguousarray(arr), affine=torch.as_tensor(np.asarray(img.affine)))
+    mt = MetaTensor(np.ascontiguousarray(arr), affine=torch.as_tensor(affine))
     ras: Any = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(mt)
     out = np.ascontiguousarray(np.asarray(ras))
     return Volume(_exact_dtype(out, disk_dtype), np.asarray(ras.affine, dtype=np.float64))

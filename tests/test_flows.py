@@ -50,7 +50,7 @@ def test_flows_on_real_landsat_with_artifacts(landsat_dir, prefect_api):
     base = str(landsat_dir)
     state = ingest_flow(IngestParams(sources=[src]), base=base, return_state=True)
     assert state.is_completed(), state.message
-    params = TileStageParams(size=128, stride=128, split={"block_size": 256})
+    params = TileStageParams(size=128, stride=128, stats_row_step=1, split={"block_size": 256})
     state = tile_flow(params, base=base, return_state=True)
     assert state.is_completed(), state.message
     store = TileStore.open(landsat_dir / "outputs" / "tiles")

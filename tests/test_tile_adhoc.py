@@ -57,6 +57,8 @@ def test_geotiff_tiles_match_source_exactly(tmp_path, cli, dtype, compress):
         24,
         "--min-valid-fraction",
         0,
+        "--set",
+        "tile.stats_row_step=1",
         cwd=tmp_path,
     )
     assert rc == 0, err

@@ -1,0 +1,444 @@
+"""Tiling and loading throughput of the tile store, against references measured in the same run.
+
+Run by hand (not a test):  .venv/bin/python benchmarks/bench_tiling.py [--side 8192] [--workdir DIR]
+
+Prints, for each figure, the measured value, its ratio to the reference and the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.windows import Window
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TILE = 256
+BANDS = 4
+
+
+def make_scene(path: Path, side: int, compress: str | None) -> Path:
+    """A tiled 4-band uint16 GeoTIFF with texture, written block-row by block-row."""
+    prof = {
+        "driver": "GTiff",
+        "width": side,
+        "height": side,
+        "count": BANDS,
+        "dtype": "uint16",
+        "crs": "EPSG:32616",
+        "transform": Affine(10, 0, 400000, 0, -10, 3500000),
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "nodata": 0,
+    }
+    if compress:
+        prof["compress"] = compress
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:TILE, 0:side]
+    with rasterio.open(path, "w", **prof) as ds:
+        for r in range(0, side, TILE):
+            base = 2000 + 1000 * np.sin((xx + r) / 150.0) + 800 * np.cos((yy + r) / 90.0)
+            block = np.stack(
+                [base * (1 + 0.1 * b) + rng.integers(0, 200, base.shape) for b in range(BANDS)]
+            ).astype(np.uint16)
+            ds.write(block, window=Window(0, r, side, TILE))
+    return path
+
+
+def warm(path: Path) -> None:
+    """Read the file once so every method sees a warm page cache."""
+    with open(path, "rb") as fh:
+        while fh.read(1 << 24):
+            pass
+
+
+def bench_naive(path: Path, out: Path) -> float:
+    """One rasterio window read and one np.save per tile."""
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    n = 0
+    with rasterio.open(path) as ds:
+        for r in range(0, ds.height, TILE):
+            for c in range(0, ds.width, TILE):
+                a = ds.read(window=Window(c, r, TILE, TILE))
+                np.save(out / f"{r}_{c}.npy", a)
+                n += 1
+    dt = time.perf_counter() - t0
+    shutil.rmtree(out)
+    return n / dt
+
+
+def bench_whole_read(path: Path) -> float:
+    """The floor: read the whole scene into memory (tiles/s equivalent)."""
+    t0 = time.perf_counter()
+    with rasterio.open(path) as ds:
+        a = ds.read()
+    dt = time.perf_counter() - t0
+    return (a.shape[1] // TILE) * (a.shape[2] // TILE) / dt
+
+
+def bench_tessera(path: Path, parts: Path) -> tuple[float, float, Path]:
+    """Tessera's tiler (the function the tile task wraps) into a fresh part."""
+    from tasks.catalog import inspect_source
+    from tasks.specs import SourceSpec, TileParams
+    from tasks.tiling import tile_scene
+
+    rep = inspect_source(SourceSpec(name="bench", kind="geotiff", paths=[str(path)]), Path("/"))
+    (rec,) = rep.records
+    params = TileParams(size=TILE, stride=TILE, min_valid_fraction=0.0)
+    shutil.rmtree(parts, ignore_errors=True)
+    t0 = time.perf_counter()
+    summary = tile_scene(rec, params, {"mode": "blocks"}, parts, Path("/"), progress=False)
+    dt = time.perf_counter() - t0
+    n = len(summary["rows"])
+    return n / dt, n * BANDS * TILE * TILE * 2 / dt / 2**20, parts / summary["name"]
+
+
+def bench_torchgeo(path: Path) -> float | None:
+    """torchgeo's GridGeoSampler over a RasterDataset, when torchgeo imports."""
+    try:
+        from torch.utils.data import DataLoader
+        from torchgeo.datasets import RasterDataset, stack_samples
+        from torchgeo.samplers import GridGeoSampler
+    except Exception as exc:  # torchgeo needs torchvision, which does not import here
+        print(
+            f"  torchgeo: skipped ({type(exc).__name__}: {str(exc)[:80]}); "
+            "install the 'bench' extra where torchvision works"
+        )
+        return None
+
+    class Scene(RasterDataset):  # type: ignore[misc]
+        filename_glob = path.name
+
+    ds = Scene(paths=str(path.parent))
+    sampler = GridGeoSampler(ds, size=TILE, stride=TILE, units=1)  # pixel units
+    t0 = time.perf_counter()
+    n = sum(
+        len(b["image"])
+        for b in DataLoader(ds, sampler=sampler, batch_size=32, collate_fn=stack_samples)
+    )
+    return n / (time.perf_counter() - t0)
+
+
+def bench_loading(store_dir: Path, workers: int, batches: int = 60) -> tuple[float, float]:
+    """Random batches of 32 through a torch DataLoader over the store (raw values).
+
+    Returns (cold, warm) tiles/s: the first pass pays the page faults of fresh shard mappings
+    in every worker; the second pass, with persistent workers, is the steady state of training.
+    """
+    import torch
+    from torch.utils.data import DataLoader, RandomSampler
+
+    from models.data import TileDataset, collate_batch
+
+    ds = TileDataset(store_dir, normalisation="none")
+    sampler = RandomSampler(
+        ds, replacement=True, num_samples=32 * batches, generator=torch.Generator().manual_seed(0)
+    )
+    dl = DataLoader(
+        ds,
+        batch_size=32,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_batch,
+        persistent_workers=workers > 0,
+    )
+    rates = []
+    for _ in range(2):
+        it = iter(dl)
+        next(it)  # worker start-up is not throughput
+        t0 = time.perf_counter()
+        n = sum(len(b["image"]) for b in it)
+        rates.append(n / (time.perf_counter() - t0))
+    return rates[0], rates[1]
+
+
+def bench_worker_ceiling(workers: int = 2, batches: int = 60) -> float:
+    """tiles/s that torch DataLoader workers can hand over at all: ready batches, no reading."""
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    class Ready(Dataset):  # type: ignore[type-arg]
+        def __len__(self) -> int:
+            return 32 * (batches + 1)
+
+        def __getitems__(self, idx: list[int]) -> dict[str, torch.Tensor]:
+            return {"image": torch.zeros((len(idx), BANDS, TILE, TILE), dtype=torch.int16)}
+
+    dl = DataLoader(Ready(), batch_size=32, num_workers=workers, collate_fn=lambda b: b)
+    it = iter(dl)
+    next(it)
+    t0 = time.perf_counter()
+    n = sum(len(b["image"]) for b in it)
+    return n / (time.perf_counter() - t0)
+
+
+def bench_memcpy(store_dir: Path, batches: int = 60) -> float:
+    """The memcpy limit: copying the same bytes (random tiles) from RAM with numpy."""
+    shards = sorted(store_dir.glob("*.image.npy"))
+    src = np.concatenate([np.load(s) for s in shards])
+    rng = np.random.default_rng(0)
+    dst = np.empty((32, *src.shape[1:]), dtype=src.dtype)
+    picks = rng.integers(0, len(src), (batches, 32))
+    t0 = time.perf_counter()
+    for batch in picks:
+        for j, k in enumerate(batch):
+            np.copyto(dst[j], src[k])
+    return 32 * batches / (time.perf_counter() - t0)
+
+
+def peak_rss_child(side: int, workdir: Path) -> float:
+    """Peak RSS (MiB) of a fresh process that tiles a ``side``² 4-band scene."""
+    scene = make_scene(workdir / f"rss_{side}.tif", side, None)
+    code = (
+        "import resource, sys, pathlib; sys.path.insert(0, {!r})\n"
+        "from benchmarks.bench_tiling import bench_tessera\n"
+        "bench_tessera(pathlib.Path({!r}), pathlib.Path({!r}))\n"
+        "print(int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) / 1024)\n"
+    ).format(str(ROOT), str(scene), str(workdir / f"rss_parts_{side}"))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    scene.unlink()
+    shutil.rmtree(workdir / f"rss_parts_{side}", ignore_errors=True)
+    return float(res.stdout.strip().splitlines()[-1])
+
+
+def cli_startup(workdir: Path) -> tuple[float, float]:
+    """Seconds for `tessera --help` and for a one-tile `tessera tile` (the fixed costs)."""
+    exe = Path(sys.executable).parent / "tessera"
+    tiny = workdir / "tiny.tif"
+    with rasterio.open(
+        tiny,
+        "w",
+        driver="GTiff",
+        width=8,
+        height=8,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32616",
+        transform=Affine(10, 0, 0, 0, -10, 0),
+    ) as ds:
+        ds.write(np.ones((1, 8, 8), np.uint8))
+    env = dict(os.environ, PREFECT_HOME=str(workdir / ".prefect"))
+    out = []
+    for args in (
+        ["--help"],
+        ["tile", "--input", str(tiny), "--out", str(workdir / "tiny_out"), "--size", "8"],
+    ):
+        t0 = time.perf_counter()
+        subprocess.run([str(exe), *args], capture_output=True, env=env, check=True, cwd=workdir)
+        out.append(time.perf_counter() - t0)
+    return out[0], out[1]
+
+
+def row(
+    name: str, value: float, unit: str, ratio: float | None, target: str, ok: bool | None
+) -> None:
+    r = f"{ratio:6.2f}x" if ratio is not None else "      -"
+    status = "" if ok is None else ("PASS" if ok else "MISS")
+    print(f"  {name:<44} {value:>10.1f} {unit:<8} {r}  target {target:<22} {status}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--side", type=int, default=8192)
+    ap.add_argument("--rss-side", type=int, default=16384)
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--repeat", type=int, default=3, help="Interleaved runs; medians reported.")
+    args = ap.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="tessera-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict[str, float | None] = {}
+    print(
+        f"Tessera tiling benchmark: {args.side}x{args.side}x{BANDS} uint16, {TILE}px tiles, "
+        f"{os.cpu_count()} CPUs, workdir {work}"
+    )
+    for compress in (None, "deflate"):
+        tag = compress or "uncompressed"
+        scene = make_scene(work / f"scene_{tag}.tif", args.side, compress)
+        warm(scene)
+        runs: dict[str, list[float]] = {"naive": [], "whole": [], "tessera": [], "mbs": []}
+        for _ in range(args.repeat):  # interleaved, so drift hits every method alike
+            runs["naive"].append(bench_naive(scene, work / "naive"))
+            runs["whole"].append(bench_whole_read(scene))
+            tess, mbs, part = bench_tessera(scene, work / f"parts_{tag}")
+            runs["tessera"].append(tess)
+            runs["mbs"].append(mbs)
+        print(
+            f"\n[{tag}] runs (tiles/s): "
+            + "; ".join(f"{k} {', '.join(f'{v:.0f}' for v in vals)}" for k, vals in runs.items())
+        )
+        naive, whole, tess, mbs = (
+            float(np.median(runs[k])) for k in ("naive", "whole", "tessera", "mbs")
+        )
+        tg = bench_torchgeo(scene) if compress is None else None
+        results.update(
+            {
+                f"{tag}_naive": naive,
+                f"{tag}_whole": whole,
+                f"{tag}_tessera": tess,
+                f"{tag}_tessera_mbs": mbs,
+                f"{tag}_torchgeo": tg,
+            }
+        )
+        print(f"[{tag}] tiling, median of {args.repeat} (tiles/s)")
+        row("naive loop (window read + np.save)", naive, "tiles/s", None, "reference", None)
+        row("whole-scene rasterio read (floor)", whole, "tiles/s", None, "reference", None)
+        if compress is None:
+            row(
+                "tessera vs naive",
+                tess,
+                "tiles/s",
+                tess / naive,
+                ">= 2.0x naive",
+                tess / naive >= 2.0,
+            )
+            row(
+                "tessera vs whole-scene read",
+                tess,
+                "tiles/s",
+                tess / whole,
+                ">= 0.6x read",
+                tess / whole >= 0.6,
+            )
+        else:
+            row(
+                "tessera vs naive (DEFLATE, both cores)",
+                tess,
+                "tiles/s",
+                tess / naive,
+                ">= 1.5x naive",
+                tess / naive >= 1.5,
+            )
+            row("tessera vs whole-scene read", tess, "tiles/s", tess / whole, "(info)", None)
+        row("tessera write rate", mbs, "MiB/s", None, "(info)", None)
+        if tg is not None:
+            row("tessera vs torchgeo GridGeoSampler", tess, "tiles/s", tess / tg, "(info)", None)
+        if compress is None:
+            shards = part
+            memcpy = float(np.median([bench_memcpy(shards) for _ in range(args.repeat)]))
+            results["memcpy"] = memcpy
+            print("\n[loading] random batches of 32 from the store")
+            row("numpy copy of the same bytes (memcpy)", memcpy, "tiles/s", None, "reference", None)
+            store = work / "store"
+            _publish(part, store)
+            ceiling = bench_worker_ceiling()
+            results["worker_ceiling"] = ceiling
+            row(
+                "torch 2-worker hand-over ceiling (no reads)",
+                ceiling,
+                "tiles/s",
+                ceiling / memcpy,
+                "reference",
+                None,
+            )
+            for w in (0, 2):
+                cold, v = (
+                    float(np.median(x))
+                    for x in zip(
+                        *[bench_loading(store, w) for _ in range(args.repeat)], strict=True
+                    )
+                )
+                results[f"load_w{w}"], results[f"load_w{w}_cold"] = v, cold
+                row(
+                    f"DataLoader, {w} workers, first pass (cold)",
+                    cold,
+                    "tiles/s",
+                    cold / memcpy,
+                    "(info)",
+                    None,
+                )
+                row(
+                    f"DataLoader, {w} workers, steady state",
+                    v,
+                    "tiles/s",
+                    v / memcpy,
+                    ">= 0.5x memcpy",
+                    v / memcpy >= 0.5,
+                )
+                row(
+                    f"DataLoader, {w} workers vs torchgeo random (~460)",
+                    v,
+                    "tiles/s",
+                    v / 460,
+                    ">= 20x (ref. figure)",
+                    v / 460 >= 20,
+                )
+                if w:
+                    row(
+                        f"DataLoader, {w} workers vs hand-over ceiling",
+                        v,
+                        "tiles/s",
+                        v / ceiling,
+                        "(info)",
+                        None,
+                    )
+        scene.unlink()
+    print("\n[memory] peak RSS of a fresh process tiling the scene")
+    small = peak_rss_child(args.side // 2, work)
+    big = peak_rss_child(args.rss_side, work)
+    results.update({"rss_small": small, "rss_big": big})
+    row(f"{args.side // 2}^2 x4 scene", small, "MiB", None, "(flatness reference)", None)
+    # Strips are the only buffers that grow, with the scene's width: 3 in flight at most.
+    strip_mib = 3 * args.rss_side * TILE * BANDS * 2 / 2**20
+    row(
+        f"{args.rss_side}^2 x4 scene ({args.rss_side**2 * 8 / 2**30:.1f} GiB)",
+        big,
+        "MiB",
+        big / small,
+        "< 600 MiB",
+        big < 600,
+    )
+    row(
+        "growth over the small scene (width-bound strips)",
+        big - small,
+        "MiB",
+        None,
+        f"<= {strip_mib:.0f} MiB strips",
+        big - small <= strip_mib,
+    )
+    helps, tile_one = cli_startup(work)
+    results.update({"cli_help_s": helps, "cli_tile_one_s": tile_one})
+    print("\n[CLI] fixed start-up cost")
+    row("tessera --help", helps, "s", None, "(info)", None)
+    row("tessera tile on one 8x8 tile (Prefect API start)", tile_one, "s", None, "(info)", None)
+    print("\n" + json.dumps(results))
+    print(
+        f"peak RSS of this process: "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _publish(part: Path, store: Path) -> None:
+    """A one-part store around a tiled part, as the tile flow would publish it."""
+    from tasks.store import finish_store, staging_dir
+
+    summary = json.loads((part / "part.json").read_text())
+    tmp = staging_dir(store)
+    (tmp / "parts").mkdir(parents=True, exist_ok=True)
+    shutil.copytree(part, tmp / "parts" / part.name)
+    finish_store(
+        store,
+        tmp,
+        [summary],
+        {"sources": {"bench": {"bands": [f"b{i}" for i in range(1, BANDS + 1)], "stats": {}}}},
+    )
+
+
+if __name__ == "__main__":
+    main()

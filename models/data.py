@@ -1,0 +1,104 @@
+"""Torch access to a tile store: batched reads and normalisation from the stored statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from tasks.store import TileStore
+
+Normalisation = Literal["none", "zscore", "percentile"]
+
+
+class TileDataset(Dataset[dict[str, Any]]):
+    """Tiles of one channel layout (a selection of sources and splits) as torch tensors.
+
+    Indexing one item returns a sample dict; the DataLoader's batched path
+    (``__getitems__``) reads each shard once per batch and returns a ready batch.
+    """
+
+    def __init__(
+        self,
+        store: TileStore | str | Path,
+        sources: Sequence[str] | None = None,
+        splits: Sequence[str] | None = None,
+        normalisation: Normalisation = "zscore",
+    ) -> None:
+        self.store = store if isinstance(store, TileStore) else TileStore.open(store)
+        idx = self.store.index
+        mask = np.ones(len(idx), dtype=bool)
+        if sources is not None:
+            mask &= idx["source"].isin(list(sources)).to_numpy()
+        if splits is not None:
+            mask &= idx["split"].isin(list(splits)).to_numpy()
+        self.indices = np.flatnonzero(mask)
+        chosen = sorted(set(idx["source"].to_numpy()[self.indices]))
+        layouts = {tuple(self.store.info["sources"][s]["bands"]) for s in chosen}
+        if len(layouts) > 1:
+            raise ValueError(f"sources {chosen} have different channel layouts")
+        self.normalisation = normalisation
+        self._scale = self._shift = None
+        if chosen and normalisation != "none":
+            self._shift, self._scale = self._norm_params(chosen[0], normalisation)
+
+    def _norm_params(self, source: str, how: Normalisation) -> tuple[torch.Tensor, torch.Tensor]:
+        stats = self.store.info["sources"][source]["stats"]
+        bands = self.store.info["sources"][source]["bands"]
+        if how == "zscore":
+            shift = [stats[b]["mean"] for b in bands]
+            scale = [stats[b]["std"] or 1.0 for b in bands]
+        else:
+            shift = [stats[b]["p2"] for b in bands]
+            scale = [(stats[b]["p98"] - stats[b]["p2"]) or 1.0 for b in bands]
+        as_t = lambda v: torch.tensor(v, dtype=torch.float32).view(-1, 1, 1)  # noqa: E731
+        return as_t(shift), as_t(scale)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _image(self, image: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(image)
+        if self._shift is None or self._scale is None:
+            return t
+        return (t.float() - self._shift) / self._scale
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        s = self.store[int(self.indices[i])]
+        label = s["label"]
+        return {
+            "image": self._image(s["image"]),
+            "label": torch.from_numpy(label.astype(np.int64)) if label is not None else None,
+            "valid": torch.from_numpy(s["valid"]),
+            "meta": s["meta"],
+        }
+
+    def __getitems__(self, items: Sequence[int]) -> dict[str, Any]:
+        rows = self.indices[np.asarray(items)]
+        b = self.store.get_batch(rows)
+        return {
+            "image": self._image(b["image"]),
+            "label": torch.from_numpy(b["label"].astype(np.int64))
+            if b["label"] is not None
+            else None,
+            "valid": torch.from_numpy(b["valid"]),
+            "meta": b["meta"],
+        }
+
+
+def collate_batch(batch: Any) -> Any:
+    """Collate for :class:`TileDataset`: batches from ``__getitems__`` pass through."""
+    if isinstance(batch, dict):
+        return batch
+    from torch.utils.data import default_collate
+
+    metas = [b.pop("meta") for b in batch]
+    labels = [b.pop("label") for b in batch]
+    out = default_collate(batch)
+    out["meta"] = metas
+    out["label"] = torch.stack(labels) if all(x is not None for x in labels) else None
+    return out
