@@ -14,7 +14,6 @@ from tqdm import tqdm
 from flows.config import IngestParams, TileStageParams
 from flows.ingest import failed_on, inspect_all, rejected_markdown
 from tasks.catalog import SceneRecord, read_catalog
-from tasks.errors import BadInputError
 from tasks.files import atomic_write_json
 from tasks.prefect_tasks import tile_scene_task
 from tasks.specs import SourceSpec
@@ -114,6 +113,8 @@ def tile_flow(
         )
     else:
         catalog = root / params.catalog
+        if not catalog.exists():
+            return Failed(message=f"{params.catalog}: no catalogue; run `tessera ingest` first")
         records = read_catalog(catalog)
         rej = catalog.parent / "rejected.json"
         rejected = json.loads(rej.read_text()) if rej.exists() else []
@@ -137,11 +138,12 @@ def tile_flow(
         for rec, fut in zip(
             records, tqdm(futures, desc="tile", unit="scene", leave=False), strict=True
         ):
-            try:
-                parts.append(fut.result())
-                kept.append(rec)
-            except BadInputError as exc:
-                rejected.append(exc.as_dict())
+            part = fut.result()
+            if "rejected" in part:
+                rejected.append(part["rejected"])
+                continue
+            parts.append(part)
+            kept.append(rec)
         if rejected and params.on_bad_input == "fail":
             return failed_on(rejected)
         info = store_info(kept, parts, params)

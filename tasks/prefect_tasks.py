@@ -9,9 +9,10 @@ from typing import Any
 from prefect import task
 from prefect.context import TaskRunContext
 
-from tasks.catalog import inspect_source, write_catalog
+from tasks.catalog import SceneRecord, inspect_source, write_catalog
 from tasks.errors import BadInputError
 from tasks.files import resolve_paths, sha256_file
+from tasks.specs import TileParams
 from tasks.tiling import tile_scene
 
 
@@ -39,20 +40,24 @@ inspect_source_task = task(
 write_catalog_task = task(name="write-catalog", retries=2, retry_delay_seconds=1)(write_catalog)
 
 
-def retry_unless_bad_input(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry I/O failures, but never a refused input: it would fail the same way again."""
+def tile_scene_or_reject(
+    rec: SceneRecord,
+    tile: TileParams,
+    assignment: dict[str, Any],
+    parts_dir: Path,
+    base: Path,
+    reuse: list[Path] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """:func:`tile_scene`, with a refused input returned as ``{"rejected": ...}``.
+
+    A refused input is an answer, not a task failure: it is neither retried nor logged with a
+    traceback; the flow decides (fail or skip).
+    """
     try:
-        state.result()
-    except BadInputError:
-        return False
-    except Exception:
-        return True
-    return False
+        return tile_scene(rec, tile, assignment, parts_dir, base, reuse, progress)
+    except BadInputError as exc:
+        return {"rejected": exc.as_dict()}
 
 
-tile_scene_task = task(
-    name="tile-scene",
-    retries=2,
-    retry_delay_seconds=1,
-    retry_condition_fn=retry_unless_bad_input,
-)(tile_scene)
+tile_scene_task = task(name="tile-scene", retries=2, retry_delay_seconds=1)(tile_scene_or_reject)

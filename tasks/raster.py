@@ -240,7 +240,12 @@ class RasterStack:
             out = np.empty((self.count, height, width), dtype=self.dtype)
         win = Window(col_off, row_off, width, height)
         for reader, idxs, pos in self._groups:
-            reader.read(idxs, window=win, out=out[pos : pos + len(idxs)])
+            try:
+                reader.read(idxs, window=win, out=out[pos : pos + len(idxs)])
+            except rasterio.errors.RasterioIOError as exc:
+                raise BadInputError(
+                    reader.name, f"unreadable pixel data; changed since ingest? ({str(exc)[:100]})"
+                ) from None
         return out
 
     def close(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -124,7 +124,7 @@ class TileParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     size: int = Field(default=64, ge=4, le=8192)
-    stride: int = Field(default=64, ge=1)
+    stride: int = Field(default=64, ge=1, description="Step; defaults to the size (no overlap).")
     axis: int = Field(default=2, ge=0, le=2, description="Volume slicing axis (2: axial in RAS).")
     min_valid_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
     shard_tiles: int = Field(default=4096, ge=1, description="Tiles per shard file at most.")
@@ -134,6 +134,13 @@ class TileParams(BaseModel):
         description="Band statistics read every k-th pixel row (1: every pixel, exact).",
     )
     split: SplitParams = Field(default_factory=SplitParams)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stride_defaults_to_size(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("stride") is None and "size" in data:
+            data = {**data, "stride": data["size"]}
+        return data
 
     @model_validator(mode="after")
     def _check_stride(self) -> TileParams:

@@ -140,3 +140,26 @@ def test_invalid_config_is_one_line(tmp_path, cli):
     p.write_text("tile:\n  size: -3\n")
     rc, _, err = cli("tile", "--params", p, cwd=tmp_path)
     assert rc == 1 and len(err.strip().splitlines()) == 1 and "tile.size" in err
+
+
+def test_file_broken_after_ingest_is_one_line_at_tile_time(tmp_path, cli):
+    import yaml
+
+    src = write_geotiff(
+        tmp_path / "later.tif", np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) + 1
+    )
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "ingest": {"sources": [{"name": "s", "kind": "geotiff", "paths": ["later.tif"]}]},
+                "tile": {"size": 16, "split": {"block_size": 16}},
+            }
+        )
+    )
+    assert cli("ingest", cwd=tmp_path)[0] == 0
+    src.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    rc, _, err = cli("tile", cwd=tmp_path)
+    lines = [ln for ln in err.splitlines() if ln.startswith("tessera:")]
+    assert rc == 1 and len(lines) == 1 and "later.tif" in lines[0], err
+    assert "Traceback" not in err
+    assert not (tmp_path / "outputs" / "tiles").exists()
