@@ -132,7 +132,7 @@ def tile_flow(
             unmapped(tmp / "parts"),
             unmapped(root),
             unmapped([out / "parts"]),
-            unmapped(False),
+            unmapped(len(records) == 1),
         )
         parts, kept = [], []
         for rec, fut in zip(

@@ -35,7 +35,9 @@ def adhoc_sources(inputs: list[Path], label: Path | None, stack: bool) -> list[S
         kinds = {guess_kind(p) for p in inputs}
         if kinds != {"geotiff"}:
             raise ValueError("--stack combines GeoTIFF bands only")
-        bands = [_name(p, set()) for p in inputs]
+        bands = [p.name for p in inputs]
+        if len(set(bands)) != len(bands):
+            raise ValueError("--stack needs inputs with distinct file names (they name the bands)")
         return [
             SourceSpec(
                 name=_name(inputs[0], taken),
@@ -43,7 +45,7 @@ def adhoc_sources(inputs: list[Path], label: Path | None, stack: bool) -> list[S
                 paths=[str(p.resolve()) for p in inputs],
                 label=lab,
                 band_regex=r"^(?P<band>.+)$",
-                bands=[p.name for p in inputs] if len(set(bands)) == len(bands) else None,
+                bands=bands,
             )
         ]
     return [

@@ -175,6 +175,7 @@ def _tile_plane(
     rows: list[dict],
     counts: dict[str, int],
     pool: ThreadPoolExecutor,
+    bar: tqdm,
 ) -> None:
     rec = scene.rec
     H, W = scene.plane_shape
@@ -196,6 +197,7 @@ def _tile_plane(
         strip, lab = nxt.result()
         if ri + 1 < len(roffs):
             nxt = pool.submit(fetch, roffs[ri + 1])
+        bar.update(1)
         h = strip.shape[1]
         fresh = (roffs[ri + 1] - r) if ri + 1 < len(roffs) else h
         for b in range(C):
@@ -281,30 +283,35 @@ def tile_scene(
     work.mkdir(parents=True)
     with gdal_env(), ThreadPoolExecutor(max_workers=1) as pool:
         scene = open_scene(rec, base, tile.axis)
+        shards = _ShardSet(
+            work,
+            "tiles",
+            (rec.shape[0], tile.size, tile.size),
+            scene.dtype,
+            rec.label_spec is not None,
+            tile.shard_tiles,
+        )
+        rows: list[dict[str, Any]] = []
+        counts = {"total": 0, "kept": 0, "dropped_border": 0, "dropped_invalid": 0}
+        stats = [BandStats.for_dtype(scene.dtype) for _ in rec.band_names]
+        split_fn = _split_fn(rec, scene, tile, assignment)
+        height, width = scene.plane_shape
+        n_strips = len(TileGrid(height, width, tile.size, tile.stride).row_offsets)
+        bar = tqdm(
+            total=scene.n_planes * n_strips,
+            desc=rec.scene_id,
+            unit="row",
+            disable=not progress,
+            leave=False,
+        )
         try:
-            rows: list[dict[str, Any]] = []
-            counts = {"total": 0, "kept": 0, "dropped_border": 0, "dropped_invalid": 0}
-            stats = [BandStats.for_dtype(scene.dtype) for _ in rec.band_names]
-            shards = _ShardSet(
-                work,
-                "tiles",
-                (rec.shape[0], tile.size, tile.size),
-                scene.dtype,
-                rec.label_spec is not None,
-                tile.shard_tiles,
-            )
-            planes = range(scene.n_planes)
-            split_fn = _split_fn(rec, scene, tile, assignment)
-            for plane in tqdm(
-                planes,
-                desc=rec.scene_id,
-                disable=not progress or len(planes) < 2,
-                unit="slice",
-                leave=False,
-            ):
-                _tile_plane(scene, plane, tile, split_fn(plane), shards, stats, rows, counts, pool)
-            shards.close()
+            for plane in range(scene.n_planes):
+                _tile_plane(
+                    scene, plane, tile, split_fn(plane), shards, stats, rows, counts, pool, bar
+                )
         finally:
+            bar.close()
+            shards.close()  # waits for the writer thread, also when tiling failed
             scene.close()
     summary = {
         "name": name,
