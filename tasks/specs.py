@@ -129,9 +129,10 @@ class TileParams(BaseModel):
     min_valid_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
     shard_tiles: int = Field(default=4096, ge=1, description="Tiles per shard file at most.")
     stats_row_step: int = Field(
-        default=4,
-        ge=1,
-        description="Band statistics read every k-th pixel row (1: every pixel, exact).",
+        default=0,
+        ge=0,
+        description="Band statistics read every k-th pixel row; 0 (auto): every row of strips "
+        "up to 256 Ki pixels, else the step that keeps a strip's sample near that size.",
     )
     split: SplitParams = Field(default_factory=SplitParams)
 

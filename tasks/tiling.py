@@ -32,6 +32,7 @@ from tasks.splits import (
 from tasks.stats import BandStats
 
 STORE_VERSION = 1
+STATS_SAMPLE_PER_STRIP = 1 << 18  # pixels per band and strip that the automatic row step keeps
 PART_FILE = "part.json"
 
 
@@ -104,6 +105,8 @@ class _ShardSet:
         self, k: int, image: np.ndarray, valid: np.ndarray, label: np.ndarray | None
     ) -> None:
         try:
+            image = np.ascontiguousarray(image)  # copies off the main thread
+            valid = np.ascontiguousarray(valid)
             if not self.files or self.files[0].path.name != f"{self._stem(k).name}.image.npy":
                 self._close_files()
                 stem, size = self._stem(k), self.item[1:]
@@ -147,10 +150,20 @@ class _ShardSet:
 
 
 def _surely_valid(strip: np.ndarray, nodata: float | None) -> bool:
-    """True when no pixel can be nodata or NaN: two fast reductions instead of a mask."""
-    lo, hi = strip.min(), strip.max()
-    if strip.dtype.kind == "f" and (np.isnan(lo) or np.isnan(hi)):
-        return False
+    """True when no pixel can be nodata or NaN: one or two fast reductions instead of a mask."""
+    if strip.dtype.kind == "f":
+        lo, hi = strip.min(), strip.max()
+        if np.isnan(lo) or np.isnan(hi):
+            return False
+    elif nodata is None or np.isnan(nodata):
+        return True
+    else:
+        info = np.iinfo(strip.dtype)
+        if nodata <= info.min:  # e.g. 0 for unsigned data: only the minimum matters
+            return bool(strip.min() > nodata)
+        if nodata >= info.max:
+            return bool(strip.max() < nodata)
+        lo, hi = strip.min(), strip.max()
     return nodata is None or np.isnan(nodata) or not (lo <= nodata <= hi)
 
 
@@ -187,6 +200,7 @@ def _tile_plane(
     roffs = grid.row_offsets
     coffs = grid.col_offsets
     all_valid = np.ones((s, s), dtype=bool)
+    step = tile.stats_row_step or max(1, -(-(s * W) // STATS_SAMPLE_PER_STRIP))
 
     def fetch(r: int) -> tuple[np.ndarray, np.ndarray | None]:
         h = min(s, H - r)
@@ -201,7 +215,7 @@ def _tile_plane(
         h = strip.shape[1]
         fresh = (roffs[ri + 1] - r) if ri + 1 < len(roffs) else h
         for b in range(C):
-            stats[b].update(strip[b, : fresh : tile.stats_row_step], nodata)
+            stats[b].update(strip[b, :fresh:step], nodata)
         ok = None if _surely_valid(strip, nodata) else _valid_mask(strip, nodata)
         for c in coffs:
             counts["total"] += 1
@@ -216,8 +230,8 @@ def _tile_plane(
                 counts["dropped_invalid"] += 1
                 continue
             if h == s and w == s:
-                img = np.ascontiguousarray(strip[:, :, c : c + s])
-                valid = all_valid if ok is None else np.ascontiguousarray(ok[:, c : c + s])
+                img = strip[:, :, c : c + s]  # a view: the writer thread copies it out
+                valid = all_valid if ok is None else ok[:, c : c + s]
             else:
                 img = np.full((C, s, s), pad, dtype=strip.dtype)
                 img[:, :h, :w] = strip[:, :, c : c + w]
