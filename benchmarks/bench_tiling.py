@@ -12,7 +12,6 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,50 +19,19 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from affine import Affine
 from rasterio.windows import Window
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-TILE = 256
-BANDS = 4
-
-
-def make_scene(path: Path, side: int, compress: str | None) -> Path:
-    """A tiled 4-band uint16 GeoTIFF with texture, written block-row by block-row."""
-    prof = {
-        "driver": "GTiff",
-        "width": side,
-        "height": side,
-        "count": BANDS,
-        "dtype": "uint16",
-        "crs": "EPSG:32616",
-        "transform": Affine(10, 0, 400000, 0, -10, 3500000),
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
-        "nodata": 0,
-    }
-    if compress:
-        prof["compress"] = compress
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:TILE, 0:side]
-    with rasterio.open(path, "w", **prof) as ds:
-        for r in range(0, side, TILE):
-            base = 2000 + 1000 * np.sin((xx + r) / 150.0) + 800 * np.cos((yy + r) / 90.0)
-            block = np.stack(
-                [base * (1 + 0.1 * b) + rng.integers(0, 200, base.shape) for b in range(BANDS)]
-            ).astype(np.uint16)
-            ds.write(block, window=Window(0, r, side, TILE))
-    return path
-
-
-def warm(path: Path) -> None:
-    """Read the file once so every method sees a warm page cache."""
-    with open(path, "rb") as fh:
-        while fh.read(1 << 24):
-            pass
+from benchmarks.loading import (  # noqa: E402
+    bench_loading,
+    bench_memcpy,
+    bench_worker_ceiling,
+    publish,
+)
+from benchmarks.process import cli_startup, peak_rss_child  # noqa: E402
+from benchmarks.scenes import BANDS, TILE, make_scene, warm  # noqa: E402
 
 
 def bench_naive(path: Path, out: Path) -> float:
@@ -132,124 +100,6 @@ def bench_torchgeo(path: Path) -> float | None:
         for b in DataLoader(ds, sampler=sampler, batch_size=32, collate_fn=stack_samples)
     )
     return n / (time.perf_counter() - t0)
-
-
-def _timed_passes(ds: object, workers: int, batches: int) -> tuple[float, float]:
-    """(first pass, second pass) tiles/s of random batches of 32 through a DataLoader."""
-    import torch
-    from torch.utils.data import DataLoader, RandomSampler
-
-    from models.data import collate_batch
-
-    sampler = RandomSampler(
-        ds,
-        replacement=True,
-        num_samples=32 * batches,  # type: ignore[arg-type]
-        generator=torch.Generator().manual_seed(0),
-    )
-    dl = DataLoader(
-        ds,
-        batch_size=32,
-        sampler=sampler,
-        num_workers=workers,  # type: ignore[arg-type]
-        collate_fn=collate_batch,
-        persistent_workers=workers > 0,
-    )
-    rates = []
-    for _ in range(2):
-        it = iter(dl)
-        next(it)  # worker start-up is not throughput
-        t0 = time.perf_counter()
-        n = sum(len(b["image"]) for b in it)
-        rates.append(n / (time.perf_counter() - t0))
-    return rates[0], rates[1]
-
-
-def bench_loading(store_dir: Path, workers: int, batches: int = 60) -> tuple[float, float]:
-    """Random batches of 32 from the store (raw values): (cold, steady) tiles/s.
-
-    The first pass pays the page faults of fresh shard mappings in every worker; the second,
-    with persistent workers, is the steady state of training.
-    """
-    from models.data import TileDataset
-
-    return _timed_passes(TileDataset(store_dir, normalisation="none"), workers, batches)
-
-
-def bench_worker_ceiling(workers: int = 2, batches: int = 60) -> float:
-    """Steady tiles/s that torch workers can hand over at all: ready batches, no reading."""
-    import torch
-    from torch.utils.data import Dataset
-
-    class Ready(Dataset):  # type: ignore[type-arg]
-        def __len__(self) -> int:
-            return 1024
-
-        def __getitems__(self, idx: list[int]) -> dict[str, object]:
-            return {
-                "image": torch.empty((len(idx), BANDS, TILE, TILE), dtype=torch.int16),
-                "label": None,
-                "meta": [],
-            }
-
-    return _timed_passes(Ready(), workers, batches)[1]
-
-
-def bench_memcpy(store_dir: Path, batches: int = 60) -> float:
-    """The memcpy limit: copying the same bytes (random tiles) from RAM with numpy."""
-    shards = sorted(store_dir.glob("*.image.npy"))
-    src = np.concatenate([np.load(s) for s in shards])
-    rng = np.random.default_rng(0)
-    dst = np.empty((32, *src.shape[1:]), dtype=src.dtype)
-    picks = rng.integers(0, len(src), (batches, 32))
-    t0 = time.perf_counter()
-    for batch in picks:
-        for j, k in enumerate(batch):
-            np.copyto(dst[j], src[k])
-    return 32 * batches / (time.perf_counter() - t0)
-
-
-def peak_rss_child(side: int, workdir: Path) -> float:
-    """Peak RSS (MiB) of a fresh process that tiles a ``side``² 4-band scene."""
-    scene = make_scene(workdir / f"rss_{side}.tif", side, None)
-    code = (
-        "import resource, sys, pathlib; sys.path.insert(0, {!r})\n"
-        "from benchmarks.bench_tiling import bench_tessera\n"
-        "bench_tessera(pathlib.Path({!r}), pathlib.Path({!r}))\n"
-        "print(int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) / 1024)\n"
-    ).format(str(ROOT), str(scene), str(workdir / f"rss_parts_{side}"))
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    scene.unlink()
-    shutil.rmtree(workdir / f"rss_parts_{side}", ignore_errors=True)
-    return float(res.stdout.strip().splitlines()[-1])
-
-
-def cli_startup(workdir: Path) -> tuple[float, float]:
-    """Seconds for `tessera --help` and for a one-tile `tessera tile` (the fixed costs)."""
-    exe = Path(sys.executable).parent / "tessera"
-    tiny = workdir / "tiny.tif"
-    with rasterio.open(
-        tiny,
-        "w",
-        driver="GTiff",
-        width=8,
-        height=8,
-        count=1,
-        dtype="uint8",
-        crs="EPSG:32616",
-        transform=Affine(10, 0, 0, 0, -10, 0),
-    ) as ds:
-        ds.write(np.ones((1, 8, 8), np.uint8))
-    env = dict(os.environ, PREFECT_HOME=str(workdir / ".prefect"))
-    out = []
-    for args in (
-        ["--help"],
-        ["tile", "--input", str(tiny), "--out", str(workdir / "tiny_out"), "--size", "8"],
-    ):
-        t0 = time.perf_counter()
-        subprocess.run([str(exe), *args], capture_output=True, env=env, check=True, cwd=workdir)
-        out.append(time.perf_counter() - t0)
-    return out[0], out[1]
 
 
 def row(
@@ -342,7 +192,7 @@ def main() -> None:
             print("\n[loading] random batches of 32 from the store")
             row("numpy copy of the same bytes (memcpy)", memcpy, "tiles/s", None, "reference", None)
             store = work / "store"
-            _publish(part, store)
+            publish(part, store)
             ceiling = float(np.median([bench_worker_ceiling() for _ in range(args.repeat)]))
             results["worker_ceiling"] = ceiling
             row(
@@ -430,22 +280,6 @@ def main() -> None:
     )
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _publish(part: Path, store: Path) -> None:
-    """A one-part store around a tiled part, as the tile flow would publish it."""
-    from tasks.store import finish_store, staging_dir
-
-    summary = json.loads((part / "part.json").read_text())
-    tmp = staging_dir(store)
-    (tmp / "parts").mkdir(parents=True, exist_ok=True)
-    shutil.copytree(part, tmp / "parts" / part.name)
-    finish_store(
-        store,
-        tmp,
-        [summary],
-        {"sources": {"bench": {"bands": [f"b{i}" for i in range(1, BANDS + 1)], "stats": {}}}},
-    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,103 @@
+"""Loading benchmarks: DataLoader over the store, torch's worker hand-over, memcpy."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.scenes import BANDS, TILE
+
+
+def _timed_passes(ds: object, workers: int, batches: int) -> tuple[float, float]:
+    """(first pass, second pass) tiles/s of random batches of 32 through a DataLoader."""
+    import torch
+    from torch.utils.data import DataLoader, RandomSampler
+
+    from models.data import collate_batch
+
+    sampler = RandomSampler(
+        ds,
+        replacement=True,
+        num_samples=32 * batches,  # type: ignore[arg-type]
+        generator=torch.Generator().manual_seed(0),
+    )
+    dl = DataLoader(
+        ds,
+        batch_size=32,
+        sampler=sampler,
+        num_workers=workers,  # type: ignore[arg-type]
+        collate_fn=collate_batch,
+        persistent_workers=workers > 0,
+    )
+    rates = []
+    for _ in range(2):
+        it = iter(dl)
+        next(it)  # worker start-up is not throughput
+        t0 = time.perf_counter()
+        n = sum(len(b["image"]) for b in it)
+        rates.append(n / (time.perf_counter() - t0))
+    return rates[0], rates[1]
+
+
+def bench_loading(store_dir: Path, workers: int, batches: int = 60) -> tuple[float, float]:
+    """Random batches of 32 from the store (raw values): (cold, steady) tiles/s.
+
+    The first pass pays the page faults of fresh shard mappings in every worker; the second,
+    with persistent workers, is the steady state of training.
+    """
+    from models.data import TileDataset
+
+    return _timed_passes(TileDataset(store_dir, normalisation="none"), workers, batches)
+
+
+def bench_worker_ceiling(workers: int = 2, batches: int = 60) -> float:
+    """Steady tiles/s that torch workers can hand over at all: ready batches, no reading."""
+    import torch
+    from torch.utils.data import Dataset
+
+    class Ready(Dataset):  # type: ignore[type-arg]
+        def __len__(self) -> int:
+            return 1024
+
+        def __getitems__(self, idx: list[int]) -> dict[str, object]:
+            return {
+                "image": torch.empty((len(idx), BANDS, TILE, TILE), dtype=torch.int16),
+                "label": None,
+                "meta": [],
+            }
+
+    return _timed_passes(Ready(), workers, batches)[1]
+
+
+def bench_memcpy(store_dir: Path, batches: int = 60) -> float:
+    """The memcpy limit: copying the same bytes (random tiles) from RAM with numpy."""
+    shards = sorted(store_dir.glob("*.image.npy"))
+    src = np.concatenate([np.load(s) for s in shards])
+    rng = np.random.default_rng(0)
+    dst = np.empty((32, *src.shape[1:]), dtype=src.dtype)
+    picks = rng.integers(0, len(src), (batches, 32))
+    t0 = time.perf_counter()
+    for batch in picks:
+        for j, k in enumerate(batch):
+            np.copyto(dst[j], src[k])
+    return 32 * batches / (time.perf_counter() - t0)
+
+
+def publish(part: Path, store: Path) -> None:
+    """A one-part store around a tiled part, as the tile flow would publish it."""
+    from tasks.store import finish_store, staging_dir
+
+    summary = json.loads((part / "part.json").read_text())
+    tmp = staging_dir(store)
+    (tmp / "parts").mkdir(parents=True, exist_ok=True)
+    shutil.copytree(part, tmp / "parts" / part.name)
+    finish_store(
+        store,
+        tmp,
+        [summary],
+        {"sources": {"bench": {"bands": [f"b{i}" for i in range(1, BANDS + 1)], "stats": {}}}},
+    )

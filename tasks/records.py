@@ -1,0 +1,98 @@
+"""Catalogue records and the helpers every kind of inspection shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from tasks.errors import BadInputError
+from tasks.files import display_path, resolve_paths
+from tasks.specs import LabelSpec, SourceSpec
+
+
+class SceneRecord(BaseModel):
+    """Everything later stages need to know about one scene or volume."""
+
+    scene_id: str
+    source: str
+    kind: str
+    files: list[str]
+    sha256: list[str]
+    band_names: list[str]
+    band_files: list[str] = []
+    band_indexes: list[int] = []
+    shape: list[int]
+    dtype: str
+    crs_wkt: str | None = None
+    transform: list[float] | None = None
+    affine: list[float] | None = None
+    resolution: list[float]
+    bounds: list[float]
+    nodata: float | None = None
+    resampling: str = "bilinear"
+    resampled_bands: list[str] = []
+    label_kind: str | None = None
+    label_files: list[str] = []
+    label_sha256: list[str] = []
+    class_names: list[str] = []
+    label_spec: str | None = None
+    valid_fraction: float = 1.0
+
+    def label(self) -> LabelSpec | None:
+        """The label specification, resolved to the recorded label files."""
+        return LabelSpec.model_validate_json(self.label_spec) if self.label_spec else None
+
+
+def _volume_kind(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        return "nifti"
+    if name.endswith((".dcm", ".dicom")) or path.is_dir():
+        return "dicom"
+    return None
+
+
+def guess_kind(path: Path) -> str:
+    """Source kind from a file name: NIfTI, DICOM (file or directory) or GeoTIFF."""
+    return _volume_kind(path) or "geotiff"
+
+
+def label_paths(label: LabelSpec, base: Path) -> list[Path]:
+    return [base / p for p in ([label.path] if label.path else label.paths)]
+
+
+def label_classes(label: LabelSpec, files: list[Path], grid_values: int | None) -> list[str]:
+    if label.classes:
+        return label.classes
+    if label.kind == "prob_maps":
+        return ["background", *[f.name.split(".")[0] for f in files]]
+    n = (grid_values or 0) + 1
+    return [f"class_{i}" for i in range(n)]
+
+
+def unexpected(path: Path, exc: Exception) -> BadInputError:
+    """An unforeseen reader error, as a one-line rejection of the file."""
+    return BadInputError(path, f"could not be read ({type(exc).__name__}: {str(exc)[:120]})")
+
+
+def source_files(spec: SourceSpec, base: Path) -> list[Path]:
+    """The source's image files (its label files excluded); none is an error."""
+    files = resolve_paths(spec.paths, spec.glob, base)
+    if not files:
+        raise BadInputError(base / (spec.glob or ""), f"source {spec.name!r} matches no files")
+    if spec.label:
+        labels = {p.resolve() for p in label_paths(spec.label, base)}
+        files = [f for f in files if f.resolve() not in labels]
+    return files
+
+
+def resolved_label_json(label: LabelSpec, files: list[Path], classes: list[str], base: Path) -> str:
+    """The label spec with its class names and file paths as recorded in the catalogue."""
+    return label.model_copy(
+        update={
+            "classes": classes,
+            "path": display_path(files[0], base) if label.path else None,
+            "paths": [display_path(p, base) for p in files] if label.paths else [],
+        }
+    ).model_dump_json(by_alias=True)
