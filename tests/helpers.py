@@ -69,3 +69,26 @@ def landsat_like(root: Path, h: int = 45, w: int = 50, seed: int = 0) -> dict[st
     qa[12:14, 12:14] |= 3 << 4  # water under cloud: cloud wins
     files["BQA"] = write_geotiff(root / "l8_BQA.tif", qa)
     return files
+
+
+def landsat_qa_source(name: str, band_glob: str, bqa_path: str) -> dict[str, Any]:
+    """A Landsat 8 band-stack source whose label comes from the BQA bits (as in params.yaml)."""
+    return {
+        "name": name,
+        "kind": "geotiff",
+        "glob": band_glob,
+        "band_regex": r"l8_(?P<band>B\d+)\.tif$",
+        "resampling": "average",
+        "nodata": 0,
+        "label": {
+            "kind": "qa_bits",
+            "path": bqa_path,
+            "fill_bit": 0,
+            "classes": ["clear", "cloud", "cirrus", "water"],
+            "rules": [
+                {"class": "cloud", "bits": [14, 15], "min": 2},
+                {"class": "cirrus", "bits": [12, 13], "min": 2},
+                {"class": "water", "bits": [4, 5], "min": 2},
+            ],
+        },
+    }

@@ -10,6 +10,7 @@ from flows.tile import tile_flow
 from tasks.samples import sample_files
 from tasks.specs import SourceSpec
 from tasks.store import TileStore
+from tests.helpers import landsat_qa_source
 
 
 @pytest.fixture
@@ -27,25 +28,7 @@ def test_flows_on_real_landsat_with_artifacts(landsat_dir, prefect_api):
     from prefect.artifacts import Artifact
 
     src = SourceSpec.model_validate(
-        {
-            "name": "landsat8",
-            "kind": "geotiff",
-            "glob": "data/landsat8/l8_B*.tif",
-            "band_regex": r"l8_(?P<band>B\d+)\.tif$",
-            "resampling": "average",
-            "nodata": 0,
-            "label": {
-                "kind": "qa_bits",
-                "path": "data/landsat8/l8_BQA.tif",
-                "fill_bit": 0,
-                "classes": ["clear", "cloud", "cirrus", "water"],
-                "rules": [
-                    {"class": "cloud", "bits": [14, 15], "min": 2},
-                    {"class": "cirrus", "bits": [12, 13], "min": 2},
-                    {"class": "water", "bits": [4, 5], "min": 2},
-                ],
-            },
-        }
+        landsat_qa_source("landsat8", "data/landsat8/l8_B*.tif", "data/landsat8/l8_BQA.tif")
     )
     base = str(landsat_dir)
     state = ingest_flow(IngestParams(sources=[src]), base=base, return_state=True)

@@ -5,27 +5,9 @@ import yaml
 
 from tasks.catalog import read_catalog
 from tasks.store import TileStore
-from tests.helpers import landsat_like
+from tests.helpers import landsat_like, landsat_qa_source
 
-LANDSAT_SOURCE = {
-    "name": "l8",
-    "kind": "geotiff",
-    "glob": "scene/l8_B*.tif",
-    "band_regex": r"l8_(?P<band>B\d+)\.tif$",
-    "resampling": "average",
-    "nodata": 0,
-    "label": {
-        "kind": "qa_bits",
-        "path": "scene/l8_BQA.tif",
-        "fill_bit": 0,
-        "classes": ["clear", "cloud", "cirrus", "water"],
-        "rules": [
-            {"class": "cloud", "bits": [14, 15], "min": 2},
-            {"class": "cirrus", "bits": [12, 13], "min": 2},
-            {"class": "water", "bits": [4, 5], "min": 2},
-        ],
-    },
-}
+LANDSAT_SOURCE = landsat_qa_source("l8", "scene/l8_B*.tif", "scene/l8_BQA.tif")
 
 
 def _params(tmp_path, sources, **tile):
