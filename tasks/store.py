@@ -141,7 +141,7 @@ class TileStore:
         self._row = index["shard_row"].to_numpy()
         self._has_label = index["has_label"].to_numpy()
         self._meta = self._build_meta(index)
-        self._maps: dict[str, np.ndarray] = {}
+        self._maps: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
 
     @classmethod
     def open(cls, path: str | Path) -> TileStore:
@@ -170,56 +170,47 @@ class TileStore:
     def __len__(self) -> int:
         return len(self.index)
 
-    def _array(self, shard: str, kind: str) -> np.ndarray:
-        name = shard.replace(".image.npy", f".{kind}.npy")
-        a = self._maps.get(name)
-        if a is None:
-            a = np.load(self.root / name, mmap_mode="r")
-            self._maps[name] = a
-        return a
+    def _arrays(self, shard: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Memory maps of a shard's image, valid and label files (label None if unlabelled)."""
+        arrays = self._maps.get(shard)
+        if arrays is None:
+            stem = str(self.root / shard.removesuffix(".image.npy"))
+            label = Path(f"{stem}.label.npy")
+            arrays = (
+                np.load(self.root / shard, mmap_mode="r"),
+                np.load(f"{stem}.valid.npy", mmap_mode="r"),
+                np.load(label, mmap_mode="r") if label.exists() else None,
+            )
+            self._maps[shard] = arrays
+        return arrays
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         if not -len(self) <= i < len(self):
             raise IndexError(i)
-        shard, row = self._shard[i], int(self._row[i])
+        image, valid, label = self._arrays(self._shard[i])
+        row = int(self._row[i])
         return {
-            "image": np.array(self._array(shard, "image")[row]),
-            "label": np.array(self._array(shard, "label")[row]) if self._has_label[i] else None,
-            "valid": np.array(self._array(shard, "valid")[row]),
+            "image": np.array(image[row]),
+            "label": np.array(label[row]) if label is not None and self._has_label[i] else None,
+            "valid": np.array(valid[row]),
             "meta": dict(self._meta[i]),
         }
 
-    def batch_shapes(
-        self, indices: Sequence[int] | np.ndarray
-    ) -> tuple[tuple[int, ...], np.dtype, bool]:
-        """(image batch shape, image dtype, labelled) of a batch of these tiles."""
+    def get_batch(self, indices: Sequence[int] | np.ndarray) -> dict[str, Any]:
+        """Stacked tiles of one channel layout, each copied once straight from its shard."""
         idx = np.asarray(indices, dtype=np.int64)
-        img0 = self._array(self._shard[idx[0]], "image")
-        return (len(idx), *img0.shape[1:]), img0.dtype, bool(self._has_label[idx].all())
-
-    def get_batch(
-        self, indices: Sequence[int], out: dict[str, np.ndarray] | None = None
-    ) -> dict[str, Any]:
-        """Stacked tiles of one channel layout; each tile is copied once, straight from its shard.
-
-        ``out`` may hold preallocated ``image``/``valid``/``label`` arrays (e.g. shared memory).
-        """
-        idx = np.asarray(indices, dtype=np.int64)
-        shape, dtype, labelled = self.batch_shapes(idx)
-        out = out or {}
-        image = out.get("image")
-        image = np.empty(shape, dtype=dtype) if image is None else image
-        valid = out.get("valid")
-        valid = np.empty((shape[0], *shape[2:]), dtype=bool) if valid is None else valid
-        label = out.get("label") if labelled else None
-        if labelled and label is None:
-            label = np.empty((shape[0], *shape[2:]), dtype=np.uint8)
+        img0 = self._arrays(self._shard[idx[0]])[0]
+        n, tile = len(idx), img0.shape[2:]
+        image = np.empty((n, *img0.shape[1:]), dtype=img0.dtype)
+        valid = np.empty((n, *tile), dtype=bool)
+        label = np.empty((n, *tile), dtype=np.uint8) if self._has_label[idx].all() else None
         for j, i in enumerate(idx):
-            shard, row = self._shard[i], self._row[i]
-            image[j] = self._array(shard, "image")[row]
-            valid[j] = self._array(shard, "valid")[row]
-            if label is not None:
-                label[j] = self._array(shard, "label")[row]
+            image_a, valid_a, label_a = self._arrays(self._shard[i])
+            row = self._row[i]
+            image[j] = image_a[row]
+            valid[j] = valid_a[row]
+            if label is not None and label_a is not None:
+                label[j] = label_a[row]
         return {
             "image": image,
             "label": label,
