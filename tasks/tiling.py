@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,7 @@ class _ShardSet:
         self.files: list[NpyAppender] = []
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer")
         self._slots = threading.BoundedSemaphore(max_pending)
-        self._pending: Future[None] | None = None
+        self._error: BaseException | None = None  # the first failed write, raised by add/close
 
     def _stem(self, k: int) -> Path:
         return self.part_dir / f"{self.prefix}-{k:03d}"
@@ -122,6 +122,8 @@ class _ShardSet:
             self.files[1].append(valid)
             if label is not None:
                 self.files[2].append(label)
+        except BaseException as exc:
+            self._error = self._error or exc
         finally:
             self._slots.release()
 
@@ -131,10 +133,10 @@ class _ShardSet:
         """Queue one tile; returns (image shard name, row)."""
         k, row = divmod(self.n, self.max_tiles)
         self.n += 1
-        if self._pending is not None and self._pending.done():
-            self._pending.result()  # surface a write error early
+        if self._error is not None:
+            raise self._error
         self._slots.acquire()
-        self._pending = self._writer.submit(self._write, k, image, valid, label)
+        self._writer.submit(self._write, k, image, valid, label)
         return f"{self._stem(k).name}.image.npy", row
 
     def _close_files(self) -> None:
@@ -144,9 +146,9 @@ class _ShardSet:
     def close(self) -> None:
         """Wait for every queued write, then close the files."""
         self._writer.shutdown(wait=True)
-        if self._pending is not None:
-            self._pending.result()
         self._close_files()
+        if self._error is not None:
+            raise self._error
 
 
 def _surely_valid(strip: np.ndarray, nodata: float | None) -> bool:

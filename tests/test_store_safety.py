@@ -68,3 +68,20 @@ def test_sigkill_leaves_no_partial_store_and_rerun_is_identical(tmp_path, cli, s
     assert a.info == b.info
     for i in range(0, len(a), 97):
         np.testing.assert_array_equal(a[i]["image"], b[i]["image"])
+
+
+def test_a_failed_shard_write_is_never_silent(tmp_path):
+    import pytest
+
+    from tasks.tiling import _ShardSet
+
+    shards = _ShardSet(tmp_path, "tiles", (1, 4, 4), np.dtype(np.uint8), False, max_tiles=8)
+    ok = np.zeros((1, 4, 4), np.uint8)
+    shards.add(np.zeros((2, 4, 4), np.uint8), np.ones((4, 4), bool), None)  # wrong shape: fails
+    for _ in range(3):  # later writes succeed; the earlier failure must still surface
+        try:
+            shards.add(ok, np.ones((4, 4), bool), None)
+        except ValueError:
+            break
+    with pytest.raises(ValueError, match="item"):
+        shards.close()
