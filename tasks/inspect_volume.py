@@ -18,15 +18,8 @@ from tasks.records import (
     unexpected,
 )
 from tasks.specs import SourceSpec
-from tasks.volume import Volume, check_dicom_header, check_nifti_header, load_volume
-
-
-def _volume_valid(vol: Volume, nodata: float | None) -> int:
-    a = vol.array
-    ok = ~np.isnan(a) if a.dtype.kind == "f" else np.ones(a.shape, bool)
-    if nodata is not None:
-        ok &= a != nodata
-    return int(ok.all(axis=0).sum())
+from tasks.stats import valid_values
+from tasks.volume import check_dicom_header, check_nifti_header, load_volume
 
 
 def inspect_volume_source(
@@ -49,7 +42,7 @@ def inspect_volume_source(
 
 def _inspect_volume(spec: SourceSpec, base: Path, f: Path, n_files: int) -> SceneRecord:
     vol = load_volume(f, spec.kind)
-    valid = _volume_valid(vol, spec.nodata)
+    valid = int(valid_values(vol.array, spec.nodata).all(axis=0).sum())
     if valid == 0:
         what = "NaN" if spec.nodata is None else f"nodata ({spec.nodata:g}) or NaN"
         raise BadInputError(f, f"volume is all {what}: no valid voxel")

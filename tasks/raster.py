@@ -17,6 +17,7 @@ from rasterio.windows import Window
 
 from tasks.errors import BadInputError
 from tasks.files import natural_key
+from tasks.stats import valid_values
 
 SUPPORTED_DTYPES = frozenset(
     {"uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"}
@@ -174,10 +175,7 @@ def count_valid(
     try:
         for r0 in range(0, ds.height, rows):
             a = ds.read(indexes, window=Window(0, r0, ds.width, min(rows, ds.height - r0)))
-            ok = ~np.isnan(a) if a.dtype.kind == "f" else np.ones(a.shape, bool)
-            if nodata is not None and not np.isnan(nodata):
-                ok &= a != nodata
-            n += ok.sum(axis=(1, 2))
+            n += valid_values(a, nodata).sum(axis=(1, 2))
     except rasterio.errors.RasterioIOError as exc:
         raise BadInputError(path, f"truncated or corrupt pixel data ({str(exc)[:120]})") from None
     return [int(v) for v in n]

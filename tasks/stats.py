@@ -18,6 +18,14 @@ N_BINS = 65536
 _EXACT_KINDS = {np.dtype(t) for t in ("uint8", "int8", "uint16", "int16", "bool")}
 
 
+def valid_values(a: np.ndarray, nodata: float | None) -> np.ndarray:
+    """Elementwise: True where a value is neither NaN nor ``nodata``."""
+    ok = ~np.isnan(a) if a.dtype.kind == "f" else np.ones(a.shape, dtype=bool)
+    if nodata is not None and not np.isnan(nodata):
+        ok &= a != nodata
+    return ok
+
+
 def _float_keys(x: np.ndarray) -> np.ndarray:
     """Monotone 16-bit keys of float32 values (top bits of the ordered bit pattern)."""
     bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
@@ -58,35 +66,31 @@ class BandStats:
         offset = int(-np.iinfo(dtype).min) if exact and dtype.kind == "i" else 0
         return cls(exact=exact, offset=offset)
 
-    def update(self, values: np.ndarray, nodata: float | None = None) -> int:
-        """Add the valid values of ``values`` (any shape); returns how many were invalid."""
+    def update(self, values: np.ndarray, nodata: float | None = None) -> None:
+        """Add the valid values of ``values`` (any shape)."""
         x = values.reshape(-1)
-        n_in = x.size
         if x.dtype.kind == "f":
             x = x[~np.isnan(x)]
         if self.exact:
             counts = np.bincount(
                 (x.astype(np.int64) + self.offset) if self.offset else x, minlength=N_BINS
             )
-            dropped = 0
             if (
                 nodata is not None
                 and not np.isnan(nodata)
                 and (0 <= int(nodata) + self.offset < N_BINS)
             ):
-                dropped = int(counts[int(nodata) + self.offset])
                 counts[int(nodata) + self.offset] = 0
             self.hist += counts  # moments follow from the exact histogram when asked
-            return dropped
+            return
         if nodata is not None and not np.isnan(nodata):
             x = x[x != nodata]
         if x.size == 0:
-            return n_in
+            return
         xf = x.astype(np.float64)
         n, mean = int(xf.size), float(xf.mean())
         self._merge(n, mean, float(((xf - mean) ** 2).sum()), float(xf.min()), float(xf.max()))
         self.hist += np.bincount(_float_keys(x), minlength=N_BINS)
-        return n_in - x.size
 
     def _sync_exact(self) -> None:
         """Exact dtypes: derive count, moments and range from the histogram."""

@@ -43,6 +43,11 @@ def staging_dir(out: Path) -> Path:
     return out.parent / f"{out.name}.tmp"
 
 
+def _previous_dir(out: Path) -> Path:
+    """Where the store being replaced waits until the new one is in place."""
+    return out.parent / f"{out.name}.old"
+
+
 @contextmanager
 def store_writer(out: Path) -> Iterator[Path]:
     """Hold the store's lock and yield a staging directory, keeping finished parts of a killed run.
@@ -56,7 +61,7 @@ def store_writer(out: Path) -> Iterator[Path]:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StoreLockedError(f"{out}: another tessera run is writing this store") from None
-        shutil.rmtree(out.parent / f"{out.name}.old", ignore_errors=True)
+        shutil.rmtree(_previous_dir(out), ignore_errors=True)
         tmp = staging_dir(out)
         parts = tmp / "parts"
         parts.mkdir(parents=True, exist_ok=True)
@@ -87,7 +92,7 @@ def finish_store(out: Path, tmp: Path, parts: list[dict[str, Any]], info: dict[s
         if d.name not in keep:
             shutil.rmtree(d, ignore_errors=True)
     atomic_write_json(tmp / INFO_FILE, info | {"version": STORE_VERSION, "n_tiles": len(index)})
-    old = out.parent / f"{out.name}.old"
+    old = _previous_dir(out)
     if out.exists():
         os.replace(out, old)
     os.replace(tmp, out)

@@ -29,7 +29,7 @@ from tasks.splits import (
     subject_splits,
     uses_subject_splits,
 )
-from tasks.stats import BandStats
+from tasks.stats import BandStats, valid_values
 
 STORE_VERSION = 1
 STATS_SAMPLE_PER_STRIP = 1 << 18  # pixels per band and strip that the automatic row step keeps
@@ -169,17 +169,6 @@ def _surely_valid(strip: np.ndarray, nodata: float | None) -> bool:
     return nodata is None or np.isnan(nodata) or not (lo <= nodata <= hi)
 
 
-def _valid_mask(strip: np.ndarray, nodata: float | None) -> np.ndarray:
-    """(h, w) True where no band is nodata or NaN."""
-    ok = np.ones(strip.shape[1:], dtype=bool)
-    if strip.dtype.kind == "f":
-        ok &= ~np.isnan(strip).any(axis=0)
-    if nodata is not None and not np.isnan(nodata):
-        for band in strip:
-            ok &= band != nodata
-    return ok
-
-
 def _tile_plane(
     scene: RasterScene | VolumeScene,
     plane: int,
@@ -218,7 +207,9 @@ def _tile_plane(
         fresh = (roffs[ri + 1] - r) if ri + 1 < len(roffs) else h
         for b in range(C):
             stats[b].update(strip[b, :fresh:step], nodata)
-        ok = None if _surely_valid(strip, nodata) else _valid_mask(strip, nodata)
+        ok: np.ndarray | None = None  # None: every pixel of the strip is valid
+        if not _surely_valid(strip, nodata):
+            ok = np.asarray(valid_values(strip, nodata).all(axis=0))
         for c in coffs:
             counts["total"] += 1
             split = split_of(r, c)

@@ -81,7 +81,7 @@ def check_nifti_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     return shape, dtype
 
 
-def check_dicom_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+def check_dicom_header(path: Path) -> None:
     """Validate DICOM files (one file or a series directory) without decoding pixels."""
     import pydicom
 
@@ -118,7 +118,6 @@ def check_dicom_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
                 raise BadInputError(f, f"unreadable pixel data ({type(exc).__name__})") from None
             if have < need:
                 raise BadInputError(f, f"truncated pixel data: {have} of {need} bytes")
-    return (1, rows, cols, frames), np.dtype("int32")
 
 
 def _series_affine(folder: Path, affine: np.ndarray) -> np.ndarray:
