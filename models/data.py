@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from tasks.labels import IGNORE
 from tasks.store import TileStore
 
 Normalisation = Literal["none", "zscore", "percentile"]
@@ -20,6 +21,8 @@ class TileDataset(Dataset[dict[str, Any]]):
 
     Indexing one item returns a sample dict; the DataLoader's batched path
     (``__getitems__``) reads each shard once per batch and returns a ready batch.
+    ``targets`` (one tile class per store row, -1 for none) adds a ``target`` entry.
+    Pixels outside the valid mask are zero after normalisation.
     """
 
     def __init__(
@@ -28,6 +31,7 @@ class TileDataset(Dataset[dict[str, Any]]):
         sources: Sequence[str] | None = None,
         splits: Sequence[str] | None = None,
         normalisation: Normalisation = "zscore",
+        targets: np.ndarray | None = None,
     ) -> None:
         self.store = store if isinstance(store, TileStore) else TileStore.open(store)
         idx = self.store.index
@@ -42,6 +46,7 @@ class TileDataset(Dataset[dict[str, Any]]):
         if len(layouts) > 1:
             raise ValueError(f"sources {chosen} have different channel layouts")
         self.normalisation = normalisation
+        self.targets = targets
         self._scale = self._shift = None
         if chosen and normalisation != "none":
             self._shift, self._scale = self._norm_params(chosen[0], normalisation)
@@ -61,18 +66,27 @@ class TileDataset(Dataset[dict[str, Any]]):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def _image(self, image: np.ndarray) -> torch.Tensor:
+    def _image(self, image: np.ndarray, valid: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(image)
         if self._shift is None or self._scale is None:
             return t
-        return (t.float() - self._shift) / self._scale
+        v = torch.from_numpy(valid).unsqueeze(-3)
+        return torch.where(v, (t.float() - self._shift) / self._scale, 0.0)
+
+    def _target(self, rows: np.ndarray) -> torch.Tensor | None:
+        if self.targets is None:
+            return None
+        return torch.from_numpy(self.targets[rows].astype(np.int64))
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        s = self.store[int(self.indices[i])]
+        row = int(self.indices[i])
+        s = self.store[row]
         label = s["label"]
         return {
-            "image": self._image(s["image"]),
+            "image": self._image(s["image"], s["valid"]),
             "label": torch.from_numpy(label.astype(np.int64)) if label is not None else None,
+            "has_label": label is not None,
+            "target": self._target(np.array(row)),
             "valid": torch.from_numpy(s["valid"]),
             "meta": s["meta"],
         }
@@ -81,10 +95,12 @@ class TileDataset(Dataset[dict[str, Any]]):
         rows = self.indices[np.asarray(items)]
         b = self.store.get_batch(rows)
         return {
-            "image": self._image(b["image"]),
+            "image": self._image(b["image"], b["valid"]),
             "label": torch.from_numpy(b["label"].astype(np.int64))
             if b["label"] is not None
             else None,
+            "has_label": torch.from_numpy(b["has_label"]),
+            "target": self._target(rows),
             "valid": torch.from_numpy(b["valid"]),
             "meta": b["meta"],
         }
@@ -96,9 +112,15 @@ def collate_batch(batch: Any) -> Any:
         return batch
     from torch.utils.data import default_collate
 
+    batch = [dict(b) for b in batch]
     metas = [b.pop("meta") for b in batch]
     labels = [b.pop("label") for b in batch]
+    targets = [b.pop("target") for b in batch]
     out = default_collate(batch)
     out["meta"] = metas
-    out["label"] = torch.stack(labels) if all(x is not None for x in labels) else None
+    out["target"] = torch.stack(targets) if targets[0] is not None else None
+    out["label"] = None
+    if any(x is not None for x in labels):
+        blank = torch.full(batch[0]["valid"].shape, IGNORE, dtype=torch.int64)
+        out["label"] = torch.stack([x if x is not None else blank for x in labels])
     return out

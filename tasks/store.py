@@ -26,6 +26,7 @@ import pandas as pd
 
 from tasks.errors import StoreLockedError
 from tasks.files import atomic_write_bytes, atomic_write_json
+from tasks.labels import IGNORE
 from tasks.stats import BandStats, merge_states
 from tasks.tiling import PART_FILE, STORE_VERSION
 
@@ -202,23 +203,29 @@ class TileStore:
         }
 
     def get_batch(self, indices: Sequence[int] | np.ndarray) -> dict[str, Any]:
-        """Stacked tiles of one channel layout, each copied once straight from its shard."""
+        """Stacked tiles of one channel layout, each copied once straight from its shard.
+
+        ``label`` is None when no tile of the batch is labelled; otherwise unlabelled tiles
+        are filled with the ignore value and ``has_label`` says which tiles carry labels.
+        """
         idx = np.asarray(indices, dtype=np.int64)
         img0 = self._arrays(self._shard[idx[0]])[0]
         n, tile = len(idx), img0.shape[2:]
         image = np.empty((n, *img0.shape[1:]), dtype=img0.dtype)
         valid = np.empty((n, *tile), dtype=bool)
-        label = np.empty((n, *tile), dtype=np.uint8) if self._has_label[idx].all() else None
+        has_label = self._has_label[idx].astype(bool)
+        label = np.full((n, *tile), IGNORE, dtype=np.uint8) if has_label.any() else None
         for j, i in enumerate(idx):
             image_a, valid_a, label_a = self._arrays(self._shard[i])
             row = self._row[i]
             image[j] = image_a[row]
             valid[j] = valid_a[row]
-            if label is not None and label_a is not None:
+            if label is not None and label_a is not None and has_label[j]:
                 label[j] = label_a[row]
         return {
             "image": image,
             "label": label,
+            "has_label": has_label,
             "valid": valid,
             "meta": [self._meta[int(i)] for i in idx],
         }

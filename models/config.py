@@ -1,0 +1,102 @@
+"""Typed training configuration: trainer, loader, dataset and the resolved run config.
+
+Model hyper-parameters are validated against the LightningModule's own constructor signature
+(:func:`validate_model_params`), so there is one list of them: the module's arguments.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+ModelType = Literal["seg_ae", "vae", "cvae", "ssvae"]
+Precision = Literal["32", "16-mixed", "bf16-mixed"]
+# arguments the data decides (channels, tile size, classes), never set in params.yaml
+DATA_ARGS = frozenset({"in_channels", "image_size", "num_classes", "model_type"})
+
+
+class TrainerParams(BaseModel):
+    """Lightning ``Trainer`` settings."""
+
+    model_config = ConfigDict(extra="forbid")
+    accelerator: str = "cpu"
+    devices: int = Field(default=1, ge=1)
+    num_nodes: int = Field(default=1, ge=1)
+    strategy: str = "auto"
+    precision: Precision = "32"
+    max_epochs: int = Field(default=5, ge=1)
+    limit_train_batches: int | float = 1.0
+    limit_val_batches: int | float = 1.0
+    seed: int = 0
+    deterministic: bool = True
+    log_every_n_steps: int = Field(default=10, ge=1)
+
+
+class LoaderParams(BaseModel):
+    """DataLoader settings."""
+
+    model_config = ConfigDict(extra="forbid")
+    batch_size: int = Field(default=32, ge=1)
+    num_workers: int = Field(default=0, ge=0)
+    pin_memory: bool = False
+
+
+class DatasetParams(BaseModel):
+    """Which tiles an experiment trains on, and how tile classes are derived."""
+
+    model_config = ConfigDict(extra="forbid")
+    sources: list[str] = Field(min_length=1)
+    normalisation: Literal["none", "zscore", "percentile"] = "zscore"
+    augment: bool = True
+    tile_class: Literal["none", "majority", "presence"] = "none"
+    presence_threshold: float = Field(default=0.05, ge=0, le=1)
+    labels_per_class: int | None = Field(default=None, ge=1)
+
+
+class RunConfig(BaseModel):
+    """Everything ``python -m models.train`` needs: written by the train flow as JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+    experiment: str
+    store: str
+    out_dir: str
+    tracking_uri: str | None = None
+    artifact_location: str | None = None
+    dataset: DatasetParams
+    model: dict[str, Any]
+    trainer: TrainerParams = Field(default_factory=TrainerParams)
+    loader: LoaderParams = Field(default_factory=LoaderParams)
+
+
+def _task_class(model_type: str) -> type:
+    from models.trainers import MODEL_TASKS
+
+    if model_type not in MODEL_TASKS:
+        raise ValueError(f"unknown model type {model_type!r}; choose from {sorted(MODEL_TASKS)}")
+    return MODEL_TASKS[model_type]
+
+
+def model_schema(model_type: str) -> type[BaseModel]:
+    """A pydantic model of the module's constructor arguments, less those the data decides."""
+    cls = _task_class(model_type)
+    init = cls.__dict__["__init__"]
+    hints = typing.get_type_hints(init)
+    fields: dict[str, Any] = {}
+    for name, param in inspect.signature(init).parameters.items():
+        if name == "self" or name in DATA_ARGS:
+            continue
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[name] = (hints[name], default)
+    return create_model(f"{cls.__name__}Params", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def validate_model_params(model: dict[str, Any]) -> dict[str, Any]:
+    """Check ``{"type": ..., **hyper-parameters}``; returns the type plus every argument filled."""
+    if "type" not in model:
+        raise ValueError("model.type is required (seg_ae, vae, cvae or ssvae)")
+    rest = {k: v for k, v in model.items() if k != "type"}
+    checked = model_schema(model["type"]).model_validate(rest)
+    return {"type": model["type"], **checked.model_dump()}

@@ -1,0 +1,198 @@
+"""Lightning DataModule over a tile store: stored splits and statistics, dihedral augmentation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from models.data import Normalisation, TileDataset, collate_batch
+from tasks.store import TileStore
+
+TileClass = Literal["none", "majority", "presence"]
+SPLITS = ("train", "val", "test")
+
+
+def tile_classes(
+    fractions: Sequence[Any], has_label: np.ndarray, how: TileClass, threshold: float = 0.05
+) -> np.ndarray:
+    """One class per tile from its label fractions (-1 where unlabelled or ``how='none'``).
+
+    ``majority``: the class covering most labelled pixels. ``presence``: the non-first class
+    (the first is background/clear) with the largest share if that share ≥ ``threshold``,
+    else the first class.
+    """
+    out = np.full(len(has_label), -1, dtype=np.int64)
+    if how == "none":
+        return out
+    for i, (f, lab) in enumerate(zip(fractions, has_label, strict=True)):
+        if not lab or f is None or len(f) == 0:
+            continue
+        f = np.asarray(f, dtype=np.float64)
+        if how == "majority":
+            out[i] = int(np.argmax(f))
+        else:
+            j = int(np.argmax(f[1:])) + 1 if len(f) > 1 else 0
+            out[i] = j if j > 0 and f[j] >= threshold else 0
+    return out
+
+
+def keep_labels_per_class(
+    targets: np.ndarray, rows: np.ndarray, per_class: int, seed: int
+) -> np.ndarray:
+    """Copy of ``targets`` with only ``per_class`` seeded labels per class left among ``rows``."""
+    out = targets.copy()
+    rng = np.random.default_rng(seed)
+    chosen = rows[targets[rows] >= 0]
+    for c in np.unique(targets[chosen]):
+        members = chosen[targets[chosen] == c]
+        drop = rng.permutation(members)[per_class:]
+        out[drop] = -1
+    return out
+
+
+def dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """Rotate the last two axes by k·90° and optionally flip the last axis."""
+    x = torch.rot90(x, k, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if flip else x
+
+
+def augment_batch(
+    batch: dict[str, Any], generator: torch.Generator | None = None
+) -> dict[str, Any]:
+    """Apply one random dihedral transform per sample, the same to image, label and valid mask."""
+    out = dict(batch)
+    n = batch["image"].shape[0]
+    ks = torch.randint(0, 4, (n,), generator=generator).tolist()
+    flips = torch.randint(0, 2, (n,), generator=generator).bool().tolist()
+    for key in ("image", "label", "valid"):
+        t = batch.get(key)
+        if t is None:
+            continue
+        out[key] = torch.stack([dihedral(t[i], ks[i], flips[i]) for i in range(n)])
+    return out
+
+
+class TileDataModule(pl.LightningDataModule):
+    """Train/val/test loaders over one channel layout of a :class:`TileStore`.
+
+    Splits are the store's own (seeded and leakage-free at tiling time). Under DDP Lightning
+    wraps each loader in a ``DistributedSampler``, so each rank reads its own shard.
+    """
+
+    def __init__(
+        self,
+        store: str,
+        sources: Sequence[str],
+        batch_size: int = 32,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        normalisation: Normalisation = "zscore",
+        augment: bool = True,
+        tile_class: TileClass = "none",
+        presence_threshold: float = 0.05,
+        labels_per_class: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.store: TileStore | None = None
+        self.datasets: dict[str, TileDataset] = {}
+
+    def prepare_data(self) -> None:
+        """Nothing to download or write: the store is a DVC-tracked stage output."""
+
+    def _open(self) -> TileStore:
+        if self.store is None:
+            path = Path(self.hparams["store"])
+            if not (path / "store.json").exists():
+                raise FileNotFoundError(f"{path}: no tile store (run `tessera tile` first)")
+            self.store = TileStore.open(path)
+        return self.store
+
+    def setup(self, stage: str | None = None) -> None:
+        store = self._open()
+        hp = self.hparams
+        idx = store.index
+        unknown = sorted(set(hp["sources"]) - set(store.info["sources"]))
+        if unknown:
+            raise ValueError(f"{store.root}: no tiles of source(s) {unknown}")
+        targets = tile_classes(
+            idx["label_fractions"].tolist(),
+            idx["has_label"].to_numpy(),
+            hp["tile_class"],
+            hp["presence_threshold"],
+        )
+        if hp["labels_per_class"] is not None:
+            train_rows = np.flatnonzero(
+                idx["source"].isin(list(hp["sources"])).to_numpy()
+                & (idx["split"] == "train").to_numpy()
+            )
+            train_targets = keep_labels_per_class(
+                targets, train_rows, hp["labels_per_class"], hp["seed"]
+            )
+        else:
+            train_targets = targets
+        for split in SPLITS:
+            self.datasets[split] = TileDataset(
+                store,
+                hp["sources"],
+                [split],
+                hp["normalisation"],
+                train_targets if split == "train" else targets,
+            )
+        if len(self.datasets["train"]) == 0:
+            raise ValueError(f"{store.root}: sources {list(hp['sources'])} have no training tiles")
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """Channels, tile size and class names of the selected sources."""
+        store = self._open()
+        src = store.info["sources"][self.hparams["sources"][0]]
+        return {
+            "in_channels": len(src["bands"]),
+            "image_size": int(store.info["params"]["size"]),
+            "class_names": list(src.get("class_names") or []),
+            "bands": list(src["bands"]),
+        }
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader[Any]:
+        hp = self.hparams
+        return DataLoader(
+            self.datasets[split],
+            batch_size=hp["batch_size"],
+            shuffle=shuffle,
+            num_workers=hp["num_workers"],
+            pin_memory=hp["pin_memory"],
+            collate_fn=collate_batch,
+            generator=torch.Generator().manual_seed(hp["seed"]) if shuffle else None,
+            persistent_workers=hp["num_workers"] > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader[Any]:
+        split = "val" if len(self.datasets["val"]) else "train"
+        return self._loader(split, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader[Any]:
+        return self._loader("test", shuffle=False)
+
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        meta = batch.pop("meta", None)
+        moved = super().transfer_batch_to_device(batch, device, dataloader_idx)
+        moved["meta"] = meta
+        return moved
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.hparams["augment"] and self.trainer is not None and self.trainer.training:
+            return augment_batch(batch)
+        return batch

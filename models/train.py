@@ -1,0 +1,280 @@
+"""Training entry point: ``python -m models.train --config RUN.json [--resume]``.
+
+Run it as it is for one process, under ``torchrun --nproc_per_node N`` for DDP, or under
+``srun`` on SLURM: Lightning reads the launcher's environment. Rank zero writes
+``train_summary.json``, the loss curves and the reconstructions under the run's ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.config import RunConfig, validate_model_params
+
+SUMMARY_FILE = "train_summary.json"
+CHECKPOINT_DIR = "checkpoints"
+PLOT_DIR = "plots"
+
+
+def _atomic_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
+
+
+def build(config: RunConfig) -> tuple[Any, Any]:
+    """The DataModule and the LightningModule of a run config."""
+    from models.datamodule import TileDataModule
+    from models.trainers import MODEL_TASKS
+
+    ds, loader = config.dataset, config.loader
+    dm = TileDataModule(
+        config.store,
+        ds.sources,
+        loader.batch_size,
+        loader.num_workers,
+        loader.pin_memory,
+        ds.normalisation,
+        ds.augment,
+        ds.tile_class,
+        ds.presence_threshold,
+        ds.labels_per_class,
+        config.trainer.seed,
+    )
+    info = dm.info
+    model = validate_model_params(config.model)
+    kind = model.pop("type")
+    classes = info["class_names"]
+    needs_classes = kind in ("ssvae", "cvae") or ds.tile_class != "none"
+    if needs_classes and not classes:
+        raise ValueError(f"{config.store}: sources {ds.sources} have no label classes for {kind}")
+    data_args: dict[str, Any] = {"in_channels": info["in_channels"]}
+    if kind == "seg_ae":
+        data_args["num_classes"] = len(classes)
+    else:
+        data_args["image_size"] = info["image_size"]
+        data_args["num_classes"] = len(classes) if needs_classes else 0
+    if kind in ("vae", "cvae"):
+        data_args["model_type"] = kind
+    return dm, MODEL_TASKS[kind](**data_args, **model)
+
+
+class CurveRecorder:
+    """Collects epoch-level losses from ``trainer.callback_metrics`` (as a Lightning callback)."""
+
+    keys = ("train_loss", "val_loss")
+
+    def __new__(cls) -> Any:  # built lazily so importing this module stays light
+        import lightning.pytorch as pl
+
+        class _Recorder(pl.Callback):
+            def __init__(self) -> None:
+                self.history: dict[str, list[float]] = {k: [] for k in cls.keys}
+                self.batches = 0
+
+            def on_train_batch_end(self, *args: Any) -> None:
+                self.batches += 1
+
+            def on_validation_epoch_end(self, trainer: pl.Trainer, module: Any) -> None:
+                if trainer.sanity_checking:
+                    return
+                for k in cls.keys:
+                    v = trainer.callback_metrics.get(k)
+                    if v is not None:
+                        self.history[k].append(float(v))
+
+            def state_dict(self) -> dict[str, Any]:
+                return {"history": self.history, "batches": self.batches}
+
+            def load_state_dict(self, state: dict[str, Any]) -> None:
+                self.history, self.batches = state["history"], state["batches"]
+
+        return _Recorder()
+
+
+def _logger(config: RunConfig) -> Any:
+    if not config.tracking_uri:
+        return False
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    return MLFlowLogger(
+        experiment_name=config.experiment,
+        run_name=config.experiment,
+        tracking_uri=config.tracking_uri,
+        artifact_location=config.artifact_location,
+        tags={"tessera.experiment": config.experiment, "tessera.model": config.model["type"]},
+    )
+
+
+def _trainer(config: RunConfig, out: Path, logger: Any) -> tuple[Any, Any, Any]:
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    t = config.trainer
+    ckpt = ModelCheckpoint(
+        dirpath=out / CHECKPOINT_DIR,
+        filename="best",
+        monitor="val_loss",
+        mode="min",
+        save_last=True,
+        save_top_k=1,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    curves = CurveRecorder()
+    strategy = t.strategy
+    if strategy == "auto" and t.devices * t.num_nodes > 1:
+        strategy = "ddp"
+    trainer = pl.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=strategy,
+        precision=t.precision,
+        max_epochs=t.max_epochs,
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches,
+        deterministic=t.deterministic,
+        log_every_n_steps=t.log_every_n_steps,
+        logger=logger,
+        callbacks=[ckpt, curves],
+        default_root_dir=str(out),
+        enable_model_summary=False,
+    )
+    return trainer, ckpt, curves
+
+
+def _plot(module: Any, dm: Any, out: Path, config: RunConfig, curves: Any) -> list[Path]:
+    """Loss curves and reconstructions of a few validation tiles, as PNG."""
+    from models.losses import reconstruction_mean
+    from models.plots import plot_curves, plot_reconstructions
+
+    paths = []
+    hist = {k: v for k, v in curves.history.items() if v}
+    if hist:
+        paths.append(out / PLOT_DIR / "loss_curve.png")
+        plot_curves(hist, paths[-1], f"{config.experiment}: loss per epoch")
+    ds = dm.datasets["val"] if len(dm.datasets["val"]) else dm.datasets["train"]
+    batch = ds.__getitems__(list(range(min(4, len(ds)))))
+    module.eval()
+    with torch.no_grad():
+        x = batch["image"].to(module.device)
+        kind = config.model["type"]
+        rec_loss = module.hparams["rec_loss"]
+        cols: dict[str, np.ndarray] = {"input": x.cpu().numpy()}
+        label_keys: tuple[str, ...] = ()
+        if kind == "seg_ae":
+            o = module(x)
+            cols["reconstruction"] = reconstruction_mean(rec_loss, o["rec"], x).cpu().numpy()
+            if batch["label"] is not None:
+                cols["label"] = batch["label"].numpy()
+                cols["prediction"] = o["seg"].argmax(1).cpu().numpy()
+                label_keys = ("label", "prediction")
+        elif kind in ("vae", "cvae"):
+            cond = module._condition({**batch, "image": x}) if kind == "cvae" else None
+            o = module(x, cond)
+            cols["reconstruction"] = reconstruction_mean(rec_loss, o["rec"], x).cpu().numpy()
+        if len(cols) > 1:
+            paths.append(out / PLOT_DIR / "reconstructions.png")
+            plot_reconstructions(cols, paths[-1], config.experiment, label_keys)
+    return paths
+
+
+def _finite(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for k, v in metrics.items():
+        f = float(v)
+        out[k] = f if math.isfinite(f) else None
+    return out  # type: ignore[return-value]
+
+
+def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
+    """Train, test the best checkpoint, and (rank zero) write the summary; returns it on rank 0."""
+    import lightning.pytorch as pl
+
+    start = time.perf_counter()
+    out = Path(config.out_dir)
+    pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    dm, module = build(config)
+    last = out / CHECKPOINT_DIR / "last.ckpt"
+    if resume and not last.exists():
+        raise FileNotFoundError(f"{last}: no checkpoint to resume from")
+    logger = _logger(config)
+    trainer, ckpt, curves = _trainer(config, out, logger)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
+    fit_metrics = _finite(trainer.callback_metrics)
+    best = ckpt.best_model_path or str(last)
+    test_metrics: dict[str, float] = {}
+    if len(dm.datasets["test"]):
+        results = trainer.test(
+            module, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False
+        )
+        test_metrics = _finite(results[0]) if results else {}
+    if not trainer.is_global_zero:
+        return None
+    plots = _plot(module, dm, out, config, curves)
+    run_id = getattr(logger, "run_id", None) if logger else None
+    summary: dict[str, Any] = {
+        "experiment": config.experiment,
+        "model_type": config.model["type"],
+        "world_size": trainer.world_size,
+        "epochs": trainer.current_epoch,
+        "steps": curves.batches,
+        "optimizer_steps": trainer.global_step,
+        "best_checkpoint": os.path.relpath(best, out) if best else None,
+        "best_val_loss": float(ckpt.best_model_score)
+        if ckpt.best_model_score is not None
+        else None,
+        "final_metrics": fit_metrics,
+        "test_metrics": test_metrics,
+        "wall_time_s": round(time.perf_counter() - start, 2),
+        "mlflow_run_id": run_id,
+        "plots": [os.path.relpath(p, out) for p in plots],
+        "data": {
+            **dm.info,
+            "sources": config.dataset.sources,
+            "n_train": len(dm.datasets["train"]),
+        },
+    }
+    if hasattr(module, "compression_ratio"):
+        summary["compression_ratio"] = module.compression_ratio
+        summary["capacity_mode"] = module.mode
+    if logger and run_id:
+        client = logger.experiment
+        for p in plots:
+            client.log_artifact(run_id, str(p), "plots")
+        for k, v in test_metrics.items():
+            if v is not None:
+                client.log_metric(run_id, k, v)
+    _atomic_json(out / SUMMARY_FILE, summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI of the entry point; bad configs get one line and exit 1."""
+    parser = argparse.ArgumentParser(prog="python -m models.train")
+    parser.add_argument("--config", required=True, type=Path, help="run config JSON")
+    parser.add_argument("--resume", action="store_true", help="continue from last.ckpt")
+    args = parser.parse_args(argv)
+    try:
+        config = RunConfig.model_validate_json(args.config.read_text())
+        Path(config.out_dir).mkdir(parents=True, exist_ok=True)
+        fit(config, args.resume)
+    except (OSError, ValueError) as exc:
+        print(f"models.train: {args.config}: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
