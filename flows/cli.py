@@ -150,6 +150,39 @@ def tile(
 
 
 @app.command()
+def train(
+    experiment: Annotated[str, typer.Option(help="An experiment named in params.yaml.")],
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+    devices: Annotated[int | None, typer.Option(help="Processes (GPUs) per node.")] = None,
+    num_nodes: Annotated[int | None, typer.Option(help="Nodes (torchrun rendezvous).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+) -> None:
+    """Train one experiment; several devices or nodes run under torchrun (DDP)."""
+    p = _load(params, set_)
+    from pydantic import ValidationError
+
+    from flows.train import resolve_experiment, train_flow
+
+    try:
+        fp = resolve_experiment(p, experiment, devices, num_nodes, resume)
+    except ValidationError as exc:
+        errs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UserError(f"{params}: experiments.{experiment}: {errs}") from None
+    except ValueError as exc:
+        raise UserError(f"{params}: {exc}") from None
+    res = _run(train_flow, p.runner, params=fp)
+    test = ", ".join(
+        f"{k}={v:.4g}" for k, v in sorted(res["test_metrics"].items()) if v is not None
+    )
+    typer.echo(
+        f"trained {experiment}: world size {res['world_size']}, {res['epochs']} epochs, "
+        f"best val_loss {res['best_val_loss']:.4g} -> {fp.run.out_dir}"
+        + (f"; {test}" if test else "")
+    )
+
+
+@app.command()
 def summary(tiles: Path = Path("outputs/tiles")) -> None:
     """Print what the pipeline has produced so far."""
     import json

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.config import DatasetParams, LoaderParams, TrainerParams
 from tasks.specs import SourceSpec, TileParams
 
 OnBadInput = Literal["fail", "skip"]
@@ -44,6 +45,33 @@ class TileStageParams(TileParams):
         return TileParams.model_validate(self.model_dump(include=set(TileParams.model_fields)))
 
 
+class TrainParams(BaseModel):
+    """``tessera train``: defaults every experiment starts from."""
+
+    model_config = ConfigDict(extra="forbid")
+    store: str = "outputs/tiles"
+    out: str = "outputs/models"
+    tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow URI; None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here.",
+    )
+    rdzv_endpoint: str | None = Field(
+        default=None, description="host:port of torchrun's c10d rendezvous for multi-node runs."
+    )
+    trainer: TrainerParams = Field(default_factory=TrainerParams)
+    loader: LoaderParams = Field(default_factory=LoaderParams)
+
+
+class ExperimentParams(BaseModel):
+    """One model trained on one dataset; ``trainer``/``loader`` override ``train``'s."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataset: DatasetParams
+    model: dict[str, Any] = Field(description="type (seg_ae, vae, cvae, ssvae) + arguments.")
+    trainer: dict[str, Any] = Field(default_factory=dict)
+    loader: dict[str, Any] = Field(default_factory=dict)
+
+
 class TesseraParams(BaseModel):
     """All of ``params.yaml``."""
 
@@ -51,6 +79,8 @@ class TesseraParams(BaseModel):
     ingest: IngestParams = Field(default_factory=IngestParams)
     tile: TileStageParams = Field(default_factory=TileStageParams)
     runner: RunnerParams = Field(default_factory=RunnerParams)
+    train: TrainParams = Field(default_factory=TrainParams)
+    experiments: dict[str, ExperimentParams] = Field(default_factory=dict)
 
 
 def _set_key(d: dict[str, Any], dotted: str, value: Any) -> None:

@@ -154,13 +154,15 @@ def _trainer(config: RunConfig, out: Path, logger: Any) -> tuple[Any, Any, Any]:
     return trainer, ckpt, curves
 
 
-def _plot(module: Any, dm: Any, out: Path, config: RunConfig, curves: Any) -> list[Path]:
+def _plot(
+    module: Any, dm: Any, out: Path, config: RunConfig, history: dict[str, list[float]]
+) -> list[Path]:
     """Loss curves and reconstructions of a few validation tiles, as PNG."""
     from models.losses import reconstruction_mean
     from models.plots import plot_curves, plot_reconstructions
 
     paths = []
-    hist = {k: v for k, v in curves.history.items() if v}
+    hist = {k: v for k, v in history.items() if v}
     if hist:
         paths.append(out / PLOT_DIR / "loss_curve.png")
         plot_curves(hist, paths[-1], f"{config.experiment}: loss per epoch")
@@ -213,6 +215,8 @@ def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
     trainer, ckpt, curves = _trainer(config, out, logger)
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
     fit_metrics = _finite(trainer.callback_metrics)
+    # testing restores callback state from the best checkpoint: keep the full run's record
+    steps, history = curves.batches, {k: list(v) for k, v in curves.history.items()}
     best = ckpt.best_model_path or str(last)
     test_metrics: dict[str, float] = {}
     if len(dm.datasets["test"]):
@@ -222,14 +226,14 @@ def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
         test_metrics = _finite(results[0]) if results else {}
     if not trainer.is_global_zero:
         return None
-    plots = _plot(module, dm, out, config, curves)
+    plots = _plot(module, dm, out, config, history)
     run_id = getattr(logger, "run_id", None) if logger else None
     summary: dict[str, Any] = {
         "experiment": config.experiment,
         "model_type": config.model["type"],
         "world_size": trainer.world_size,
         "epochs": trainer.current_epoch,
-        "steps": curves.batches,
+        "steps": steps,
         "optimizer_steps": trainer.global_step,
         "best_checkpoint": os.path.relpath(best, out) if best else None,
         "best_val_loss": float(ckpt.best_model_score)

@@ -14,6 +14,7 @@ from tasks.errors import BadInputError
 from tasks.files import resolve_paths, sha256_file
 from tasks.specs import TileParams
 from tasks.tiling import tile_scene
+from tasks.training import launch_training, write_run_config
 
 
 def source_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -61,3 +62,8 @@ def tile_scene_or_reject(
 
 
 tile_scene_task = task(name="tile-scene", retries=2, retry_delay_seconds=1)(tile_scene_or_reject)
+
+
+write_run_config_task = task(name="write-run-config")(write_run_config)
+# no retries: a failed training run is reported, not silently repeated
+launch_training_task = task(name="launch-training")(launch_training)

@@ -1,0 +1,84 @@
+"""Launching a training run: the resolved run config, the launcher command, the summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from models.config import RunConfig
+from tasks.files import atomic_write_json
+
+RUN_CONFIG_FILE = "run_config.json"
+SUMMARY_FILE = "train_summary.json"
+
+
+class TrainingError(Exception):
+    """A training process failed; the message is one line."""
+
+
+def default_tracking(root: Path) -> tuple[str, str | None]:
+    """MLflow tracking URI and artifact location: ``$MLFLOW_TRACKING_URI`` or the embedded store."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env, None
+    root = root.resolve()
+    return f"sqlite:///{root / 'mlflow.db'}", (root / "mlartifacts").as_uri()
+
+
+def write_run_config(config: RunConfig) -> Path:
+    """Write ``run_config.json`` into the experiment's folder (atomically) and return its path."""
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RUN_CONFIG_FILE
+    atomic_write_json(path, config.model_dump(mode="json"))
+    return path
+
+
+def training_command(
+    config_path: Path,
+    devices: int,
+    num_nodes: int,
+    resume: bool = False,
+    rdzv_endpoint: str | None = None,
+) -> list[str]:
+    """``python -m models.train`` for one process, or under torchrun for several.
+
+    One node runs torchrun ``--standalone``; several nodes meet at ``rdzv_endpoint`` (c10d),
+    and the same command is started on every node.
+    """
+    entry = ["-m", "models.train", "--config", str(config_path)] + (["--resume"] if resume else [])
+    if devices * num_nodes == 1:
+        return [sys.executable, *entry]
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={devices}"]
+    if num_nodes == 1:
+        cmd.append("--standalone")
+    else:
+        if not rdzv_endpoint:
+            raise TrainingError("num_nodes > 1 needs train.rdzv_endpoint (host:port)")
+        cmd += [f"--nnodes={num_nodes}", "--rdzv_backend=c10d", f"--rdzv_endpoint={rdzv_endpoint}"]
+    return cmd + entry
+
+
+def launch_training(
+    config_path: Path,
+    devices: int = 1,
+    num_nodes: int = 1,
+    resume: bool = False,
+    rdzv_endpoint: str | None = None,
+) -> dict[str, Any]:
+    """Run training in child processes (never in this one), wait, and read the summary back."""
+    cmd = training_command(config_path, devices, num_nodes, resume, rdzv_endpoint)
+    summary_path = config_path.parent / SUMMARY_FILE
+    if summary_path.exists():
+        summary_path.unlink()
+    rc = subprocess.run(cmd, check=False).returncode
+    if rc != 0:
+        raise TrainingError(f"{config_path}: training exited with status {rc} (see above)")
+    if not summary_path.exists():
+        raise TrainingError(f"{summary_path}: training finished without a summary")
+    summary: dict[str, Any] = json.loads(summary_path.read_text())
+    return summary
