@@ -48,9 +48,9 @@ def test_dvc_repro_runs_then_is_a_noop(tmp_path, subprocess_env):
     repo = tmp_path / "proj"
     _git_dvc_repo(repo, subprocess_env)
     shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
-    for pkg in ("flows", "tasks"):
+    for pkg in ("flows", "tasks", "models"):
         shutil.copytree(REPO / pkg, repo / pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    landsat_like(repo / "data" / "l8")
+    landsat_like(repo / "data" / "l8", h=96, w=96)
     write_nifti(
         repo / "data" / "vol.nii.gz",
         np.random.default_rng(0).random((12, 14, 10)).astype(np.float32),
@@ -69,12 +69,23 @@ def test_dvc_repro_runs_then_is_a_noop(tmp_path, subprocess_env):
     ]
     params["tile"].update(size=8, stride=8)
     params["tile"]["split"]["block_size"] = 16
+    params["train"]["trainer"].update(max_epochs=1)
+    params["experiments"] = {
+        "l8-vae": {
+            "dataset": {"sources": ["l8"]},
+            "model": {"type": "vae", "latent_dim": 2, "widths": [4, 8]},
+            "loader": {"batch_size": 8},
+        }
+    }
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
 
     first = _sh(["dvc", "repro"], repo, subprocess_env)
     assert first.returncode == 0, first.stdout + first.stderr
     assert (repo / "outputs" / "tiles" / "store.json").exists()
     assert (repo / "dvc.lock").exists()
+    summary = json.loads((repo / "outputs/models/l8-vae/train_summary.json").read_text())
+    assert summary["epochs"] == 1 and summary["model_type"] == "vae"
+    assert "Running stage 'train@l8-vae'" in first.stdout
 
     second = _sh(["dvc", "repro"], repo, subprocess_env)
     assert second.returncode == 0
@@ -88,3 +99,6 @@ def test_dvc_repro_runs_then_is_a_noop(tmp_path, subprocess_env):
     assert third.returncode == 0, third.stderr
     assert "Running stage 'tile'" in third.stdout
     assert "Running stage 'ingest'" not in third.stdout
+    assert "Running stage 'train@l8-vae'" in third.stdout  # new tiles retrain the model
+    metrics = _sh(["dvc", "metrics", "show", "--json"], repo, subprocess_env)
+    assert "best_val_loss" in metrics.stdout, metrics.stderr

@@ -1,0 +1,185 @@
+"""``tessera train`` end to end: every model type, MLflow logging, --resume and 2-process DDP."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tests.helpers import write_geotiff
+
+EXPERIMENTS = {
+    "tiny-seg": {
+        "dataset": {"sources": ["scene"]},
+        "model": {"type": "seg_ae", "widths": [8, 16], "latent_channels": 8, "dilations": [1, 2]},
+    },
+    "tiny-vae": {
+        "dataset": {"sources": ["scene"]},
+        "model": {
+            "type": "vae",
+            "latent_dim": 4,
+            "widths": [8, 16],
+            "warmup": "linear",
+            "warmup_steps": 4,
+        },
+    },
+    "tiny-cvae": {
+        "dataset": {"sources": ["scene"], "tile_class": "majority"},
+        "model": {"type": "cvae", "latent_dim": 4, "widths": [8, 16]},
+    },
+    "tiny-ssvae": {
+        "dataset": {"sources": ["scene"], "tile_class": "majority", "labels_per_class": 2},
+        "model": {"type": "ssvae", "latent_dim": 4, "widths": [8, 16]},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def train_dir(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A labelled 4-band scene tiled into 16-px tiles, and a params.yaml with tiny experiments."""
+    from flows.cli import run
+
+    root = tmp_path_factory.mktemp("train")
+    rng = np.random.default_rng(0)
+    label = np.zeros((128, 128), np.uint8)
+    label[:, 48:96] = 1
+    label[80:, :] = 2
+    means = np.array([[1000, 3000, 6000], [2000, 2500, 500], [800, 4000, 3000], [500, 600, 9000]])
+    image = means[:, label] + rng.integers(0, 300, (4, 128, 128))
+    img = write_geotiff(root / "scene.tif", image.astype(np.uint16), nodata=0)
+    lbl = write_geotiff(root / "mask.tif", label)
+    rc = run(
+        [
+            "tile",
+            "--input",
+            str(img),
+            "--label",
+            str(lbl),
+            "--out",
+            str(root / "tiles"),
+            "--size",
+            "16",
+            "--set",
+            "tile.split.block_size=32",
+        ]
+    )
+    assert rc == 0
+    params = {
+        "train": {
+            "store": str(root / "tiles"),
+            "out": "models",
+            "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+            "trainer": {"max_epochs": 2, "log_every_n_steps": 1},
+            "loader": {"batch_size": 8},
+        },
+        "experiments": EXPERIMENTS,
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
+def _summary(root: Path, name: str) -> dict:
+    return json.loads((root / "models" / name / "train_summary.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_every_model_type_trains_from_the_cli(train_dir, cli, name):
+    rc, out, err = cli("train", "--experiment", name, cwd=train_dir)
+    assert rc == 0, err
+    assert f"trained {name}: world size 1, 2 epochs" in out
+    s = _summary(train_dir, name)
+    assert s["world_size"] == 1 and s["epochs"] == 2 and s["steps"] > 0
+    assert s["model_type"] == EXPERIMENTS[name]["model"]["type"]
+    assert math.isfinite(s["best_val_loss"])
+    folder = train_dir / "models" / name
+    assert (folder / s["best_checkpoint"]).exists()
+    assert (folder / "checkpoints" / "last.ckpt").exists()
+    assert (folder / "plots" / "loss_curve.png").stat().st_size > 1000
+    ckpt = torch.load(folder / s["best_checkpoint"], weights_only=True)
+    assert ckpt["hyper_parameters"]["in_channels"] == 4
+    if name == "tiny-seg":
+        assert 0.0 <= s["test_metrics"]["test_dice"] <= 1.0
+        assert s["capacity_mode"] == "undercomplete"
+    if name == "tiny-ssvae":
+        assert 0.0 <= s["test_metrics"]["test_accuracy"] <= 1.0
+    if name in ("tiny-vae", "tiny-cvae"):
+        assert "val_active_units" in s["final_metrics"]
+
+
+def test_mlflow_gets_params_epoch_metrics_and_plots(train_dir, cli):
+    from mlflow.tracking import MlflowClient
+
+    rc, _, err = cli(
+        "train", "--experiment", "tiny-seg", "--set", "train.trainer.max_epochs=3", cwd=train_dir
+    )
+    assert rc == 0, err
+    s = _summary(train_dir, "tiny-seg")
+    client = MlflowClient(f"sqlite:///{train_dir / 'mlflow.db'}")
+    run = client.get_run(s["mlflow_run_id"])
+    assert run.data.params["latent_channels"] == "8"
+    assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 3
+    assert "test_dice" in run.data.metrics
+    arts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert "plots/loss_curve.png" in arts
+
+
+def test_resume_continues_from_the_last_checkpoint(train_dir, cli):
+    rc, _, err = cli(
+        "train", "--experiment", "tiny-vae", "--set", "train.trainer.max_epochs=1", cwd=train_dir
+    )
+    assert rc == 0, err
+    first = _summary(train_dir, "tiny-vae")
+    assert first["epochs"] == 1
+    rc, _, err = cli(
+        "train",
+        "--experiment",
+        "tiny-vae",
+        "--resume",
+        "--set",
+        "train.trainer.max_epochs=3",
+        cwd=train_dir,
+    )
+    assert rc == 0, err
+    resumed = _summary(train_dir, "tiny-vae")
+    assert resumed["epochs"] == 3
+    assert resumed["steps"] == 3 * first["steps"]  # two more epochs, not three from scratch
+
+
+def test_resume_without_a_checkpoint_and_unknown_experiments_fail_in_one_line(train_dir, cli):
+    rc, _, err = cli(
+        "train",
+        "--experiment",
+        "tiny-cvae",
+        "--resume",
+        "--set",
+        "train.out=elsewhere",
+        cwd=train_dir,
+    )
+    assert rc == 1
+    rc, _, err = cli("train", "--experiment", "nope", cwd=train_dir)
+    assert rc == 1 and "unknown experiment 'nope'" in err and len(err.splitlines()) == 1
+    rc, _, err = cli(
+        "train",
+        "--experiment",
+        "tiny-seg",
+        "--set",
+        "experiments.tiny-seg.model.conv=fancy",
+        cwd=train_dir,
+    )
+    assert rc == 1 and "conv" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_ddp_with_two_processes_on_gloo(train_dir, cli):
+    rc, _, err = cli("train", "--experiment", "tiny-seg", "--devices", "2", cwd=train_dir)
+    assert rc == 0, err
+    s = _summary(train_dir, "tiny-seg")
+    assert s["world_size"] == 2
+    n_train = s["data"]["n_train"]
+    per_rank_batches = math.ceil(math.ceil(n_train / 2) / 8)
+    assert s["steps"] == 2 * per_rank_batches  # each rank reads its own half per epoch
