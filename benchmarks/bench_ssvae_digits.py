@@ -69,7 +69,9 @@ def accuracy(clf: torch.nn.Module, x: torch.Tensor, y: np.ndarray) -> float:
         return float((clf(x).argmax(1).numpy() == y).mean())
 
 
-def train_ssvae(labelled: list, unlabelled: list, epochs: int, repeat: int) -> SSVAETask:
+def train_ssvae(
+    labelled: list, unlabelled: list, epochs: int, repeat: int, alpha: float
+) -> SSVAETask:
     m2 = SSVAETask(
         in_channels=1,
         image_size=8,
@@ -107,6 +109,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--alpha", type=float, default=50.0)
+    ap.add_argument("--dec-weight", type=float, default=20.0)
     args = ap.parse_args()
     start = time.perf_counter()
     pl.seed_everything(args.seed, verbose=False)
@@ -124,7 +128,7 @@ def main() -> None:
     x_test = torch.from_numpy(x[idx_test].reshape(-1, 1, 8, 8) / 16.0).float()
 
     repeat = 4
-    m2 = train_ssvae(labelled, unlabelled, args.epochs, repeat)
+    m2 = train_ssvae(labelled, unlabelled, args.epochs, repeat, args.alpha)
     ssvae_acc = accuracy(m2.classifier, x_test, y[idx_test])
     steps = args.epochs * int(np.ceil((len(unlabelled) + repeat * len(labelled)) / 64))
 

@@ -269,8 +269,11 @@ def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 class VAETask(_KLMixin, BaseTask):
     """VAE (``vae``) or conditional VAE (``cvae``), with β, KL warm-up, free bits, a FactorVAE
     total-correlation penalty (second optimiser for the discriminator) and an optional DEC
-    clustering regulariser on μ (Student-t soft assignment to learnable centroids).
+    clustering regulariser on μ (Student-t soft assignment to learnable centroids, seeded by
+    k-means on μ after ``cluster_warmup_epochs``).
     """
+
+    dec_ready: torch.Tensor
 
     def __init__(
         self,
@@ -294,12 +297,14 @@ class VAETask(_KLMixin, BaseTask):
         cluster_reg: ClusterReg = "none",
         n_clusters: int = 10,
         cluster_weight: float = 0.1,
+        cluster_warmup_epochs: int = 0,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.register_buffer("kl_step", torch.zeros((), dtype=torch.long))
+        self.register_buffer("dec_ready", torch.zeros((), dtype=torch.bool))
 
     @property
     def conditional(self) -> bool:
@@ -394,13 +399,37 @@ class VAETask(_KLMixin, BaseTask):
             tc = total_correlation(self.discriminator, out["z"])
             loss = loss + hp["tc_weight"] * tc
             terms["tc"] = tc
-        if self.centroids is not None:
+        if self.centroids is not None and bool(self.dec_ready):
             dec = dec_loss(dec_soft_assignment(out["mu"], self.centroids))
             loss = loss + hp["cluster_weight"] * dec
             terms["cluster"] = dec
         terms["loss"] = loss
         terms["elbo"] = -(rec + kl).mean()
         return terms, out
+
+    def on_train_epoch_start(self) -> None:
+        """DEC: after ``cluster_warmup_epochs``, seed the centroids by k-means on μ (rank 0's)."""
+        hp = self.hparams
+        if self.centroids is None or bool(self.dec_ready):
+            return
+        if self.current_epoch < hp["cluster_warmup_epochs"]:
+            return
+        from sklearn.cluster import KMeans
+
+        was_training = self.training
+        self.eval()
+        mus = []
+        with torch.no_grad():
+            for batch in self.trainer.train_dataloader or []:
+                x = batch["image"].to(self.device)
+                mus.append(self.encode(x, self._condition({**batch, "image": x}))[0].cpu())
+        self.train(was_training)
+        km = KMeans(hp["n_clusters"], n_init=4, random_state=0).fit(torch.cat(mus).numpy())
+        centres = torch.as_tensor(km.cluster_centers_, dtype=self.centroids.dtype)
+        centres = self.trainer.strategy.broadcast(centres.to(self.device), src=0)
+        with torch.no_grad():
+            self.centroids.copy_(centres)
+        self.dec_ready.fill_(True)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         opts = self.optimizers()

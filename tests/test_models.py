@@ -85,6 +85,7 @@ def test_vae_factor_and_dec_options_train_with_two_optimisers():
     after = list(vae.discriminator.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(disc_before, after, strict=True))
     assert int(vae.kl_step) == 4  # 2 epochs × 2 batches
+    assert bool(vae.dec_ready)  # centroids seeded by k-means on μ at the first epoch
 
 
 def test_active_units_and_posterior_collapse_warning():
