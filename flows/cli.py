@@ -177,7 +177,7 @@ def train(
     )
     typer.echo(
         f"trained {experiment}: world size {res['world_size']}, {res['epochs']} epochs, "
-        f"best val_loss {res['best_val_loss']:.4g} -> {fp.run.out_dir}"
+        f"best val_loss {res['best_val_loss'] or float('nan'):.4g} -> {fp.run.out_dir}"
         + (f"; {test}" if test else "")
     )
 

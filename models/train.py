@@ -274,8 +274,11 @@ def main(argv: list[str] | None = None) -> int:
         config = RunConfig.model_validate_json(args.config.read_text())
         Path(config.out_dir).mkdir(parents=True, exist_ok=True)
         fit(config, args.resume)
-    except (OSError, ValueError) as exc:
-        print(f"models.train: {args.config}: {exc}".splitlines()[0], file=sys.stderr)
+    except Exception as exc:  # one line for users; TESSERA_DEBUG=1 shows the traceback
+        if os.environ.get("TESSERA_DEBUG"):
+            raise
+        kind = "" if isinstance(exc, (OSError, ValueError)) else f"{type(exc).__name__}: "
+        print(f"models.train: {args.config}: {kind}{exc}".splitlines()[0], file=sys.stderr)
         return 1
     return 0
 
