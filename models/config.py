@@ -54,6 +54,9 @@ class DatasetParams(BaseModel):
     tile_class: Literal["none", "majority", "presence"] = "none"
     presence_threshold: float = Field(default=0.05, ge=0, le=1)
     labels_per_class: int | None = Field(default=None, ge=1)
+    labelled_fraction: float | None = Field(
+        default=None, gt=0, lt=1, description="Oversample labelled training tiles to this share."
+    )
 
 
 class RunConfig(BaseModel):

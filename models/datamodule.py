@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -56,6 +57,24 @@ def keep_labels_per_class(
     return out
 
 
+def oversample_labelled(ds: TileDataset, fraction: float) -> int:
+    """Repeat a dataset's labelled tiles so about ``fraction`` of its samples carry a label.
+
+    Semi-supervised batches then mix labelled and unlabelled tiles even with a few labels
+    among thousands of tiles. Returns the repeat factor (1: nothing changed).
+    """
+    if ds.targets is None or not 0 < fraction < 1:
+        return 1
+    has = ds.targets[ds.indices] >= 0
+    n_lab, n_unl = int(has.sum()), int((~has).sum())
+    if n_lab == 0 or n_lab / len(has) >= fraction:
+        return 1
+    repeat = math.ceil(fraction / (1 - fraction) * n_unl / n_lab)
+    extra = np.repeat(ds.indices[has], repeat - 1)
+    ds.indices = np.concatenate([ds.indices, extra])
+    return repeat
+
+
 def dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     """Rotate the last two axes by k·90° and optionally flip the last axis."""
     x = torch.rot90(x, k, dims=(-2, -1))
@@ -97,6 +116,7 @@ class TileDataModule(pl.LightningDataModule):
         tile_class: TileClass = "none",
         presence_threshold: float = 0.05,
         labels_per_class: int | None = None,
+        labelled_fraction: float | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -146,6 +166,8 @@ class TileDataModule(pl.LightningDataModule):
                 hp["normalisation"],
                 train_targets if split == "train" else targets,
             )
+        if hp["labelled_fraction"]:
+            oversample_labelled(self.datasets["train"], hp["labelled_fraction"])
         if len(self.datasets["train"]) == 0:
             raise ValueError(f"{store.root}: sources {list(hp['sources'])} have no training tiles")
 

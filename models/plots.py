@@ -57,7 +57,8 @@ def plot_reconstructions(
         for i in range(n):
             ax = axes[i][j]
             if name in label_keys:
-                ax.imshow(arr[i], cmap="tab10", vmin=0, vmax=9, interpolation="nearest")
+                known = np.ma.masked_equal(arr[i], 255)  # unknown pixels stay blank
+                ax.imshow(known, cmap="tab10", vmin=0, vmax=9, interpolation="nearest")
             else:
                 ax.imshow(_show(arr[i]), cmap="gray")
             ax.set_axis_off()

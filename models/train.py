@@ -49,6 +49,7 @@ def build(config: RunConfig) -> tuple[Any, Any]:
         ds.tile_class,
         ds.presence_threshold,
         ds.labels_per_class,
+        ds.labelled_fraction,
         config.trainer.seed,
     )
     info = dm.info

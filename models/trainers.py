@@ -470,6 +470,11 @@ class SSVAETask(_KLMixin, BaseTask):
 
     Labelled tiles (``target >= 0``) pay −ELBO(x, y) + α·CE; unlabelled tiles pay
     Σ_y q(y|x)·(−ELBO(x, y)) − H(q(y|x)). −ELBO includes −log p(y) = log K.
+
+    ``elbo_reduction="mean"`` divides −ELBO by the tile's element count in both terms. Summed
+    over a 64×64 tile, −ELBO differs between classes by hundreds of nats and the unlabelled
+    term then drags q(y|x) towards whichever class the decoder reconstructs best; per element,
+    the classifier stays anchored to the labels.
     """
 
     _correct: torch.Tensor
@@ -488,6 +493,8 @@ class SSVAETask(_KLMixin, BaseTask):
         act: ActKind = "relu",
         rec_loss: RecLoss = "mse",
         alpha: float = 10.0,
+        elbo_reduction: Literal["sum", "mean"] = "sum",
+        unlabelled_weight: float = 1.0,
         beta: float = 1.0,
         warmup: Warmup = "none",
         warmup_steps: int = 0,
@@ -563,7 +570,10 @@ class SSVAETask(_KLMixin, BaseTask):
                 else kl
             )
         )
-        return rec + kl_pen + math.log(k), kl, mu, rec
+        neg_elbo = rec + kl_pen + math.log(k)
+        if self.hparams["elbo_reduction"] == "mean":
+            neg_elbo = neg_elbo / x[0].numel()
+        return neg_elbo, kl, mu, rec
 
     def _losses(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         hp = self.hparams
@@ -591,7 +601,7 @@ class SSVAETask(_KLMixin, BaseTask):
             neg, _, mu_u, _ = self._neg_elbo(xu.repeat(k, 1, 1, 1), vu.repeat(k, 1, 1), ys)
             per_class = neg.view(k, m).T
             unlabelled = m2_unlabelled_loss(per_class, logits[~lab])
-            total = total + unlabelled.sum()
+            total = total + hp["unlabelled_weight"] * unlabelled.sum()
             terms["unlabelled"] = unlabelled.mean()
             probs = torch.softmax(logits[~lab], 1)
             mus.append((mu_u.view(k, m, -1) * probs.T.unsqueeze(-1)).sum(0))

@@ -179,3 +179,35 @@ def test_model_params_are_checked_against_the_module_signature():
         validate_model_params({"type": "vae", "dilatons": [1]})
     with pytest.raises(ValueError, match="unknown model type"):
         validate_model_params({"type": "gan"})
+
+
+def test_ssvae_per_element_elbo_is_the_summed_elbo_over_the_tile_size():
+    pl.seed_everything(0, verbose=False)
+    kw = {"in_channels": 1, "image_size": 8, "num_classes": 2, "latent_dim": 2, "widths": [4, 8]}
+    summed, mean = SSVAETask(**kw), SSVAETask(**kw, elbo_reduction="mean")
+    mean.load_state_dict(summed.state_dict())
+    summed.eval()
+    mean.eval()
+    x, valid, y = (
+        torch.rand(3, 1, 8, 8),
+        torch.ones(3, 8, 8, dtype=torch.bool),
+        torch.tensor([0, 1, 1]),
+    )
+    torch.testing.assert_close(
+        mean._neg_elbo(x, valid, y)[0], summed._neg_elbo(x, valid, y)[0] / 64
+    )
+
+
+def test_oversampling_gives_batches_the_asked_share_of_labelled_tiles(tmp_path):
+    from models.datamodule import oversample_labelled
+
+    class Fake:
+        indices = np.arange(100)
+        targets = np.array([0, 1] * 5 + [-1] * 90)
+
+    ds = Fake()
+    repeat = oversample_labelled(ds, 0.25)  # type: ignore[arg-type]
+    share = (ds.targets[ds.indices] >= 0).mean()
+    assert repeat == 3 and 0.25 <= share < 0.3
+    assert set(ds.indices) == set(range(100))  # nothing dropped, labelled rows repeated
+    assert oversample_labelled(ds, 0.2) == 1  # already above the share
