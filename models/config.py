@@ -33,6 +33,8 @@ class TrainerParams(BaseModel):
     seed: int = 0
     deterministic: bool = True
     log_every_n_steps: int = Field(default=10, ge=1)
+    monitor: str = Field(default="val_loss", description="Metric that picks best.ckpt.")
+    monitor_mode: Literal["min", "max"] = "min"
 
 
 class LoaderParams(BaseModel):

@@ -125,11 +125,20 @@ def _trainer(config: RunConfig, out: Path, logger: Any) -> tuple[Any, Any, Any]:
     ckpt = ModelCheckpoint(
         dirpath=out / CHECKPOINT_DIR,
         filename="best",
-        monitor="val_loss",
-        mode="min",
-        save_last=True,
+        monitor=t.monitor,
+        mode=t.monitor_mode,
         save_top_k=1,
         auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    # Lightning 2.6 refreshes save_last only when a top-k save happens, so "last" has its own
+    # callback: the latest epoch, every epoch, for --resume
+    last = ModelCheckpoint(
+        dirpath=out / CHECKPOINT_DIR,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        every_n_epochs=1,
         enable_version_counter=False,
     )
     curves = CurveRecorder()
@@ -148,7 +157,7 @@ def _trainer(config: RunConfig, out: Path, logger: Any) -> tuple[Any, Any, Any]:
         deterministic=t.deterministic,
         log_every_n_steps=t.log_every_n_steps,
         logger=logger,
-        callbacks=[ckpt, curves],
+        callbacks=[ckpt, last, curves],
         default_root_dir=str(out),
         enable_model_summary=False,
     )
@@ -237,9 +246,12 @@ def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
         "steps": steps,
         "optimizer_steps": trainer.global_step,
         "best_checkpoint": os.path.relpath(best, out) if best else None,
-        "best_val_loss": float(ckpt.best_model_score)
-        if ckpt.best_model_score is not None
-        else None,
+        "best_val_loss": min(history["val_loss"]) if history["val_loss"] else None,
+        "monitor": {
+            config.trainer.monitor: None
+            if ckpt.best_model_score is None
+            else float(ckpt.best_model_score)
+        },
         "final_metrics": fit_metrics,
         "test_metrics": test_metrics,
         "wall_time_s": round(time.perf_counter() - start, 2),

@@ -97,7 +97,7 @@ class BaseTask(pl.LightningModule):
         self._val_mu = []
         mu = self._gather(mu).flatten(0, 1)
         au = int(active_units(mu).sum())
-        self.log(f"{prefix}_active_units", float(au), rank_zero_only=True)
+        self.log(f"{prefix}_active_units", float(au))
         msg = collapse_message(au, mu.shape[1])
         if msg and self.trainer.is_global_zero and not self.trainer.sanity_checking:
             warnings.warn(msg, stacklevel=1)
@@ -228,10 +228,10 @@ class SegAETask(BaseTask):
         dice = self._dice_scores()
         present = dice[~torch.isnan(dice)]
         if present.numel():
-            self.log(f"{prefix}_dice", present.mean(), rank_zero_only=True)
+            self.log(f"{prefix}_dice", present.mean())
         for c, d in enumerate(dice.tolist()):
             if not math.isnan(d):
-                self.log(f"{prefix}_dice_{c}", d, rank_zero_only=True)
+                self.log(f"{prefix}_dice_{c}", d)
 
     def on_validation_epoch_end(self) -> None:
         self._log_dice("val")
@@ -495,6 +495,7 @@ class SSVAETask(_KLMixin, BaseTask):
         alpha: float = 10.0,
         elbo_reduction: Literal["sum", "mean"] = "sum",
         unlabelled_weight: float = 1.0,
+        unlabelled_warmup_steps: int = 0,
         beta: float = 1.0,
         warmup: Warmup = "none",
         warmup_steps: int = 0,
@@ -601,7 +602,10 @@ class SSVAETask(_KLMixin, BaseTask):
             neg, _, mu_u, _ = self._neg_elbo(xu.repeat(k, 1, 1, 1), vu.repeat(k, 1, 1), ys)
             per_class = neg.view(k, m).T
             unlabelled = m2_unlabelled_loss(per_class, logits[~lab])
-            total = total + hp["unlabelled_weight"] * unlabelled.sum()
+            ramp = 1.0
+            if self.training and hp["unlabelled_warmup_steps"] > 0:
+                ramp = min(1.0, int(self.kl_step) / hp["unlabelled_warmup_steps"])
+            total = total + hp["unlabelled_weight"] * ramp * unlabelled.sum()
             terms["unlabelled"] = unlabelled.mean()
             probs = torch.softmax(logits[~lab], 1)
             mus.append((mu_u.view(k, m, -1) * probs.T.unsqueeze(-1)).sum(0))
@@ -629,7 +633,7 @@ class SSVAETask(_KLMixin, BaseTask):
         self._correct.zero_()
         self._seen.zero_()
         if seen > 0:
-            self.log(f"{prefix}_accuracy", correct / seen, rank_zero_only=True)
+            self.log(f"{prefix}_accuracy", correct / seen)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "val")

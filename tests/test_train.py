@@ -102,6 +102,8 @@ def test_every_model_type_trains_from_the_cli(train_dir, cli, name):
     assert (folder / "plots" / "loss_curve.png").stat().st_size > 1000
     ckpt = torch.load(folder / s["best_checkpoint"], weights_only=True)
     assert ckpt["hyper_parameters"]["in_channels"] == 4
+    last = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 1 and last["global_step"] >= s["steps"]  # the final epoch
     if name == "tiny-seg":
         assert 0.0 <= s["test_metrics"]["test_dice"] <= 1.0
         assert s["capacity_mode"] == "undercomplete"
