@@ -148,6 +148,11 @@ class SegAutoEncoder(nn.Module):
         return {"rec": rec, "seg": seg, "z": z}
 
 
+# log σ² is soft-bounded to ±6 (σ² in [0.0025, 403]): an unbounded head can return e^30 for an
+# (x, y) pair it never saw, and one such −ELBO spike froze the ssvae classifier's Adam steps
+LOGVAR_BOUND = 6.0
+
+
 class GaussianEncoder(nn.Module):
     """Conv encoder to μ and log σ² of a ``latent_dim`` Gaussian; ``cond`` adds channels."""
 
@@ -175,7 +180,7 @@ class GaussianEncoder(nn.Module):
         if cond is not None:
             x = torch.cat([x, cond[:, :, None, None].expand(-1, -1, *x.shape[-2:])], dim=1)
         h = self.body(x).flatten(1)
-        return self.mu(h), self.logvar(h)
+        return self.mu(h), LOGVAR_BOUND * torch.tanh(self.logvar(h) / LOGVAR_BOUND)
 
 
 class GaussianDecoder(nn.Module):
