@@ -1,0 +1,82 @@
+"""Representation metrics on synthetic latents with a known structure."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tasks.metrics import (
+    cluster_accuracy,
+    clustering_scores,
+    info_nce,
+    linear_probe_accuracy,
+    retrieval_top1,
+    silhouette_sweep,
+)
+
+
+def _blobs(n_per: int = 50, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = np.eye(k, 4) * 20
+    labels = np.repeat(np.arange(k), n_per)
+    return centres[labels] + rng.normal(size=(len(labels), 4)), labels
+
+
+@pytest.mark.parametrize("how", ["kmeans", "gmm"])
+def test_perfect_clusters_score_one(how):
+    z, y = _blobs()
+    s = clustering_scores(z, 3, y, how=how)
+    assert s["nmi"] == pytest.approx(1.0)
+    assert s["ari"] == pytest.approx(1.0)
+    assert s["cluster_accuracy"] == pytest.approx(1.0)
+    assert s["silhouette"] > 0.8 and s["davies_bouldin"] < 0.3
+
+
+def test_random_assignment_scores_near_zero():
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(600, 4))
+    y = rng.integers(0, 3, 600)
+    s = clustering_scores(z, 3, y)
+    assert abs(s["nmi"]) < 0.02 and abs(s["ari"]) < 0.02
+    assert s["cluster_accuracy"] < 0.45  # chance with the best matching is about 1/3
+
+
+def test_hungarian_accuracy_on_a_permuted_labelling():
+    y = np.array([0, 0, 1, 1, 2, 2, 2])
+    assert cluster_accuracy(y, np.array([2, 2, 0, 0, 1, 1, 1])) == 1.0
+    assert cluster_accuracy(y, np.array([5, 5, 7, 7, 9, 9, 7])) == pytest.approx(6 / 7)
+
+
+def test_unknown_labels_are_left_out_of_external_scores():
+    z, y = _blobs()
+    y = y.copy()
+    y[::2] = -1
+    assert clustering_scores(z, 3, y)["nmi"] == pytest.approx(1.0)
+
+
+def test_silhouette_sweep_peaks_at_the_true_k():
+    z, _ = _blobs(k=3)
+    sweep = silhouette_sweep(z, 6)
+    assert list(sweep) == [2, 3, 4, 5, 6]
+    assert max(sweep, key=sweep.get) == 3
+
+
+def test_linear_probe_separates_blobs_and_not_noise():
+    z, y = _blobs()
+    assert linear_probe_accuracy(z, y) == 1.0
+    rng = np.random.default_rng(2)
+    assert linear_probe_accuracy(rng.normal(size=(150, 4)), rng.integers(0, 3, 150)) < 0.6
+
+
+def test_contrastive_retrieval_and_info_nce():
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(64, 8))
+    assert retrieval_top1(z, z) == 1.0
+    shuffled = z[rng.permutation(64)]
+    assert retrieval_top1(z, shuffled) < 0.1
+    assert info_nce(z, z) < info_nce(z, shuffled)
+    # orthogonal identical views: loss = log(1 + (n-1)·e^{-1/τ}) exactly
+    eye = np.eye(5)
+    assert info_nce(eye, eye, 0.5) == pytest.approx(math.log(1 + 4 * math.exp(-2.0)))
