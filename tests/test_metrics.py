@@ -80,3 +80,38 @@ def test_contrastive_retrieval_and_info_nce():
     # orthogonal identical views: loss = log(1 + (n-1)·e^{-1/τ}) exactly
     eye = np.eye(5)
     assert info_nce(eye, eye, 0.5) == pytest.approx(math.log(1 + 4 * math.exp(-2.0)))
+
+
+def test_ssim_psnr_mse_on_known_pairs_and_only_over_valid_pixels():
+    import torch
+
+    from models.metrics import masked_mse, masked_psnr, masked_ssim
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32)
+    valid = torch.ones(2, 32, 32, dtype=torch.bool)
+    assert masked_ssim(x, x, valid, 1.0) == pytest.approx(1.0)
+    assert masked_psnr(x + 0.1, x, valid, 1.0) == pytest.approx(20.0, abs=1e-4)  # MSE 0.01
+    assert masked_ssim(x.flip(-1), x, valid, 1.0) < 0.2
+    half = valid.clone()
+    half[:, :, 16:] = False
+    broken = x.clone()
+    broken[..., 16:] = 5.0  # garbage only where pixels are invalid
+    assert masked_mse(broken, x, half) == 0.0
+    assert masked_psnr(broken, x, half, 1.0) == math.inf
+
+
+def test_segmentation_dice_and_iou_by_hand():
+    import torch
+
+    from models.metrics import segmentation_scores
+
+    pred = torch.tensor([[0, 0, 1, 1], [2, 2, 2, 2]])
+    label = torch.tensor([[0, 1, 1, 1], [2, 2, 255, 0]])
+    s = segmentation_scores(pred, label, 4)
+    assert s["dice_0"] == pytest.approx(0.5) and s["iou_0"] == pytest.approx(1 / 3)
+    assert s["dice_1"] == pytest.approx(0.8) and s["iou_1"] == pytest.approx(2 / 3)
+    assert s["dice_2"] == pytest.approx(0.8)  # the ignored pixel predicted 2 does not count
+    assert math.isnan(s["dice_3"])  # absent everywhere: left out of the means
+    assert s["dice_mean"] == pytest.approx(0.7)
+    assert segmentation_scores(label.clamp(max=3), label, 4)["dice_mean"] == pytest.approx(1.0)
