@@ -27,6 +27,11 @@ class UserError(Exception):
     """A problem to report in one line, without a traceback."""
 
 
+def _validation_message(exc: Any) -> str:
+    """A pydantic ValidationError as ``loc: msg; loc: msg``."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+
+
 def _load(params: Path, overrides: list[str] | None, runner: str | None = None) -> Any:
     from pydantic import ValidationError
 
@@ -38,8 +43,7 @@ def _load(params: Path, overrides: list[str] | None, runner: str | None = None) 
     try:
         return load_params(params, extra)
     except ValidationError as exc:
-        errs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise UserError(f"{params}: invalid config: {errs}") from None
+        raise UserError(f"{params}: invalid config: {_validation_message(exc)}") from None
     except (ValueError, OSError) as exc:
         raise UserError(f"{params}: {exc}") from None
 
@@ -167,8 +171,8 @@ def train(
     try:
         fp = resolve_experiment(p, experiment, devices, num_nodes, resume)
     except ValidationError as exc:
-        errs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise UserError(f"{params}: experiments.{experiment}: {errs}") from None
+        msg = _validation_message(exc)
+        raise UserError(f"{params}: experiments.{experiment}: {msg}") from None
     except ValueError as exc:
         raise UserError(f"{params}: {exc}") from None
     res = _run(train_flow, p.runner, params=fp)

@@ -12,6 +12,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+SUMMARY_FILE = "train_summary.json"
+CHECKPOINT_DIR = "checkpoints"
+PLOT_DIR = "plots"
+
 ModelType = Literal["seg_ae", "vae", "cvae", "ssvae"]
 Precision = Literal["32", "16-mixed", "bf16-mixed"]
 # arguments the data decides (channels, tile size, classes), never set in params.yaml

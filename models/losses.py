@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from monai.losses import DiceLoss
 from torch import nn
 
+from tasks.labels import IGNORE
+
 RecLoss = Literal["mse", "l1", "bce", "gaussian_nll"]
 LatentReg = Literal["none", "l1", "l2"]
 Warmup = Literal["none", "linear", "cyclical"]
@@ -110,7 +112,7 @@ class MaskedDiceCELoss(nn.Module):
     unlabelled tiles) with 255, so the Dice part masks probabilities and one-hot targets.
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE) -> None:
         super().__init__()
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.dice = DiceLoss(include_background=True, softmax=False, batch=True)

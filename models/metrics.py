@@ -11,7 +11,7 @@ import torch
 from torchmetrics.functional.classification import multiclass_f1_score, multiclass_jaccard_index
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-IGNORE = 255
+from tasks.labels import IGNORE
 
 
 def _mask(valid: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from tasks.labels import IGNORE
+
 
 def _pyplot() -> Any:
     import matplotlib
@@ -57,7 +59,7 @@ def plot_reconstructions(
         for i in range(n):
             ax = axes[i][j]
             if name in label_keys:
-                known = np.ma.masked_equal(arr[i], 255)  # unknown pixels stay blank
+                known = np.ma.masked_equal(arr[i], IGNORE)  # unknown pixels stay blank
                 ax.imshow(known, cmap="tab10", vmin=0, vmax=9, interpolation="nearest")
             else:
                 ax.imshow(_show(arr[i]), cmap="gray")

@@ -8,7 +8,6 @@ Run it as it is for one process, under ``torchrun --nproc_per_node N`` for DDP, 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -19,17 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.config import RunConfig, validate_model_params
-
-SUMMARY_FILE = "train_summary.json"
-CHECKPOINT_DIR = "checkpoints"
-PLOT_DIR = "plots"
-
-
-def _atomic_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
+from models.config import (
+    CHECKPOINT_DIR,
+    PLOT_DIR,
+    SUMMARY_FILE,
+    RunConfig,
+    validate_model_params,
+)
+from tasks.files import atomic_write_json
 
 
 def build(config: RunConfig) -> tuple[Any, Any]:
@@ -273,7 +269,7 @@ def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
         for k, v in test_metrics.items():
             if v is not None:
                 client.log_metric(run_id, k, v)
-    _atomic_json(out / SUMMARY_FILE, summary)
+    atomic_write_json(out / SUMMARY_FILE, summary)
     return summary
 
 

@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from models.config import RunConfig
+from models.config import SUMMARY_FILE, RunConfig
 from tasks.files import atomic_write_json
 
 RUN_CONFIG_FILE = "run_config.json"
-SUMMARY_FILE = "train_summary.json"
 
 
 class TrainingError(Exception):

@@ -1,0 +1,126 @@
+"""The trainer template, and what the VAE-family trainers share."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from models.diagnostics import active_units, collapse_message
+from models.losses import kl_weight, rec_channels
+from models.nets import GaussianDecoder, GaussianEncoder
+
+
+class BaseTask(pl.LightningModule):
+    """Template: ``save_hyperparameters`` → ``configure_models/losses/metrics``; Adam optimiser."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.configure_models()
+        self.configure_losses()
+        self.configure_metrics()
+
+    def configure_models(self) -> None:
+        raise NotImplementedError
+
+    def configure_losses(self) -> None:
+        """Build loss modules (none by default: the losses are functions)."""
+
+    def configure_metrics(self) -> None:
+        """Reset the accumulators used for epoch-level metrics."""
+        self._val_mu: list[torch.Tensor] = []
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.Adam(
+            self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
+        )
+
+    def _log_all(self, prefix: str, values: dict[str, torch.Tensor], batch_size: int) -> None:
+        for k, v in values.items():
+            self.log(
+                f"{prefix}_{k}",
+                v,
+                on_step=False,
+                on_epoch=True,
+                batch_size=batch_size,
+                sync_dist=True,
+                prog_bar=k == "loss",
+            )
+
+    def _eval_step(self, batch: dict[str, Any], prefix: str) -> None:
+        raise NotImplementedError
+
+    def _log_epoch_metrics(self, prefix: str) -> None:
+        """Metrics accumulated over an evaluation epoch (none by default)."""
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
+
+    def _gather(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` from every rank stacked on a new first axis (just ``t[None]`` on one process)."""
+        if self.trainer.world_size == 1:
+            return t.unsqueeze(0)
+        gathered = self.all_gather(t)
+        assert isinstance(gathered, torch.Tensor)
+        return gathered
+
+    def _latent_diagnostics(self, prefix: str) -> None:
+        """Active units over the epoch's posterior means; warns on posterior collapse."""
+        if not self._val_mu:
+            return
+        mu = torch.cat(self._val_mu)
+        self._val_mu = []
+        mu = self._gather(mu).flatten(0, 1)
+        au = int(active_units(mu).sum())
+        self.log(f"{prefix}_active_units", float(au))
+        msg = collapse_message(au, mu.shape[1])
+        if msg and self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            warnings.warn(msg, stacklevel=1)
+
+
+class _KLMixin:
+    """What the VAEs share: the Gaussian encoder/decoder and the KL warm-up factor."""
+
+    hparams: Any
+    kl_step: torch.Tensor
+    training: bool
+    encoder: GaussianEncoder
+    decoder: GaussianDecoder
+
+    def _kl_annealing(self) -> float:
+        """The warm-up factor on KL while training; 1 in evaluation, which reports the ELBO."""
+        hp = self.hparams
+        if not self.training:
+            return 1.0
+        return kl_weight(int(self.kl_step), hp["warmup"], hp["warmup_steps"], hp["warmup_cycles"])
+
+    def _configure_vae(self, cond: int) -> list[int]:
+        """The Gaussian encoder and decoder (conditioned on ``cond`` classes); returns widths."""
+        hp = self.hparams
+        widths: list[int] = hp["widths"] or [32, 64]
+        self.encoder = GaussianEncoder(
+            hp["in_channels"], hp["image_size"], hp["latent_dim"], widths, cond,
+            hp["conv"], hp["norm"], hp["act"],
+        )  # fmt: skip
+        self.decoder = GaussianDecoder(
+            rec_channels(hp["rec_loss"], hp["in_channels"]), hp["image_size"],
+            hp["latent_dim"], widths, cond, hp["norm"], hp["act"],
+        )  # fmt: skip
+        return widths
+
+
+def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """z = μ + σ·ε with ε ~ N(0, I)."""
+    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)

@@ -1,0 +1,172 @@
+"""``ssvae``: Kingma et al.'s M2 trainer."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from models.blocks import ActKind, ConvKind, NormKind
+from models.losses import (
+    RecLoss,
+    Warmup,
+    kl_normal,
+    m2_labelled_loss,
+    m2_unlabelled_loss,
+    reconstruction_nll,
+)
+from models.nets import TileClassifier
+from models.trainers.base import BaseTask, _KLMixin, reparameterise
+
+
+class SSVAETask(_KLMixin, BaseTask):
+    """Semi-supervised M2: classifier q(y|x), encoder q(z|x,y), decoder p(x|y,z).
+
+    Labelled tiles (``target >= 0``) pay −ELBO(x, y) + α·CE; unlabelled tiles pay
+    Σ_y q(y|x)·(−ELBO(x, y)) − H(q(y|x)). −ELBO includes −log p(y) = log K.
+
+    ``elbo_reduction="mean"`` divides −ELBO by the tile's element count in both terms. Summed
+    over a 64×64 tile, −ELBO differs between classes by hundreds of nats and the unlabelled
+    term then drags q(y|x) towards whichever class the decoder reconstructs best; per element,
+    the classifier stays anchored to the labels.
+    """
+
+    _correct: torch.Tensor
+    _seen: torch.Tensor
+
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        num_classes: int,
+        latent_dim: int = 16,
+        widths: list[int] | None = None,
+        classifier_widths: list[int] | None = None,
+        conv: ConvKind = "standard",
+        norm: NormKind = "batch",
+        act: ActKind = "relu",
+        rec_loss: RecLoss = "mse",
+        alpha: float = 10.0,
+        elbo_reduction: Literal["sum", "mean"] = "sum",
+        unlabelled_weight: float = 1.0,
+        unlabelled_warmup_steps: int = 0,
+        beta: float = 1.0,
+        warmup: Warmup = "none",
+        warmup_steps: int = 0,
+        warmup_cycles: int = 4,
+        free_bits: float = 0.0,
+        dropout: float = 0.2,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("kl_step", torch.zeros((), dtype=torch.long))
+
+    def configure_models(self) -> None:
+        hp = self.hparams
+        if hp["num_classes"] < 2:
+            raise ValueError("ssvae needs tile classes (num_classes >= 2)")
+        widths = hp["widths"] or [32, 64]
+        k = hp["num_classes"]
+        self.classifier = TileClassifier(
+            hp["in_channels"],
+            k,
+            hp["classifier_widths"] or widths,
+            hp["norm"],
+            hp["act"],
+            hp["dropout"],
+        )
+        self._configure_vae(k)
+
+    def configure_metrics(self) -> None:
+        super().configure_metrics()
+        self.register_buffer("_correct", torch.zeros(()), persistent=False)
+        self.register_buffer("_seen", torch.zeros(()), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits q(y|x)."""
+        return self.classifier(x)
+
+    def _neg_elbo(
+        self, x: torch.Tensor, valid: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(−ELBO with the KL penalty as trained, plain KL, μ, reconstruction) per sample."""
+        k = self.hparams["num_classes"]
+        onehot = F.one_hot(y, k).to(x.dtype)
+        mu, logvar = self.encoder(x, onehot)
+        z = reparameterise(mu, logvar) if self.training else mu
+        rec, _ = reconstruction_nll(self.hparams["rec_loss"], self.decoder(z, onehot), x, valid)
+        per_dim = kl_normal(mu, logvar)
+        kl = per_dim.sum(1)
+        fb = self.hparams["free_bits"]
+        penalised = per_dim.clamp(min=fb).sum(1) if fb > 0 else kl
+        kl_pen = self.hparams["beta"] * self._kl_annealing() * penalised
+        neg_elbo = rec + kl_pen + math.log(k)
+        if self.hparams["elbo_reduction"] == "mean":
+            neg_elbo = neg_elbo / x[0].numel()
+        return neg_elbo, kl, mu, rec
+
+    def _losses(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        hp = self.hparams
+        x, valid = batch["image"], batch["valid"]
+        y = batch.get("target")
+        if y is None:
+            raise ValueError("ssvae needs tile classes (set tile_class)")
+        k, n = hp["num_classes"], len(x)
+        logits = self.classifier(x)
+        lab = y >= 0
+        total = x.new_zeros(())
+        terms: dict[str, torch.Tensor] = {}
+        mus = []
+        if lab.any():
+            neg, _, mu_l, _ = self._neg_elbo(x[lab], valid[lab], y[lab])
+            labelled = m2_labelled_loss(neg, logits[lab], y[lab], hp["alpha"])
+            total = total + labelled.sum()
+            terms["labelled"] = labelled.mean()
+            terms["ce"] = F.cross_entropy(logits[lab], y[lab])
+            mus.append(mu_l)
+        if (~lab).any():
+            xu, vu = x[~lab], valid[~lab]
+            m = len(xu)
+            ys = torch.arange(k, device=x.device).repeat_interleave(m)
+            neg, _, mu_u, _ = self._neg_elbo(xu.repeat(k, 1, 1, 1), vu.repeat(k, 1, 1), ys)
+            per_class = neg.view(k, m).T
+            unlabelled = m2_unlabelled_loss(per_class, logits[~lab])
+            ramp = 1.0
+            if self.training and hp["unlabelled_warmup_steps"] > 0:
+                ramp = min(1.0, int(self.kl_step) / hp["unlabelled_warmup_steps"])
+            total = total + hp["unlabelled_weight"] * ramp * unlabelled.sum()
+            terms["unlabelled"] = unlabelled.mean()
+            probs = torch.softmax(logits[~lab], 1)
+            mus.append((mu_u.view(k, m, -1) * probs.T.unsqueeze(-1)).sum(0))
+        terms["loss"] = total / n
+        return terms, torch.cat(mus) if mus else x.new_zeros((0, hp["latent_dim"]))
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        terms, _ = self._losses(batch)
+        self.kl_step += 1
+        self._log_all("train", {k: v.detach() for k, v in terms.items()}, len(batch["image"]))
+        return terms["loss"]
+
+    def _eval_step(self, batch: dict[str, Any], prefix: str) -> None:
+        y = batch.get("target")
+        terms, mu = self._losses(batch)
+        self._log_all(prefix, terms, len(batch["image"]))
+        self._val_mu.append(mu.detach())
+        if y is not None and (y >= 0).any():
+            pred = self.classifier(batch["image"]).argmax(1)
+            self._correct += (pred[y >= 0] == y[y >= 0]).sum()
+            self._seen += (y >= 0).sum()
+
+    def _log_accuracy(self, prefix: str) -> None:
+        correct, seen = self._gather(self._correct).sum(), self._gather(self._seen).sum()
+        self._correct.zero_()
+        self._seen.zero_()
+        if seen > 0:
+            self.log(f"{prefix}_accuracy", correct / seen)
+
+    def _log_epoch_metrics(self, prefix: str) -> None:
+        self._log_accuracy(prefix)
+        self._latent_diagnostics(prefix)

@@ -1,0 +1,200 @@
+"""``vae`` and ``cvae``: the VAE trainer."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.blocks import ActKind, ConvKind, NormKind
+from models.losses import (
+    RecLoss,
+    TCDiscriminator,
+    Warmup,
+    dec_loss,
+    dec_soft_assignment,
+    discriminator_loss,
+    free_bits_kl,
+    kl_normal,
+    reconstruction_mean,
+    reconstruction_nll,
+    total_correlation,
+)
+from models.trainers.base import BaseTask, _KLMixin, reparameterise
+
+ClusterReg = Literal["none", "dec"]
+
+
+class VAETask(_KLMixin, BaseTask):
+    """VAE (``vae``) or conditional VAE (``cvae``), with β, KL warm-up, free bits, a FactorVAE
+    total-correlation penalty (second optimiser for the discriminator) and an optional DEC
+    clustering regulariser on μ (Student-t soft assignment to learnable centroids, seeded by
+    k-means on μ after ``cluster_warmup_epochs``).
+    """
+
+    dec_ready: torch.Tensor
+
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        num_classes: int = 0,
+        model_type: Literal["vae", "cvae"] = "vae",
+        latent_dim: int = 16,
+        widths: list[int] | None = None,
+        conv: ConvKind = "standard",
+        norm: NormKind = "batch",
+        act: ActKind = "relu",
+        rec_loss: RecLoss = "mse",
+        beta: float = 1.0,
+        warmup: Warmup = "none",
+        warmup_steps: int = 0,
+        warmup_cycles: int = 4,
+        free_bits: float = 0.0,
+        tc_weight: float = 0.0,
+        disc_lr: float = 1e-4,
+        cluster_reg: ClusterReg = "none",
+        n_clusters: int = 10,
+        cluster_weight: float = 0.1,
+        cluster_warmup_epochs: int = 0,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.register_buffer("kl_step", torch.zeros((), dtype=torch.long))
+        self.register_buffer("dec_ready", torch.zeros((), dtype=torch.bool))
+
+    @property
+    def conditional(self) -> bool:
+        return bool(self.hparams["model_type"] == "cvae")
+
+    def configure_models(self) -> None:
+        hp = self.hparams
+        if self.conditional and hp["num_classes"] < 2:
+            raise ValueError("cvae needs tile classes (num_classes >= 2)")
+        self._configure_vae(hp["num_classes"] if self.conditional else 0)
+        self.discriminator = TCDiscriminator(hp["latent_dim"]) if hp["tc_weight"] > 0 else None
+        self.centroids = (
+            nn.Parameter(torch.randn(hp["n_clusters"], hp["latent_dim"]))
+            if hp["cluster_reg"] == "dec"
+            else None
+        )
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        vae_params = [p for n, p in self.named_parameters() if not n.startswith("discriminator.")]
+        opts = [torch.optim.Adam(vae_params, lr=hp["lr"], weight_decay=hp["weight_decay"])]
+        if self.discriminator is not None:
+            opts.append(
+                torch.optim.Adam(
+                    self.discriminator.parameters(), lr=hp["disc_lr"], betas=(0.5, 0.9)
+                )
+            )
+        return opts
+
+    def _condition(self, batch: dict[str, Any]) -> torch.Tensor | None:
+        if not self.conditional:
+            return None
+        y = batch.get("target")
+        if y is None or (y < 0).any():
+            raise ValueError("cvae needs a tile class for every tile (set tile_class)")
+        return F.one_hot(y, self.hparams["num_classes"]).to(batch["image"].dtype)
+
+    def encode(
+        self, x: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(x, cond)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        mu, logvar = self.encode(x, cond)
+        z = reparameterise(mu, logvar) if self.training else mu
+        return {"rec": self.decoder(z, cond), "mu": mu, "logvar": logvar, "z": z}
+
+    @torch.no_grad()
+    def sample(self, n: int, y: int | torch.Tensor | None = None) -> torch.Tensor:
+        """Draw ``n`` images from the prior; a ``cvae`` generates them as class ``y``."""
+        z = torch.randn(n, self.hparams["latent_dim"], device=self.device)
+        cond = None
+        if self.conditional:
+            if y is None:
+                raise ValueError("cvae.sample needs a class y")
+            yt = torch.as_tensor(y, device=self.device).long().expand(n)
+            cond = F.one_hot(yt, self.hparams["num_classes"]).float()
+        out = self.decoder(z, cond)
+        c = self.hparams["in_channels"]
+        return reconstruction_mean(self.hparams["rec_loss"], out, out[:, :c])
+
+    def _losses(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        hp = self.hparams
+        x, valid = batch["image"], batch["valid"]
+        cond = self._condition(batch)
+        out = self(x, cond)
+        rec, _ = reconstruction_nll(hp["rec_loss"], out["rec"], x, valid)
+        per_dim = kl_normal(out["mu"], out["logvar"])
+        kl = per_dim.sum(1)
+        w = self._kl_annealing()
+        penalised = free_bits_kl(per_dim, hp["free_bits"]) if hp["free_bits"] > 0 else kl.mean()
+        loss = rec.mean() + hp["beta"] * w * penalised
+        terms = {"rec": rec.mean(), "kl": kl.mean(), "kl_weight": torch.tensor(w)}
+        if self.discriminator is not None:
+            tc = total_correlation(self.discriminator, out["z"])
+            loss = loss + hp["tc_weight"] * tc
+            terms["tc"] = tc
+        if self.centroids is not None and bool(self.dec_ready):
+            dec = dec_loss(dec_soft_assignment(out["mu"], self.centroids))
+            loss = loss + hp["cluster_weight"] * dec
+            terms["cluster"] = dec
+        terms["loss"] = loss
+        terms["elbo"] = -(rec + kl).mean()
+        return terms, out
+
+    def on_train_epoch_start(self) -> None:
+        """DEC: after ``cluster_warmup_epochs``, seed the centroids by k-means on μ (rank 0's)."""
+        hp = self.hparams
+        if self.centroids is None or bool(self.dec_ready):
+            return
+        if self.current_epoch < hp["cluster_warmup_epochs"]:
+            return
+        from sklearn.cluster import KMeans
+
+        was_training = self.training
+        self.eval()
+        mus = []
+        with torch.no_grad():
+            for batch in self.trainer.train_dataloader or []:
+                x = batch["image"].to(self.device)
+                mus.append(self.encode(x, self._condition({**batch, "image": x}))[0].cpu())
+        self.train(was_training)
+        km = KMeans(hp["n_clusters"], n_init=4, random_state=0).fit(torch.cat(mus).numpy())
+        centres = torch.as_tensor(km.cluster_centers_, dtype=self.centroids.dtype)
+        centres = self.trainer.strategy.broadcast(centres.to(self.device), src=0)
+        with torch.no_grad():
+            self.centroids.copy_(centres)
+        self.dec_ready.fill_(True)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        opts = self.optimizers()
+        opt_vae = opts[0] if isinstance(opts, list) else opts
+        terms, out = self._losses(batch)
+        opt_vae.zero_grad()
+        self.manual_backward(terms["loss"])
+        opt_vae.step()
+        if self.discriminator is not None and isinstance(opts, list):
+            d_loss = discriminator_loss(self.discriminator, out["z"], out["z"])
+            opts[1].zero_grad()
+            self.manual_backward(d_loss)
+            opts[1].step()
+            terms["disc"] = d_loss.detach()
+        self.kl_step += 1
+        self._log_all("train", {k: v.detach() for k, v in terms.items()}, len(batch["image"]))
+
+    def _eval_step(self, batch: dict[str, Any], prefix: str) -> None:
+        terms, out = self._losses(batch)
+        self._log_all(prefix, terms, len(batch["image"]))
+        self._val_mu.append(out["mu"].detach())
+
+    def _log_epoch_metrics(self, prefix: str) -> None:
+        self._latent_diagnostics(prefix)
