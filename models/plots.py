@@ -1,4 +1,4 @@
-"""PNG figures people would rather see than numbers: loss curves and reconstructions."""
+"""PNG figures people would rather see than numbers: curves, reconstructions, embeddings."""
 
 from __future__ import annotations
 
@@ -42,16 +42,26 @@ def plot_curves(history: dict[str, list[float]], path: Path, title: str) -> None
 
 
 def _show(img: np.ndarray) -> np.ndarray:
-    """First channel (or first three as RGB), stretched to its 2-98 % range."""
-    arr = img[:3].transpose(1, 2, 0) if img.shape[0] >= 3 else img[0]
+    """A 2-D map, or the first channel (first three as RGB), stretched to its 2-98 % range."""
+    if img.ndim == 2:
+        arr = img
+    else:
+        arr = img[:3].transpose(1, 2, 0) if img.shape[0] >= 3 else img[0]
     lo, hi = np.percentile(arr, [2, 98])
     return np.clip((arr - lo) / max(hi - lo, 1e-6), 0, 1)
 
 
 def plot_reconstructions(
-    columns: dict[str, np.ndarray], path: Path, title: str, label_keys: tuple[str, ...] = ()
+    columns: dict[str, np.ndarray],
+    path: Path,
+    title: str,
+    label_keys: tuple[str, ...] = (),
+    overlay_on: str | None = None,
 ) -> None:
-    """A grid: one row per tile, one column per entry of ``columns`` ((N, C, H, W) or (N, H, W))."""
+    """A grid: one row per tile, one column per entry of ``columns`` ((N, C, H, W) or (N, H, W)).
+
+    Columns named in ``label_keys`` are class maps, drawn over ``overlay_on`` when given.
+    """
     plt = _pyplot()
     n = min(len(v) for v in columns.values())
     fig, axes = plt.subplots(n, len(columns), figsize=(2.2 * len(columns), 2.2 * n), squeeze=False)
@@ -59,13 +69,88 @@ def plot_reconstructions(
         for i in range(n):
             ax = axes[i][j]
             if name in label_keys:
+                alpha = 1.0
+                if overlay_on in columns:  # class colours over the image
+                    ax.imshow(_show(columns[overlay_on][i]), cmap="gray")
+                    alpha = 0.5
                 known = np.ma.masked_equal(arr[i], IGNORE)  # unknown pixels stay blank
-                ax.imshow(known, cmap="tab10", vmin=0, vmax=9, interpolation="nearest")
+                ax.imshow(
+                    known, cmap="tab10", vmin=0, vmax=9, interpolation="nearest", alpha=alpha
+                )
             else:
                 ax.imshow(_show(arr[i]), cmap="gray")
             ax.set_axis_off()
             if i == 0:
                 ax.set_title(name)
+    fig.suptitle(title)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_embedding(
+    points: dict[str, np.ndarray], colours: dict[str, np.ndarray], path: Path, title: str
+) -> None:
+    """2D embeddings (one row per method) coloured by each entry of ``colours`` (one column).
+
+    Entries < 0 in a colouring (unknown label) are drawn grey.
+    """
+    plt = _pyplot()
+    rows, cols = len(points), len(colours)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.6 * rows), squeeze=False)
+    for i, (method, xy) in enumerate(points.items()):
+        for j, (name, c) in enumerate(colours.items()):
+            ax = axes[i][j]
+            known = c >= 0
+            ax.scatter(*xy[~known].T, s=8, c="lightgrey")
+            sc = ax.scatter(*xy[known].T, s=8, c=c[known], cmap="tab10", vmin=0, vmax=9)
+            if known.any():
+                ax.legend(*sc.legend_elements(), fontsize=6, loc="best", title=name)
+            ax.set_title(f"{method}: {name}")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(title)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_bars(values: np.ndarray, path: Path, title: str, ylabel: str) -> None:
+    """One bar per entry (e.g. KL per latent dimension)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(4, 0.35 * len(values)), 3.5))
+    ax.bar(np.arange(len(values)), values)
+    ax.set_xlabel("dimension")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_confusion(matrix: np.ndarray, names: list[str], path: Path, title: str) -> None:
+    """A confusion matrix with counts (rows: true class, columns: predicted)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 1.2 * len(names) + 1.5))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), v in np.ndenumerate(matrix):
+        ax.text(j, i, str(v), ha="center", va="center")
+    ax.set_xticks(range(len(names)), names, rotation=45)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_samples(samples: dict[str, np.ndarray], path: Path, title: str) -> None:
+    """Generated tiles: one row per class, one column per sample."""
+    plt = _pyplot()
+    n = min(len(v) for v in samples.values())
+    fig, axes = plt.subplots(len(samples), n, figsize=(1.6 * n, 1.7 * len(samples)), squeeze=False)
+    for i, (name, arr) in enumerate(samples.items()):
+        for j in range(n):
+            axes[i][j].imshow(_show(arr[j]), cmap="gray")
+            axes[i][j].set_axis_off()
+        axes[i][0].set_title(name, loc="left", fontsize=9)
     fig.suptitle(title)
     _save(fig, path)
     plt.close(fig)

@@ -5,7 +5,7 @@ Plain numpy/scikit-learn/scipy functions (no torch), so they test and run anywhe
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -13,7 +13,10 @@ from scipy.special import logsumexp
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
+    accuracy_score,
     adjusted_rand_score,
+    confusion_matrix,
+    f1_score,
     calinski_harabasz_score,
     davies_bouldin_score,
     normalized_mutual_info_score,
@@ -38,12 +41,18 @@ def cluster_accuracy(labels: np.ndarray, clusters: np.ndarray) -> float:
     return float(counts[rows, cols].sum() / len(labels))
 
 
-def assign_clusters(latents: np.ndarray, k: int, how: Clusterer, seed: int = 0) -> np.ndarray:
-    """Cluster ids from k-means (k-means++, 4 inits) or a full-covariance Gaussian mixture."""
+def fit_clusterer(latents: np.ndarray, k: int, how: Clusterer, seed: int = 0) -> Any:
+    """A fitted k-means (k-means++, 4 inits) or full-covariance Gaussian mixture."""
     if how == "kmeans":
-        return KMeans(k, init="k-means++", n_init=4, random_state=seed).fit_predict(latents)
-    gmm = GaussianMixture(k, covariance_type="full", reg_covar=1e-4, random_state=seed)
-    return gmm.fit(latents).predict(latents)
+        return KMeans(k, init="k-means++", n_init=4, random_state=seed).fit(latents)
+    return GaussianMixture(k, covariance_type="full", reg_covar=1e-4, random_state=seed).fit(
+        latents
+    )
+
+
+def assign_clusters(latents: np.ndarray, k: int, how: Clusterer, seed: int = 0) -> np.ndarray:
+    """Cluster ids of the latents from :func:`fit_clusterer`."""
+    return np.asarray(fit_clusterer(latents, k, how, seed).predict(latents))
 
 
 def internal_scores(latents: np.ndarray, clusters: np.ndarray) -> dict[str, float]:
@@ -119,3 +128,24 @@ def info_nce(view1: np.ndarray, view2: np.ndarray, temperature: float = 0.1) -> 
     """InfoNCE loss of matching each first view to its own second view among all of them."""
     logits = _cosine(view1, view2) / temperature
     return float(np.mean(logsumexp(logits, axis=1) - np.diag(logits)))
+
+
+def classification_scores(
+    labels: np.ndarray, predicted: np.ndarray, num_classes: int
+) -> tuple[dict[str, float], np.ndarray]:
+    """Accuracy and macro-F1 over tiles with a known label (≥ 0), and the confusion matrix
+    (rows: true class, columns: predicted)."""
+    known = np.asarray(labels) >= 0
+    y, p = np.asarray(labels)[known], np.asarray(predicted)[known]
+    classes = list(range(num_classes))
+    matrix = confusion_matrix(y, p, labels=classes)
+    if not len(y):
+        return {"accuracy": float("nan"), "macro_f1": float("nan")}, matrix
+    scores = {
+        "accuracy": float(accuracy_score(y, p)),
+        # over the classes that occur (in truth or prediction): an absent class has no F1
+        "macro_f1": float(
+            f1_score(y, p, labels=np.union1d(y, p), average="macro", zero_division=0)
+        ),
+    }
+    return scores, matrix

@@ -7,9 +7,10 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+import torch.nn.functional as F
 
 from models.diagnostics import active_units, collapse_message
-from models.losses import kl_weight, rec_channels
+from models.losses import kl_weight, rec_channels, reconstruction_mean
 from models.nets import GaussianDecoder, GaussianEncoder
 
 
@@ -119,6 +120,22 @@ class _KLMixin:
             hp["latent_dim"], widths, cond, hp["norm"], hp["act"],
         )  # fmt: skip
         return widths
+
+    @torch.no_grad()
+    def _sample_prior(self, n: int, num_classes: int, y: int | torch.Tensor | None) -> torch.Tensor:
+        """``n`` decoder means from z ~ N(0, I), conditioned on class ``y`` when ``num_classes``."""
+        hp = self.hparams
+        device = next(self.decoder.parameters()).device
+        z = torch.randn(n, hp["latent_dim"], device=device)
+        cond = None
+        if num_classes:
+            if y is None:
+                raise ValueError("a conditional model needs a class y to sample")
+            yt = torch.as_tensor(y, device=device).long().expand(n)
+            cond = F.one_hot(yt, num_classes).float()
+        out = self.decoder(z, cond)
+        c = hp["in_channels"]
+        return reconstruction_mean(hp["rec_loss"], out, out[:, :c])
 
 
 def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

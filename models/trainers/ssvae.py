@@ -89,6 +89,10 @@ class SSVAETask(_KLMixin, BaseTask):
         """Class logits q(y|x)."""
         return self.classifier(x)
 
+    def sample(self, n: int, y: int | torch.Tensor) -> torch.Tensor:
+        """Draw ``n`` images of class ``y`` from p(x | y, z), z ~ N(0, I)."""
+        return self._sample_prior(n, self.hparams["num_classes"], y)
+
     def _neg_elbo(
         self, x: torch.Tensor, valid: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

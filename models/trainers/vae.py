@@ -18,7 +18,6 @@ from models.losses import (
     discriminator_loss,
     free_bits_kl,
     kl_normal,
-    reconstruction_mean,
     reconstruction_nll,
     total_correlation,
 )
@@ -113,19 +112,9 @@ class VAETask(_KLMixin, BaseTask):
         z = reparameterise(mu, logvar) if self.training else mu
         return {"rec": self.decoder(z, cond), "mu": mu, "logvar": logvar, "z": z}
 
-    @torch.no_grad()
     def sample(self, n: int, y: int | torch.Tensor | None = None) -> torch.Tensor:
         """Draw ``n`` images from the prior; a ``cvae`` generates them as class ``y``."""
-        z = torch.randn(n, self.hparams["latent_dim"], device=self.device)
-        cond = None
-        if self.conditional:
-            if y is None:
-                raise ValueError("cvae.sample needs a class y")
-            yt = torch.as_tensor(y, device=self.device).long().expand(n)
-            cond = F.one_hot(yt, self.hparams["num_classes"]).float()
-        out = self.decoder(z, cond)
-        c = self.hparams["in_channels"]
-        return reconstruction_mean(self.hparams["rec_loss"], out, out[:, :c])
+        return self._sample_prior(n, self.hparams["num_classes"] if self.conditional else 0, y)
 
     def _losses(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         hp = self.hparams

@@ -1,0 +1,267 @@
+"""Inference over a split for evaluation: latents, contrastive views and image metrics.
+
+Loads a trained checkpoint (``weights_only=True``), runs the model over the test tiles once and
+returns per-tile arrays for the representation metrics in :mod:`tasks.metrics`, plus the
+streamed reconstruction, segmentation and classification figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from models.config import RunConfig
+from models.data import TileDataset, collate_batch
+from models.datamodule import dihedral, tile_classes
+from models.diagnostics import active_units
+from models.losses import kl_normal, reconstruction_mean
+from models.metrics import ReconstructionMeter, SegmentationMeter
+from models.nets import capacity_mode
+
+
+@dataclass
+class Inference:
+    """What one pass over a split gives: one row per tile in every per-tile array."""
+
+    model_type: str
+    class_names: list[str]
+    latents: np.ndarray
+    view1: np.ndarray
+    view2: np.ndarray
+    targets: np.ndarray  # tile class, -1 where unknown
+    metas: list[dict[str, Any]]
+    metrics: dict[str, float]
+    capacity_mode: str
+    class_pred: np.ndarray | None = None
+    kl_per_dim: np.ndarray | None = None
+    examples: dict[str, np.ndarray] = field(default_factory=dict)
+    samples: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def load_task(config: RunConfig, checkpoint: Path) -> tuple[Any, Any]:
+    """The run's DataModule (set up) and its LightningModule with the checkpoint's weights."""
+    from models.train import build
+
+    dm, module = build(config)
+    dm.setup("test")
+    if not checkpoint.exists():
+        raise FileNotFoundError(f"{checkpoint}: no checkpoint (run `tessera train` first)")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise ValueError(f"{checkpoint}: not a Lightning checkpoint")
+    module.load_state_dict(state["state_dict"])
+    return dm, module.eval()
+
+
+def value_range(ds: TileDataset) -> float:
+    """The widest band's min-to-max range in the dataset's normalised units (PSNR/SSIM range)."""
+    idx = ds.store.index
+    sources = sorted(set(idx["source"].to_numpy()[ds.indices]))
+    if not sources:
+        return 1.0
+    src = ds.store.info["sources"][sources[0]]
+    spans = np.array([src["stats"][b]["max"] - src["stats"][b]["min"] for b in src["bands"]])
+    if ds._scale is not None:
+        spans = spans / ds._scale.flatten().numpy()
+    return float(max(spans.max(), 1e-6))
+
+
+def eval_dataset(dm: Any, split: str, tile_class: str) -> TileDataset:
+    """The split's tiles with tile classes for judging latents (``majority`` by default)."""
+    ds: TileDataset = dm.datasets[split]
+    idx = ds.store.index
+    how = dm.hparams["tile_class"] if dm.hparams["tile_class"] != "none" else tile_class
+    targets = tile_classes(
+        idx["label_fractions"].tolist(),
+        idx["has_label"].to_numpy(),
+        how,  # type: ignore[arg-type]
+        dm.hparams["presence_threshold"],
+    )
+    out = TileDataset(ds.store, dm.hparams["sources"], [split], ds.normalisation, targets)
+    return out
+
+
+def _onehot(y: torch.Tensor, k: int, like: torch.Tensor) -> torch.Tensor:
+    return F.one_hot(y, k).to(like.dtype)
+
+
+def _ssvae_posterior(module: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """q(y|x), the expected μ under it, and (μ, log σ²) at the predicted class."""
+    k = module.hparams["num_classes"]
+    probs = torch.softmax(module.classifier(x), 1)
+    n = len(x)
+    ys = torch.arange(k, device=x.device).repeat_interleave(n)
+    mu, logvar = module.encoder(x.repeat(k, 1, 1, 1), _onehot(ys, k, x))
+    mu, logvar = mu.view(k, n, -1), logvar.view(k, n, -1)
+    pred = probs.argmax(1)
+    rows = torch.arange(n, device=x.device)
+    return {
+        "probs": probs,
+        "latent": (mu * probs.T.unsqueeze(-1)).sum(0),
+        "mu": mu[pred, rows],
+        "logvar": logvar[pred, rows],
+        "pred": pred,
+    }
+
+
+def embed(module: Any, kind: str, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """One latent vector per tile: pooled bottleneck (seg_ae), μ (vae/cvae), E_q(y|x) μ (ssvae)."""
+    if kind == "seg_ae":
+        return module(x)["z"].mean(dim=(2, 3))
+    if kind == "ssvae":
+        return _ssvae_posterior(module, x)["latent"]
+    cond = None
+    if kind == "cvae":
+        assert y is not None
+        cond = _onehot(y.clamp_min(0), module.hparams["num_classes"], x)
+    return module.encode(x, cond)[0]
+
+
+def augment_view(x: torch.Tensor, valid: torch.Tensor, noise: float, g: torch.Generator) -> Any:
+    """A random dihedral transform of each tile plus Gaussian noise of std ``noise`` (valid px)."""
+    ks = torch.randint(0, 4, (len(x),), generator=g).tolist()
+    flips = torch.randint(0, 2, (len(x),), generator=g).bool().tolist()
+    xs = torch.stack([dihedral(x[i], ks[i], flips[i]) for i in range(len(x))])
+    vs = torch.stack([dihedral(valid[i], ks[i], flips[i]) for i in range(len(x))])
+    eps = torch.randn(xs.shape, generator=g) * noise
+    return torch.where(vs.unsqueeze(1), xs + eps, xs)
+
+
+class _Collector:
+    """Streams one model type's outputs over batches."""
+
+    def __init__(self, module: Any, kind: str, k: int, data_range: float) -> None:
+        self.module, self.kind, self.k = module, kind, k
+        self.rec = ReconstructionMeter(data_range)
+        self.seg = SegmentationMeter(k) if kind == "seg_ae" and k else None
+        self.lists: dict[str, list[torch.Tensor]] = {}
+        self.examples: dict[str, np.ndarray] = {}
+
+    def add(self, key: str, t: torch.Tensor) -> None:
+        self.lists.setdefault(key, []).append(t.detach().cpu())
+
+    def batch(self, b: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Reconstruction (and segmentation, class) of one batch; accumulates the metrics."""
+        m, x, valid = self.module, b["image"], b["valid"]
+        rec_loss = m.hparams["rec_loss"]
+        out: dict[str, torch.Tensor] = {}
+        if self.kind == "seg_ae":
+            o = m(x)
+            out["rec"] = reconstruction_mean(rec_loss, o["rec"], x)
+            if self.seg is not None and b["label"] is not None:
+                pred = o["seg"].argmax(1)
+                known = torch.where(valid, b["label"], 255)
+                self.seg.update(pred, known)
+                out["pred_map"] = pred
+        elif self.kind == "ssvae":
+            post = _ssvae_posterior(m, x)
+            cond = _onehot(post["pred"], self.k, x)
+            out["rec"] = reconstruction_mean(rec_loss, m.decoder(post["mu"], cond), x)
+            self.add("class_pred", post["pred"])
+            self.add("kl", kl_normal(post["mu"], post["logvar"]))
+            self.add("mu", post["mu"])
+        else:
+            cond = None
+            if self.kind == "cvae":
+                cond = _onehot(b["target"].clamp_min(0), self.k, x)
+            mu, logvar = m.encode(x, cond)
+            out["rec"] = reconstruction_mean(rec_loss, m.decoder(mu, cond), x)
+            self.add("kl", kl_normal(mu, logvar))
+            self.add("mu", mu)
+        self.rec.update(out["rec"], x, valid)
+        return out
+
+    def keep_examples(self, b: dict[str, Any], out: dict[str, torch.Tensor], n: int) -> None:
+        """The first ``n`` tiles' input, reconstruction, error (and label, prediction)."""
+        if self.examples:
+            return
+        x = b["image"][:n]
+        rec = out["rec"][:n]
+        self.examples = {
+            "input": x.numpy(),
+            "reconstruction": rec.numpy(),
+            "error": ((rec - x).abs().mean(1) * b["valid"][:n]).numpy(),
+        }
+        if "pred_map" in out and b["label"] is not None:
+            self.examples["label"] = torch.where(b["valid"][:n], b["label"][:n], 255).numpy()
+            self.examples["prediction"] = out["pred_map"][:n].numpy()
+
+
+@torch.no_grad()
+def run_inference(
+    config: RunConfig,
+    checkpoint: Path,
+    split: str = "test",
+    tile_class: str = "majority",
+    noise: float = 0.05,
+    seed: int = 0,
+    batch_size: int = 64,
+    n_examples: int = 6,
+    samples_per_class: int = 8,
+    progress: bool = True,
+) -> Inference:
+    """Run the checkpoint over ``split``: latents, two augmented views, metrics, examples."""
+    dm, module = load_task(config, checkpoint)
+    kind = config.model["type"]
+    class_names = dm.info["class_names"]
+    k = len(class_names)
+    ds = eval_dataset(dm, split, tile_class)
+    if len(ds) == 0:
+        raise ValueError(f"{config.store}: no {split} tiles for sources {config.dataset.sources}")
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    col = _Collector(module, kind, k, value_range(ds))
+    metas: list[dict[str, Any]] = []
+    order = range(0, len(ds), batch_size)
+    for start in tqdm(order, desc=f"evaluate {config.experiment}", disable=not progress):
+        b = collate_batch(ds.__getitems__(list(range(start, min(start + batch_size, len(ds))))))
+        x, y = b["image"], b["target"]
+        out = col.batch(b)
+        col.keep_examples(b, out, n_examples)
+        col.add("latent", embed(module, kind, x, y))
+        col.add("view1", embed(module, kind, augment_view(x, b["valid"], noise, g), y))
+        col.add("view2", embed(module, kind, augment_view(x, b["valid"], noise, g), y))
+        col.add("target", y)
+        metas.extend(b["meta"])
+    cat = {key: torch.cat(v) for key, v in col.lists.items()}
+    metrics = {f"rec_{name}": v for name, v in col.rec.compute().items()}
+    if col.seg is not None:
+        metrics.update(col.seg.compute())
+    latent_dim = cat["latent"].shape[1]
+    kl_per_dim = None
+    if "kl" in cat:
+        kl_per_dim = cat["kl"].mean(0).numpy()
+        metrics["kl_total"] = float(kl_per_dim.sum())
+        metrics["active_units"] = float(active_units(cat["mu"]).sum())
+        ratio = latent_dim / float(np.prod(x.shape[1:]))
+    else:
+        ratio = float(module.compression_ratio)
+        metrics["active_units"] = float(active_units(cat["latent"]).sum())
+    metrics["latent_dim"] = float(latent_dim)
+    metrics["compression_ratio"] = ratio
+    samples: dict[str, np.ndarray] = {}
+    if kind in ("cvae", "ssvae") and samples_per_class:
+        for c, name in enumerate(class_names):
+            samples[name] = module.sample(samples_per_class, c).cpu().numpy()
+    return Inference(
+        model_type=kind,
+        class_names=class_names,
+        latents=cat["latent"].numpy(),
+        view1=cat["view1"].numpy(),
+        view2=cat["view2"].numpy(),
+        targets=cat["target"].numpy() if "target" in cat else np.full(len(ds), -1),
+        metas=metas,
+        metrics=metrics,
+        capacity_mode=capacity_mode(ratio),
+        class_pred=cat["class_pred"].numpy() if "class_pred" in cat else None,
+        kl_per_dim=kl_per_dim,
+        examples=col.examples,
+        samples=samples,
+    )
+
