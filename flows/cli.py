@@ -164,17 +164,11 @@ def train(
 ) -> None:
     """Train one experiment; several devices or nodes run under torchrun (DDP)."""
     p = _load(params, set_)
-    from pydantic import ValidationError
-
     from flows.train import resolve_experiment, train_flow
 
-    try:
-        fp = resolve_experiment(p, experiment, devices, num_nodes, resume)
-    except ValidationError as exc:
-        msg = _validation_message(exc)
-        raise UserError(f"{params}: experiments.{experiment}: {msg}") from None
-    except ValueError as exc:
-        raise UserError(f"{params}: {exc}") from None
+    fp = _resolve(
+        params, experiment, lambda: resolve_experiment(p, experiment, devices, num_nodes, resume)
+    )
     res = _run(train_flow, p.runner, params=fp)
     test = ", ".join(
         f"{k}={v:.4g}" for k, v in sorted(res["test_metrics"].items()) if v is not None
@@ -184,6 +178,68 @@ def train(
         f"best val_loss {res['best_val_loss'] or float('nan'):.4g} -> {fp.run.out_dir}"
         + (f"; {test}" if test else "")
     )
+
+
+@app.command()
+def evaluate(
+    experiment: Annotated[str, typer.Option(help="An experiment named in params.yaml.")],
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="A checkpoint; default: the experiment's best.ckpt.")
+    ] = None,
+) -> None:
+    """Evaluate a trained experiment: metrics, latent clustering, plots, cluster maps, report."""
+    p = _load(params, set_)
+    from flows.evaluate import evaluate_flow, resolve_evaluation
+
+    fp = _resolve(params, experiment, lambda: resolve_evaluation(p, experiment, checkpoint))
+    if not Path(fp.checkpoint).exists():
+        raise UserError(f"{fp.checkpoint}: no checkpoint (run `tessera train` first)")
+    res = _run(evaluate_flow, p.runner, params=fp)
+    m = res["metrics"]
+    keys = ("dice_mean", "accuracy", "silhouette", "nmi", "linear_probe_accuracy", "rec_psnr")
+    shown = ", ".join(f"{k}={m[k]:.4g}" for k in keys if m.get(k) is not None)
+    typer.echo(
+        f"evaluated {experiment}: {int(m['n_tiles'] or 0)} tiles, {len(res['plots'])} plots, "
+        f"{len(res['maps'])} cluster maps -> {res['out']}" + (f"; {shown}" if shown else "")
+    )
+
+
+@app.command()
+def register(
+    experiment: Annotated[
+        list[str] | None, typer.Option(help="Experiments to register (default: all).")
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Log evaluated models to MLflow, register them, and move champion/challenger aliases."""
+    p = _load(params, set_)
+    from flows.register import register_flow, resolve_registration
+    from tasks.registry import configure_http_retries
+
+    names = list(experiment or [])
+    fp = _resolve(params, ",".join(names) or "*", lambda: resolve_registration(p, names or None))
+    configure_http_retries(p.registry.retries, p.registry.backoff_s)
+    for r in _run(register_flow, p.runner, params=fp):
+        typer.echo(
+            f"registered {r['name']} v{r['version']} as {r['alias']} "
+            f"({r['metric']} {r['value']}): {r['reason']}"
+        )
+
+
+def _resolve(params: Path, experiment: str, resolve: Any) -> Any:
+    """Call ``resolve()``; config problems become one line naming the experiment."""
+    from pydantic import ValidationError
+
+    try:
+        return resolve()
+    except ValidationError as exc:
+        msg = _validation_message(exc)
+        raise UserError(f"{params}: experiments.{experiment}: {msg}") from None
+    except ValueError as exc:
+        raise UserError(f"{params}: {exc}") from None
 
 
 @app.command()

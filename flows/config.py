@@ -62,6 +62,45 @@ class TrainParams(BaseModel):
     loader: LoaderParams = Field(default_factory=LoaderParams)
 
 
+class EvaluateParams(BaseModel):
+    """``tessera evaluate``: how the latent space and the outputs of a model are judged."""
+
+    model_config = ConfigDict(extra="forbid")
+    out: str = "outputs/eval"
+    split: Literal["train", "val", "test"] = "test"
+    tile_class: Literal["majority", "presence"] = Field(
+        default="majority", description="Tile labels for clustering when training used none."
+    )
+    k: int | None = Field(default=None, ge=2, description="None: classes, else best silhouette.")
+    k_max: int = Field(default=8, ge=2)
+    noise: float = Field(default=0.05, ge=0, description="Contrastive views: noise std.")
+    tsne: bool = True
+    batch_size: int = Field(default=64, ge=1)
+    seed: int = 0
+    map_splits: list[Literal["train", "val", "test"]] = ["train", "val", "test"]
+
+
+class RegistryParams(BaseModel):
+    """``tessera register``: the promotion gate and how hard to retry the tracking server."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_improvement: float = Field(default=0.0, ge=0)
+    out: str = "outputs/registry"
+    retries: int = Field(default=4, ge=0, description="HTTP retries per MLflow request.")
+    backoff_s: float = Field(default=1.0, ge=0, description="Backoff factor (1, 2, 4 … s).")
+    ready_timeout_s: float = Field(default=120.0, gt=0)
+    example_tiles: int = Field(default=4, ge=2, description="Input example batch (>= 2).")
+
+
+class ExperimentRegistry(BaseModel):
+    """Per experiment: the registered name and the metric the gate compares."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, description="None: tessera-<experiment>.")
+    primary_metric: str | None = Field(default=None, description="None: by model type.")
+    direction: Literal["max", "min"] = "max"
+
+
 class ExperimentParams(BaseModel):
     """One model trained on one dataset; ``trainer``/``loader`` override ``train``'s."""
 
@@ -70,6 +109,7 @@ class ExperimentParams(BaseModel):
     model: dict[str, Any] = Field(description="type (seg_ae, vae, cvae, ssvae) + arguments.")
     trainer: dict[str, Any] = Field(default_factory=dict)
     loader: dict[str, Any] = Field(default_factory=dict)
+    registry: ExperimentRegistry = Field(default_factory=ExperimentRegistry)
 
 
 class TesseraParams(BaseModel):
@@ -80,6 +120,8 @@ class TesseraParams(BaseModel):
     tile: TileStageParams = Field(default_factory=TileStageParams)
     runner: RunnerParams = Field(default_factory=RunnerParams)
     train: TrainParams = Field(default_factory=TrainParams)
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    registry: RegistryParams = Field(default_factory=RegistryParams)
     experiments: dict[str, ExperimentParams] = Field(default_factory=dict)
 
 

@@ -68,6 +68,11 @@ def resolve_experiment(
     )
 
 
+def artifact_key(prefix: str, name: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits and dashes only)."""
+    return re.sub(r"[^a-z0-9-]", "-", f"{prefix}-{name}".lower())
+
+
 def summary_markdown(summary: dict[str, Any]) -> str:
     """The run's headline figures as a Markdown table."""
     rows = [
@@ -102,8 +107,6 @@ def train_flow(params: TrainFlowParams) -> State[Any]:
             return Failed(message=str(exc))
         return state
     summary: dict[str, Any] = state.result()
-    create_markdown_artifact(
-        summary_markdown(summary),
-        key=re.sub(r"[^a-z0-9-]", "-", f"tessera-train-{params.run.experiment}".lower()),
-    )
+    key = artifact_key("tessera-train", params.run.experiment)
+    create_markdown_artifact(summary_markdown(summary), key=key)
     return Completed(data=summary)

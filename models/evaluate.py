@@ -42,6 +42,8 @@ class Inference:
     kl_per_dim: np.ndarray | None = None
     examples: dict[str, np.ndarray] = field(default_factory=dict)
     samples: dict[str, np.ndarray] = field(default_factory=dict)
+    map_latents: np.ndarray | None = None  # every tile of the sources, for the cluster maps
+    map_metas: list[dict[str, Any]] = field(default_factory=list)
 
 
 def load_task(config: RunConfig, checkpoint: Path) -> tuple[Any, Any]:
@@ -72,9 +74,9 @@ def value_range(ds: TileDataset) -> float:
     return float(max(spans.max(), 1e-6))
 
 
-def eval_dataset(dm: Any, split: str, tile_class: str) -> TileDataset:
-    """The split's tiles with tile classes for judging latents (``majority`` by default)."""
-    ds: TileDataset = dm.datasets[split]
+def eval_dataset(dm: Any, splits: list[str], tile_class: str) -> TileDataset:
+    """The splits' tiles with tile classes for judging latents (``majority`` by default)."""
+    ds: TileDataset = dm.datasets["train"]
     idx = ds.store.index
     how = dm.hparams["tile_class"] if dm.hparams["tile_class"] != "none" else tile_class
     targets = tile_classes(
@@ -83,8 +85,7 @@ def eval_dataset(dm: Any, split: str, tile_class: str) -> TileDataset:
         how,  # type: ignore[arg-type]
         dm.hparams["presence_threshold"],
     )
-    out = TileDataset(ds.store, dm.hparams["sources"], [split], ds.normalisation, targets)
-    return out
+    return TileDataset(ds.store, dm.hparams["sources"], splits, ds.normalisation, targets)
 
 
 def _onehot(y: torch.Tensor, k: int, like: torch.Tensor) -> torch.Tensor:
@@ -131,6 +132,12 @@ def augment_view(x: torch.Tensor, valid: torch.Tensor, noise: float, g: torch.Ge
     vs = torch.stack([dihedral(valid[i], ks[i], flips[i]) for i in range(len(x))])
     eps = torch.randn(xs.shape, generator=g) * noise
     return torch.where(vs.unsqueeze(1), xs + eps, xs)
+
+
+def _batches(ds: TileDataset, batch_size: int, desc: str, progress: bool) -> Any:
+    """Batches of ``ds`` in order, with a progress bar."""
+    for start in tqdm(range(0, len(ds), batch_size), desc=desc, disable=not progress):
+        yield collate_batch(ds.__getitems__(list(range(start, min(start + batch_size, len(ds))))))
 
 
 class _Collector:
@@ -204,23 +211,25 @@ def run_inference(
     batch_size: int = 64,
     n_examples: int = 6,
     samples_per_class: int = 8,
+    map_splits: tuple[str, ...] = ("train", "val", "test"),
     progress: bool = True,
 ) -> Inference:
-    """Run the checkpoint over ``split``: latents, two augmented views, metrics, examples."""
+    """Run the checkpoint over ``split``: latents, two augmented views, metrics, examples.
+
+    The tiles of ``map_splits`` are embedded too (no metrics), for cluster maps of the scenes.
+    """
     dm, module = load_task(config, checkpoint)
     kind = config.model["type"]
     class_names = dm.info["class_names"]
     k = len(class_names)
-    ds = eval_dataset(dm, split, tile_class)
+    ds = eval_dataset(dm, [split], tile_class)
     if len(ds) == 0:
         raise ValueError(f"{config.store}: no {split} tiles for sources {config.dataset.sources}")
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     col = _Collector(module, kind, k, value_range(ds))
     metas: list[dict[str, Any]] = []
-    order = range(0, len(ds), batch_size)
-    for start in tqdm(order, desc=f"evaluate {config.experiment}", disable=not progress):
-        b = collate_batch(ds.__getitems__(list(range(start, min(start + batch_size, len(ds))))))
+    for b in _batches(ds, batch_size, f"evaluate {config.experiment}", progress):
         x, y = b["image"], b["target"]
         out = col.batch(b)
         col.keep_examples(b, out, n_examples)
@@ -249,6 +258,14 @@ def run_inference(
     if kind in ("cvae", "ssvae") and samples_per_class:
         for c, name in enumerate(class_names):
             samples[name] = module.sample(samples_per_class, c).cpu().numpy()
+    map_latents, map_metas = None, []
+    if map_splits:
+        everything = eval_dataset(dm, list(map_splits), tile_class)
+        chunks = []
+        for b in _batches(everything, batch_size, f"map {config.experiment}", progress):
+            chunks.append(embed(module, kind, b["image"], b["target"]))
+            map_metas.extend(b["meta"])
+        map_latents = torch.cat(chunks).numpy()
     return Inference(
         model_type=kind,
         class_names=class_names,
@@ -263,5 +280,6 @@ def run_inference(
         kl_per_dim=kl_per_dim,
         examples=col.examples,
         samples=samples,
+        map_latents=map_latents,
+        map_metas=map_metas,
     )
-

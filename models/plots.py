@@ -74,9 +74,7 @@ def plot_reconstructions(
                     ax.imshow(_show(columns[overlay_on][i]), cmap="gray")
                     alpha = 0.5
                 known = np.ma.masked_equal(arr[i], IGNORE)  # unknown pixels stay blank
-                ax.imshow(
-                    known, cmap="tab10", vmin=0, vmax=9, interpolation="nearest", alpha=alpha
-                )
+                ax.imshow(known, cmap="tab10", vmin=0, vmax=9, interpolation="nearest", alpha=alpha)
             else:
                 ax.imshow(_show(arr[i]), cmap="gray")
             ax.set_axis_off()
@@ -88,11 +86,16 @@ def plot_reconstructions(
 
 
 def plot_embedding(
-    points: dict[str, np.ndarray], colours: dict[str, np.ndarray], path: Path, title: str
+    points: dict[str, np.ndarray],
+    colours: dict[str, np.ndarray],
+    path: Path,
+    title: str,
+    legend_names: dict[str, list[str]] | None = None,
 ) -> None:
     """2D embeddings (one row per method) coloured by each entry of ``colours`` (one column).
 
-    Entries < 0 in a colouring (unknown label) are drawn grey.
+    Entries < 0 in a colouring (unknown label) are drawn grey; ``legend_names`` names the
+    values of a colouring (e.g. class names).
     """
     plt = _pyplot()
     rows, cols = len(points), len(colours)
@@ -104,7 +107,11 @@ def plot_embedding(
             ax.scatter(*xy[~known].T, s=8, c="lightgrey")
             sc = ax.scatter(*xy[known].T, s=8, c=c[known], cmap="tab10", vmin=0, vmax=9)
             if known.any():
-                ax.legend(*sc.legend_elements(), fontsize=6, loc="best", title=name)
+                handles, texts = sc.legend_elements()
+                names = (legend_names or {}).get(name)
+                if names:  # legend_elements lists the values present, in order
+                    texts = [names[v] for v in np.unique(c[known])]
+                ax.legend(handles, texts, fontsize=6, loc="best", title=name)
             ax.set_title(f"{method}: {name}")
             ax.set_xticks([])
             ax.set_yticks([])

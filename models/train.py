@@ -243,6 +243,7 @@ def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
         "optimizer_steps": trainer.global_step,
         "best_checkpoint": os.path.relpath(best, out) if best else None,
         "best_val_loss": min(history["val_loss"]) if history["val_loss"] else None,
+        "history": history,
         "monitor": {
             config.trainer.monitor: None
             if ckpt.best_model_score is None

@@ -15,10 +15,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     accuracy_score,
     adjusted_rand_score,
-    confusion_matrix,
-    f1_score,
     calinski_harabasz_score,
+    confusion_matrix,
     davies_bouldin_score,
+    f1_score,
     normalized_mutual_info_score,
     silhouette_score,
 )

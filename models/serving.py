@@ -1,0 +1,75 @@
+"""What the registry serves: one plain ``nn.Module`` per model type, one tensor in, one out.
+
+Input is a batch of normalised tiles (N, C, H, W), as the tile store's DataModule gives them.
+
+- ``seg_ae``: per-pixel class logits (N, K, H, W), or the reconstruction without classes;
+- ``vae``: the posterior mean μ (N, D);
+- ``cvae``: μ under each class hypothesis (N, K, D);
+- ``ssvae``: class probabilities q(y|x) (N, K).
+
+The wrappers hold only the networks (no Lightning state), so ``torch.export`` can trace them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SegServing(nn.Module):
+    """Segmentation logits of a :class:`~models.nets.SegAutoEncoder`."""
+
+    def __init__(self, net: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.net, self.num_classes = net, num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        return out["seg"] if self.num_classes > 0 else out["rec"]
+
+
+class EncoderServing(nn.Module):
+    """μ of a Gaussian encoder; with ``num_classes`` > 0, μ for every class (N, K, D)."""
+
+    def __init__(self, encoder: nn.Module, num_classes: int = 0) -> None:
+        super().__init__()
+        self.encoder, self.num_classes = encoder, num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.num_classes == 0:
+            return self.encoder(x, None)[0]
+        k, n = self.num_classes, x.shape[0]
+        eye = torch.eye(k, dtype=x.dtype, device=x.device)
+        onehot = eye.repeat_interleave(n, dim=0)
+        mu = self.encoder(x.repeat(k, 1, 1, 1), onehot)[0]
+        return mu.view(k, n, -1).transpose(0, 1)
+
+
+class ClassifierServing(nn.Module):
+    """Class probabilities of the M2 classifier q(y|x)."""
+
+    def __init__(self, classifier: nn.Module) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.softmax(self.classifier(x), dim=1)
+
+
+def serving_module(task: Any) -> nn.Module:
+    """The serving wrapper of a trained LightningModule, in eval mode."""
+    kind = type(task).__name__
+    hp = task.hparams
+    if kind == "SegAETask":
+        wrapper: nn.Module = SegServing(task.net, hp["num_classes"])
+    elif kind == "SSVAETask":
+        wrapper = ClassifierServing(task.classifier)
+    elif kind == "VAETask":
+        k = hp["num_classes"] if hp["model_type"] == "cvae" else 0
+        wrapper = EncoderServing(task.encoder, k)
+    else:
+        raise ValueError(f"no serving model for {kind}")
+    return wrapper.eval()

@@ -1,0 +1,344 @@
+"""Evaluation outputs: latent-space scores, tables for ``dvc plots``, PNGs, cluster maps, report.
+
+Plain functions over an :class:`models.evaluate.Inference`; the evaluate flow chains them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.evaluate import Inference
+from tasks.cluster_maps import write_tile_map, write_volume_tile_map
+from tasks.files import atomic_write_bytes, atomic_write_json
+from tasks.metrics import (
+    classification_scores,
+    clustering_scores,
+    fit_clusterer,
+    info_nce,
+    linear_probe_accuracy,
+    retrieval_top1,
+    silhouette_sweep,
+)
+
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.md"
+PLOTS, MAPS = "plots", "maps"
+
+
+@dataclass
+class LatentReport:
+    """Scores of one latent space, the k-means assignment, and the sweep behind them."""
+
+    metrics: dict[str, float]
+    k: int
+    clusters: np.ndarray
+    sweep: dict[int, float]
+    confusion: np.ndarray | None = None
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def choose_k(configured: int | None, n_classes: int, sweep: dict[int, float]) -> int:
+    """The configured k, else the number of classes, else the sweep's best silhouette."""
+    if configured:
+        return configured
+    if n_classes >= 2:
+        return n_classes
+    finite = {k: s for k, s in sweep.items() if math.isfinite(s)}
+    return max(finite, key=lambda k: finite[k]) if finite else 2
+
+
+def embed_2d(latents: np.ndarray, seed: int = 0, tsne: bool = True) -> dict[str, np.ndarray]:
+    """PCA and (for ≥ 5 tiles) t-SNE projections of the latents to 2D."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    out = {"pca": PCA(2, random_state=seed).fit_transform(latents)}
+    if tsne and len(latents) >= 5:
+        perplexity = float(min(30.0, (len(latents) - 1) / 3))
+        out["tsne"] = TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
+            latents
+        )
+    return out
+
+
+def score_latents(
+    inf: Inference, k: int | None = None, k_max: int = 10, seed: int = 0, tsne: bool = True
+) -> LatentReport:
+    """Clustering (k-means and GMM), silhouette sweep, linear probe, contrastive retrieval."""
+    z, labels = inf.latents, inf.targets
+    n_classes = len(inf.class_names)
+    if len(z) < 3:
+        raise ValueError(f"{len(z)} tiles are too few to evaluate a latent space (need 3)")
+    sweep = silhouette_sweep(z, max(2, min(k_max, len(z) - 1)), seed)
+    k = min(choose_k(k, n_classes, sweep), len(z) - 1)
+    known = labels if (labels >= 0).sum() > 1 else None
+    metrics: dict[str, float] = {"k": float(k), "n_tiles": float(len(z))}
+    metrics.update(clustering_scores(z, k, known, "kmeans", seed))
+    gmm = clustering_scores(z, k, known, "gmm", seed)
+    metrics.update({f"gmm_{name}": v for name, v in gmm.items()})
+    metrics.update({f"silhouette_k{kk}": v for kk, v in sweep.items()})
+    # stratified folds need two tiles of a class: rarer classes sit out of the probe
+    counts = np.bincount(labels[labels >= 0], minlength=max(n_classes, 1))
+    probe = (labels >= 0) & (counts[labels.clip(0)] >= 2)
+    if len(np.unique(labels[probe])) >= 2:
+        metrics["linear_probe_accuracy"] = linear_probe_accuracy(z[probe], labels[probe])
+        metrics["linear_probe_tiles"] = float(probe.sum())
+    metrics["retrieval_top1"] = retrieval_top1(inf.view1, inf.view2)
+    metrics["info_nce"] = info_nce(inf.view1, inf.view2)
+    confusion = None
+    if inf.class_pred is not None:
+        scores, confusion = classification_scores(labels, inf.class_pred, n_classes)
+        metrics.update(scores)
+    clusters = np.asarray(fit_clusterer(z, k, "kmeans", seed).predict(z))
+    return LatentReport(metrics, k, clusters, sweep, confusion, embed_2d(z, seed, tsne))
+
+
+def flat_metrics(inf: Inference, rep: LatentReport) -> dict[str, float | None]:
+    """One flat dict for ``metrics.json``: class-indexed keys named by class; NaN → null."""
+    merged = {**inf.metrics, **rep.metrics}
+    out: dict[str, float | None] = {}
+    for key, v in sorted(merged.items()):
+        for c, name in enumerate(inf.class_names):
+            if key in (f"dice_{c}", f"iou_{c}"):
+                key = f"{key.rsplit('_', 1)[0]}_{name}"
+        f = float(v)
+        out[key] = f if math.isfinite(f) else None
+    return out
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
+    return path
+
+
+def write_tables(
+    out: Path, inf: Inference, rep: LatentReport, history: dict[str, list[float]]
+) -> list[Path]:
+    """The tables behind the PNGs, as CSV for ``dvc plots``."""
+    d = out / PLOTS
+    names = inf.class_names
+    label_name = [names[t] if t >= 0 else "" for t in inf.targets]
+    paths = [
+        _write_csv(
+            d / "silhouette_sweep.csv", ["k", "silhouette"], [[k, s] for k, s in rep.sweep.items()]
+        )
+    ]
+    emb = rep.embeddings
+    cols = [f"{m}_{a}" for m in emb for a in ("x", "y")]
+    rows = [
+        [m.get("tile_id", i), *[float(emb[k][i, a]) for k in emb for a in (0, 1)], int(c), lab]
+        for i, (m, c, lab) in enumerate(zip(inf.metas, rep.clusters, label_name, strict=True))
+    ]
+    paths.append(_write_csv(d / "embedding.csv", ["tile_id", *cols, "cluster", "label"], rows))
+    if inf.kl_per_dim is not None:
+        kl = [[i, float(v)] for i, v in enumerate(inf.kl_per_dim)]
+        paths.append(_write_csv(d / "kl_per_dim.csv", ["dim", "kl"], kl))
+    if any(history.values()):
+        n = max(len(v) for v in history.values())
+        keys = sorted(k for k in history if history[k])
+        rows = [
+            [e + 1, *[history[k][e] if e < len(history[k]) else "" for k in keys]] for e in range(n)
+        ]
+        paths.append(_write_csv(d / "loss_curve.csv", ["epoch", *keys], rows))
+    if inf.class_pred is not None:
+        pairs = [
+            [names[t], names[p]] for t, p in zip(inf.targets, inf.class_pred, strict=True) if t >= 0
+        ]
+        paths.append(_write_csv(d / "confusion.csv", ["actual", "predicted"], pairs))
+    return paths
+
+
+def write_plots(
+    out: Path, inf: Inference, rep: LatentReport, history: dict[str, list[float]], title: str
+) -> list[Path]:
+    """Reconstructions, segmentation overlays, embeddings, KL, curves, confusion, samples."""
+    from models.plots import (
+        plot_bars,
+        plot_confusion,
+        plot_curves,
+        plot_embedding,
+        plot_reconstructions,
+        plot_samples,
+    )
+
+    d = out / PLOTS
+    paths: list[Path] = []
+    ex = inf.examples
+    if ex:
+        paths.append(d / "reconstructions.png")
+        rec = {k: ex[k] for k in ("input", "reconstruction", "error")}
+        plot_reconstructions(rec, paths[-1], f"{title}: input, reconstruction, |error|")
+    if "label" in ex:
+        paths.append(d / "segmentation.png")
+        cols = {k: ex[k] for k in ("input", "label", "prediction")}
+        plot_reconstructions(
+            cols, paths[-1], f"{title}: label and prediction", ("label", "prediction"), "input"
+        )
+    paths.append(d / "embedding.png")
+    colours = {f"k-means (k={rep.k})": rep.clusters, "label": inf.targets}
+    names = {"label": inf.class_names} if inf.class_names else None
+    plot_embedding(rep.embeddings, colours, paths[-1], f"{title}: latents", names)
+    if inf.kl_per_dim is not None:
+        paths.append(d / "kl_per_dim.png")
+        plot_bars(inf.kl_per_dim, paths[-1], f"{title}: KL per latent dimension", "KL (nats)")
+    if any(history.values()):
+        paths.append(d / "loss_curve.png")
+        plot_curves({k: v for k, v in history.items() if v}, paths[-1], f"{title}: training")
+    if rep.confusion is not None:
+        paths.append(d / "confusion.png")
+        plot_confusion(rep.confusion, inf.class_names, paths[-1], f"{title}: tile classes")
+    if inf.samples:
+        paths.append(d / "samples.png")
+        plot_samples(inf.samples, paths[-1], f"{title}: generated, one row per class")
+    return paths
+
+
+def write_cluster_maps(
+    out: Path, inf: Inference, rep: LatentReport, stride: int, axis: int, seed: int = 0
+) -> list[Path]:
+    """Each tile's k-means cluster painted back per scene: GeoTIFF (raster) or NIfTI (volume).
+
+    The clusterer is fitted on the evaluated split and assigns every tile of the sources.
+    """
+    if inf.map_latents is None or not inf.map_metas:
+        return []
+    km = fit_clusterer(inf.latents, rep.k, "kmeans", seed)
+    ids = np.asarray(km.predict(inf.map_latents))
+    by_scene: dict[str, list[int]] = {}
+    for i, m in enumerate(inf.map_metas):
+        by_scene.setdefault(str(m["scene_id"]), []).append(i)
+    paths = []
+    for scene, rows in sorted(by_scene.items()):
+        metas = [inf.map_metas[i] for i in rows]
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in scene)
+        if metas[0].get("transform"):
+            p = write_tile_map(out / MAPS / f"{safe}_clusters.tif", metas, ids[rows], stride)
+        else:
+            p = write_volume_tile_map(
+                out / MAPS / f"{safe}_clusters.nii.gz", metas, ids[rows], stride, axis
+            )
+        paths.append(p)
+    return paths
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4g}"
+
+
+def report_markdown(
+    experiment: str,
+    metrics: dict[str, float | None],
+    info: dict[str, Any],
+    plots: list[Path],
+    maps: list[Path],
+    out: Path,
+    link_plots: bool = True,
+) -> str:
+    """The metrics table, with the PNGs linked (relative to ``out``) and the maps listed."""
+    lines = [f"# Evaluation: {experiment}", ""]
+    lines += [f"- {k}: {v}" for k, v in info.items()]
+    lines += ["", "| metric | value |", "| --- | --- |"]
+    lines += [
+        f"| {k} | {_fmt(v)} |" for k, v in metrics.items() if not k.startswith("silhouette_k")
+    ]
+    sweep = {k: v for k, v in metrics.items() if k.startswith("silhouette_k")}
+    if sweep:
+        lines += [
+            "",
+            "Silhouette by k: " + ", ".join(f"{k[12:]}: {_fmt(v)}" for k, v in sweep.items()),
+        ]
+    if plots and link_plots:
+        lines += ["", "## Plots", ""]
+        lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in plots]
+    if maps:
+        lines += ["", "## Cluster maps", ""]
+        lines += [f"- `{p.relative_to(out).as_posix()}`" for p in maps]
+    return "\n".join(lines) + "\n"
+
+
+def write_metrics(out: Path, metrics: dict[str, float | None]) -> Path:
+    """``metrics.json``, atomically."""
+    atomic_write_json(out / METRICS_FILE, metrics)
+    return out / METRICS_FILE
+
+
+def write_report(out: Path, text: str) -> Path:
+    """``report.md``, atomically."""
+    atomic_write_bytes(out / REPORT_FILE, text.encode())
+    return out / REPORT_FILE
+
+
+def training_history(model_dir: Path) -> dict[str, list[float]]:
+    """Epoch losses recorded by ``models.train`` in the run's summary (empty if absent)."""
+    from models.config import SUMMARY_FILE
+
+    path = model_dir / SUMMARY_FILE
+    if not path.exists():
+        return {}
+    history = json.loads(path.read_text()).get("history") or {}
+    return {str(k): [float(x) for x in v] for k, v in history.items()}
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Replace directory ``out`` by ``tmp`` (the old one is removed only after the rename)."""
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_evaluation(
+    out: Path,
+    experiment: str,
+    inf: Inference,
+    rep: LatentReport,
+    history: dict[str, list[float]],
+    store: Path,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Write metrics.json, tables, PNGs, cluster maps and report.md into ``out`` at once.
+
+    Everything is written to a sibling temporary directory that replaces ``out`` at the end.
+    """
+    params = json.loads((store / "store.json").read_text())["params"]
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    metrics = flat_metrics(inf, rep)
+    write_tables(tmp, inf, rep, history)
+    plots = write_plots(tmp, inf, rep, history, experiment)
+    maps = write_cluster_maps(tmp, inf, rep, int(params["stride"]), int(params["axis"]), seed)
+    info = {
+        "model": inf.model_type,
+        "tiles evaluated": len(inf.latents),
+        "classes": ", ".join(inf.class_names) or "none",
+        "capacity mode": inf.capacity_mode,
+        "clusters k": rep.k,
+    }
+    text = report_markdown(experiment, metrics, info, plots, maps, tmp)
+    write_report(tmp, text)
+    write_metrics(tmp, metrics)
+    _swap_into_place(tmp, out)
+    return {
+        "experiment": experiment,
+        "out": str(out),
+        "metrics": metrics,
+        "plots": [str(out / p.relative_to(tmp)) for p in plots],
+        "maps": [str(out / p.relative_to(tmp)) for p in maps],
+        "markdown": report_markdown(experiment, metrics, info, [], [], tmp, link_plots=False),
+    }

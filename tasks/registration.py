@@ -1,0 +1,109 @@
+"""One experiment into the registry: its serving model, evaluation, lineage and the gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.config import CHECKPOINT_DIR, SUMMARY_FILE, RunConfig
+from tasks.evaluation import METRICS_FILE, PLOTS, REPORT_FILE
+from tasks.files import atomic_write_json
+from tasks.registry import Direction, RegistryError, log_candidate, promote
+
+PRIMARY_METRICS = {"seg_ae": "dice_mean", "ssvae": "accuracy", "vae": "silhouette"}
+
+
+def primary_metric(model_type: str, configured: str | None) -> str:
+    """The experiment's gate metric: configured, else by model type (cvae as vae)."""
+    return configured or PRIMARY_METRICS.get(model_type, "silhouette")
+
+
+def serving_example(run: RunConfig, n_tiles: int) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The best checkpoint's serving module, ``n_tiles`` normalised test tiles, its output."""
+    import torch
+
+    from models.evaluate import load_task
+    from models.serving import serving_module
+
+    dm, task = load_task(run, Path(run.out_dir) / CHECKPOINT_DIR / "best.ckpt")
+    ds = next(dm.datasets[s] for s in ("test", "val", "train") if len(dm.datasets[s]))
+    n = min(n_tiles, len(ds))
+    if n < 2:  # a batch of one would freeze the exported batch dimension
+        raise RegistryError(f"{run.store}: fewer than 2 tiles for an input example")
+    example = ds.__getitems__(list(range(n)))["image"].float()
+    model = serving_module(task)
+    with torch.no_grad():
+        expected = model(example).numpy()
+    return model, example.numpy(), expected
+
+
+def register_experiment(
+    run: RunConfig,
+    eval_dir: Path,
+    name: str,
+    metric: str,
+    direction: Direction,
+    min_improvement: float,
+    lineage: dict[str, str],
+    record_path: Path,
+    example_tiles: int = 4,
+    ready_timeout_s: float = 120.0,
+) -> dict[str, Any]:
+    """Log, register, validate and gate one experiment; write its record JSON."""
+    metrics_path = eval_dir / METRICS_FILE
+    if not metrics_path.exists():
+        raise RegistryError(f"{metrics_path}: no evaluation (run `tessera evaluate` first)")
+    if not run.tracking_uri:
+        raise RegistryError(f"{run.experiment}: no MLflow tracking URI configured")
+    metrics: dict[str, float | None] = json.loads(metrics_path.read_text())
+    if metric not in metrics:
+        known = ", ".join(sorted(metrics))
+        raise RegistryError(f"{metrics_path}: no primary metric {metric!r} (has: {known})")
+    summary_path = Path(run.out_dir) / SUMMARY_FILE
+    train_run = (
+        json.loads(summary_path.read_text()).get("mlflow_run_id") if summary_path.exists() else None
+    )
+    model, example, expected = serving_example(run, example_tiles)
+    candidate = log_candidate(
+        model,
+        example,
+        name,
+        run.tracking_uri,
+        run.experiment,
+        train_run,
+        run.artifact_location,
+        {
+            "eval": metrics_path,
+            "eval/plots": eval_dir / PLOTS,
+            "eval/report": eval_dir / REPORT_FILE,
+        },
+        metrics,
+        {**lineage, "tessera.experiment": run.experiment},
+        ready_timeout_s,
+    )
+    value = metrics[metric]
+    decision = promote(
+        candidate, run.tracking_uri, example, expected, metric, value, direction,
+        min_improvement, ready_timeout_s,
+    )  # fmt: skip
+    record = {
+        "experiment": run.experiment,
+        "name": name,
+        "version": candidate.version,
+        "model_uri": candidate.model_uri,
+        "run_id": candidate.run_id,
+        "logged_to_training_run": candidate.run_id == train_run,
+        "alias": decision.alias,
+        "reason": decision.reason,
+        "metric": metric,
+        "direction": direction,
+        "value": value,
+        "previous_champion": decision.champion_version,
+        "previous_champion_value": decision.champion_value,
+        "lineage": lineage,
+    }
+    atomic_write_json(record_path, record)
+    return record

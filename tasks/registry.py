@@ -1,0 +1,292 @@
+"""The MLflow model registry: log a model, tag its lineage, gate and promote it by alias.
+
+Aliases only (registry stages are deprecated): ``champion`` moves to a candidate that beats
+it by ``min_improvement`` on the experiment's primary metric, or when there is none; otherwise
+the candidate becomes ``challenger``. Before any alias moves, the version must be READY, load
+back from ``models:/<name>/<version>`` and reproduce its outputs on stored tiles; any failure
+leaves every alias where it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+
+Direction = Literal["max", "min"]
+Alias = Literal["champion", "challenger"]
+CHAMPION: Alias = "champion"
+CHALLENGER: Alias = "challenger"
+PRIMARY_METRIC_TAG, PRIMARY_VALUE_TAG = "tessera.primary_metric", "tessera.primary_value"
+PIP_REQUIREMENTS = ["torch==2.13.0", "numpy"]
+
+
+class RegistryError(Exception):
+    """A registration or promotion that could not be completed (aliases untouched)."""
+
+
+@dataclass
+class GateDecision:
+    """Where the candidate goes, and why."""
+
+    alias: Alias
+    reason: str
+    champion_version: str | None = None
+    champion_value: float | None = None
+
+
+def gate(
+    metric: str,
+    candidate: float | None,
+    champion: float | None,
+    direction: Direction,
+    min_improvement: float,
+    champion_version: str | None = None,
+) -> GateDecision:
+    """Champion if there is none, or if the candidate beats it by ``min_improvement`` (> 0)."""
+    if candidate is None or not math.isfinite(candidate):
+        return GateDecision(CHALLENGER, f"candidate has no {metric}", champion_version, champion)
+    if champion is None or not math.isfinite(champion):
+        return GateDecision(CHAMPION, "first model: no champion yet", champion_version, champion)
+    gain = candidate - champion if direction == "max" else champion - candidate
+    word = "higher" if direction == "max" else "lower"
+    versus = f"{metric} {candidate:.4g} vs champion v{champion_version} {champion:.4g}"
+    if gain > 0 and gain >= min_improvement:
+        return GateDecision(CHAMPION, f"{versus}: {gain:.4g} {word}", champion_version, champion)
+    return GateDecision(
+        CHALLENGER,
+        f"{versus}: needs {word} by at least {min_improvement:g} (gain {gain:.4g})",
+        champion_version,
+        champion,
+    )
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest() if path.exists() else "none"
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        res = subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout.strip()
+
+
+def data_md5(dvc_file: Path) -> str:
+    """The md5 DVC recorded for ``data/`` in ``data.dvc`` ("none" without one)."""
+    if not dvc_file.exists():
+        return "none"
+    outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs") or [{}]
+    return str(outs[0].get("md5", "none"))
+
+
+def tile_store_version(store: Path) -> str:
+    """The store's format version and a hash of its index and manifest (its content id)."""
+    import json
+
+    manifest = store / "store.json"
+    version = json.loads(manifest.read_text()).get("version", "?")
+    h = hashlib.sha256(manifest.read_bytes())
+    h.update((store / "index.parquet").read_bytes())
+    return f"v{version}-{h.hexdigest()[:16]}"
+
+
+def lineage_tags(
+    root: Path, store: Path, params_sha256: str, flow_run_id: str | None
+) -> dict[str, str]:
+    """git_sha, git_dirty, data_md5, dvc_lock_md5, params_sha256, tile_store_version, run id."""
+    sha = _git(root, "rev-parse", "HEAD")
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_sha": sha or "none",
+        "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
+        "data_md5": data_md5(root / "data.dvc"),
+        "dvc_lock_md5": _md5(root / "dvc.lock"),
+        "params_sha256": params_sha256,
+        "tile_store_version": tile_store_version(store),
+        "prefect_flow_run_id": flow_run_id or "none",
+    }
+
+
+def configure_http_retries(retries: int, backoff_s: float, timeout_s: float = 20.0) -> None:
+    """Bound MLflow's own HTTP retries with backoff (unless the environment already does)."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", str(backoff_s))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(timeout_s)))
+
+
+def check_tracking(uri: str) -> None:
+    """Fail in one line when the tracking store cannot be reached (after MLflow's retries)."""
+    from mlflow import MlflowClient
+
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RegistryError(f"{uri}: tracking store unreachable: {first[:300]}") from None
+
+
+@dataclass
+class Candidate:
+    """A logged, registered model version waiting for the gate."""
+
+    name: str
+    version: str
+    model_uri: str
+    run_id: str
+
+
+def log_candidate(
+    model: Any,
+    example: np.ndarray,
+    name: str,
+    tracking_uri: str,
+    experiment: str,
+    run_id: str | None = None,
+    artifact_location: str | None = None,
+    artifacts: dict[str, Path] | None = None,
+    metrics: dict[str, float | None] | None = None,
+    tags: dict[str, str] | None = None,
+    ready_timeout_s: float = 120.0,
+) -> Candidate:
+    """Log ``model`` (torch.export, signature, input example) and register it as ``name``.
+
+    Logs to the training's run ``run_id`` when this store has it, else to a new run of the
+    experiment. ``artifacts`` (a file or folder per artifact path) and ``metrics`` go there too;
+    ``tags`` are set on the new model version.
+    """
+    import mlflow
+    import mlflow.pytorch
+    import torch
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
+    client = MlflowClient(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    if run_id is not None:
+        try:
+            client.get_run(run_id)
+        except Exception:  # not in this store (e.g. trained against another server)
+            run_id = None
+    if run_id is None:
+        if client.get_experiment_by_name(experiment) is None:
+            client.create_experiment(experiment, artifact_location=artifact_location)
+        mlflow.set_experiment(experiment)
+    with torch.no_grad():
+        output = model(torch.from_numpy(example)).numpy()
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else f"{experiment}-register"):
+        run = mlflow.active_run()
+        assert run is not None
+        for path, src in (artifacts or {}).items():
+            if src.is_dir():
+                mlflow.log_artifacts(str(src), path)
+            elif src.exists():
+                mlflow.log_artifact(str(src), path)
+        finite = {f"eval_{k}": v for k, v in (metrics or {}).items() if v is not None}
+        if finite:
+            mlflow.log_metrics(finite)
+        info = mlflow.pytorch.log_model(
+            model,
+            name="model",
+            signature=infer_signature(example, output),
+            input_example=example,
+            pip_requirements=PIP_REQUIREMENTS,
+            registered_model_name=name,
+            await_registration_for=int(ready_timeout_s),
+        )
+    version = str(info.registered_model_version)
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(name, version, key, value)
+    return Candidate(name, version, f"models:/{name}/{version}", run.info.run_id)
+
+
+def wait_until_ready(client: Any, name: str, version: str, timeout_s: float) -> None:
+    """Poll the version's status until READY; raise on FAILED_REGISTRATION or timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = str(client.get_model_version(name, version).status)
+        if status.endswith("READY"):
+            return
+        if "FAILED" in status or time.monotonic() > deadline:
+            raise RegistryError(f"{name} v{version}: status {status}, not READY")
+        time.sleep(0.5)
+
+
+def validate_version(
+    model_uri: str, example: np.ndarray, expected: np.ndarray, atol: float = 1e-4
+) -> None:
+    """Load ``model_uri`` back, run it on the stored tiles; its output must match ``expected``."""
+    import mlflow.pytorch
+    import torch
+
+    try:
+        model = mlflow.pytorch.load_model(model_uri)
+        with torch.no_grad():
+            out = model(torch.from_numpy(example))
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RegistryError(f"{model_uri}: does not load and run: {first[:300]}") from None
+    got = np.asarray(out.detach().numpy() if hasattr(out, "detach") else out)
+    if got.shape != expected.shape:
+        raise RegistryError(f"{model_uri}: output shape {got.shape}, expected {expected.shape}")
+    if not np.allclose(got, expected, atol=atol, rtol=1e-4):
+        worst = float(np.abs(got - expected).max())
+        raise RegistryError(f"{model_uri}: outputs differ from the trained model by {worst:.3g}")
+
+
+def champion_record(client: Any, name: str) -> tuple[str | None, float | None]:
+    """The current champion's version and primary value (None, None without one)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None, None
+    value = mv.tags.get(PRIMARY_VALUE_TAG)
+    return str(mv.version), float(value) if value not in (None, "") else None
+
+
+def promote(
+    candidate: Candidate,
+    tracking_uri: str,
+    example: np.ndarray,
+    expected: np.ndarray,
+    metric: str,
+    value: float | None,
+    direction: Direction,
+    min_improvement: float,
+    ready_timeout_s: float = 120.0,
+) -> GateDecision:
+    """READY → load back and check → gate → move one alias. Raises before any alias moves."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    name, version = candidate.name, candidate.version
+    stored = "" if value is None or not math.isfinite(value) else repr(float(value))
+    client.set_model_version_tag(name, version, PRIMARY_METRIC_TAG, metric)
+    client.set_model_version_tag(name, version, PRIMARY_VALUE_TAG, stored)
+    try:
+        wait_until_ready(client, name, version, ready_timeout_s)
+        validate_version(candidate.model_uri, example, expected)
+    except RegistryError as exc:
+        client.set_model_version_tag(name, version, "tessera.validation", f"failed: {exc}")
+        raise
+    client.set_model_version_tag(name, version, "tessera.validation", "passed")
+    champ_version, champ_value = champion_record(client, name)
+    decision = gate(metric, value, champ_value, direction, min_improvement, champ_version)
+    client.set_model_version_tag(name, version, "tessera.gate", decision.reason)
+    client.set_registered_model_alias(name, decision.alias, version)
+    return decision
