@@ -54,7 +54,11 @@ def load_task(config: RunConfig, checkpoint: Path) -> tuple[Any, Any]:
     dm.setup("test")
     if not checkpoint.exists():
         raise FileNotFoundError(f"{checkpoint}: no checkpoint (run `tessera train` first)")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unreadable, truncated, or holding more than weights
+        kind = type(exc).__name__
+        raise ValueError(f"{checkpoint}: not a readable checkpoint ({kind})") from None
     if not isinstance(state, dict) or "state_dict" not in state:
         raise ValueError(f"{checkpoint}: not a Lightning checkpoint")
     module.load_state_dict(state["state_dict"])

@@ -120,10 +120,10 @@ def lineage_tags(
 
 
 def configure_http_retries(retries: int, backoff_s: float, timeout_s: float = 20.0) -> None:
-    """Bound MLflow's own HTTP retries with backoff (unless the environment already does)."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(retries))
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", str(backoff_s))
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(timeout_s)))
+    """Set MLflow's own HTTP retries: ``retries`` attempts, sleeping backoff·2^i between."""
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(retries)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(backoff_s)
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(timeout_s))
 
 
 def check_tracking(uri: str) -> None:

@@ -92,3 +92,34 @@ def landsat_qa_source(name: str, band_glob: str, bqa_path: str) -> dict[str, Any
             ],
         },
     }
+
+
+def training_dir(root: Path, experiments: dict[str, Any]) -> Path:
+    """A labelled 4-band 128² scene (3 classes) tiled into 16-px tiles, and a params.yaml
+    with ``experiments`` (2 epochs, batch 8, MLflow in ``root/mlflow.db``)."""
+    import yaml
+
+    from flows.cli import run
+
+    rng = np.random.default_rng(0)
+    label = np.zeros((128, 128), np.uint8)
+    label[:, 48:96] = 1
+    label[80:, :] = 2
+    means = np.array([[1000, 3000, 6000], [2000, 2500, 500], [800, 4000, 3000], [500, 600, 9000]])
+    image = means[:, label] + rng.integers(0, 300, (4, 128, 128))
+    img = write_geotiff(root / "scene.tif", image.astype(np.uint16), nodata=0)
+    lbl = write_geotiff(root / "mask.tif", label)
+    args = ["tile", "--input", img, "--label", lbl, "--out", root / "tiles", "--size", "16"]
+    assert run([str(a) for a in [*args, "--set", "tile.split.block_size=32"]]) == 0
+    params = {
+        "train": {
+            "store": str(root / "tiles"),
+            "out": str(root / "models"),
+            "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+            "trainer": {"max_epochs": 2, "log_every_n_steps": 1},
+            "loader": {"batch_size": 8},
+        },
+        "experiments": experiments,
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root

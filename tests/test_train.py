@@ -6,12 +6,10 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-import yaml
 
-from tests.helpers import write_geotiff
+from tests.helpers import training_dir
 
 EXPERIMENTS = {
     "tiny-seg": {
@@ -42,45 +40,7 @@ EXPERIMENTS = {
 @pytest.fixture(scope="module")
 def train_dir(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A labelled 4-band scene tiled into 16-px tiles, and a params.yaml with tiny experiments."""
-    from flows.cli import run
-
-    root = tmp_path_factory.mktemp("train")
-    rng = np.random.default_rng(0)
-    label = np.zeros((128, 128), np.uint8)
-    label[:, 48:96] = 1
-    label[80:, :] = 2
-    means = np.array([[1000, 3000, 6000], [2000, 2500, 500], [800, 4000, 3000], [500, 600, 9000]])
-    image = means[:, label] + rng.integers(0, 300, (4, 128, 128))
-    img = write_geotiff(root / "scene.tif", image.astype(np.uint16), nodata=0)
-    lbl = write_geotiff(root / "mask.tif", label)
-    rc = run(
-        [
-            "tile",
-            "--input",
-            str(img),
-            "--label",
-            str(lbl),
-            "--out",
-            str(root / "tiles"),
-            "--size",
-            "16",
-            "--set",
-            "tile.split.block_size=32",
-        ]
-    )
-    assert rc == 0
-    params = {
-        "train": {
-            "store": str(root / "tiles"),
-            "out": "models",
-            "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
-            "trainer": {"max_epochs": 2, "log_every_n_steps": 1},
-            "loader": {"batch_size": 8},
-        },
-        "experiments": EXPERIMENTS,
-    }
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    return root
+    return training_dir(tmp_path_factory.mktemp("train"), EXPERIMENTS)
 
 
 def _summary(root: Path, name: str) -> dict:

@@ -1,0 +1,164 @@
+"""The promotion gate on a real sqlite registry; the CLI against a real ``mlflow server``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.nets import TileClassifier
+from models.serving import ClassifierServing
+from tasks.registry import RegistryError, gate, log_candidate, promote
+
+
+@pytest.mark.parametrize(
+    ("candidate", "champion", "direction", "min_imp", "alias", "words"),
+    [
+        (0.8, None, "max", 0.01, "champion", "first model"),
+        (0.85, 0.80, "max", 0.01, "champion", "0.05 higher"),
+        (0.805, 0.80, "max", 0.01, "challenger", "needs higher by at least 0.01"),
+        (0.70, 0.80, "max", 0.0, "challenger", "needs higher"),
+        (0.80, 0.80, "max", 0.0, "challenger", "gain 0"),
+        (0.10, 0.20, "min", 0.05, "champion", "lower"),
+        (float("nan"), 0.20, "max", 0.0, "challenger", "candidate has no"),
+    ],
+)
+def test_gate_decisions(candidate, champion, direction, min_imp, alias, words):
+    d = gate("m", candidate, champion, direction, min_imp, "1" if champion else None)
+    assert d.alias == alias and words in d.reason
+
+
+def _model(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return ClassifierServing(TileClassifier(2, 3, [4], "batch", "relu", 0.0)).eval()
+
+
+def _register(model, example, uri, art, value):
+    cand = log_candidate(model, example, "tessera-toy", uri, "toy", None, art, tags={"a": "b"})
+    with torch.no_grad():
+        expected = model(torch.from_numpy(example)).numpy()
+    return cand, lambda: promote(cand, uri, example, expected, "accuracy", value, "max", 0.01)
+
+
+def _aliases(client) -> dict[str, str]:
+    return {k: str(v) for k, v in client.get_registered_model("tessera-toy").aliases.items()}
+
+
+def test_gate_on_a_real_sqlite_registry(tmp_path):
+    from mlflow import MlflowClient
+
+    uri, art = f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "artifacts")
+    client = MlflowClient(uri)
+    example = np.random.default_rng(0).normal(size=(3, 2, 8, 8)).astype(np.float32)
+    # first model: champion
+    _, go = _register(_model(1), example, uri, art, 0.80)
+    assert go().alias == "champion" and _aliases(client) == {"champion": "1"}
+    assert client.get_model_version("tessera-toy", "1").tags["a"] == "b"
+    # better by more than min_improvement: champion moves
+    _, go = _register(_model(2), example, uri, art, 0.90)
+    d = go()
+    assert d.alias == "champion" and d.champion_version == "1"
+    assert _aliases(client) == {"champion": "2"}
+    # worse: challenger, the champion stays
+    _, go = _register(_model(3), example, uri, art, 0.85)
+    d = go()
+    assert d.alias == "challenger" and "needs higher" in d.reason
+    assert _aliases(client) == {"champion": "2", "challenger": "3"}
+    gate_tag = client.get_model_version("tessera-toy", "3").tags["tessera.gate"]
+    assert gate_tag == d.reason
+    # a better model whose stored copy cannot load: error, every alias where it was
+    c4, go = _register(_model(4), example, uri, art, 0.99)
+    weights = [p for p in Path(art).rglob("*") if p.is_file() and p.suffix in (".pt2", ".pth")]
+    newest = max(weights, key=lambda p: p.stat().st_mtime)
+    newest.write_bytes(b"truncated")
+    with pytest.raises(RegistryError, match="does not load and run"):
+        go()
+    assert _aliases(client) == {"champion": "2", "challenger": "3"}
+    tags = client.get_model_version("tessera-toy", c4.version).tags
+    assert tags["tessera.validation"].startswith("failed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_register_against_a_real_mlflow_server(tmp_path, cli, subprocess_env):
+    """Register while the server is still starting (retries with backoff), load the champion
+    from it in a new process, then a server that stays down fails in one line."""
+    from tests.helpers import training_dir
+    from tests.test_evaluate import EXPERIMENTS
+
+    root = training_dir(tmp_path / "repo", {"tiny-ssvae": EXPERIMENTS["tiny-ssvae"]})
+    assert cli("train", "--experiment", "tiny-ssvae", cwd=root)[0] == 0
+    assert cli("evaluate", "--experiment", "tiny-ssvae", cwd=root)[0] == 0
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [
+        str(Path(sys.executable).parent / "mlflow"), "server",
+        "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+        "--artifacts-destination", str(tmp_path / "server-artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    server = subprocess.Popen(
+        cmd, env=subprocess_env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert not _healthy(url)  # still starting: the first requests must be retried
+        rc, out, err = cli(
+            "register", "--experiment", "tiny-ssvae",
+            "--set", f"train.tracking_uri={url}",
+            "--set", "registry.retries=7", "--set", "registry.backoff_s=1",
+            cwd=root,
+        )  # fmt: skip
+        assert rc == 0, err
+        assert "registered tessera-tiny-ssvae v1 as champion" in out
+        code = (
+            "import mlflow.pytorch, torch; "
+            "m = mlflow.pytorch.load_model('models:/tessera-tiny-ssvae@champion'); "
+            "print(tuple(m(torch.zeros(2, 4, 16, 16)).shape))"
+        )
+        env = {**subprocess_env, "MLFLOW_TRACKING_URI": url}
+        res = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert res.returncode == 0 and res.stdout.strip() == "(2, 3)", res.stderr[-2000:]
+        assert list((tmp_path / "server-artifacts").rglob("MLmodel"))  # proxied artifacts
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while _healthy(url) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    rc, _, err = cli(
+        "register", "--experiment", "tiny-ssvae",
+        "--set", f"train.tracking_uri={url}", "--set", "registry.retries=1",
+        "--set", "registry.backoff_s=0.1",
+        cwd=root,
+    )  # fmt: skip
+    assert rc == 1 and len(err.strip().splitlines()) == 1
+    assert f"{url}: tracking store unreachable" in err
