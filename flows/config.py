@@ -87,7 +87,7 @@ class RegistryParams(BaseModel):
     min_improvement: float = Field(default=0.0, ge=0)
     out: str = "outputs/registry"
     retries: int = Field(default=4, ge=0, description="HTTP retries per MLflow request.")
-    backoff_s: float = Field(default=1.0, ge=0, description="Backoff factor (1, 2, 4 … s).")
+    backoff_s: int = Field(default=1, ge=0, description="Backoff factor in s (1, 2, 4 … s).")
     ready_timeout_s: float = Field(default=120.0, gt=0)
     example_tiles: int = Field(default=4, ge=2, description="Input example batch (>= 2).")
 

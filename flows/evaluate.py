@@ -8,20 +8,23 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
+from prefect.states import Completed, Failed, State
 from pydantic import BaseModel
 
 from flows.config import EvaluateParams, TesseraParams
 from flows.train import artifact_key, resolve_experiment
 from models.config import CHECKPOINT_DIR, RunConfig
 from models.evaluate import run_inference
+from tasks.errors import StepError, returning_errors
 from tasks.evaluation import score_latents, training_history, write_evaluation
 
 # arrays pass between these tasks: no input hashing, no result cache
-run_inference_task = task(name="run-inference", cache_policy=NONE)(run_inference)
-score_latents_task = task(name="score-latents", cache_policy=NONE)(score_latents)
+# errors come back as values (one line, no Prefect traceback)
+run_inference_task = task(name="run-inference", cache_policy=NONE)(returning_errors(run_inference))
+score_latents_task = task(name="score-latents", cache_policy=NONE)(returning_errors(score_latents))
 training_history_task = task(name="training-history", cache_policy=NONE)(training_history)
-write_evaluation_task = task(name="write-evaluation", retries=1, cache_policy=NONE)(
-    write_evaluation
+write_evaluation_task = task(name="write-evaluation", cache_policy=NONE)(
+    returning_errors(write_evaluation)
 )
 
 
@@ -49,7 +52,7 @@ def resolve_evaluation(
 
 
 @flow(name="tessera-evaluate")
-def evaluate_flow(params: EvaluateFlowParams) -> dict[str, Any]:
+def evaluate_flow(params: EvaluateFlowParams) -> State[Any]:
     """Infer on the split, score the latents, write metrics, plots, maps and the report."""
     ev, run = params.evaluate, params.run
     inf = run_inference_task(
@@ -62,10 +65,16 @@ def evaluate_flow(params: EvaluateFlowParams) -> dict[str, Any]:
         ev.batch_size,
         map_splits=tuple(ev.map_splits),
     )
+    if isinstance(inf, StepError):
+        return Failed(message=inf.message)
     rep = score_latents_task(inf, ev.k, ev.k_max, ev.seed, ev.tsne)
+    if isinstance(rep, StepError):
+        return Failed(message=rep.message)
     history = training_history_task(Path(run.out_dir))
-    result: dict[str, Any] = write_evaluation_task(
+    result = write_evaluation_task(
         Path(params.out_dir), run.experiment, inf, rep, history, Path(run.store), ev.seed
     )
+    if isinstance(result, StepError):
+        return Failed(message=result.message)
     create_markdown_artifact(result["markdown"], key=artifact_key("tessera-eval", run.experiment))
-    return result
+    return Completed(data=result)

@@ -17,13 +17,19 @@ from pydantic import BaseModel
 from flows.config import RegistryParams, TesseraParams
 from flows.train import artifact_key, resolve_experiment
 from models.config import RunConfig
+from tasks.errors import StepError, returning_errors
 from tasks.registration import primary_metric, register_experiment
-from tasks.registry import Direction, RegistryError, check_tracking, lineage_tags
+from tasks.registry import Direction, check_tracking, lineage_tags
 
-lineage_task = task(name="lineage", cache_policy=NONE)(lineage_tags)
-check_tracking_task = task(name="check-tracking", cache_policy=NONE)(check_tracking)
+# errors come back as values (one line, no Prefect traceback)
+lineage_task = task(name="lineage", cache_policy=NONE)(returning_errors(lineage_tags))
+check_tracking_task = task(name="check-tracking", cache_policy=NONE)(
+    returning_errors(check_tracking)
+)
 # not retried as a whole: a retry would register a second version (HTTP calls retry inside)
-register_experiment_task = task(name="register-experiment", cache_policy=NONE)(register_experiment)
+register_experiment_task = task(name="register-experiment", cache_policy=NONE)(
+    returning_errors(register_experiment)
+)
 
 
 class RegistrationSpec(BaseModel):
@@ -88,17 +94,6 @@ def decisions_markdown(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _failed(state: State[Any]) -> State[Any] | None:
-    """A failed task state as a one-line Failed flow state (None if it did not fail)."""
-    if not state.is_failed():
-        return None
-    try:
-        state.result()
-    except RegistryError as exc:
-        return Failed(message=str(exc))
-    return state
-
-
 @flow(name="tessera-register")
 def register_flow(params: RegisterFlowParams) -> State[Any]:
     """Per experiment: lineage, log + register, READY + load-back check, gate, alias."""
@@ -107,11 +102,13 @@ def register_flow(params: RegisterFlowParams) -> State[Any]:
     for spec in params.experiments:
         run = spec.run
         assert run.tracking_uri is not None
-        failed = _failed(check_tracking_task(run.tracking_uri, return_state=True))
-        if failed:
-            return failed
+        reachable = check_tracking_task(run.tracking_uri)
+        if isinstance(reachable, StepError):
+            return Failed(message=reachable.message)
         lineage = lineage_task(root, Path(run.store), params.params_sha256, str(flow_run.id))
-        state = register_experiment_task(
+        if isinstance(lineage, StepError):
+            return Failed(message=lineage.message)
+        record = register_experiment_task(
             run,
             Path(spec.eval_dir),
             spec.name,
@@ -122,11 +119,9 @@ def register_flow(params: RegisterFlowParams) -> State[Any]:
             Path(reg.out) / f"{run.experiment}.json",
             reg.example_tiles,
             reg.ready_timeout_s,
-            return_state=True,
         )
-        failed = _failed(state)
-        if failed:
-            return failed
-        records.append(state.result())
+        if isinstance(record, StepError):
+            return Failed(message=record.message)
+        records.append(record)
     create_markdown_artifact(decisions_markdown(records), key=artifact_key("tessera", "registry"))
     return Completed(data=records)

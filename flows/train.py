@@ -13,8 +13,9 @@ from pydantic import BaseModel, Field
 
 from flows.config import TesseraParams
 from models.config import RunConfig, TrainerParams, validate_model_params
+from tasks.errors import StepError
 from tasks.prefect_tasks import launch_training_task, write_run_config_task
-from tasks.training import TrainingError, default_tracking
+from tasks.training import default_tracking
 
 
 class TrainFlowParams(BaseModel):
@@ -92,21 +93,11 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 def train_flow(params: TrainFlowParams) -> State[Any]:
     """Write the run config, launch ``models.train`` (under torchrun for DDP), read the summary."""
     config_path = write_run_config_task(params.run)
-    state = launch_training_task(
-        config_path,
-        params.devices,
-        params.num_nodes,
-        params.resume,
-        params.rdzv_endpoint,
-        return_state=True,
+    summary = launch_training_task(
+        config_path, params.devices, params.num_nodes, params.resume, params.rdzv_endpoint
     )
-    if state.is_failed():
-        try:
-            state.result()
-        except TrainingError as exc:
-            return Failed(message=str(exc))
-        return state
-    summary: dict[str, Any] = state.result()
+    if isinstance(summary, StepError):
+        return Failed(message=summary.message)
     key = artifact_key("tessera-train", params.run.experiment)
     create_markdown_artifact(summary_markdown(summary), key=key)
     return Completed(data=summary)

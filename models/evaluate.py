@@ -201,7 +201,8 @@ class _Collector:
         }
         if "pred_map" in out and b["label"] is not None:
             self.examples["label"] = torch.where(b["valid"][:n], b["label"][:n], 255).numpy()
-            self.examples["prediction"] = out["pred_map"][:n].numpy()
+            pred = torch.where(b["valid"][:n], out["pred_map"][:n], 255)  # padding: blank
+            self.examples["prediction"] = pred.numpy()
 
 
 @torch.no_grad()

@@ -41,13 +41,14 @@ def plot_curves(history: dict[str, list[float]], path: Path, title: str) -> None
     plt.close(fig)
 
 
-def _show(img: np.ndarray) -> np.ndarray:
-    """A 2-D map, or the first channel (first three as RGB), stretched to its 2-98 % range."""
+def _show(img: np.ndarray, bounds: tuple[float, float] | None = None) -> np.ndarray:
+    """A 2-D map, or the first channel (first three as RGB), stretched to ``bounds`` (default:
+    its own 2-98 % range)."""
     if img.ndim == 2:
         arr = img
     else:
         arr = img[:3].transpose(1, 2, 0) if img.shape[0] >= 3 else img[0]
-    lo, hi = np.percentile(arr, [2, 98])
+    lo, hi = bounds if bounds is not None else np.percentile(arr, [2, 98])
     return np.clip((arr - lo) / max(hi - lo, 1e-6), 0, 1)
 
 
@@ -149,13 +150,16 @@ def plot_confusion(matrix: np.ndarray, names: list[str], path: Path, title: str)
 
 
 def plot_samples(samples: dict[str, np.ndarray], path: Path, title: str) -> None:
-    """Generated tiles: one row per class, one column per sample."""
+    """Generated tiles: one row per class, one column per sample, on one shared grey scale
+    (so brightness differences between classes show)."""
     plt = _pyplot()
+    shown = np.concatenate([v[:, :3] if v.shape[1] >= 3 else v[:, :1] for v in samples.values()])
+    lo, hi = np.percentile(shown, [2, 98])
     n = min(len(v) for v in samples.values())
     fig, axes = plt.subplots(len(samples), n, figsize=(1.6 * n, 1.7 * len(samples)), squeeze=False)
     for i, (name, arr) in enumerate(samples.items()):
         for j in range(n):
-            axes[i][j].imshow(_show(arr[j]), cmap="gray")
+            axes[i][j].imshow(_show(arr[j], (float(lo), float(hi))), cmap="gray")
             axes[i][j].set_axis_off()
         axes[i][0].set_title(name, loc="left", fontsize=9)
     fig.suptitle(title)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class BadInputError(Exception):
@@ -23,3 +31,40 @@ class BadInputError(Exception):
 
 class StoreLockedError(Exception):
     """Another writer holds the lock on a tile store."""
+
+
+@dataclass(frozen=True)
+class StepError:
+    """A step that could not be done, returned (not raised) so that Prefect logs no traceback;
+    the flow turns it into a one-line failed state."""
+
+    message: str
+
+
+def returning_errors(fn: Callable[P, R]) -> Callable[P, R | StepError]:
+    """``fn``, with any exception returned as a :class:`StepError` (one line).
+
+    Expected errors keep their message; others are prefixed with their type. With
+    ``TESSERA_DEBUG=1`` they are raised, tracebacks and all.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | StepError:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if os.environ.get("TESSERA_DEBUG"):
+                raise
+            expected = isinstance(exc, (ValueError, OSError, BadInputError)) or getattr(
+                exc, "one_line", False
+            )
+            text = str(exc) if expected else f"{type(exc).__name__}: {exc}"
+            if (
+                isinstance(exc, FileNotFoundError)
+                and exc.filename
+                and str(exc.filename) not in text
+            ):
+                text = f"{exc.filename}: file not found"
+            return StepError((text.splitlines() or [type(exc).__name__])[0])
+
+    return wrapper

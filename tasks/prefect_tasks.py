@@ -10,7 +10,7 @@ from prefect import task
 from prefect.context import TaskRunContext
 
 from tasks.catalog import SceneRecord, inspect_source, write_catalog
-from tasks.errors import BadInputError
+from tasks.errors import BadInputError, returning_errors
 from tasks.files import resolve_paths, sha256_file
 from tasks.specs import TileParams
 from tasks.tiling import tile_scene
@@ -66,4 +66,4 @@ tile_scene_task = task(name="tile-scene", retries=2, retry_delay_seconds=1)(tile
 
 write_run_config_task = task(name="write-run-config")(write_run_config)
 # no retries: a failed training run is reported, not silently repeated
-launch_training_task = task(name="launch-training")(launch_training)
+launch_training_task = task(name="launch-training")(returning_errors(launch_training))

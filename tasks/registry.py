@@ -32,6 +32,8 @@ PIP_REQUIREMENTS = ["torch==2.13.0", "numpy"]
 class RegistryError(Exception):
     """A registration or promotion that could not be completed (aliases untouched)."""
 
+    one_line = True
+
 
 @dataclass
 class GateDecision:
@@ -119,11 +121,11 @@ def lineage_tags(
     }
 
 
-def configure_http_retries(retries: int, backoff_s: float, timeout_s: float = 20.0) -> None:
+def configure_http_retries(retries: int, backoff_s: int, timeout_s: int = 20) -> None:
     """Set MLflow's own HTTP retries: ``retries`` attempts, sleeping backoff·2^i between."""
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(retries)
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(backoff_s)
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(timeout_s))
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(timeout_s)
 
 
 def check_tracking(uri: str) -> None:
@@ -176,7 +178,7 @@ def log_candidate(
     mlflow.set_tracking_uri(tracking_uri)
     if run_id is not None:
         try:
-            client.get_run(run_id)
+            mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
         except Exception:  # not in this store (e.g. trained against another server)
             run_id = None
     if run_id is None:

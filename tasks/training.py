@@ -18,6 +18,8 @@ RUN_CONFIG_FILE = "run_config.json"
 class TrainingError(Exception):
     """A training process failed; the message is one line."""
 
+    one_line = True
+
 
 def default_tracking(root: Path) -> tuple[str, str | None]:
     """MLflow tracking URI and artifact location: ``$MLFLOW_TRACKING_URI`` or the embedded store."""

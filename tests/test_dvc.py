@@ -86,6 +86,15 @@ def test_dvc_repro_runs_then_is_a_noop(tmp_path, subprocess_env):
     summary = json.loads((repo / "outputs/models/l8-vae/train_summary.json").read_text())
     assert summary["epochs"] == 1 and summary["model_type"] == "vae"
     assert "Running stage 'train@l8-vae'" in first.stdout
+    # evaluation and registration follow training in the same repro
+    assert "Running stage 'evaluate@l8-vae'" in first.stdout
+    assert "Running stage 'register'" in first.stdout
+    ev = json.loads((repo / "outputs/eval/l8-vae/metrics.json").read_text())
+    assert ev["silhouette"] is not None and ev["n_tiles"] >= 3
+    assert (repo / "outputs/eval/l8-vae/maps/l8_clusters.tif").exists()
+    record = json.loads((repo / "outputs/registry/l8-vae.json").read_text())
+    assert record["alias"] == "champion" and record["version"] == "1"
+    assert record["lineage"]["dvc_lock_md5"] != "none"  # the lock of the previous stages
 
     second = _sh(["dvc", "repro"], repo, subprocess_env)
     assert second.returncode == 0
@@ -100,5 +109,10 @@ def test_dvc_repro_runs_then_is_a_noop(tmp_path, subprocess_env):
     assert "Running stage 'tile'" in third.stdout
     assert "Running stage 'ingest'" not in third.stdout
     assert "Running stage 'train@l8-vae'" in third.stdout  # new tiles retrain the model
+    assert "Running stage 'register'" in third.stdout
+    again = json.loads((repo / "outputs/registry/l8-vae.json").read_text())
+    assert again["version"] == "2" and again["previous_champion"] == "1"
     metrics = _sh(["dvc", "metrics", "show", "--json"], repo, subprocess_env)
-    assert "best_val_loss" in metrics.stdout, metrics.stderr
+    assert "best_val_loss" in metrics.stdout and "silhouette" in metrics.stdout, metrics.stderr
+    plots = _sh(["dvc", "plots", "show", "--json"], repo, subprocess_env)
+    assert plots.returncode == 0 and "silhouette_sweep.csv" in plots.stdout, plots.stderr

@@ -157,7 +157,7 @@ def test_register_against_a_real_mlflow_server(tmp_path, cli, subprocess_env):
     rc, _, err = cli(
         "register", "--experiment", "tiny-ssvae",
         "--set", f"train.tracking_uri={url}", "--set", "registry.retries=1",
-        "--set", "registry.backoff_s=0.1",
+        "--set", "registry.backoff_s=0",
         cwd=root,
     )  # fmt: skip
     assert rc == 1 and len(err.strip().splitlines()) == 1
