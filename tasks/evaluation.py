@@ -86,6 +86,10 @@ def score_latents(
     gmm = clustering_scores(z, k, known, "gmm", seed)
     metrics.update({f"gmm_{name}": v for name, v in gmm.items()})
     metrics.update({f"silhouette_k{kk}": v for kk, v in sweep.items()})
+    if (labels >= 0).any():  # the accuracy of always answering the commonest class
+        metrics["majority_accuracy"] = float(
+            np.bincount(labels[labels >= 0]).max() / (labels >= 0).sum()
+        )
     # stratified folds need two tiles of a class: rarer classes sit out of the probe
     counts = np.bincount(labels[labels >= 0], minlength=max(n_classes, 1))
     probe = (labels >= 0) & (counts[labels.clip(0)] >= 2)

@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     accuracy_score,
     adjusted_rand_score,
+    balanced_accuracy_score,
     calinski_harabasz_score,
     confusion_matrix,
     davies_bouldin_score,
@@ -133,7 +134,8 @@ def info_nce(view1: np.ndarray, view2: np.ndarray, temperature: float = 0.1) -> 
 def classification_scores(
     labels: np.ndarray, predicted: np.ndarray, num_classes: int
 ) -> tuple[dict[str, float], np.ndarray]:
-    """Accuracy and macro-F1 over tiles with a known label (≥ 0), and the confusion matrix
+    """Accuracy, balanced accuracy, macro-F1 and the majority-class baseline over tiles with
+    a known label (≥ 0), and the confusion matrix
     (rows: true class, columns: predicted)."""
     known = np.asarray(labels) >= 0
     y, p = np.asarray(labels)[known], np.asarray(predicted)[known]
@@ -143,6 +145,9 @@ def classification_scores(
         return {"accuracy": float("nan"), "macro_f1": float("nan")}, matrix
     scores = {
         "accuracy": float(accuracy_score(y, p)),
+        # what always answering the commonest class scores: accuracy means little below it
+        "majority_accuracy": float(np.bincount(y).max() / len(y)),
+        "balanced_accuracy": float(balanced_accuracy_score(y, p)),
         # over the classes that occur (in truth or prediction): an absent class has no F1
         "macro_f1": float(
             f1_score(y, p, labels=np.union1d(y, p), average="macro", zero_division=0)

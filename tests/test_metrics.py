@@ -115,3 +115,42 @@ def test_segmentation_dice_and_iou_by_hand():
     assert math.isnan(s["dice_3"])  # absent everywhere: left out of the means
     assert s["dice_mean"] == pytest.approx(0.7)
     assert segmentation_scores(label.clamp(max=3), label, 4)["dice_mean"] == pytest.approx(1.0)
+
+
+def test_meters_streamed_over_batches_equal_one_pass():
+    import torch
+
+    from models.metrics import ReconstructionMeter, SegmentationMeter, segmentation_scores
+
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randint(0, 3, (6, 8, 8), generator=g)
+    label = torch.randint(0, 3, (6, 8, 8), generator=g)
+    label[0, :2] = 255
+    meter = SegmentationMeter(3)
+    for i in range(0, 6, 4):  # batches of 4 and 2
+        meter.update(pred[i : i + 4], label[i : i + 4])
+    assert meter.compute() == pytest.approx(segmentation_scores(pred, label, 3))
+    x = torch.rand(6, 2, 16, 16, generator=g)
+    y = x + 0.1
+    valid = torch.ones(6, 16, 16, dtype=torch.bool)
+    valid[3:, :, 8:] = False
+    rec = ReconstructionMeter(1.0)
+    rec.update(y[:3], x[:3], valid[:3])
+    rec.update(y[3:], x[3:], valid[3:])
+    r = rec.compute()
+    assert r["mse"] == pytest.approx(0.01, rel=1e-4) and r["psnr"] == pytest.approx(20.0, abs=1e-3)
+    assert 0 < r["ssim"] < 1
+
+
+def test_classification_scores_and_confusion():
+    from tasks.metrics import classification_scores
+
+    labels = np.array([0, 0, 1, 1, 2, -1])
+    pred = np.array([0, 1, 1, 1, 2, 0])
+    scores, matrix = classification_scores(labels, pred, 4)
+    assert scores["accuracy"] == pytest.approx(0.8)  # the unlabelled tile is left out
+    assert scores["majority_accuracy"] == pytest.approx(0.4)
+    assert scores["balanced_accuracy"] == pytest.approx((0.5 + 1 + 1) / 3)
+    # F1 per class: 2/3, 0.8, 1 (class 3 never occurs, so it is not averaged in)
+    assert scores["macro_f1"] == pytest.approx((2 / 3 + 0.8 + 1) / 3)
+    assert matrix.tolist() == [[1, 1, 0, 0], [0, 2, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
