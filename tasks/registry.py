@@ -56,8 +56,11 @@ def gate(
     """Champion if there is none, or if the candidate beats it by ``min_improvement`` (> 0)."""
     if candidate is None or not math.isfinite(candidate):
         return GateDecision(CHALLENGER, f"candidate has no {metric}", champion_version, champion)
+    if champion_version is None:
+        return GateDecision(CHAMPION, "first model: no champion yet", None, None)
     if champion is None or not math.isfinite(champion):
-        return GateDecision(CHAMPION, "first model: no champion yet", champion_version, champion)
+        reason = f"champion v{champion_version} has no {metric} to compare"
+        return GateDecision(CHAMPION, reason, champion_version, None)
     gain = candidate - champion if direction == "max" else champion - candidate
     word = "higher" if direction == "max" else "lower"
     versus = f"{metric} {candidate:.4g} vs champion v{champion_version} {champion:.4g}"
@@ -247,16 +250,23 @@ def validate_version(
         raise RegistryError(f"{model_uri}: outputs differ from the trained model by {worst:.3g}")
 
 
-def champion_record(client: Any, name: str) -> tuple[str | None, float | None]:
-    """The current champion's version and primary value (None, None without one)."""
+def champion_record(client: Any, name: str, metric: str) -> tuple[str | None, float | None]:
+    """The current champion's version and its value of ``metric`` (None, None without one).
+
+    The value is the champion's primary-value tag when it was judged on ``metric``, else its
+    run's ``eval_<metric>`` (None if it has neither: the gate was changed to a new metric).
+    """
     from mlflow.exceptions import MlflowException
 
     try:
         mv = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         return None, None
-    value = mv.tags.get(PRIMARY_VALUE_TAG)
-    return str(mv.version), float(value) if value not in (None, "") else None
+    if mv.tags.get(PRIMARY_METRIC_TAG) == metric:
+        value = mv.tags.get(PRIMARY_VALUE_TAG)
+        return str(mv.version), float(value) if value not in (None, "") else None
+    logged = client.get_run(mv.run_id).data.metrics.get(f"eval_{metric}") if mv.run_id else None
+    return str(mv.version), None if logged is None else float(logged)
 
 
 def promote(
@@ -287,7 +297,7 @@ def promote(
         client.set_model_version_tag(name, version, "tessera.validation", f"failed: {exc}")
         raise
     client.set_model_version_tag(name, version, "tessera.validation", "passed")
-    champ_version, champ_value = champion_record(client, name)
+    champ_version, champ_value = champion_record(client, name, metric)
     decision = gate(metric, value, champ_value, direction, min_improvement, champ_version)
     client.set_model_version_tag(name, version, "tessera.gate", decision.reason)
     client.set_registered_model_alias(name, decision.alias, version)

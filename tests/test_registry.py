@@ -30,10 +30,11 @@ from tasks.registry import RegistryError, gate, log_candidate, promote
         (0.80, 0.80, "max", 0.0, "challenger", "gain 0"),
         (0.10, 0.20, "min", 0.05, "champion", "lower"),
         (float("nan"), 0.20, "max", 0.0, "challenger", "candidate has no"),
+        (0.10, float("nan"), "max", 0.0, "champion", "champion v1 has no m"),
     ],
 )
 def test_gate_decisions(candidate, champion, direction, min_imp, alias, words):
-    d = gate("m", candidate, champion, direction, min_imp, "1" if champion else None)
+    d = gate("m", candidate, champion, direction, min_imp, None if champion is None else "1")
     assert d.alias == alias and words in d.reason
 
 
@@ -42,11 +43,13 @@ def _model(seed: int) -> torch.nn.Module:
     return ClassifierServing(TileClassifier(2, 3, [4], "batch", "relu", 0.0)).eval()
 
 
-def _register(model, example, uri, art, value):
-    cand = log_candidate(model, example, "tessera-toy", uri, "toy", None, art, tags={"a": "b"})
+def _register(model, example, uri, art, value, metric="accuracy", metrics=None):
+    cand = log_candidate(
+        model, example, "tessera-toy", uri, "toy", None, art, metrics=metrics, tags={"a": "b"}
+    )
     with torch.no_grad():
         expected = model(torch.from_numpy(example)).numpy()
-    return cand, lambda: promote(cand, uri, example, expected, "accuracy", value, "max", 0.01)
+    return cand, lambda: promote(cand, uri, example, expected, metric, value, "max", 0.01)
 
 
 def _aliases(client) -> dict[str, str]:
@@ -85,6 +88,16 @@ def test_gate_on_a_real_sqlite_registry(tmp_path):
     assert _aliases(client) == {"champion": "2", "challenger": "3"}
     tags = client.get_model_version("tessera-toy", c4.version).tags
     assert tags["tessera.validation"].startswith("failed")
+    # the gate's metric changes: the champion's value comes from its run's eval_<metric>
+    _, go = _register(_model(5), example, uri, art, 0.95, metrics={"accuracy": 0.95, "f1": 0.6})
+    assert go().alias == "champion" and _aliases(client)["champion"] == "5"
+    _, go = _register(_model(6), example, uri, art, 0.55, "f1")
+    d = go()
+    assert d.alias == "challenger" and "f1 0.55 vs champion v5 0.6" in d.reason
+    # ... and a champion that never measured the new metric cannot block it
+    _, go = _register(_model(7), example, uri, art, 0.1, "recall")
+    d = go()
+    assert d.alias == "champion" and "champion v5 has no recall" in d.reason
 
 
 def _free_port() -> int:
