@@ -123,3 +123,30 @@ def training_dir(root: Path, experiments: dict[str, Any]) -> Path:
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root
+
+
+# one tiny experiment per model type, for the train/evaluate/register tests
+TINY_EXPERIMENTS: dict[str, Any] = {
+    "tiny-seg": {
+        "dataset": {"sources": ["scene"]},
+        "model": {"type": "seg_ae", "widths": [8, 16], "latent_channels": 8, "dilations": [1, 2]},
+    },
+    "tiny-vae": {
+        "dataset": {"sources": ["scene"]},
+        "model": {
+            "type": "vae",
+            "latent_dim": 4,
+            "widths": [8, 16],
+            "warmup": "linear",
+            "warmup_steps": 4,
+        },
+    },
+    "tiny-cvae": {
+        "dataset": {"sources": ["scene"], "tile_class": "majority"},
+        "model": {"type": "cvae", "latent_dim": 4, "widths": [8, 16]},
+    },
+    "tiny-ssvae": {
+        "dataset": {"sources": ["scene"], "tile_class": "majority", "labels_per_class": 2},
+        "model": {"type": "ssvae", "latent_dim": 4, "widths": [8, 16]},
+    },
+}

@@ -118,10 +118,9 @@ def _healthy(url: str) -> bool:
 def test_register_against_a_real_mlflow_server(tmp_path, cli, subprocess_env):
     """Register while the server is still starting (retries with backoff), load the champion
     from it in a new process, then a server that stays down fails in one line."""
-    from tests.helpers import training_dir
-    from tests.test_evaluate import EXPERIMENTS
+    from tests.helpers import TINY_EXPERIMENTS, training_dir
 
-    root = training_dir(tmp_path / "repo", {"tiny-ssvae": EXPERIMENTS["tiny-ssvae"]})
+    root = training_dir(tmp_path / "repo", {"tiny-ssvae": TINY_EXPERIMENTS["tiny-ssvae"]})
     assert cli("train", "--experiment", "tiny-ssvae", cwd=root)[0] == 0
     assert cli("evaluate", "--experiment", "tiny-ssvae", cwd=root)[0] == 0
     port = _free_port()

@@ -9,32 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import TINY_EXPERIMENTS as EXPERIMENTS
 from tests.helpers import training_dir
-
-EXPERIMENTS = {
-    "tiny-seg": {
-        "dataset": {"sources": ["scene"]},
-        "model": {"type": "seg_ae", "widths": [8, 16], "latent_channels": 8, "dilations": [1, 2]},
-    },
-    "tiny-vae": {
-        "dataset": {"sources": ["scene"]},
-        "model": {
-            "type": "vae",
-            "latent_dim": 4,
-            "widths": [8, 16],
-            "warmup": "linear",
-            "warmup_steps": 4,
-        },
-    },
-    "tiny-cvae": {
-        "dataset": {"sources": ["scene"], "tile_class": "majority"},
-        "model": {"type": "cvae", "latent_dim": 4, "widths": [8, 16]},
-    },
-    "tiny-ssvae": {
-        "dataset": {"sources": ["scene"], "tile_class": "majority", "labels_per_class": 2},
-        "model": {"type": "ssvae", "latent_dim": 4, "widths": [8, 16]},
-    },
-}
 
 
 @pytest.fixture(scope="module")
