@@ -229,6 +229,51 @@ def register(
         )
 
 
+ForceOpt = Annotated[
+    list[str] | None,
+    typer.Option("--force", help="Run these stages (name or prefix, e.g. train) even if current."),
+]
+
+
+@app.command(name="run")
+def run_pipeline(
+    params: ParamsOpt = Path("params.yaml"),
+    force: ForceOpt = None,
+    push: Annotated[bool, typer.Option(help="dvc push to the default remote.")] = True,
+) -> None:
+    """Run every out-of-date dvc.yaml stage as a Prefect subflow and commit it to dvc.lock."""
+    _load(params, None)  # a bad params.yaml fails here, in one line
+    from flows.pipeline import PipelineParams, pipeline_flow
+
+    fp = PipelineParams(root=".", params_file=str(params), force=list(force or []), push=push)
+    state = pipeline_flow(params=fp, return_state=True)
+    if state.is_failed():
+        raise UserError(state.message or "pipeline failed")
+    res: dict[str, Any] = state.result()  # type: ignore[assignment]
+    typer.echo(res["summary"])
+
+
+@app.command()
+def serve(
+    cron: Annotated[str, typer.Option(help="Schedule (cron, in --timezone).")] = "0 2 * * *",
+    timezone: Annotated[str, typer.Option(help="IANA time zone of the schedule.")] = "UTC",
+    name: Annotated[str, typer.Option(help="Deployment name.")] = "tessera-serve",
+    force: ForceOpt = None,
+) -> None:
+    """Serve the pipeline flow on a schedule from this process (no work pool needed)."""
+    from prefect.schedules import Cron
+
+    from flows.pipeline import PipelineParams, pipeline_flow
+
+    fp = PipelineParams(root=str(Path.cwd()), force=list(force or []))
+    typer.echo(f"serving tessera-pipeline/{name}: cron {cron!r} ({timezone}); Ctrl-C stops")
+    pipeline_flow.serve(
+        name=name,
+        schedule=Cron(cron, timezone=timezone),
+        parameters={"params": fp.model_dump()},
+    )
+
+
 def _resolve(params: Path, experiment: str, resolve: Any) -> Any:
     """Call ``resolve()``; config problems become one line naming the experiment."""
     from pydantic import ValidationError

@@ -1,0 +1,66 @@
+"""DVC as the pipeline's record of what is current: stage order, status, commit and push.
+
+The pipeline flow asks DVC which stages are out of date, runs only those (as Prefect subflows)
+and commits each one to ``dvc.lock`` when it succeeds, so scheduled runs, ``dvc repro`` and
+``dvc status`` always agree.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage: its DVC address (``train@landsat8-ssvae``) and its command."""
+
+    name: str
+    argv: list[str]
+
+
+def _repo(root: Path) -> Any:
+    from dvc.repo import Repo
+
+    return Repo(str(root))
+
+
+def pipeline_stages(root: Path) -> list[Stage]:
+    """The ``dvc.yaml`` stages in dependency order (``.dvc`` data files left out)."""
+    import networkx as nx
+
+    with _repo(root) as repo:
+        graph = repo.index.graph
+        order = list(reversed(list(nx.topological_sort(graph))))
+        return [
+            Stage(s.addressing, shlex.split(s.cmd if isinstance(s.cmd, str) else s.cmd[0]))
+            for s in order
+            if getattr(s, "cmd", None)
+        ]
+
+
+def stage_changed(root: Path, name: str) -> bool:
+    """Whether DVC sees the stage out of date (changed deps, params, outs, or never run)."""
+    with _repo(root) as repo:
+        return bool(repo.status(targets=[name]))
+
+
+def commit_stage(root: Path, name: str) -> None:
+    """Record the stage's deps, params and outputs in ``dvc.lock`` (and cache its outputs)."""
+    with _repo(root) as repo:
+        repo.commit(target=name, force=True)
+
+
+def default_remote(root: Path) -> str | None:
+    """The repository's default DVC remote, if one is configured."""
+    with _repo(root) as repo:
+        remote = repo.config.get("core", {}).get("remote")
+        return str(remote) if remote else None
+
+
+def push_outputs(root: Path) -> int:
+    """``dvc push`` to the default remote; returns how many files went."""
+    with _repo(root) as repo:
+        return int(repo.push())
