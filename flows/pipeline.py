@@ -7,8 +7,8 @@ unchanged data and params therefore does no work and registers nothing, ``dvc st
 clean after every run, and a rerun after a crash continues from the last committed stage.
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: a deployment loads this file by path, and Prefect
+# must resolve the flow's parameter model from real (not string) annotations
 import json
 import os
 from pathlib import Path

@@ -175,7 +175,11 @@ class TileDataModule(pl.LightningDataModule):
     def info(self) -> dict[str, Any]:
         """Channels, tile size and class names of the selected sources."""
         store = self._open()
-        src = store.info["sources"][self.hparams["sources"][0]]
+        first = self.hparams["sources"][0]
+        if first not in store.info["sources"]:
+            known = ", ".join(sorted(store.info["sources"]))
+            raise ValueError(f"{store.root}: no tiles of source {first!r} (the store has: {known})")
+        src = store.info["sources"][first]
         return {
             "in_channels": len(src["bands"]),
             "image_size": int(store.info["params"]["size"]),

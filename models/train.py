@@ -288,7 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("TESSERA_DEBUG"):
             raise
         kind = "" if isinstance(exc, (OSError, ValueError)) else f"{type(exc).__name__}: "
-        print(f"models.train: {args.config}: {kind}{exc}".splitlines()[0], file=sys.stderr)
+        line = f"{args.config}: {kind}{exc}".splitlines()[0]
+        print(f"models.train: {line}", file=sys.stderr)
+        error_file = os.environ.get("TESSERA_ERROR_FILE")
+        if error_file:  # the launcher reports it as its own one-line error
+            Path(error_file).write_text(line + "\n")
         return 1
     return 0
 

@@ -48,9 +48,13 @@ def stage_changed(root: Path, name: str) -> bool:
 
 
 def commit_stage(root: Path, name: str) -> None:
-    """Record the stage's deps, params and outputs in ``dvc.lock`` (and cache its outputs)."""
-    with _repo(root) as repo:
+    """Record the stage's deps, params and outputs in ``dvc.lock``, cache its outputs and
+    git-ignore them, as ``dvc repro`` does."""
+    with _repo(root) as repo, repo.scm_context(quiet=True):
         repo.commit(target=name, force=True)
+        for stage in repo.stage.collect(name):
+            for out in stage.outs:
+                out.ignore()
 
 
 def default_remote(root: Path) -> str | None:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +77,13 @@ def launch_training(
     summary_path = config_path.parent / SUMMARY_FILE
     if summary_path.exists():
         summary_path.unlink()
-    rc = subprocess.run(cmd, check=False).returncode
+    with tempfile.TemporaryDirectory() as tmp:
+        error_file = Path(tmp) / "error.txt"  # the child's one-line reason, if it fails
+        env = {**os.environ, "TESSERA_ERROR_FILE": str(error_file)}
+        rc = subprocess.run(cmd, check=False, env=env).returncode
+        reason = error_file.read_text().strip() if error_file.exists() else ""
     if rc != 0:
-        raise TrainingError(f"{config_path}: training exited with status {rc} (see above)")
+        raise TrainingError(reason or f"{config_path}: training exited with status {rc}")
     if not summary_path.exists():
         raise TrainingError(f"{summary_path}: training finished without a summary")
     summary: dict[str, Any] = json.loads(summary_path.read_text())

@@ -1,0 +1,217 @@
+"""``tessera run`` end to end in a temporary git + DVC repo, agreeing with ``dvc repro``; and a
+deployment of the pipeline run by a real ``prefect server``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from tests.helpers import landsat_like, write_nifti
+from tests.test_dvc import _git_dvc_repo, _sh
+from tests.test_registry import _free_port
+
+pytestmark = pytest.mark.slow
+STAGES = ["ingest", "tile", "train@l8-vae", "evaluate@l8-vae", "register"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Path:
+    """A committed git + DVC project: the real dvc.yaml and code, tiny data, one experiment."""
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    repo = tmp_path_factory.mktemp("project")
+    _git_dvc_repo(repo, env)
+    shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
+    for pkg in ("flows", "tasks", "models"):
+        shutil.copytree(REPO / pkg, repo / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    landsat_like(repo / "data" / "l8", h=96, w=96)
+    rng = np.random.default_rng(0)
+    volume = rng.random((12, 14, 10)).astype(np.float32)
+    write_nifti(repo / "data" / "vol.nii.gz", volume, np.eye(4))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["ingest"]["sources"] = [
+        {
+            "name": "l8",
+            "kind": "geotiff",
+            "glob": "data/l8/l8_B*.tif",
+            "band_regex": r"l8_(?P<band>B\d+)\.tif$",
+            "nodata": 0,
+        },
+        {"name": "vol", "kind": "nifti", "paths": ["data/vol.nii.gz"]},
+    ]
+    params["tile"].update(size=8, stride=8)
+    params["tile"]["split"]["block_size"] = 16
+    params["train"]["trainer"].update(max_epochs=1)
+    params["evaluate"]["tsne"] = False
+    params["experiments"] = {
+        "l8-vae": {
+            "dataset": {"sources": ["l8"]},
+            "model": {"type": "vae", "latent_dim": 2, "widths": [4, 8], "lr": 0.001},
+            "loader": {"batch_size": 8},
+        }
+    }
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    (repo / ".gitignore").write_text("mlflow.db\nmlartifacts/\n.prefect/\n")
+    for cmd in (["dvc", "add", "-q", "data"], ["git", "add", "-A"], ["git", "commit", "-qm", "p"]):
+        res = _sh(cmd, repo, env)
+        assert res.returncode == 0, res.stderr
+    return repo
+
+
+def _ran(out: str) -> list[str]:
+    line = next(x for x in out.splitlines() if x.startswith("Ran: "))
+    return [] if "nothing" in line else line[5:].split(", ")
+
+
+def test_tessera_run_does_every_stage_once_and_agrees_with_dvc(project, cli, subprocess_env):
+    rc, out, err = cli("run", cwd=project)
+    assert rc == 0, err
+    assert _ran(out) == STAGES  # dependency order, every stage as a subflow
+    record = json.loads((project / "outputs/registry/l8-vae.json").read_text())
+    assert record["alias"] == "champion" and record["version"] == "1"
+    assert "| l8-vae | silhouette" in out
+    # DVC agrees: nothing is out of date, and dvc repro has nothing to do
+    status = _sh(["dvc", "status", "--json"], project, subprocess_env)
+    assert status.returncode == 0 and json.loads(status.stdout or "{}") == {}, status.stdout
+    repro = _sh(["dvc", "repro"], project, subprocess_env)
+    assert repro.returncode == 0 and "Running stage" not in repro.stdout, repro.stdout
+    for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "run 1"]):
+        res = _sh(cmd, project, subprocess_env)
+        assert res.returncode == 0, res.stdout + res.stderr
+    tracked = _sh(["git", "ls-files"], project, subprocess_env).stdout
+    assert "outputs/tiles/" not in tracked and ".ckpt" not in tracked  # DVC's, git-ignored
+
+    # unchanged data and params: no work, nothing registered
+    start = time.monotonic()
+    rc, out, err = cli("run", cwd=project)
+    assert rc == 0, err
+    assert _ran(out) == [] and time.monotonic() - start < 60
+    assert json.loads((project / "outputs/registry/l8-vae.json").read_text())["version"] == "1"
+
+    # one experiment's hyper-parameter: only its stages and register rerun
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["experiments"]["l8-vae"]["model"]["lr"] = 0.003
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    rc, out, err = cli("run", cwd=project)
+    assert rc == 0, err
+    assert _ran(out) == ["train@l8-vae", "evaluate@l8-vae", "register"]
+    assert json.loads((project / "outputs/registry/l8-vae.json").read_text())["version"] == "2"
+    status = _sh(["dvc", "status", "--json"], project, subprocess_env)
+    assert json.loads(status.stdout or "{}") == {}, status.stdout
+    diff = _sh(["dvc", "params", "diff"], project, subprocess_env)
+    assert "experiments.l8-vae.model.lr" in diff.stdout and "0.003" in diff.stdout, diff.stdout
+    metrics = _sh(["dvc", "metrics", "diff", "--all"], project, subprocess_env)
+    assert metrics.returncode == 0 and "silhouette" in metrics.stdout, metrics.stderr
+
+
+def test_a_failing_stage_fails_the_run_in_one_line(project, cli):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    broken = json.loads(json.dumps(params))
+    broken["experiments"]["l8-vae"]["dataset"]["sources"] = ["nope"]
+    (project / "params.yaml").write_text(yaml.safe_dump(broken))
+    try:
+        rc, _, err = cli("run", cwd=project)
+    finally:
+        (project / "params.yaml").write_text(yaml.safe_dump(params))
+    errors = [line for line in err.splitlines() if line.startswith("tessera:")]
+    assert rc == 1 and len(errors) == 1 and "Traceback" not in err
+    assert errors[0].startswith("tessera: train@l8-vae: ")
+    assert "no tiles of source 'nope'" in errors[0]
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def _post(url: str, body: dict) -> dict:
+    req = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def _wait(check, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            got = check()
+        except OSError:
+            got = None
+        if got:
+            return got
+        time.sleep(1)
+    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def test_deployment_runs_on_a_real_prefect_server(project, tmp_path, subprocess_env):
+    """prefect.yaml deploys against a real server; a served deployment's run completes."""
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**subprocess_env, "PREFECT_HOME": str(tmp_path / "home"), "PREFECT_API_URL": api}
+    env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
+    bin_dir = Path(sys.executable).parent
+    server = subprocess.Popen(
+        [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port),
+         "--analytics-off", "--no-ui"],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    served = None
+    try:
+        _wait(lambda: _get(f"{api}/health"), 90, "the Prefect server")
+        # the declared deployments are valid for a real server (work pool created first)
+        shutil.copy(REPO / "prefect.yaml", project / "prefect.yaml")
+        res = _sh(
+            [str(bin_dir / "prefect"), "work-pool", "create", "tessera-process",
+             "--type", "process"],
+            project, env,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stdout + res.stderr
+        res = _sh([str(bin_dir / "prefect"), "--no-prompt", "deploy", "--all"], project, env, 120)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+        names = {d["name"] for d in _post(f"{api}/deployments/filter", {})}
+        assert {"tessera-nightly", "tessera-retrain-weekly"} <= names
+        # serve the pipeline from this project (no work pool) and trigger a run
+        served = subprocess.Popen(
+            [str(bin_dir / "tessera"), "serve", "--cron", "0 2 * * *", "--name", "t"],
+            cwd=project, env=env, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        dep = _wait(
+            lambda: _get(f"{api}/deployments/name/tessera-pipeline/t"), 90, "the served deployment"
+        )
+        run = _post(f"{api}/deployments/{dep['id']}/create_flow_run", {})
+
+        def finished() -> dict | None:
+            state = _get(f"{api}/flow_runs/{run['id']}")["state"]
+            return state if state["type"] in ("COMPLETED", "FAILED", "CRASHED") else None
+
+        state = _wait(finished, 240, "the deployment's flow run")
+        assert state["type"] == "COMPLETED", state.get("message")
+    finally:
+        if served is not None:
+            _stop(served)
+        _stop(server)
