@@ -288,27 +288,17 @@ def _resolve(params: Path, experiment: str, resolve: Any) -> Any:
 
 
 @app.command()
-def summary(tiles: Path = Path("outputs/tiles")) -> None:
-    """Print what the pipeline has produced so far."""
-    import json
-
+def summary(params: ParamsOpt = Path("params.yaml"), tiles: Path = Path("outputs/tiles")) -> None:
+    """Print what the pipeline has produced: tiles, metrics, registered models, where things are."""
     from rich.console import Console
-    from rich.table import Table
 
-    info = json.loads((tiles / "store.json").read_text())
-    t = Table(title=f"Tile store {tiles} ({info['n_tiles']} tiles)")
-    for col in ("source", "kind", "bands", "dtype", "classes", "scenes"):
-        t.add_column(col)
-    for name, s in info["sources"].items():
-        t.add_row(
-            name,
-            s["kind"],
-            str(len(s["bands"])),
-            s["dtype"],
-            ", ".join(s["class_names"]) or "-",
-            str(len(s["scenes"])),
-        )
-    Console().print(t)
+    from flows.summary import UI_HINTS, experiments_table, store_table
+
+    p = _load(params, None)
+    console = Console(width=max(Console().width, 160))
+    console.print(store_table(tiles))
+    console.print(experiments_table(p))
+    console.print(UI_HINTS, highlight=False)
 
 
 def run(argv: list[str] | None = None) -> int:

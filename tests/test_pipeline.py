@@ -114,6 +114,9 @@ def test_tessera_run_does_every_stage_once_and_agrees_with_dvc(project, cli, sub
     assert "experiments.l8-vae.model.lr" in diff.stdout and "0.003" in diff.stdout, diff.stdout
     metrics = _sh(["dvc", "metrics", "diff", "--all"], project, subprocess_env)
     assert metrics.returncode == 0 and "silhouette" in metrics.stdout, metrics.stderr
+    rc, out, err = cli("summary", cwd=project)  # what make demo prints at the end
+    assert rc == 0, err
+    assert "tessera-l8-vae v2" in out and "l8_clusters.tif" in out and "mlflow ui" in out
 
 
 def test_a_failing_stage_fails_the_run_in_one_line(project, cli):

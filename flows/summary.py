@@ -1,0 +1,65 @@
+"""``tessera summary``: what the pipeline has produced, as tables for the terminal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from flows.config import TesseraParams
+
+HEADLINE = ("dice_mean", "accuracy", "balanced_accuracy", "silhouette", "nmi", "rec_psnr")
+
+
+def _json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def store_table(tiles: Path) -> Any:
+    """One row per source of the tile store."""
+    from rich.table import Table
+
+    info = _json(tiles / "store.json")
+    t = Table(title=f"Tile store {tiles} ({info.get('n_tiles', 0)} tiles)")
+    for col in ("source", "kind", "bands", "dtype", "classes", "scenes"):
+        t.add_column(col)
+    for name, s in info.get("sources", {}).items():
+        classes = ", ".join(s["class_names"]) or "-"
+        t.add_row(name, s["kind"], str(len(s["bands"])), s["dtype"], classes, str(len(s["scenes"])))
+    return t
+
+
+def experiments_table(p: TesseraParams) -> Any:
+    """One row per experiment: headline metrics, registered version, alias, champion."""
+    from rich.table import Table
+
+    t = Table(title="Experiments")
+    for col in ("experiment", "metrics", "registered", "alias", "champion", "report, maps"):
+        t.add_column(col, overflow="fold")
+    for exp in sorted(p.experiments):
+        out = Path(p.evaluate.out) / exp
+        m, r = _json(out / "metrics.json"), _json(Path(p.registry.out) / f"{exp}.json")
+        shown = ", ".join(f"{k} {m[k]:.3g}" for k in HEADLINE if m.get(k) is not None)
+        champion = "-"
+        if r:
+            current = r["version"] if r["alias"] == "champion" else r["previous_champion"]
+            champion = f"v{current}"
+        maps = sorted(x.name for x in (out / "maps").glob("*")) if (out / "maps").is_dir() else []
+        where = f"{out}/report.md" + "".join(f"\n{out}/maps/{x}" for x in maps)
+        t.add_row(
+            exp,
+            shown or "not evaluated",
+            f"{r['name']} v{r['version']}" if r else "-",
+            r.get("alias", "-"),
+            champion,
+            where,
+        )
+    return t
+
+
+UI_HINTS = """\
+MLflow UI:  .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+            then http://127.0.0.1:5000 (runs, plots, registry: tessera-<experiment>@champion)
+Prefect UI: .venv/bin/prefect server start --host 127.0.0.1 --port 4200
+            then http://127.0.0.1:4200 (set PREFECT_API_URL=http://127.0.0.1:4200/api for runs)
+PNG plots:  outputs/eval/<experiment>/plots/  (and outputs/models/<experiment>/plots/)"""
