@@ -35,7 +35,10 @@ class TrainerParams(BaseModel):
     limit_train_batches: int | float = 1.0
     limit_val_batches: int | float = 1.0
     seed: int = 0
-    deterministic: bool = True
+    deterministic: bool | Literal["warn"] = Field(
+        default=True,
+        description="Deterministic algorithms; 'warn' where one has none (grid_sample on CUDA).",
+    )
     log_every_n_steps: int = Field(default=10, ge=1)
     monitor: str = Field(default="val_loss", description="Metric that picks best.ckpt.")
     monitor_mode: Literal["min", "max"] = "min"
