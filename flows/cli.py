@@ -223,8 +223,9 @@ def register(
     fp = _resolve(params, ",".join(names) or "*", lambda: resolve_registration(p, names or None))
     configure_http_retries(p.registry.retries, p.registry.backoff_s)
     for r in _run(register_flow, p.runner, params=fp):
+        done = "registered" if r["registered"] else "unchanged"
         typer.echo(
-            f"registered {r['name']} v{r['version']} as {r['alias']} "
+            f"{done} {r['name']} v{r['version']} as {r['alias']} "
             f"({r['metric']} {r['value']}): {r['reason']}"
         )
 

@@ -106,7 +106,7 @@ def run_summary(root: Path, params: TesseraParams, ran: list[str], skipped: list
         m = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
         r = json.loads(record_path.read_text()) if record_path.exists() else {}
         shown = ", ".join(f"{k} {m[k]:.4g}" for k in keys if m.get(k) is not None)
-        moved = "register" in ran and r.get("alias") == "champion"
+        moved = "register" in ran and r.get("registered") and r.get("alias") == "champion"
         alias = f"{r.get('alias', '-')}{' (moved)' if moved else ''}"
         version = f"{r['name']} v{r['version']}" if r else "-"
         plots = f"{params.evaluate.out}/{exp}/report.md"

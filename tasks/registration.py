@@ -11,7 +11,16 @@ import numpy as np
 from models.config import CHECKPOINT_DIR, SUMMARY_FILE, RunConfig
 from tasks.evaluation import METRICS_FILE, PLOTS, REPORT_FILE
 from tasks.files import atomic_write_json
-from tasks.registry import Direction, RegistryError, log_candidate, promote
+from tasks.registry import (
+    CHAMPION,
+    FINGERPRINT_TAG,
+    Direction,
+    RegistryError,
+    log_candidate,
+    model_fingerprint,
+    promote,
+    version_with_fingerprint,
+)
 
 PRIMARY_METRICS = {"seg_ae": "dice_mean", "ssvae": "accuracy", "vae": "silhouette"}
 
@@ -67,6 +76,24 @@ def register_experiment(
         json.loads(summary_path.read_text()).get("mlflow_run_id") if summary_path.exists() else None
     )
     model, example, expected = serving_example(run, example_tiles)
+    fingerprint = model_fingerprint(model, metrics_path.read_bytes() + metric.encode())
+    same = version_with_fingerprint(run.tracking_uri, name, fingerprint)
+    if same is not None:  # the same weights and evaluation: nothing new to register
+        version, aliases = same
+        unchanged: dict[str, Any] = {
+            "experiment": run.experiment,
+            "name": name,
+            "version": version,
+            "model_uri": f"models:/{name}/{version}",
+            "alias": CHAMPION if CHAMPION in aliases else (aliases[0] if aliases else "none"),
+            "reason": f"unchanged: the same model and evaluation as v{version}",
+            "metric": metric,
+            "direction": direction,
+            "value": metrics[metric],
+            "registered": False,
+        }
+        atomic_write_json(record_path, unchanged)
+        return unchanged
     candidate = log_candidate(
         model,
         example,
@@ -81,7 +108,7 @@ def register_experiment(
             "eval/report": eval_dir / REPORT_FILE,
         },
         metrics,
-        {**lineage, "tessera.experiment": run.experiment},
+        {**lineage, "tessera.experiment": run.experiment, FINGERPRINT_TAG: fingerprint},
         ready_timeout_s,
     )
     value = metrics[metric]
@@ -89,7 +116,7 @@ def register_experiment(
         candidate, run.tracking_uri, example, expected, metric, value, direction,
         min_improvement, ready_timeout_s,
     )  # fmt: skip
-    record = {
+    record: dict[str, Any] = {
         "experiment": run.experiment,
         "name": name,
         "version": candidate.version,
@@ -104,6 +131,7 @@ def register_experiment(
         "previous_champion": decision.champion_version,
         "previous_champion_value": decision.champion_value,
         "lineage": lineage,
+        "registered": True,
     }
     atomic_write_json(record_path, record)
     return record

@@ -26,6 +26,7 @@ Alias = Literal["champion", "challenger"]
 CHAMPION: Alias = "champion"
 CHALLENGER: Alias = "challenger"
 PRIMARY_METRIC_TAG, PRIMARY_VALUE_TAG = "tessera.primary_metric", "tessera.primary_value"
+FINGERPRINT_TAG = "tessera.fingerprint"
 PIP_REQUIREMENTS = ["torch==2.13.0", "numpy"]
 
 
@@ -248,6 +249,36 @@ def validate_version(
     if not np.allclose(got, expected, atol=atol, rtol=1e-4):
         worst = float(np.abs(got - expected).max())
         raise RegistryError(f"{model_uri}: outputs differ from the trained model by {worst:.3g}")
+
+
+def model_fingerprint(model: Any, metrics_bytes: bytes) -> str:
+    """sha256 of a model's weights and buffers (by name) and of its evaluation."""
+    h = hashlib.sha256(metrics_bytes)
+    for key, tensor in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def version_with_fingerprint(
+    tracking_uri: str, name: str, fingerprint: str
+) -> tuple[str, list[str]] | None:
+    """A registered version of ``name`` tagged with ``fingerprint``, and its aliases."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri)
+    try:
+        found = client.search_model_versions(
+            f"name = '{name}' and tags.`{FINGERPRINT_TAG}` = '{fingerprint}'"
+        )
+    except MlflowException:
+        return None
+    if not found:
+        return None
+    mv = max(found, key=lambda v: int(v.version))
+    aliases = client.get_model_version(name, str(mv.version)).aliases
+    return str(mv.version), list(aliases)
 
 
 def champion_record(client: Any, name: str, metric: str) -> tuple[str | None, float | None]:

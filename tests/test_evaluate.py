@@ -141,10 +141,11 @@ def test_register_gates_tags_and_loads_in_a_new_process(trained, cli, subprocess
     assert "eval_accuracy" in run.data.metrics  # evaluation logged to the training's run
     arts = {a.path for a in client.list_artifacts(record["run_id"], "eval")}
     assert "eval/metrics.json" in arts and "eval/plots" in arts
-    # the same model again: not better, so challenger; the champion stays
+    # the same model and evaluation again: nothing new is registered, the champion stays
     rc, out, err = cli("register", "--experiment", "tiny-ssvae", cwd=trained)
     assert rc == 0, err
-    assert "v2 as challenger" in out and "needs higher" in out
+    assert "unchanged tessera-tiny-ssvae v1 as champion" in out
+    assert len(client.search_model_versions("name = 'tessera-tiny-ssvae'")) == 1
     assert str(client.get_model_version_by_alias("tessera-tiny-ssvae", "champion").version) == "1"
     code = (
         "import mlflow.pytorch, torch; "
