@@ -150,3 +150,19 @@ TINY_EXPERIMENTS: dict[str, Any] = {
         "model": {"type": "ssvae", "latent_dim": 4, "widths": [8, 16]},
     },
 }
+
+
+def stop_process_group(proc: Any) -> None:
+    """Stop a server started with ``start_new_session=True``: SIGTERM its group, then SIGKILL."""
+    import os
+    import signal
+    import subprocess
+
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.helpers import landsat_like, write_nifti
+from tests.helpers import landsat_like, stop_process_group, write_nifti
 from tests.test_dvc import _git_dvc_repo, _sh
 from tests.test_registry import _free_port
 
@@ -160,16 +159,6 @@ def _wait(check, seconds: float, what: str):
     raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
 def test_deployment_runs_on_a_real_prefect_server(project, tmp_path, subprocess_env):
     """prefect.yaml deploys against a real server; a served deployment's run completes."""
     port = _free_port()
@@ -216,5 +205,5 @@ def test_deployment_runs_on_a_real_prefect_server(project, tmp_path, subprocess_
         assert state["type"] == "COMPLETED", state.get("message")
     finally:
         if served is not None:
-            _stop(served)
-        _stop(server)
+            stop_process_group(served)
+        stop_process_group(server)

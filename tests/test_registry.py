@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +16,7 @@ import torch
 from models.nets import TileClassifier
 from models.serving import ClassifierServing
 from tasks.registry import RegistryError, gate, log_candidate, promote
+from tests.helpers import stop_process_group
 
 
 @pytest.mark.parametrize(
@@ -157,12 +156,7 @@ def test_register_against_a_real_mlflow_server(tmp_path, cli, subprocess_env):
         assert res.returncode == 0 and res.stdout.strip() == "(2, 3)", res.stderr[-2000:]
         assert list((tmp_path / "server-artifacts").rglob("MLmodel"))  # proxied artifacts
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
+        stop_process_group(server)
     deadline = time.monotonic() + 10
     while _healthy(url) and time.monotonic() < deadline:
         time.sleep(0.5)
