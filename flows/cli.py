@@ -238,15 +238,17 @@ ForceOpt = Annotated[
 
 @app.command(name="run")
 def run_pipeline(
-    params: ParamsOpt = Path("params.yaml"),
     force: ForceOpt = None,
     push: Annotated[bool, typer.Option(help="dvc push to the default remote.")] = True,
 ) -> None:
-    """Run every out-of-date dvc.yaml stage as a Prefect subflow and commit it to dvc.lock."""
-    _load(params, None)  # a bad params.yaml fails here, in one line
-    from flows.pipeline import PipelineParams, pipeline_flow
+    """Run every out-of-date dvc.yaml stage as a Prefect subflow and commit it to dvc.lock.
 
-    fp = PipelineParams(root=".", params_file=str(params), force=list(force or []), push=push)
+    It reads params.yaml, as DVC does (no --set: the outputs must match what DVC records).
+    """
+    from flows.pipeline import PARAMS_FILE, PipelineParams, pipeline_flow
+
+    _load(Path(PARAMS_FILE), None)  # a bad params.yaml fails here, in one line
+    fp = PipelineParams(root=".", force=list(force or []), push=push)
     state = pipeline_flow(params=fp, return_state=True)
     if state.is_failed():
         raise UserError(state.message or "pipeline failed")

@@ -34,3 +34,4 @@ def quiet_third_party() -> None:
     warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
     warnings.filterwarnings("ignore", module="rasterio")
     logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
+    logging.getLogger("dvc").setLevel(logging.WARNING)  # "Updating lock file" per stage

@@ -48,11 +48,15 @@ push_outputs_task = task(name="dvc-push", retries=3, retry_delay_seconds=[2, 10,
 )
 
 
+# DVC tracks params.yaml: the pipeline reads the same file, so both agree on what is current
+PARAMS_FILE = "params.yaml"
+
+
 class PipelineParams(BaseModel):
-    """Where the project lives and what to force."""
+    """Where the project lives and what to force. The data sources are ``ingest.sources`` in
+    the checkout's ``params.yaml``, versioned with the code."""
 
     root: str = Field(default=".", description="The project checkout (a git + DVC repo).")
-    params_file: str = "params.yaml"
     force: list[str] = Field(
         default_factory=list,
         description="Stage names or prefixes to run even when current (e.g. train).",
@@ -121,7 +125,7 @@ def pipeline_flow(params: PipelineParams) -> State[Any]:
     """Run the out-of-date ``dvc.yaml`` stages as subflows, committing each to ``dvc.lock``."""
     root = Path(params.root).resolve()
     os.chdir(root)  # every stage reads and writes paths relative to the project
-    p = load_params(root / params.params_file)
+    p = load_params(root / PARAMS_FILE)
     stages = pipeline_stages_task(root)
     if isinstance(stages, StepError):
         return Failed(message=stages.message)
