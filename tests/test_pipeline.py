@@ -63,7 +63,13 @@ def project(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Path:
     }
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     (repo / ".gitignore").write_text("mlflow.db\nmlartifacts/\n.prefect/\n")
-    for cmd in (["dvc", "add", "-q", "data"], ["git", "add", "-A"], ["git", "commit", "-qm", "p"]):
+    remote = tmp_path_factory.mktemp("remote")
+    for cmd in (
+        ["dvc", "remote", "add", "-d", "local", str(remote)],
+        ["dvc", "add", "-q", "data"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "p"],
+    ):
         res = _sh(cmd, repo, env)
         assert res.returncode == 0, res.stderr
     return repo
@@ -81,6 +87,9 @@ def test_tessera_run_does_every_stage_once_and_agrees_with_dvc(project, cli, sub
     record = json.loads((project / "outputs/registry/l8-vae.json").read_text())
     assert record["alias"] == "champion" and record["version"] == "1"
     assert "| l8-vae | silhouette" in out
+    # the outputs went to the default remote: a fresh checkout could pull them
+    pushed = _sh(["dvc", "status", "--cloud", "--json"], project, subprocess_env)
+    assert pushed.returncode == 0 and json.loads(pushed.stdout or "{}") == {}, pushed.stdout
     # DVC agrees: nothing is out of date, and dvc repro has nothing to do
     status = _sh(["dvc", "status", "--json"], project, subprocess_env)
     assert status.returncode == 0 and json.loads(status.stdout or "{}") == {}, status.stdout
