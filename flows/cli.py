@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -327,6 +328,10 @@ def run(argv: list[str] | None = None) -> int:
         return _report(str(exc))
     except FileNotFoundError as exc:
         return _report(f"{exc.filename}: file not found")
+    except Exception as exc:  # a bug: still one line; TESSERA_DEBUG=1 shows the traceback
+        if os.environ.get("TESSERA_DEBUG"):
+            raise
+        return _report(f"internal error: {type(exc).__name__}: {exc} (TESSERA_DEBUG=1 for details)")
 
 
 def _report(msg: str, code: int = 1) -> int:

@@ -9,7 +9,6 @@ clean after every run, and a rerun after a crash continues from the last committ
 
 # no `from __future__ import annotations`: a deployment loads this file by path, and Prefect
 # must resolve the flow's parameter model from real (not string) annotations
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,10 @@ from tasks.dvc_stages import (
     stage_changed,
 )
 from tasks.errors import StepError, returning_errors
+from tasks.pipeline_report import run_summary
 
+load_params_task = task(name="load-params", cache_policy=NONE)(returning_errors(load_params))
+run_summary_task = task(name="run-summary", cache_policy=NONE)(run_summary)
 # DVC reads and writes files: retry them; a stage itself is never retried blindly
 pipeline_stages_task = task(name="dvc-stages", retries=2, retry_delay_seconds=2)(
     returning_errors(pipeline_stages)
@@ -97,35 +99,14 @@ def _forced(name: str, force: list[str]) -> bool:
     return any(name == f or name.split("@")[0] == f for f in force)
 
 
-def run_summary(root: Path, params: TesseraParams, ran: list[str], skipped: list[str]) -> str:
-    """Markdown: stages run, each experiment's headline metrics, its registry version."""
-    lines = ["# Tessera pipeline", "", f"Ran: {', '.join(ran) or 'nothing (all current)'}"]
-    lines += [f"Current already: {', '.join(skipped) or 'none'}", ""]
-    lines += ["| experiment | metrics | registered | alias | reason | plots |"]
-    lines += ["| --- | --- | --- | --- | --- | --- |"]
-    keys = ("dice_mean", "accuracy", "balanced_accuracy", "silhouette", "nmi", "rec_psnr")
-    for exp in sorted(params.experiments):
-        metrics_path = root / params.evaluate.out / exp / "metrics.json"
-        record_path = root / params.registry.out / f"{exp}.json"
-        m = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-        r = json.loads(record_path.read_text()) if record_path.exists() else {}
-        shown = ", ".join(f"{k} {m[k]:.4g}" for k in keys if m.get(k) is not None)
-        moved = "register" in ran and r.get("registered") and r.get("alias") == "champion"
-        alias = f"{r.get('alias', '-')}{' (moved)' if moved else ''}"
-        version = f"{r['name']} v{r['version']}" if r else "-"
-        plots = f"{params.evaluate.out}/{exp}/report.md"
-        lines.append(
-            f"| {exp} | {shown or '-'} | {version} | {alias} | {r.get('reason', '-')} | {plots} |"
-        )
-    return "\n".join(lines)
-
-
 @flow(name="tessera-pipeline")
 def pipeline_flow(params: PipelineParams) -> State[Any]:
     """Run the out-of-date ``dvc.yaml`` stages as subflows, committing each to ``dvc.lock``."""
     root = Path(params.root).resolve()
     os.chdir(root)  # every stage reads and writes paths relative to the project
-    p = load_params(root / PARAMS_FILE)
+    p = load_params_task(root / PARAMS_FILE)
+    if isinstance(p, StepError):
+        return Failed(message=p.message)
     stages = pipeline_stages_task(root)
     if isinstance(stages, StepError):
         return Failed(message=stages.message)
@@ -157,6 +138,8 @@ def pipeline_flow(params: PipelineParams) -> State[Any]:
             pushed = push_outputs_task(root)
             if isinstance(pushed, StepError):
                 return Failed(message=f"dvc push: {pushed.message}")
-    summary = run_summary(root, p, ran, skipped)
+    summary = run_summary_task(
+        root, p.evaluate.out, p.registry.out, sorted(p.experiments), ran, skipped
+    )
     create_markdown_artifact(summary, key=artifact_key("tessera", "pipeline"))
     return Completed(data={"ran": ran, "skipped": skipped, "pushed": pushed, "summary": summary})

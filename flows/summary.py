@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from flows.config import TesseraParams
-
-HEADLINE = ("dice_mean", "accuracy", "balanced_accuracy", "silhouette", "nmi", "rec_psnr")
-
-
-def _json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {}
+from tasks.pipeline_report import HEADLINE, read_json_or_empty
 
 
 def store_table(tiles: Path) -> Any:
     """One row per source of the tile store."""
     from rich.table import Table
 
-    info = _json(tiles / "store.json")
+    info = read_json_or_empty(tiles / "store.json")
     t = Table(title=f"Tile store {tiles} ({info.get('n_tiles', 0)} tiles)")
     for col in ("source", "kind", "bands", "dtype", "classes", "scenes"):
         t.add_column(col)
@@ -38,12 +32,10 @@ def experiments_table(p: TesseraParams) -> Any:
         t.add_column(col, overflow="fold")
     for exp in sorted(p.experiments):
         out = Path(p.evaluate.out) / exp
-        m, r = _json(out / "metrics.json"), _json(Path(p.registry.out) / f"{exp}.json")
+        m = read_json_or_empty(out / "metrics.json")
+        r = read_json_or_empty(Path(p.registry.out) / f"{exp}.json")
         shown = ", ".join(f"{k} {m[k]:.3g}" for k in HEADLINE if m.get(k) is not None)
-        champion = "-"
-        if r:
-            current = r["version"] if r["alias"] == "champion" else r["previous_champion"]
-            champion = f"v{current}"
+        champion = f"v{r['champion_version']}" if r.get("champion_version") else "-"
         maps = sorted(x.name for x in (out / "maps").glob("*")) if (out / "maps").is_dir() else []
         where = f"{out}/report.md" + "".join(f"\n{out}/maps/{x}" for x in maps)
         t.add_row(

@@ -16,6 +16,7 @@ from tasks.registry import (
     FINGERPRINT_TAG,
     Direction,
     RegistryError,
+    champion_record,
     log_candidate,
     model_fingerprint,
     promote,
@@ -79,7 +80,10 @@ def register_experiment(
     fingerprint = model_fingerprint(model, metrics_path.read_bytes() + metric.encode())
     same = version_with_fingerprint(run.tracking_uri, name, fingerprint)
     if same is not None:  # the same weights and evaluation: nothing new to register
+        from mlflow import MlflowClient
+
         version, aliases = same
+        champion, _ = champion_record(MlflowClient(run.tracking_uri), name, metric)
         unchanged: dict[str, Any] = {
             "experiment": run.experiment,
             "name": name,
@@ -90,6 +94,7 @@ def register_experiment(
             "metric": metric,
             "direction": direction,
             "value": metrics[metric],
+            "champion_version": champion,
             "registered": False,
         }
         atomic_write_json(record_path, unchanged)
@@ -129,6 +134,9 @@ def register_experiment(
         "direction": direction,
         "value": value,
         "previous_champion": decision.champion_version,
+        "champion_version": candidate.version
+        if decision.alias == CHAMPION
+        else decision.champion_version,
         "previous_champion_value": decision.champion_value,
         "lineage": lineage,
         "registered": True,
