@@ -72,7 +72,7 @@ def evaluate_flow(params: EvaluateFlowParams) -> State[Any]:
         return Failed(message=rep.message)
     history = training_history_task(Path(run.out_dir))
     result = write_evaluation_task(
-        Path(params.out_dir), run.experiment, inf, rep, history, Path(run.store), ev.seed
+        Path(params.out_dir), run.experiment, inf, rep, history, Path(run.store)
     )
     if isinstance(result, StepError):
         return Failed(message=result.message)

@@ -20,6 +20,7 @@ from models.evaluate import Inference
 from tasks.cluster_maps import write_tile_map, write_volume_tile_map
 from tasks.files import atomic_write_bytes, atomic_write_json
 from tasks.metrics import (
+    assignment_scores,
     classification_scores,
     clustering_scores,
     fit_clusterer,
@@ -40,6 +41,7 @@ class LatentReport:
 
     metrics: dict[str, float]
     k: int
+    kmeans: Any  # fitted on the evaluated latents; it also assigns the cluster maps' tiles
     clusters: np.ndarray
     sweep: dict[int, float]
     confusion: np.ndarray | None = None
@@ -82,7 +84,9 @@ def score_latents(
     k = min(choose_k(k, n_classes, sweep), len(z) - 1)
     known = labels if (labels >= 0).sum() > 1 else None
     metrics: dict[str, float] = {"k": float(k), "n_tiles": float(len(z))}
-    metrics.update(clustering_scores(z, k, known, "kmeans", seed))
+    kmeans = fit_clusterer(z, k, "kmeans", seed)
+    clusters = np.asarray(kmeans.predict(z))
+    metrics.update(assignment_scores(z, clusters, known))
     gmm = clustering_scores(z, k, known, "gmm", seed)
     metrics.update({f"gmm_{name}": v for name, v in gmm.items()})
     metrics.update({f"silhouette_k{kk}": v for kk, v in sweep.items()})
@@ -102,8 +106,7 @@ def score_latents(
     if inf.class_pred is not None:
         scores, confusion = classification_scores(labels, inf.class_pred, n_classes)
         metrics.update(scores)
-    clusters = np.asarray(fit_clusterer(z, k, "kmeans", seed).predict(z))
-    return LatentReport(metrics, k, clusters, sweep, confusion, embed_2d(z, seed, tsne))
+    return LatentReport(metrics, k, kmeans, clusters, sweep, confusion, embed_2d(z, seed, tsne))
 
 
 def flat_metrics(inf: Inference, rep: LatentReport) -> dict[str, float | None]:
@@ -211,16 +214,15 @@ def write_plots(
 
 
 def write_cluster_maps(
-    out: Path, inf: Inference, rep: LatentReport, stride: int, axis: int, seed: int = 0
+    out: Path, inf: Inference, rep: LatentReport, stride: int, axis: int
 ) -> list[Path]:
     """Each tile's k-means cluster painted back per scene: GeoTIFF (raster) or NIfTI (volume).
 
-    The clusterer is fitted on the evaluated split and assigns every tile of the sources.
+    The k-means fitted on the evaluated split assigns every tile of the sources.
     """
     if inf.map_latents is None or not inf.map_metas:
         return []
-    km = fit_clusterer(inf.latents, rep.k, "kmeans", seed)
-    ids = np.asarray(km.predict(inf.map_latents))
+    ids = np.asarray(rep.kmeans.predict(inf.map_latents))
     by_scene: dict[str, list[int]] = {}
     for i, m in enumerate(inf.map_metas):
         by_scene.setdefault(str(m["scene_id"]), []).append(i)
@@ -313,7 +315,6 @@ def write_evaluation(
     rep: LatentReport,
     history: dict[str, list[float]],
     store: Path,
-    seed: int = 0,
 ) -> dict[str, Any]:
     """Write metrics.json, tables, PNGs, cluster maps and report.md into ``out`` at once.
 
@@ -326,7 +327,7 @@ def write_evaluation(
     metrics = flat_metrics(inf, rep)
     write_tables(tmp, inf, rep, history)
     plots = write_plots(tmp, inf, rep, history, experiment)
-    maps = write_cluster_maps(tmp, inf, rep, int(params["stride"]), int(params["axis"]), seed)
+    maps = write_cluster_maps(tmp, inf, rep, int(params["stride"]), int(params["axis"]))
     info = {
         "model": inf.model_type,
         "tiles evaluated": len(inf.latents),

@@ -85,7 +85,13 @@ def clustering_scores(
     seed: int = 0,
 ) -> dict[str, float]:
     """Internal scores, plus external ones where ``labels`` (≥ 0 entries) are known."""
-    clusters = assign_clusters(latents, k, how, seed)
+    return assignment_scores(latents, assign_clusters(latents, k, how, seed), labels)
+
+
+def assignment_scores(
+    latents: np.ndarray, clusters: np.ndarray, labels: np.ndarray | None = None
+) -> dict[str, float]:
+    """Scores of a given cluster assignment: internal, plus external where labels are known."""
     out = internal_scores(latents, clusters)
     if labels is not None:
         known = np.asarray(labels) >= 0
