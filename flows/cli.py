@@ -195,8 +195,6 @@ def evaluate(
     from flows.evaluate import evaluate_flow, resolve_evaluation
 
     fp = _resolve(params, experiment, lambda: resolve_evaluation(p, experiment, checkpoint))
-    if not Path(fp.checkpoint).exists():
-        raise UserError(f"{fp.checkpoint}: no checkpoint (run `tessera train` first)")
     res = _run(evaluate_flow, p.runner, params=fp)
     m = res["metrics"]
     keys = ("dice_mean", "accuracy", "silhouette", "nmi", "linear_probe_accuracy", "rec_psnr")
@@ -248,13 +246,9 @@ def run_pipeline(
     """
     from flows.pipeline import PARAMS_FILE, PipelineParams, pipeline_flow
 
-    _load(Path(PARAMS_FILE), None)  # a bad params.yaml fails here, in one line
+    p = _load(Path(PARAMS_FILE), None)  # a bad params.yaml fails here, in one line
     fp = PipelineParams(root=".", force=list(force or []), push=push)
-    state = pipeline_flow(params=fp, return_state=True)
-    if state.is_failed():
-        raise UserError(state.message or "pipeline failed")
-    res: dict[str, Any] = state.result()  # type: ignore[assignment]
-    typer.echo(res["summary"])
+    typer.echo(_run(pipeline_flow, p.runner, params=fp)["summary"])
 
 
 @app.command()

@@ -98,16 +98,20 @@ def decisions_markdown(records: list[dict[str, Any]]) -> str:
 def register_flow(params: RegisterFlowParams) -> State[Any]:
     """Per experiment: lineage, log + register, READY + load-back check, gate, alias."""
     reg, root = params.registry, Path(params.root)
+    uris = {spec.run.tracking_uri for spec in params.experiments}
+    for uri in sorted(u for u in uris if u):  # every store once, before anything is logged
+        reachable = check_tracking_task(uri)
+        if isinstance(reachable, StepError):
+            return Failed(message=reachable.message)
+    lineages: dict[str, dict[str, str]] = {}  # git, DVC and params are shared: once per store
+    for store in sorted({spec.run.store for spec in params.experiments}):
+        lineage = lineage_task(root, Path(store), params.params_sha256, str(flow_run.id))
+        if isinstance(lineage, StepError):
+            return Failed(message=lineage.message)
+        lineages[store] = lineage
     records: list[dict[str, Any]] = []
     for spec in params.experiments:
         run = spec.run
-        assert run.tracking_uri is not None
-        reachable = check_tracking_task(run.tracking_uri)
-        if isinstance(reachable, StepError):
-            return Failed(message=reachable.message)
-        lineage = lineage_task(root, Path(run.store), params.params_sha256, str(flow_run.id))
-        if isinstance(lineage, StepError):
-            return Failed(message=lineage.message)
         record = register_experiment_task(
             run,
             Path(spec.eval_dir),
@@ -115,7 +119,7 @@ def register_flow(params: RegisterFlowParams) -> State[Any]:
             spec.metric,
             spec.direction,
             reg.min_improvement,
-            lineage,
+            lineages[run.store],
             Path(reg.out) / f"{run.experiment}.json",
             reg.example_tiles,
             reg.ready_timeout_s,

@@ -50,10 +50,10 @@ def load_task(config: RunConfig, checkpoint: Path) -> tuple[Any, Any]:
     """The run's DataModule (set up) and its LightningModule with the checkpoint's weights."""
     from models.train import build
 
-    dm, module = build(config)
-    dm.setup("test")
     if not checkpoint.exists():
         raise FileNotFoundError(f"{checkpoint}: no checkpoint (run `tessera train` first)")
+    dm, module = build(config)
+    dm.setup("test")
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as exc:  # unreadable, truncated, or holding more than weights
