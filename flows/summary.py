@@ -6,7 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from flows.config import TesseraParams
-from tasks.pipeline_report import HEADLINE, read_json_or_empty
+from tasks.pipeline_report import (
+    experiment_outputs,
+    headline,
+    read_json_or_empty,
+    version_label,
+)
 
 
 def store_table(tiles: Path) -> Any:
@@ -32,16 +37,14 @@ def experiments_table(p: TesseraParams) -> Any:
         t.add_column(col, overflow="fold")
     for exp in sorted(p.experiments):
         out = Path(p.evaluate.out) / exp
-        m = read_json_or_empty(out / "metrics.json")
-        r = read_json_or_empty(Path(p.registry.out) / f"{exp}.json")
-        shown = ", ".join(f"{k} {m[k]:.3g}" for k in HEADLINE if m.get(k) is not None)
+        m, r = experiment_outputs(Path("."), p.evaluate.out, p.registry.out, exp)
         champion = f"v{r['champion_version']}" if r.get("champion_version") else "-"
         maps = sorted(x.name for x in (out / "maps").glob("*")) if (out / "maps").is_dir() else []
         where = f"{out}/report.md" + "".join(f"\n{out}/maps/{x}" for x in maps)
         t.add_row(
             exp,
-            shown or "not evaluated",
-            f"{r['name']} v{r['version']}" if r else "-",
+            headline(m, digits=3) or "not evaluated",
+            version_label(r),
             r.get("alias", "-"),
             champion,
             where,

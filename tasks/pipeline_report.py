@@ -14,6 +14,26 @@ def read_json_or_empty(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def experiment_outputs(
+    root: Path, eval_out: str, registry_out: str, experiment: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An experiment's ``metrics.json`` and registry record ({} for what is not there yet)."""
+    return (
+        read_json_or_empty(root / eval_out / experiment / "metrics.json"),
+        read_json_or_empty(root / registry_out / f"{experiment}.json"),
+    )
+
+
+def headline(metrics: dict[str, Any], digits: int = 4) -> str:
+    """The headline metrics present, e.g. ``dice_mean 0.7618, silhouette 0.5434``."""
+    return ", ".join(f"{k} {metrics[k]:.{digits}g}" for k in HEADLINE if metrics.get(k) is not None)
+
+
+def version_label(record: dict[str, Any]) -> str:
+    """``tessera-NAME vN`` of a registry record, or ``-``."""
+    return f"{record['name']} v{record['version']}" if record else "-"
+
+
 def run_summary(
     root: Path,
     eval_out: str,
@@ -28,14 +48,9 @@ def run_summary(
     lines += ["| experiment | metrics | registered | alias | reason | plots |"]
     lines += ["| --- | --- | --- | --- | --- | --- |"]
     for exp in experiments:
-        m = read_json_or_empty(root / eval_out / exp / "metrics.json")
-        r = read_json_or_empty(root / registry_out / f"{exp}.json")
-        shown = ", ".join(f"{k} {m[k]:.4g}" for k in HEADLINE if m.get(k) is not None)
+        m, r = experiment_outputs(root, eval_out, registry_out, exp)
         moved = "register" in ran and r.get("registered") and r.get("alias") == "champion"
         alias = f"{r.get('alias', '-')}{' (moved)' if moved else ''}"
-        version = f"{r['name']} v{r['version']}" if r else "-"
-        plots = f"{eval_out}/{exp}/report.md"
-        lines.append(
-            f"| {exp} | {shown or '-'} | {version} | {alias} | {r.get('reason', '-')} | {plots} |"
-        )
+        cells = [exp, headline(m) or "-", version_label(r), alias, r.get("reason", "-")]
+        lines.append(f"| {' | '.join(cells)} | {eval_out}/{exp}/report.md |")
     return "\n".join(lines)
