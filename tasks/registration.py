@@ -76,6 +76,14 @@ def register_experiment(
     train_run = (
         json.loads(summary_path.read_text()).get("mlflow_run_id") if summary_path.exists() else None
     )
+    value = metrics[metric]
+    base: dict[str, Any] = {
+        "experiment": run.experiment,
+        "name": name,
+        "metric": metric,
+        "direction": direction,
+        "value": value,
+    }  # what both records (registered or unchanged) say
     model, example, expected = serving_example(run, example_tiles)
     fingerprint = model_fingerprint(model, metrics_path.read_bytes() + metric.encode())
     same = version_with_fingerprint(run.tracking_uri, name, fingerprint)
@@ -84,16 +92,11 @@ def register_experiment(
 
         version, aliases = same
         champion, _ = champion_record(MlflowClient(run.tracking_uri), name, metric)
-        unchanged: dict[str, Any] = {
-            "experiment": run.experiment,
-            "name": name,
+        unchanged: dict[str, Any] = base | {
             "version": version,
             "model_uri": f"models:/{name}/{version}",
             "alias": CHAMPION if CHAMPION in aliases else (aliases[0] if aliases else "none"),
             "reason": f"unchanged: the same model and evaluation as v{version}",
-            "metric": metric,
-            "direction": direction,
-            "value": metrics[metric],
             "champion_version": champion,
             "registered": False,
         }
@@ -116,23 +119,17 @@ def register_experiment(
         {**lineage, "tessera.experiment": run.experiment, FINGERPRINT_TAG: fingerprint},
         ready_timeout_s,
     )
-    value = metrics[metric]
     decision = promote(
         candidate, run.tracking_uri, example, expected, metric, value, direction,
         min_improvement, ready_timeout_s,
     )  # fmt: skip
-    record: dict[str, Any] = {
-        "experiment": run.experiment,
-        "name": name,
+    record: dict[str, Any] = base | {
         "version": candidate.version,
         "model_uri": candidate.model_uri,
         "run_id": candidate.run_id,
         "logged_to_training_run": candidate.run_id == train_run,
         "alias": decision.alias,
         "reason": decision.reason,
-        "metric": metric,
-        "direction": direction,
-        "value": value,
         "previous_champion": decision.champion_version,
         "champion_version": candidate.version
         if decision.alias == CHAMPION
