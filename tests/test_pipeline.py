@@ -193,7 +193,8 @@ def test_deployment_runs_on_a_real_prefect_server(project, tmp_path, subprocess_
         assert res.returncode == 0, res.stdout + res.stderr
         res = _sh([str(bin_dir / "prefect"), "--no-prompt", "deploy", "--all"], project, env, 120)
         assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-        names = {d["name"] for d in _post(f"{api}/deployments/filter", {})}
+        found = _wait(lambda: _post(f"{api}/deployments/filter", {}), 60, "the deployments")
+        names = {d["name"] for d in found}
         assert {"tessera-nightly", "tessera-retrain-weekly"} <= names
         # serve the pipeline from this project (no work pool) and trigger a run
         served = subprocess.Popen(
@@ -204,7 +205,10 @@ def test_deployment_runs_on_a_real_prefect_server(project, tmp_path, subprocess_
         dep = _wait(
             lambda: _get(f"{api}/deployments/name/tessera-pipeline/t"), 90, "the served deployment"
         )
-        run = _post(f"{api}/deployments/{dep['id']}/create_flow_run", {})
+        # a busy server answers 503 (seen once in CI on 2 cores): ask again, within the bound
+        run = _wait(
+            lambda: _post(f"{api}/deployments/{dep['id']}/create_flow_run", {}), 60, "a flow run"
+        )
 
         def finished() -> dict | None:
             state = _get(f"{api}/flow_runs/{run['id']}")["state"]
