@@ -33,7 +33,8 @@ def _validation_message(exc: Any) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
 
 
-def _load(params: Path, overrides: list[str] | None, runner: str | None = None) -> Any:
+def _load(params: Path | None, overrides: list[str] | None, runner: str | None = None) -> Any:
+    """Validate ``params`` (None: the defaults) with the overrides; problems in one line."""
     from pydantic import ValidationError
 
     from flows.config import load_params
@@ -41,20 +42,27 @@ def _load(params: Path, overrides: list[str] | None, runner: str | None = None) 
     extra = list(overrides or [])
     if runner:
         extra.append(f"runner.kind={runner}")
+    where = str(params) if params is not None else "options"
     try:
         return load_params(params, extra)
     except ValidationError as exc:
-        raise UserError(f"{params}: invalid config: {_validation_message(exc)}") from None
-    except (ValueError, OSError) as exc:
-        raise UserError(f"{params}: {exc}") from None
+        raise UserError(f"{where}: invalid config: {_validation_message(exc)}") from None
+    except OSError as exc:
+        from tasks.errors import one_line
+
+        raise UserError(one_line(exc)) from None
+    except ValueError as exc:
+        raise UserError(f"{where}: {exc}") from None
 
 
 def _run(flow_obj: Any, runner_params: Any, **kwargs: Any) -> Any:
     """Run a flow on the configured task runner; a failed state becomes a one-line error."""
+    from flows.local_api import prefect_api
     from flows.runner import make_task_runner
 
     f = flow_obj.with_options(task_runner=make_task_runner(runner_params))
-    state = f(**kwargs, return_state=True)
+    with prefect_api():
+        state = f(**kwargs, return_state=True)
     if state.is_failed():
         raise UserError(state.message or "flow run failed")
     return state.result()
@@ -63,11 +71,14 @@ def _run(flow_obj: Any, runner_params: Any, **kwargs: Any) -> Any:
 @app.command()
 def samples(
     dest: Annotated[Path, typer.Option(help="Where to copy the data.")] = Path("data"),
+    force: Annotated[
+        bool, typer.Option(help="Replace files that differ from the samples.")
+    ] = False,
 ) -> None:
     """Copy the real sample data (Landsat 8, Sentinel-2, MNI152, DICOM) into data/."""
     from tasks.samples import cache_if_unchanged, copy_samples, sample_files
 
-    written = copy_samples(dest)
+    written = copy_samples(dest, force)
     typer.echo(f"{len(sample_files())} sample files in {dest}/ ({len(written)} written)")
     dvc_file = dest.parent / f"{dest.name}.dvc"
     if dvc_file.exists() and (dest.parent / ".dvc").is_dir():
@@ -97,7 +108,10 @@ def ingest(
 
 @app.command()
 def tile(
-    params: ParamsOpt = Path("params.yaml"),
+    params: Annotated[
+        Path | None,
+        typer.Option("--params", help="The params file (default params.yaml; with --input: none)."),
+    ] = None,
     set_: SetOpt = None,
     input_: Annotated[
         list[Path] | None,
@@ -134,7 +148,9 @@ def tile(
     adhoc = bool(input_)
     if adhoc and out is None:
         overrides.append("tile.out=tiles")
-    p = _load(params if not adhoc else Path("/nonexistent/params.yaml"), overrides, task_runner)
+    if params is None and not adhoc:
+        params = Path("params.yaml")
+    p = _load(params, overrides, task_runner)
     sources = None
     if adhoc:
         from tasks.adhoc import adhoc_sources
@@ -147,7 +163,7 @@ def tile(
         raise UserError("--label and --stack need --input")
     from flows.tile import tile_flow
 
-    res = _run(tile_flow, p.runner, params=p.tile, sources=sources, base="/" if adhoc else ".")
+    res = _run(tile_flow, p.runner, params=p.tile, sources=sources, base=str(Path.cwd()))
     typer.echo(
         f"tile store: {res['store']} ({res['tiles']} tiles from {res['scenes']} scenes, "
         f"{len(res['rejected'])} rejected)"
@@ -264,12 +280,53 @@ def serve(
     from flows.pipeline import PipelineParams, pipeline_flow
 
     fp = PipelineParams(root=str(Path.cwd()), force=list(force or []))
-    typer.echo(f"serving tessera-pipeline/{name}: cron {cron!r} ({timezone}); Ctrl-C stops")
-    pipeline_flow.serve(
-        name=name,
-        schedule=Cron(cron, timezone=timezone),
-        parameters={"params": fp.model_dump()},
-    )
+    from flows.local_api import prefect_api
+
+    with prefect_api():
+        typer.echo(f"serving tessera-pipeline/{name}: cron {cron!r} ({timezone}); Ctrl-C stops")
+        pipeline_flow.serve(
+            name=name,
+            schedule=Cron(cron, timezone=timezone),
+            parameters={"params": fp.model_dump()},
+        )
+
+
+server_app = typer.Typer(
+    no_args_is_help=True, help="The local Prefect server (and UI) that commands reuse."
+)
+app.add_typer(server_app, name="server")
+
+
+def _home() -> Path:
+    return Path(os.environ["PREFECT_HOME"])
+
+
+@server_app.command("start")
+def server_start() -> None:
+    """Start the local Prefect server now (commands otherwise start it on first use)."""
+    from flows.local_api import idle_minutes, running_url, start
+
+    url = running_url(_home()) or start(_home(), idle_minutes())
+    typer.echo(f"Prefect API at {url}; UI at {url.removesuffix('/api')}")
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the local Prefect server of this project (or of this user, outside a project)."""
+    from flows.local_api import stop
+
+    pid = stop(_home())
+    typer.echo(f"stopped the local Prefect server (pid {pid})" if pid else "no server running")
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Say whether the local Prefect server is up, where, and where its data lives."""
+    from flows.local_api import mode, running_url
+
+    url = running_url(_home())
+    typer.echo(f"Prefect home: {_home()}; API mode: {mode()}")
+    typer.echo(f"running at {url}" if url else "not running (the next command starts it)")
 
 
 def _resolve(params: Path, experiment: str, resolve: Any) -> Any:
@@ -307,7 +364,9 @@ def run(argv: list[str] | None = None) -> int:
         from click import exceptions as click_exc  # type: ignore[no-redef]
 
     configure_environment()
+    from flows.local_api import ServerError
     from tasks.errors import BadInputError, StoreLockedError
+    from tasks.outputs import OutputRefusedError
 
     try:
         result = app(args=argv, standalone_mode=False, prog_name="tessera")
@@ -318,10 +377,12 @@ def run(argv: list[str] | None = None) -> int:
         if exc.format_message():
             typer.echo(f"tessera: {exc.format_message()}", err=True)
         return exc.exit_code
-    except (UserError, BadInputError, StoreLockedError) as exc:
+    except (UserError, BadInputError, StoreLockedError, OutputRefusedError, ServerError) as exc:
         return _report(str(exc))
-    except FileNotFoundError as exc:
-        return _report(f"{exc.filename}: file not found")
+    except OSError as exc:  # a path the user gave (or a full disk): named in one line
+        from tasks.errors import one_line
+
+        return _report(one_line(exc))
     except Exception as exc:  # a bug: still one line; TESSERA_DEBUG=1 shows the traceback
         if os.environ.get("TESSERA_DEBUG"):
             raise

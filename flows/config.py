@@ -146,10 +146,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def load_params(path: Path, overrides: list[str] | None = None) -> TesseraParams:
-    """Read, override and validate ``params.yaml``; a missing file means all defaults."""
+def load_params(path: Path | None, overrides: list[str] | None = None) -> TesseraParams:
+    """Read, override and validate ``params.yaml``; no file (None) means all defaults."""
     raw: dict[str, Any] = {}
-    if path.exists():
+    if path is not None:
         loaded = yaml.safe_load(path.read_text())
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")

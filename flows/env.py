@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -15,10 +16,31 @@ OFFLINE_DEFAULTS = {
 }
 
 
-def configure_environment(root: Path | None = None) -> None:
-    """Keep every tool offline and its state inside the project (``.prefect/``)."""
-    root = root or Path.cwd()
-    os.environ.setdefault("PREFECT_HOME", str(root / ".prefect"))
+def project_root(start: Path) -> Path | None:
+    """The nearest folder at or above ``start`` holding ``params.yaml`` and ``dvc.yaml``."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / "params.yaml").is_file() and (folder / "dvc.yaml").is_file():
+            return folder
+    return None
+
+
+def state_home(cwd: Path | None = None) -> Path:
+    """Where Prefect keeps its database and results: ``.prefect/`` of the project the command
+    runs in, else a per-user folder (``$XDG_STATE_HOME/tessera/prefect``); never a random
+    working directory."""
+    root = project_root(cwd or Path.cwd())
+    if root is not None:
+        return root / ".prefect"
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "tessera" / "prefect"
+
+
+def configure_environment(cwd: Path | None = None) -> None:
+    """Keep every tool offline and its state in the project or the user's state folder."""
+    os.environ.setdefault("PREFECT_HOME", str(state_home(cwd)))
+    with contextlib.suppress(OSError):  # Prefect warns at import when it cannot make it
+        Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     for key, value in OFFLINE_DEFAULTS.items():
         os.environ.setdefault(key, value)
     quiet_third_party()

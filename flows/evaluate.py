@@ -12,11 +12,17 @@ from prefect.states import Completed, Failed, State
 from pydantic import BaseModel
 
 from flows.config import EvaluateParams, TesseraParams
+from flows.failures import failing_in_one_line
 from flows.train import artifact_key, resolve_experiment
 from models.config import CHECKPOINT_DIR, RunConfig
 from models.evaluate import run_inference
 from tasks.errors import StepError, returning_errors
-from tasks.evaluation import score_latents, training_history, write_evaluation
+from tasks.evaluation import (
+    check_evaluation_output,
+    score_latents,
+    training_history,
+    write_evaluation,
+)
 
 # arrays pass between these tasks: no input hashing, no result cache
 # errors come back as values (one line, no Prefect traceback)
@@ -52,9 +58,11 @@ def resolve_evaluation(
 
 
 @flow(name="tessera-evaluate")
+@failing_in_one_line
 def evaluate_flow(params: EvaluateFlowParams) -> State[Any]:
     """Infer on the split, score the latents, write metrics, plots, maps and the report."""
     ev, run = params.evaluate, params.run
+    check_evaluation_output(Path(params.out_dir))  # before any work
     inf = run_inference_task(
         run,
         Path(params.checkpoint),

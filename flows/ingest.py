@@ -11,6 +11,7 @@ from prefect.states import Completed, Failed, State
 from tqdm import tqdm
 
 from flows.config import IngestParams
+from flows.failures import failing_in_one_line
 from tasks.catalog import SceneRecord, SourceReport
 from tasks.files import atomic_write_json
 from tasks.prefect_tasks import inspect_source_task, write_catalog_task
@@ -62,6 +63,7 @@ def failed_on(rejected: list[dict[str, str]]) -> State[Any]:
 
 
 @flow(name="tessera-ingest", log_prints=True)
+@failing_in_one_line
 def ingest_flow(params: IngestParams, base: str = ".") -> State[Any]:
     """Validate all sources before writing anything; then write the catalogue (and rejects)."""
     root = Path(base)

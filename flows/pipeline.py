@@ -20,6 +20,7 @@ from prefect.states import Completed, Failed, State
 from pydantic import BaseModel, Field
 
 from flows.config import TesseraParams, load_params
+from flows.failures import failing_in_one_line
 from flows.train import artifact_key
 from tasks.dvc_stages import (
     Stage,
@@ -100,6 +101,7 @@ def _forced(name: str, force: list[str]) -> bool:
 
 
 @flow(name="tessera-pipeline")
+@failing_in_one_line
 def pipeline_flow(params: PipelineParams) -> State[Any]:
     """Run the out-of-date ``dvc.yaml`` stages as subflows, committing each to ``dvc.lock``."""
     root = Path(params.root).resolve()

@@ -15,10 +15,11 @@ from prefect.states import Completed, Failed, State
 from pydantic import BaseModel
 
 from flows.config import RegistryParams, TesseraParams
+from flows.failures import failing_in_one_line
 from flows.train import artifact_key, resolve_experiment
 from models.config import RunConfig
 from tasks.errors import StepError, returning_errors
-from tasks.registration import primary_metric, register_experiment
+from tasks.registration import check_record_output, primary_metric, register_experiment
 from tasks.registry import Direction, check_tracking, lineage_tags
 
 # errors come back as values (one line, no Prefect traceback)
@@ -95,9 +96,12 @@ def decisions_markdown(records: list[dict[str, Any]]) -> str:
 
 
 @flow(name="tessera-register")
+@failing_in_one_line
 def register_flow(params: RegisterFlowParams) -> State[Any]:
     """Per experiment: lineage, log + register, READY + load-back check, gate, alias."""
     reg, root = params.registry, Path(params.root)
+    for spec in params.experiments:  # before any work
+        check_record_output(Path(reg.out) / f"{spec.run.experiment}.json")
     uris = {spec.run.tracking_uri for spec in params.experiments}
     for uri in sorted(u for u in uris if u):  # every store once, before anything is logged
         reachable = check_tracking_task(uri)

@@ -12,12 +12,13 @@ from prefect.states import Completed, Failed, State
 from tqdm import tqdm
 
 from flows.config import IngestParams, TileStageParams
+from flows.failures import failing_in_one_line
 from flows.ingest import failed_on, inspect_all, rejected_markdown
 from tasks.catalog import SceneRecord, read_catalog
 from tasks.files import atomic_write_json
 from tasks.prefect_tasks import tile_scene_task
 from tasks.specs import SourceSpec
-from tasks.store import finish_store, source_stats, store_writer
+from tasks.store import check_store_output, finish_store, source_stats, store_writer
 from tasks.tiling import plan_splits
 
 
@@ -101,12 +102,14 @@ def tile_markdown(info: dict[str, Any], n_tiles: int, rejected: list[dict[str, s
 
 
 @flow(name="tessera-tile", log_prints=True)
+@failing_in_one_line
 def tile_flow(
     params: TileStageParams, sources: list[SourceSpec] | None = None, base: str = "."
 ) -> State[Any]:
     """Tile every scene (mapped tasks), then publish the store atomically."""
     root = Path(base)
-    out = root / params.out
+    given = [root / f for s in sources or [] for f in s.paths]
+    out = check_store_output(root / params.out, given)  # before any work
     if sources:
         records, rejected = inspect_all(
             IngestParams(sources=sources, on_bad_input=params.on_bad_input), root
@@ -122,6 +125,7 @@ def tile_flow(
         return failed_on(rejected)
     if not records:
         return Failed(message=f"{params.out}: no valid input to tile")
+    check_store_output(out, [root / f for r in records for f in r.files + r.label_files])
     plan = plan_splits(records, params.split)
     geometry = params.geometry()
     with store_writer(out) as tmp:

@@ -12,6 +12,7 @@ from prefect.states import Completed, Failed, State
 from pydantic import BaseModel, Field
 
 from flows.config import TesseraParams
+from flows.failures import failing_in_one_line
 from models.config import RunConfig, TrainerParams, validate_model_params
 from tasks.errors import StepError
 from tasks.prefect_tasks import launch_training_task, write_run_config_task
@@ -90,6 +91,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 
 
 @flow(name="tessera-train")
+@failing_in_one_line
 def train_flow(params: TrainFlowParams) -> State[Any]:
     """Write the run config, launch ``models.train`` (under torchrun for DDP), read the summary."""
     config_path = write_run_config_task(params.run)

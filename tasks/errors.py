@@ -41,11 +41,27 @@ class StepError:
     message: str
 
 
+def one_line(exc: BaseException) -> str:
+    """The one line a user sees for ``exc``: expected errors keep their message (an OS error
+    names its path), others are prefixed with their type."""
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        return f"{exc.filename}: {exc.strerror[0].lower()}{exc.strerror[1:]}"
+    expected = isinstance(exc, (ValueError, OSError, BadInputError)) or getattr(
+        exc, "one_line", False
+    )
+    text = str(exc) if expected else f"{type(exc).__name__}: {exc}"
+    return (text.splitlines() or [type(exc).__name__])[0]
+
+
+def debugging() -> bool:
+    """``TESSERA_DEBUG=1``: let exceptions through, tracebacks and all."""
+    return bool(os.environ.get("TESSERA_DEBUG"))
+
+
 def returning_errors(fn: Callable[P, R]) -> Callable[P, R | StepError]:
     """``fn``, with any exception returned as a :class:`StepError` (one line).
 
-    Expected errors keep their message; others are prefixed with their type. With
-    ``TESSERA_DEBUG=1`` they are raised, tracebacks and all.
+    With ``TESSERA_DEBUG=1`` they are raised, tracebacks and all.
     """
 
     @functools.wraps(fn)
@@ -53,18 +69,8 @@ def returning_errors(fn: Callable[P, R]) -> Callable[P, R | StepError]:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            if os.environ.get("TESSERA_DEBUG"):
+            if debugging():
                 raise
-            expected = isinstance(exc, (ValueError, OSError, BadInputError)) or getattr(
-                exc, "one_line", False
-            )
-            text = str(exc) if expected else f"{type(exc).__name__}: {exc}"
-            if (
-                isinstance(exc, FileNotFoundError)
-                and exc.filename
-                and str(exc.filename) not in text
-            ):
-                text = f"{exc.filename}: file not found"
-            return StepError((text.splitlines() or [type(exc).__name__])[0])
+            return StepError(one_line(exc))
 
     return wrapper

@@ -29,6 +29,7 @@ from tasks.metrics import (
     retrieval_top1,
     silhouette_sweep,
 )
+from tasks.outputs import STAGING_MARKER, check_output, is_evaluation, is_staging, mark_staging
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
@@ -298,9 +299,23 @@ def training_history(model_dir: Path) -> dict[str, list[float]]:
     return {str(k): [float(x) for x in v] for k, v in history.items()}
 
 
+def _staging(out: Path) -> tuple[Path, Path]:
+    """The folders an evaluation is written in, and where the one it replaces waits."""
+    return out.with_name(f".{out.name}.tmp"), out.with_name(f".{out.name}.old")
+
+
+def check_evaluation_output(out: Path) -> Path:
+    """Refuse ``out`` unless it is absent or a previous evaluation (so are its staging and
+    backup folders); returns it absolute. Raises :class:`OutputRefusedError`."""
+    tmp, old = _staging(out)
+    return check_output(
+        out, is_evaluation, "Tessera evaluation", (), {tmp: is_staging, old: is_evaluation}
+    )
+
+
 def _swap_into_place(tmp: Path, out: Path) -> None:
     """Replace directory ``out`` by ``tmp`` (the old one is removed only after the rename)."""
-    old = out.with_name(f".{out.name}.old")
+    old = _staging(out)[1]
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():
         out.rename(old)
@@ -321,9 +336,10 @@ def write_evaluation(
     Everything is written to a sibling temporary directory that replaces ``out`` at the end.
     """
     params = json.loads((store / "store.json").read_text())["params"]
-    tmp = out.with_name(f".{out.name}.tmp")
+    out = check_evaluation_output(out)
+    tmp = _staging(out)[0]
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    mark_staging(tmp)
     metrics = flat_metrics(inf, rep)
     write_tables(tmp, inf, rep, history)
     plots = write_plots(tmp, inf, rep, history, experiment)
@@ -338,6 +354,7 @@ def write_evaluation(
     text = report_markdown(experiment, metrics, info, plots, maps, tmp)
     write_report(tmp, text)
     write_metrics(tmp, metrics)
+    (tmp / STAGING_MARKER).unlink()
     _swap_into_place(tmp, out)
     return {
         "experiment": experiment,

@@ -11,6 +11,7 @@ import numpy as np
 from models.config import CHECKPOINT_DIR, SUMMARY_FILE, RunConfig
 from tasks.evaluation import METRICS_FILE, PLOTS, REPORT_FILE
 from tasks.files import atomic_write_json
+from tasks.outputs import check_output_file, is_registry_record
 from tasks.registry import (
     CHAMPION,
     FINGERPRINT_TAG,
@@ -50,6 +51,11 @@ def serving_example(run: RunConfig, n_tiles: int) -> tuple[Any, np.ndarray, np.n
     return model, example.numpy(), expected
 
 
+def check_record_output(path: Path) -> Path:
+    """Refuse a record path that holds anything but an earlier registry record."""
+    return check_output_file(path, is_registry_record, "Tessera registry record")
+
+
 def register_experiment(
     run: RunConfig,
     eval_dir: Path,
@@ -63,6 +69,7 @@ def register_experiment(
     ready_timeout_s: float = 120.0,
 ) -> dict[str, Any]:
     """Log, register, validate and gate one experiment; write its record JSON."""
+    record_path = check_record_output(record_path)
     metrics_path = eval_dir / METRICS_FILE
     if not metrics_path.exists():
         raise RegistryError(f"{metrics_path}: no evaluation (run `tessera evaluate` first)")

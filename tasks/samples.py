@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tasks.outputs import OutputRefusedError
+
 
 def _package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
@@ -39,17 +41,33 @@ def sample_files() -> dict[str, Path]:
     return out
 
 
-def copy_samples(dest: Path) -> list[Path]:
-    """Copy every sample file into ``dest``; files already identical in size are kept."""
+def _same(target: Path, src: Path) -> bool:
+    return (
+        target.is_file()
+        and target.stat().st_size == src.stat().st_size
+        and target.read_bytes() == src.read_bytes()
+    )
+
+
+def copy_samples(dest: Path, force: bool = False) -> list[Path]:
+    """Copy every sample file into ``dest``; identical files are kept.
+
+    A file there that differs from its sample is the user's: unless ``force``, nothing is
+    copied and :class:`OutputRefusedError` names it.
+    """
+    files = sample_files()
+    for rel, src in files.items():
+        target = dest / rel
+        if not force and (target.exists() or target.is_symlink()) and not _same(target, src):
+            raise OutputRefusedError(
+                f"{target}: differs from the packaged sample; refusing to replace it "
+                "(--force restores the samples)"
+            )
     written = []
-    for rel, src in sample_files().items():
+    for rel, src in files.items():
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        if (
-            target.exists()
-            and target.stat().st_size == src.stat().st_size
-            and (target.read_bytes() == src.read_bytes())
-        ):
+        if _same(target, src):
             continue
         tmp = target.with_name(f".{target.name}.tmp")
         shutil.copyfile(src, tmp)

@@ -7,6 +7,8 @@ Layout::
     <store>/parts/<part>/   a content-addressed part per scene: tiles-NNN.{image,valid,label}.npy
 
 A store is built in ``<store>.tmp`` beside it under an exclusive lock and renamed into place.
+Only a previous Tessera store (and Tessera's own staging) is ever replaced: see
+:func:`check_store_output`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,14 @@ import pandas as pd
 from tasks.errors import StoreLockedError
 from tasks.files import atomic_write_bytes, atomic_write_json
 from tasks.labels import IGNORE
+from tasks.outputs import (
+    STAGING_MARKER,
+    OutputRefusedError,
+    check_output,
+    is_staging,
+    is_tile_store,
+    mark_staging,
+)
 from tasks.stats import BandStats, merge_states
 from tasks.tiling import PART_FILE, STORE_VERSION
 
@@ -46,36 +56,90 @@ def staging_dir(out: Path) -> Path:
 
 def _previous_dir(out: Path) -> Path:
     """Where the store being replaced waits until the new one is in place."""
-    return out.parent / f"{out.name}.old"
+    return out.parent / f".{out.name}.old"
+
+
+_STAGING_NAMES = ("parts", INDEX_FILE, INFO_FILE, "rejected.json")
+
+
+def check_store_output(out: Path, inputs: Sequence[Path] = ()) -> Path:
+    """Refuse ``out`` unless it is absent or a previous tile store (and so are its staging and
+    backup folders); returns it absolute. Raises :class:`OutputRefusedError`."""
+    out = Path(os.path.abspath(out))
+    return check_output(
+        out,
+        is_tile_store,
+        "Tessera tile store",
+        inputs,
+        {
+            staging_dir(out): lambda p: is_staging(p, _STAGING_NAMES),
+            _previous_dir(out): is_tile_store,
+        },
+    )
 
 
 @contextmanager
 def store_writer(out: Path) -> Iterator[Path]:
     """Hold the store's lock and yield a staging directory, keeping finished parts of a killed run.
 
-    A second writer gets :class:`StoreLockedError` at once.
+    A second writer gets :class:`StoreLockedError` at once; an ``out`` that is not a previous
+    store is refused (:func:`check_store_output`) before anything is written.
     """
+    out = check_store_output(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(lock_path(out), "a+")
+    lock = lock_path(out)
+    fh = _locked(lock, out)
     try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreLockedError(f"{out}: another tessera run is writing this store") from None
+        check_store_output(out)  # again, under the lock
         shutil.rmtree(_previous_dir(out), ignore_errors=True)
         tmp = staging_dir(out)
+        mark_staging(tmp)
         parts = tmp / "parts"
         parts.mkdir(parents=True, exist_ok=True)
         for p in parts.iterdir():  # unfinished parts of a killed run
             if not (p / PART_FILE).exists():
                 shutil.rmtree(p, ignore_errors=True)
         for f in tmp.iterdir():
-            if f.is_file():
+            if f.is_file() and f.name in _STAGING_NAMES:
                 f.unlink()
         yield tmp
+        lock.unlink(missing_ok=True)  # done: no lock file left beside the store
     finally:
         fcntl.flock(fh, fcntl.LOCK_UN)
         fh.close()
+
+
+_LOCK_TEXT = "tessera tile store lock\n"
+
+
+def _locked(lock: Path, out: Path) -> Any:
+    """Open and exclusively lock ``lock``; a file that was removed meanwhile is opened anew."""
+    while True:
+        fh = open(lock, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise StoreLockedError(f"{out}: another tessera run is writing this store") from None
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fh.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:  # the previous holder removed it after we opened it: try the new one
+            fh.close()
+            continue
+        fh.seek(0)
+        text = fh.read()
+        if text not in ("", _LOCK_TEXT):
+            fh.close()
+            raise OutputRefusedError(
+                f"{lock}: exists and was not made by Tessera; refusing to touch it "
+                f"(move it away to write {out.name})"
+            )
+        if not text:
+            fh.write(_LOCK_TEXT)
+            fh.flush()
+        return fh
 
 
 def finish_store(out: Path, tmp: Path, parts: list[dict[str, Any]], info: dict[str, Any]) -> None:
@@ -93,6 +157,7 @@ def finish_store(out: Path, tmp: Path, parts: list[dict[str, Any]], info: dict[s
         if d.name not in keep:
             shutil.rmtree(d, ignore_errors=True)
     atomic_write_json(tmp / INFO_FILE, info | {"version": STORE_VERSION, "n_tiles": len(index)})
+    (tmp / STAGING_MARKER).unlink(missing_ok=True)
     old = _previous_dir(out)
     if out.exists():
         os.replace(out, old)

@@ -12,6 +12,7 @@ from typing import Any
 
 from models.config import SUMMARY_FILE, RunConfig
 from tasks.files import atomic_write_json
+from tasks.outputs import OutputRefusedError
 
 RUN_CONFIG_FILE = "run_config.json"
 
@@ -32,8 +33,18 @@ def default_tracking(root: Path) -> tuple[str, str | None]:
 
 
 def write_run_config(config: RunConfig) -> Path:
-    """Write ``run_config.json`` into the experiment's folder (atomically) and return its path."""
+    """Write ``run_config.json`` into the experiment's folder (atomically) and return its path.
+
+    A folder that exists, holds files and has no ``run_config.json`` is not a training run's:
+    it is refused before anything is written.
+    """
     out = Path(config.out_dir)
+    if out.exists() and not (out.is_dir() and (out / RUN_CONFIG_FILE).is_file()):
+        if out.is_symlink() or not out.is_dir() or any(out.iterdir()):
+            raise OutputRefusedError(
+                f"{out}: exists and is not a Tessera training run; refusing to write into it "
+                "(choose another train.out, or move it away yourself)"
+            )
     out.mkdir(parents=True, exist_ok=True)
     path = out / RUN_CONFIG_FILE
     atomic_write_json(path, config.model_dump(mode="json"))

@@ -16,6 +16,9 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# no background server outlives a test: flows use the session's API (or a temporary one);
+# tests of the local server opt in and stop it themselves
+os.environ["TESSERA_PREFECT_API"] = "ephemeral"
 
 REPO = Path(__file__).resolve().parents[1]
 

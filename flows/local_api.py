@@ -1,0 +1,283 @@
+"""One local Prefect server per Prefect home, started on first use and reused by every command.
+
+Without ``PREFECT_API_URL``, Prefect starts a temporary API for each command, which costs
+10-20 s. Instead, the first command starts ``prefect server start`` in the background (bound
+to 127.0.0.1, the UI included) and says so; later commands find it through
+``$PREFECT_HOME/tessera-server.json`` and start in seconds. The server stops by itself after
+``TESSERA_SERVER_IDLE_MINUTES`` (default 30) without a command, or with
+``tessera server stop``.
+
+``TESSERA_PREFECT_API``: ``local`` (the default) or ``ephemeral`` (Prefect's temporary API per
+command, nothing left running). A ``PREFECT_API_URL`` always wins.
+
+Run as ``python -m flows.local_api HOME PORT IDLE_MINUTES``, this module is the watchdog that
+owns the server process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+STATE_FILE = "tessera-server.json"
+USERS_FILE = "tessera-server.users"  # commands hold a shared lock on it while they run
+START_LOCK = "tessera-server.start.lock"
+LOG_FILE = "tessera-server.log"
+DEFAULT_IDLE_MINUTES = 30.0
+STARTUP_TIMEOUT_S = 120.0
+POLL_S = 5.0
+
+
+class ServerError(Exception):
+    """The local server could not be started; the message is one line."""
+
+    one_line = True
+
+
+def mode() -> str:
+    """``local`` or ``ephemeral`` (``TESSERA_PREFECT_API``)."""
+    value = os.environ.get("TESSERA_PREFECT_API", "local")
+    if value not in ("local", "ephemeral"):
+        raise ServerError(f"TESSERA_PREFECT_API={value!r}: expected local or ephemeral")
+    return value
+
+
+def idle_minutes() -> float:
+    """Minutes without a command after which the server stops itself."""
+    text = os.environ.get("TESSERA_SERVER_IDLE_MINUTES", str(DEFAULT_IDLE_MINUTES))
+    try:
+        return float(text)
+    except ValueError:
+        raise ServerError(f"TESSERA_SERVER_IDLE_MINUTES={text!r}: expected minutes") from None
+
+
+def healthy(url: str, timeout: float = 2.0) -> bool:
+    """Whether the API at ``url`` answers its health check."""
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as resp:
+            return bool(resp.status == 200)
+    except (OSError, ValueError):
+        return False
+
+
+def read_state(home: Path) -> dict[str, Any] | None:
+    """The running server's record (pid, url, log), or None."""
+    try:
+        state = json.loads((home / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) and "url" in state and "pid" in state else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_url(home: Path) -> str | None:
+    """The URL of this home's server if it is up and healthy."""
+    state = read_state(home)
+    if state and _alive(int(state["pid"])) and healthy(str(state["url"])):
+        return str(state["url"])
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "no log"
+
+
+def start(home: Path, idle: float, notice: TextIO | None = sys.stderr) -> str:
+    """Start this home's server (unless one is up) and wait until it is healthy; its URL."""
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / START_LOCK, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time; the others then reuse it
+        url = running_url(home)
+        if url:
+            return url
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}/api"
+        log = home / LOG_FILE
+        if notice:
+            print(f"tessera: starting a local Prefect server (log: {log}) ...", file=notice)
+        with open(log, "ab") as fh:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "flows.local_api", str(home), str(port), str(idle)],
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=fh,
+                start_new_session=True,  # not stopped by the terminal's Ctrl-C
+                env={**os.environ, "PREFECT_HOME": str(home)},
+                cwd=home,
+            )
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not healthy(url, timeout=1.0):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+                raise ServerError(
+                    f"{log}: the local Prefect server did not start: {_log_tail(log)}"
+                )
+            time.sleep(0.25)
+        if notice:
+            print(
+                f"tessera: Prefect server and UI at {url.removesuffix('/api')} (pid {proc.pid}); "
+                f"it stops after {idle:g} idle minutes, or with `tessera server stop`",
+                file=notice,
+            )
+        return url
+
+
+def stop(home: Path, timeout: float = 30.0) -> int | None:
+    """Stop this home's server; the watchdog's pid, or None when none was running."""
+    state = read_state(home)
+    if not state or not _alive(int(state["pid"])):
+        (home / STATE_FILE).unlink(missing_ok=True)
+        return None
+    pid = int(state["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.1)
+    if _alive(pid):
+        os.killpg(pid, signal.SIGKILL)
+    (home / STATE_FILE).unlink(missing_ok=True)
+    return pid
+
+
+@contextlib.contextmanager
+def using_local_server(home: Path, idle: float) -> Iterator[str]:
+    """The URL of this home's server (started if needed), kept up while the block runs."""
+    home.mkdir(parents=True, exist_ok=True)
+    users = open(home / USERS_FILE, "a+")
+    try:
+        fcntl.flock(users, fcntl.LOCK_SH)  # waits while an idle server is being stopped
+        yield running_url(home) or start(home, idle)
+    finally:
+        with contextlib.suppress(OSError):
+            os.utime(home / USERS_FILE)  # the idle clock starts again now
+        fcntl.flock(users, fcntl.LOCK_UN)
+        users.close()
+
+
+@contextlib.contextmanager
+def prefect_api() -> Iterator[None]:
+    """Run the block's flows against ``PREFECT_API_URL``, else this home's local server (or
+    Prefect's temporary API when ``TESSERA_PREFECT_API=ephemeral``).
+
+    Flow heartbeats are off unless ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` is set: stopping their
+    thread costs up to a second per flow, and only a zombie-flow automation reads them.
+    """
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_HOME,
+        temporary_settings,
+    )
+
+    updates: dict[Any, Any] = {}
+    if "PREFECT_FLOWS_HEARTBEAT_FREQUENCY" not in os.environ:
+        updates[PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
+    if PREFECT_API_URL.value() or mode() == "ephemeral":
+        with temporary_settings(updates=updates):
+            yield
+        return
+    with using_local_server(Path(PREFECT_HOME.value()), idle_minutes()) as url:
+        with temporary_settings(updates={**updates, PREFECT_API_URL: url}):
+            yield
+
+
+# The watchdog: owns the server process, stops it when idle or asked to.
+
+
+def _idle(home: Path, idle_s: float, users: TextIO) -> bool:
+    """No command holds the users' lock, and none ran for ``idle_s``; keeps the lock if so."""
+    try:
+        last = (home / USERS_FILE).stat().st_mtime
+    except OSError:
+        last = 0.0
+    if time.time() - last < idle_s:
+        return False
+    try:
+        fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def watchdog(home: Path, port: int, idle_minutes: float) -> int:
+    """Run ``prefect server start`` on 127.0.0.1:``port`` until idle or SIGTERM."""
+    url = f"http://127.0.0.1:{port}/api"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+         "--port", str(port), "--analytics-off"],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    stopping = False
+
+    def on_term(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    state = {"pid": os.getpid(), "server_pid": server.pid, "url": url, "log": str(home / LOG_FILE)}
+    (home / USERS_FILE).touch()
+    tmp = home / f".{STATE_FILE}.tmp"
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, home / STATE_FILE)
+    rc = 0
+    with open(home / USERS_FILE, "a+") as users:
+        while not stopping:
+            if server.poll() is not None:
+                rc = server.returncode or 1
+                break
+            if _idle(home, idle_minutes * 60, users):
+                print(f"idle for {idle_minutes:g} minutes: stopping", flush=True)
+                break
+            for _ in range(int(POLL_S * 10)):
+                if stopping:
+                    break
+                time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        if read_state(home) == state:
+            (home / STATE_FILE).unlink(missing_ok=True)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(watchdog(Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])))
