@@ -13,6 +13,7 @@ from tasks.errors import BadInputError
 
 MAX_VOLUME_BYTES = 4 << 30
 _SUPPORTED = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"}
+# (checked on the dtype's name, so either byte order passes)
 
 
 @dataclass
@@ -169,7 +170,7 @@ def _exact_dtype(a: np.ndarray, like: np.dtype | None) -> np.ndarray:
     cands += [np.dtype(t) for t in ("uint8", "int16", "uint16", "int32")]
     finite = a[np.isfinite(a)]
     if finite.size != a.size or not np.all(finite == np.round(finite)):
-        return a.astype(np.float32) if a.dtype == np.float64 else a
+        return a
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
     for dt in cands:
         info = np.iinfo(dt)
@@ -178,39 +179,65 @@ def _exact_dtype(a: np.ndarray, like: np.dtype | None) -> np.ndarray:
     return a
 
 
-def load_volume(path: Path, kind: str) -> Volume:
-    """Load with MONAI's reader for ``kind``, channel-first, reoriented to RAS."""
-    from monai.data import NibabelReader, PydicomReader
-    from monai.transforms import LoadImage, Orientation
+def _nifti_array(img: Any) -> np.ndarray:
+    """A NIfTI image's voxels exactly as the file means them.
 
-    disk_dtype: np.dtype | None
-    reader: Any
-    if kind == "nifti":
-        _, disk_dtype = check_nifti_header(path)
-        reader = NibabelReader()
-    else:
-        check_dicom_header(path)
-        disk_dtype = None
-        reader = PydicomReader()
+    Unscaled data keeps its on-disk dtype; data with ``scl_slope``/``scl_inter`` becomes
+    float64 ``raw * slope + inter`` (nibabel's ``get_fdata``), which holds every 8- and 16-bit
+    raw value times a float32 slope exactly.
+    """
+    hdr = img.header
+    slope, inter = hdr.get_slope_inter() if hasattr(hdr, "get_slope_inter") else (None, None)
+    if slope is not None and (slope != 1 or (inter is not None and inter != 0)):
+        return np.asarray(img.get_fdata(dtype=np.float64))
+    return np.asarray(img.dataobj.get_unscaled())
+
+
+def _native(a: np.ndarray) -> np.ndarray:
+    """``a`` in the machine's byte order (values unchanged)."""
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+
+
+def to_ras(arr: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flip and transpose a (C, X, Y, Z) array to RAS; the affine follows. Values are moved,
+    never resampled or converted."""
+    import nibabel.orientations as nio
+
+    ornt = nio.io_orientation(affine)
+    out = np.stack([nio.apply_orientation(c, ornt) for c in arr])
+    return np.ascontiguousarray(out), affine @ nio.inv_ornt_aff(ornt, arr.shape[1:])
+
+
+def load_volume(path: Path, kind: str) -> Volume:
+    """Load with MONAI's reader for ``kind``, channel-first, reoriented to RAS, values exact."""
+    from monai.data import NibabelReader, PydicomReader
+
     try:
-        img = LoadImage(reader=reader, image_only=True, dtype=None)(str(path))
+        if kind == "nifti":
+            check_nifti_header(path)
+            reader = NibabelReader()
+            img: Any = reader.read(str(path))
+            arr = _nifti_array(img)
+            affine = np.asarray(img.affine, dtype=np.float64)
+        else:
+            check_dicom_header(path)
+            dicom = PydicomReader()
+            data, meta = dicom.get_data(dicom.read(str(path)))  # numpy: no torch dtype change
+            arr = _exact_dtype(np.asarray(data), None)
+            affine = np.asarray(meta["affine"], dtype=np.float64)
+            if path.is_dir():
+                affine = _series_affine(path, affine)
+    except BadInputError:
+        raise
     except Exception as exc:
         raise BadInputError(
             path, f"unreadable {kind} pixel data ({type(exc).__name__}: {str(exc)[:100]})"
         ) from None
-    arr = np.asarray(img)
-    affine = np.asarray(img.affine, dtype=np.float64)
-    if kind == "dicom" and path.is_dir():
-        affine = _series_affine(path, affine)
+    arr = _native(arr)
     if kind == "dicom" and arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim == 5 and arr.shape[3] == 1:
         arr = arr[:, :, :, 0, :]
     arr = arr[None] if arr.ndim == 3 else np.moveaxis(arr, -1, 0)
-    import torch
-    from monai.data import MetaTensor
-
-    mt = MetaTensor(np.ascontiguousarray(arr), affine=torch.as_tensor(affine))
-    ras: Any = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(mt)
-    out = np.ascontiguousarray(np.asarray(ras))
-    return Volume(_exact_dtype(out, disk_dtype), np.asarray(ras.affine, dtype=np.float64))
+    out, ras_affine = to_ras(arr, affine)
+    return Volume(out, ras_affine)
