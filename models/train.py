@@ -289,10 +289,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         kind = "" if isinstance(exc, (OSError, ValueError)) else f"{type(exc).__name__}: "
         line = f"{args.config}: {kind}{exc}".splitlines()[0]
-        print(f"models.train: {line}", file=sys.stderr)
         error_file = os.environ.get("TESSERA_ERROR_FILE")
         if error_file:  # the launcher reports it as its own one-line error
             Path(error_file).write_text(line + "\n")
+        else:
+            print(f"models.train: {line}", file=sys.stderr)
         return 1
     return 0
 

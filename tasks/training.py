@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from models.config import SUMMARY_FILE, RunConfig
+from tasks.errors import debugging
 from tasks.files import atomic_write_json
 from tasks.outputs import OutputRefusedError
 
@@ -30,6 +32,55 @@ def default_tracking(root: Path) -> tuple[str, str | None]:
         return env, None
     root = root.resolve()
     return f"sqlite:///{root / 'mlflow.db'}", (root / "mlartifacts").as_uri()
+
+
+def create_tracking_store(uri: str) -> None:
+    """Create an embedded (sqlite) MLflow store once, before several processes open it.
+
+    Two ranks creating it at once fail on MLflow's schema migration (``alembic_version``).
+    """
+    if not uri.startswith("sqlite:"):
+        return
+    from mlflow import MlflowClient
+
+    MlflowClient(uri).search_experiments(max_results=1)  # creates the tables when new
+
+
+_TRACEBACK = b"Traceback (most recent call last):"
+# torchrun's own chatter: its log lines, and the OMP_NUM_THREADS banner
+_LAUNCHER_LINE = re.compile(
+    rb"^(?:[IWE]\d{4} [\d:.]+ \d+ torch/distributed/.*|\*{20,}|Setting OMP_NUM_THREADS .*)\r?$"
+)
+
+
+def _without_launcher_lines(text: bytes) -> bytes:
+    lines = text.split(b"\n")
+    return b"\n".join(ln for ln in lines if not _LAUNCHER_LINE.match(ln.strip(b" ")))
+
+
+def relay_without_traceback(fd: int, sink: TextIO) -> None:
+    """Copy bytes from ``fd`` to ``sink`` as they come (progress bars included) and stop
+    copying at the first Python traceback: only torchrun prints one, since each rank reports
+    its failure in one line (to the launcher). torchrun's log lines are left out too.
+    ``TESSERA_DEBUG=1`` copies everything."""
+    keep_all = debugging()
+    pending, muted = b"", False
+    while chunk := os.read(fd, 1 << 16):
+        if muted:
+            continue
+        pending += chunk
+        cut = max(pending.rfind(b"\n"), pending.rfind(b"\r")) + 1
+        head, pending = pending[:cut], pending[cut:]
+        at = head.find(_TRACEBACK)
+        if at >= 0 and not keep_all:
+            head, muted = head[:at], True
+        if not keep_all:
+            head = _without_launcher_lines(head)
+        sink.write(head.decode(errors="replace"))
+        sink.flush()
+    if not muted and pending:
+        sink.write(pending.decode(errors="replace"))
+        sink.flush()
 
 
 def write_run_config(config: RunConfig) -> Path:
@@ -83,15 +134,26 @@ def launch_training(
     resume: bool = False,
     rdzv_endpoint: str | None = None,
 ) -> dict[str, Any]:
-    """Run training in child processes (never in this one), wait, and read the summary back."""
+    """Run training in child processes (never in this one), wait, and read the summary back.
+
+    The MLflow store is created here first, so that the ranks never race to create it; what
+    the children print is passed on, less torchrun's own traceback when a rank fails (the
+    rank's one-line reason is reported instead).
+    """
     cmd = training_command(config_path, devices, num_nodes, resume, rdzv_endpoint)
+    config = RunConfig.model_validate_json(config_path.read_text())
+    if config.tracking_uri:
+        create_tracking_store(config.tracking_uri)
     summary_path = config_path.parent / SUMMARY_FILE
     if summary_path.exists():
         summary_path.unlink()
     with tempfile.TemporaryDirectory() as tmp:
         error_file = Path(tmp) / "error.txt"  # the child's one-line reason, if it fails
         env = {**os.environ, "TESSERA_ERROR_FILE": str(error_file)}
-        rc = subprocess.run(cmd, check=False, env=env).returncode
+        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
+        assert proc.stderr is not None
+        relay_without_traceback(proc.stderr.fileno(), sys.stderr)
+        rc = proc.wait()
         reason = error_file.read_text().strip() if error_file.exists() else ""
     if rc != 0:
         raise TrainingError(reason or f"{config_path}: training exited with status {rc}")

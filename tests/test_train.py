@@ -121,3 +121,56 @@ def test_ddp_with_two_processes_on_gloo(train_dir, cli):
     n_train = s["data"]["n_train"]
     per_rank_batches = math.ceil(math.ceil(n_train / 2) / 8)
     assert s["steps"] == 2 * per_rank_batches  # each rank reads its own half per epoch
+
+
+@pytest.fixture(scope="module")
+def fresh_dir(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project as a fresh clone has it: no MLflow store yet, the default tracking URI."""
+    import yaml
+
+    root = training_dir(
+        tmp_path_factory.mktemp("fresh"),
+        {
+            "tiny-seg": EXPERIMENTS["tiny-seg"],
+            "bad": {**EXPERIMENTS["tiny-seg"], "dataset": {"sources": ["nope"]}},
+        },
+    )
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    del params["train"]["tracking_uri"]  # sqlite:///mlflow.db in the project, created on first use
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
+@pytest.mark.slow
+def test_first_ddp_run_on_a_fresh_store(fresh_dir, cli):
+    """Two ranks never race to create the MLflow store (it is created before they start)."""
+    from mlflow import MlflowClient
+
+    assert not (fresh_dir / "mlflow.db").exists()
+    rc, out, err = cli("train", "--experiment", "tiny-seg", "--devices", "2", cwd=fresh_dir)
+    assert rc == 0, err
+    assert "world size 2" in out and "Traceback" not in err
+    runs = MlflowClient(f"sqlite:///{fresh_dir / 'mlflow.db'}").search_runs(
+        [
+            MlflowClient(f"sqlite:///{fresh_dir / 'mlflow.db'}")
+            .get_experiment_by_name("tiny-seg")
+            .experiment_id
+        ]
+    )
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_a_failing_rank_gives_one_line_not_torchruns_traceback(fresh_dir, subprocess_env):
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [str(Path(sys.executable).parent / "tessera"), "train", "--experiment", "bad",
+         "--devices", "2"],
+        cwd=fresh_dir, env=subprocess_env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr and "ChildFailedError" not in res.stderr, res.stderr
+    mine = [ln for ln in res.stderr.splitlines() if ln.startswith("tessera:")]
+    assert len(mine) == 1 and "nope" in mine[0], res.stderr
