@@ -13,6 +13,7 @@ OFFLINE_DEFAULTS = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "true",
     "DVC_NO_ANALYTICS": "1",
+    "CPL_LOG": os.devnull,  # GDAL's own "Warning 1: ..." lines; rasterio still raises errors
 }
 
 
@@ -55,5 +56,11 @@ def quiet_third_party() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
     warnings.filterwarnings("ignore", module="rasterio")
+    warnings.filterwarnings("ignore", category=UserWarning, module="monai")  # reader fallbacks
+    warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")  # VR guesses
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
     logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
-    logging.getLogger("dvc").setLevel(logging.WARNING)  # "Updating lock file" per stage
+    logging.getLogger("dvc").setLevel(logging.WARNING)
+    logging.getLogger("EventsWorker").setLevel(
+        logging.ERROR
+    )  # "still processing items" at exit  # "Updating lock file" per stage

@@ -21,7 +21,7 @@ def inspect_all(params: IngestParams, base: Path) -> tuple[list[SceneRecord], li
     """Inspect every source in parallel (mapped tasks) with a progress bar."""
     futures = inspect_source_task.map(params.sources, unmapped(base))
     reports: list[SourceReport] = [
-        f.result() for f in tqdm(futures, desc="inspect", unit="source", leave=False)
+        f.result() for f in tqdm(futures, desc="inspect", unit="source", leave=False, disable=None)
     ]
     records = [r for rep in reports for r in rep.records]
     rejected = [x for rep in reports for x in rep.rejected]

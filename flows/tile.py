@@ -18,7 +18,13 @@ from tasks.catalog import SceneRecord, read_catalog
 from tasks.files import atomic_write_json
 from tasks.prefect_tasks import tile_scene_task
 from tasks.specs import SourceSpec
-from tasks.store import check_store_output, finish_store, source_stats, store_writer
+from tasks.store import (
+    check_store_output,
+    discard_staging,
+    finish_store,
+    source_stats,
+    store_writer,
+)
 from tasks.tiling import plan_splits
 
 
@@ -70,6 +76,26 @@ def store_info(
         "scenes": scenes,
         "counts": counts,
     }
+
+
+def empty_store_reason(out: Path, info: dict[str, Any], params: TileStageParams) -> str:
+    """Why a store holds no tile, in one line per scene."""
+    lines = []
+    for sid, c in info["counts"].items():
+        shape = info["scenes"][sid]["shape"]
+        if c["dropped_border"] == c["total"]:
+            why = (
+                f"all {c['total']} tiles straddle split blocks (tile.split.block_size "
+                f"{params.split.block_size}); use a larger block or a smaller --size"
+            )
+        else:
+            why = (
+                f"no tile of {params.size}x{params.size} has {params.min_valid_fraction:.0%} "
+                f"valid pixels (image {'x'.join(map(str, shape))}, nodata "
+                f"{info['scenes'][sid]['nodata']}); lower --min-valid-fraction or --size"
+            )
+        lines.append(f"{out}: 0 tiles from {sid}: {why}")
+    return "\n".join(lines) or f"{out}: 0 tiles"
 
 
 def tile_markdown(info: dict[str, Any], n_tiles: int, rejected: list[dict[str, str]]) -> str:
@@ -140,7 +166,9 @@ def tile_flow(
         )
         parts, kept = [], []
         for rec, fut in zip(
-            records, tqdm(futures, desc="tile", unit="scene", leave=False), strict=True
+            records,
+            tqdm(futures, desc="tile", unit="scene", leave=False, disable=None),
+            strict=True,
         ):
             part = fut.result()
             if "rejected" in part:
@@ -151,6 +179,9 @@ def tile_flow(
         if rejected and params.on_bad_input == "fail":
             return failed_on(rejected)
         info = store_info(kept, parts, params)
+        if not any(p["rows"] for p in parts):  # refuse to publish an empty store
+            discard_staging(tmp)
+            return Failed(message=empty_store_reason(out, info, params))
         atomic_write_json(tmp / "rejected.json", rejected)
         finish_store(out, tmp, parts, info)
     n_tiles = sum(len(p["rows"]) for p in parts)

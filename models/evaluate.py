@@ -140,7 +140,7 @@ def augment_view(x: torch.Tensor, valid: torch.Tensor, noise: float, g: torch.Ge
 
 def _batches(ds: TileDataset, batch_size: int, desc: str, progress: bool) -> Any:
     """Batches of ``ds`` in order, with a progress bar."""
-    for start in tqdm(range(0, len(ds), batch_size), desc=desc, disable=not progress):
+    for start in tqdm(range(0, len(ds), batch_size), desc=desc, disable=None if progress else True):
         yield collate_batch(ds.__getitems__(list(range(start, min(start + batch_size, len(ds))))))
 
 

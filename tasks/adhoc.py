@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 from tasks.catalog import guess_kind
+from tasks.files import natural_key
+from tasks.records import RASTER_SUFFIXES
 from tasks.specs import LabelSpec, SourceSpec
 
 
@@ -52,8 +54,18 @@ def adhoc_sources(inputs: list[Path], label: Path | None, stack: bool) -> list[S
         SourceSpec(
             name=_name(p, taken),
             kind=guess_kind(p),  # type: ignore[arg-type]
-            paths=[str(p.resolve())],
+            paths=[str(f.resolve()) for f in _files_of(p)],
             label=lab,
         )
         for p in inputs
     ]
+
+
+def _files_of(path: Path) -> list[Path]:
+    """A folder of rasters is its raster files (each a scene); anything else is itself."""
+    if path.is_dir() and guess_kind(path) == "geotiff":
+        return sorted(
+            (f for f in path.iterdir() if f.name.lower().endswith(RASTER_SUFFIXES)),
+            key=lambda f: natural_key(f.name),
+        )
+    return [path]

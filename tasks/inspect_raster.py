@@ -13,9 +13,11 @@ from tasks.labels import load_geojson
 from tasks.raster import (
     BandRef,
     Grid,
+    alpha_bands,
     count_valid,
     grid_of,
     group_band_files,
+    has_dataset_mask,
     open_checked,
     reference_grid,
 )
@@ -122,15 +124,21 @@ def _inspect_raster_scene(
     nodatas: set[float | None] = set()
     names: list[str] = []
     refs = []
+    masked: set[Path] = set()
     for b in bands:
         with open_checked(b.path) as ds:
             g = grid_of(ds, b.path)
-            idxs = [b.index] if b.index else list(range(1, ds.count + 1))
-            if not b.index and spec.bands and len(spec.bands) != ds.count:
+            alpha = alpha_bands(ds)
+            idxs = [b.index] if b.index else [i for i in range(1, ds.count + 1) if i not in alpha]
+            if not idxs:
+                raise BadInputError(b.path, "has only alpha bands: no data")
+            if not b.index and spec.bands and len(spec.bands) != len(idxs):
                 raise BadInputError(
                     b.path,
-                    f"has {ds.count} bands but {len(spec.bands)} band names are configured",
+                    f"has {len(idxs)} data bands but {len(spec.bands)} band names are configured",
                 )
+            if has_dataset_mask(ds):
+                masked.add(b.path)
             for k, i in enumerate(idxs):
                 name = (
                     b.name
@@ -150,10 +158,11 @@ def _inspect_raster_scene(
     for path in dict.fromkeys(p for _, p, _ in refs):
         mine = [(name, i) for name, p, i in refs if p == path]
         with rasterio.open(path) as ds:
-            counts = count_valid(ds, [i for _, i in mine], nodata, path)
+            counts = count_valid(ds, [i for _, i in mine], nodata, path, path in masked)
         for (name, _), n in zip(mine, counts, strict=True):
             if n == 0:
                 what = "NaN" if nodata is None else f"nodata ({nodata:g}) or NaN"
+                what += " or transparent" if path in masked else ""
                 raise BadInputError(path, f"band {name} is all {what}: no valid pixel")
             if grids[name].same_as(grid):
                 valid = max(valid, n)
@@ -190,4 +199,5 @@ def _inspect_raster_scene(
         class_names=classes,
         label_spec=label_json,
         valid_fraction=valid / (grid.height * grid.width),
+        masked_files=[display_path(p, base) for p in scene_files if p in masked],
     )

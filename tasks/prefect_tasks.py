@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,23 @@ from tasks.specs import TileParams
 from tasks.tiling import tile_scene
 from tasks.training import launch_training, write_run_config
 
+_INSPECTION_CODE = ("catalog", "inspect_raster", "inspect_volume", "raster", "records", "volume")
+
+
+@functools.cache
+def _inspection_code_hash() -> str:
+    """Hash of the code behind an inspection: a new Tessera never reuses an old answer."""
+    h = hashlib.sha256()
+    for name in _INSPECTION_CODE:
+        h.update((Path(__file__).parent / f"{name}.py").read_bytes())
+    return h.hexdigest()
+
 
 def source_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    """Cache key of an inspection: the source's parameters and the content of its files."""
+    """Cache key of an inspection: the code, the source's parameters and its files' content."""
     spec, base = parameters["spec"], Path(parameters["base"])
-    h = hashlib.sha256(spec.model_dump_json().encode())
+    h = hashlib.sha256(_inspection_code_hash().encode())
+    h.update(spec.model_dump_json().encode())
     h.update(str(base.resolve()).encode())
     paths = resolve_paths(spec.paths, spec.glob, base)
     if spec.label:

@@ -11,6 +11,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.enums import Resampling as RioResampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
@@ -24,6 +25,14 @@ SUPPORTED_DTYPES = frozenset(
 )
 MAX_SIDE = 1 << 20  # pixels per side
 MAX_ELEMENTS = 1 << 38  # pixels × bands: 256 Gi elements is no real scene
+
+
+def gdal_reason(exc: BaseException) -> str:
+    """GDAL's own words for a failed read: rasterio's message points at the previous
+    exception, which holds them."""
+    cause = exc.__cause__ or exc.__context__
+    text = str(cause) if cause is not None and "previous exception" in str(exc) else str(exc)
+    return text.split("\n")[0][:160]
 
 
 def gdal_env() -> rasterio.Env:
@@ -82,7 +91,7 @@ def open_checked(path: Path) -> rasterio.io.DatasetReader:
     try:
         return rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
-        msg = str(exc).split("\n")[0]
+        msg = gdal_reason(exc)
         if "not recognized as" in msg or "not a supported file format" in msg:
             raise BadInputError(path, "not a readable raster image") from None
         raise BadInputError(path, f"unreadable raster ({msg})") from None
@@ -98,10 +107,15 @@ def grid_of(ds: rasterio.io.DatasetReader, path: Path) -> Grid:
         raise BadInputError(
             path, f"absurd dimensions {ds.count}x{ds.height}x{ds.width} in header; refused"
         )
-    if ds.crs is None:
-        raise BadInputError(path, "no CRS: the raster is not georeferenced")
-    if ds.transform == Affine.identity():
-        raise BadInputError(path, "no geotransform: the raster is not georeferenced")
+    if ds.transform == Affine.identity() or ds.crs is None:
+        gcps, _ = ds.gcps
+        by = "GCPs" if gcps else ("RPCs" if ds.rpcs else None)
+        if by:
+            raise BadInputError(
+                path, f"georeferenced by {by} only; warp it first (gdalwarp in.tif out.tif)"
+            )
+        what = "no CRS" if ds.crs is None else "no geotransform"
+        raise BadInputError(path, f"{what}: the raster is not georeferenced")
     for dt in set(ds.dtypes):
         if dt not in SUPPORTED_DTYPES:
             raise BadInputError(path, f"unsupported dtype {dt}")
@@ -166,18 +180,39 @@ def reference_grid(grids: dict[str, Grid], reference_band: str | None) -> Grid:
     return groups[0][0]
 
 
+def alpha_bands(ds: rasterio.io.DatasetReader) -> set[int]:
+    """1-based indexes of the alpha bands: transparency, not data."""
+    return {i for i, ci in enumerate(ds.colorinterp, 1) if ci == ColorInterp.alpha}
+
+
+def has_dataset_mask(ds: rasterio.io.DatasetReader) -> bool:
+    """Whether GDAL's mask of the file is an alpha band or an internal (per-dataset) mask,
+    rather than nodata alone or nothing."""
+    return any(
+        MaskFlags.per_dataset in flags or MaskFlags.alpha in flags for flags in ds.mask_flag_enums
+    )
+
+
 def count_valid(
-    ds: rasterio.io.DatasetReader, indexes: list[int], nodata: float | None, path: Path
+    ds: rasterio.io.DatasetReader,
+    indexes: list[int],
+    nodata: float | None,
+    path: Path,
+    masked: bool = False,
 ) -> list[int]:
-    """Per band, pixels that are neither nodata nor NaN; reading every strip proves the file."""
+    """Per band, pixels that are neither nodata nor NaN (nor transparent in the file's mask
+    when ``masked``); reading every strip proves the file."""
     rows = max(1, (1 << 22) // max(ds.width * len(indexes), 1))
     n = np.zeros(len(indexes), dtype=np.int64)
     try:
         for r0 in range(0, ds.height, rows):
-            a = ds.read(indexes, window=Window(0, r0, ds.width, min(rows, ds.height - r0)))
-            n += valid_values(a, nodata).sum(axis=(1, 2))
+            win = Window(0, r0, ds.width, min(rows, ds.height - r0))
+            ok = valid_values(ds.read(indexes, window=win), nodata)
+            if masked:
+                ok &= ds.read_masks(indexes[0], window=win)[None] != 0
+            n += ok.sum(axis=(1, 2))
     except rasterio.errors.RasterioIOError as exc:
-        raise BadInputError(path, f"truncated or corrupt pixel data ({str(exc)[:120]})") from None
+        raise BadInputError(path, f"truncated or corrupt pixel data ({gdal_reason(exc)})") from None
     return [int(v) for v in n]
 
 
@@ -189,18 +224,26 @@ class RasterStack:
     """
 
     def __init__(
-        self, bands: list[BandRef], grid: Grid, resampling: str, nodata: float | None
+        self,
+        bands: list[BandRef],
+        grid: Grid,
+        resampling: str,
+        nodata: float | None,
+        masked: frozenset[Path] = frozenset(),
     ) -> None:
         self.grid = grid
         self.nodata = nodata
         self._handles: dict[Path, rasterio.io.DatasetReader] = {}
         self._readers: list[tuple[rasterio.io.DatasetReader | WarpedVRT, int]] = []
+        self._masks: dict[Path, tuple[rasterio.io.DatasetReader | WarpedVRT, int]] = {}
         self.resampled: list[str] = []
         for b in bands:
             ds = self._handles.get(b.path) or rasterio.open(b.path)
             self._handles[b.path] = ds
             if grid_of(ds, b.path).same_as(grid):
                 self._readers.append((ds, b.index))
+                if b.path in masked:
+                    self._masks.setdefault(b.path, (ds, b.index))
                 continue
             vrt = WarpedVRT(
                 ds,
@@ -213,6 +256,8 @@ class RasterStack:
                 nodata=nodata,
             )
             self._readers.append((vrt, b.index))
+            if b.path in masked:
+                self._masks.setdefault(b.path, (vrt, b.index))
             self.resampled.append(b.name)
         first = self._handles[bands[0].path]
         self.dtype = np.dtype(first.dtypes[bands[0].index - 1])
@@ -242,9 +287,21 @@ class RasterStack:
                 reader.read(idxs, window=win, out=out[pos : pos + len(idxs)])
             except rasterio.errors.RasterioIOError as exc:
                 raise BadInputError(
-                    reader.name, f"unreadable pixel data; changed since ingest? ({str(exc)[:100]})"
+                    reader.name,
+                    f"unreadable pixel data; changed since ingest? ({gdal_reason(exc)})",
                 ) from None
         return out
+
+    def read_mask(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray | None:
+        """(height, width) True where every masked file is opaque; None when no file has an
+        alpha band or internal mask."""
+        if not self._masks:
+            return None
+        win = Window(col_off, row_off, width, height)
+        ok = np.ones((height, width), dtype=bool)
+        for reader, idx in self._masks.values():
+            ok &= reader.read_masks(idx, window=win) != 0
+        return ok
 
     def close(self) -> None:
         """Close every handle."""

@@ -38,18 +38,25 @@ class SceneRecord(BaseModel):
     class_names: list[str] = []
     label_spec: str | None = None
     valid_fraction: float = 1.0
+    masked_files: list[str] = []  # files whose alpha band or internal mask says what is valid
 
     def label(self) -> LabelSpec | None:
         """The label specification, resolved to the recorded label files."""
         return LabelSpec.model_validate_json(self.label_spec) if self.label_spec else None
 
 
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
+
+
 def _volume_kind(path: Path) -> str | None:
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):
         return "nifti"
-    if name.endswith((".dcm", ".dicom")) or path.is_dir():
+    if name.endswith((".dcm", ".dicom")):
         return "dicom"
+    if path.is_dir():  # a DICOM series, unless it holds rasters
+        rasters = any(p.name.lower().endswith(RASTER_SUFFIXES) for p in path.iterdir())
+        return None if rasters else "dicom"
     return None
 
 

@@ -34,7 +34,8 @@ class RasterScene:
             BandRef(n, base / f, i)
             for n, f, i in zip(rec.band_names, rec.band_files, rec.band_indexes, strict=True)
         ]
-        self.stack = RasterStack(bands, self.grid, rec.resampling, rec.nodata)
+        masked = frozenset(base / f for f in rec.masked_files)
+        self.stack = RasterStack(bands, self.grid, rec.resampling, rec.nodata, masked)
         self.dtype = self.stack.dtype
         self.n_planes = 1
         self.plane_shape = (self.grid.height, self.grid.width)
@@ -54,6 +55,12 @@ class RasterScene:
     def read(self, plane: int, row_off: int, col_off: int, h: int, w: int) -> np.ndarray:
         """(C, h, w) window of plane ``plane`` (rasters have one)."""
         return self.stack.read(row_off, col_off, h, w)
+
+    def read_valid(
+        self, plane: int, row_off: int, col_off: int, h: int, w: int
+    ) -> np.ndarray | None:
+        """(h, w) opaque pixels of the files' alpha bands or internal masks; None without."""
+        return self.stack.read_mask(row_off, col_off, h, w)
 
     def read_label(
         self, plane: int, row_off: int, col_off: int, h: int, w: int
@@ -120,6 +127,10 @@ class VolumeScene:
     def read(self, plane: int, row_off: int, col_off: int, h: int, w: int) -> np.ndarray:
         """(C, h, w) window of slice ``plane``."""
         return self._plane(self.array, plane)[:, row_off : row_off + h, col_off : col_off + w]
+
+    def read_valid(self, plane: int, row_off: int, col_off: int, h: int, w: int) -> None:
+        """Volumes carry no mask besides nodata."""
+        return None
 
     def read_label(
         self, plane: int, row_off: int, col_off: int, h: int, w: int

@@ -142,6 +142,12 @@ def _locked(lock: Path, out: Path) -> Any:
         return fh
 
 
+def discard_staging(tmp: Path) -> None:
+    """Remove a staging folder this run made (it carries the staging marker)."""
+    if (tmp / STAGING_MARKER).is_file():
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def finish_store(out: Path, tmp: Path, parts: list[dict[str, Any]], info: dict[str, Any]) -> None:
     """Write index and ``store.json`` into ``tmp``, drop unused parts and swap it into place."""
     rows = [

@@ -193,23 +193,30 @@ def _tile_plane(
     all_valid = np.ones((s, s), dtype=bool)
     step = tile.stats_row_step or max(1, -(-(s * W) // STATS_SAMPLE_PER_STRIP))
 
-    def fetch(r: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def fetch(r: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         h = min(s, H - r)
-        return scene.read(plane, r, 0, h, W), scene.read_label(plane, r, 0, h, W)
+        return (
+            scene.read(plane, r, 0, h, W),
+            scene.read_label(plane, r, 0, h, W),
+            scene.read_valid(plane, r, 0, h, W),
+        )
 
     nxt = pool.submit(fetch, roffs[0])
     for ri, r in enumerate(roffs):
-        strip, lab = nxt.result()
+        strip, lab, opaque = nxt.result()
         if ri + 1 < len(roffs):
             nxt = pool.submit(fetch, roffs[ri + 1])
         bar.update(1)
         h = strip.shape[1]
         fresh = (roffs[ri + 1] - r) if ri + 1 < len(roffs) else h
         for b in range(C):
-            stats[b].update(strip[b, :fresh:step], nodata)
-        ok: np.ndarray | None = None  # None: every pixel of the strip is valid
+            sample = strip[b, :fresh:step]
+            stats[b].update(sample if opaque is None else sample[opaque[:fresh:step]], nodata)
+        ok: np.ndarray | None = opaque  # None: every pixel of the strip is valid
         if not _surely_valid(strip, nodata):
             ok = np.asarray(valid_values(strip, nodata).all(axis=0))
+            if opaque is not None:
+                ok &= opaque
         for c in coffs:
             counts["total"] += 1
             split = split_of(r, c)
@@ -219,7 +226,9 @@ def _tile_plane(
             w = min(s, W - c)
             n_valid = h * w if ok is None else int(ok[:, c : c + w].sum())
             vf = n_valid / (s * s)
-            if vf < tile.min_valid_fraction or n_valid == 0:
+            # an image smaller than the window is one padded tile, judged on its own pixels
+            judged = n_valid / (H * W) if H <= s and W <= s else vf
+            if judged < tile.min_valid_fraction or n_valid == 0:
                 counts["dropped_invalid"] += 1
                 continue
             if h == s and w == s:
@@ -308,7 +317,7 @@ def tile_scene(
             total=scene.n_planes * n_strips,
             desc=rec.scene_id,
             unit="row",
-            disable=not progress,
+            disable=None if progress else True,  # None: only on a terminal
             leave=False,
         )
         try:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks.dicom import read_dicom_file
 from tasks.errors import BadInputError
 
 MAX_VOLUME_BYTES = 4 << 30
@@ -103,9 +104,11 @@ def check_dicom_header(path: Path) -> None:
         if rows < 1 or cols < 1:
             raise BadInputError(f, f"DICOM claims {rows}x{cols} pixels")
         bits = int(ds.get("BitsAllocated", 16))
-        if rows * cols * frames * max(bits // 8, 1) > MAX_VOLUME_BYTES:
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        if rows * cols * frames * samples * bits // 8 > MAX_VOLUME_BYTES:
             raise BadInputError(f, f"absurd dimensions {rows}x{cols}x{frames} in header; refused")
-        need = rows * cols * int(ds.get("NumberOfFrames", 1) or 1) * max(bits // 8, 1)
+        # bits, not bytes: 1-bit segmentations pack eight pixels a byte
+        need = -(-rows * cols * int(ds.get("NumberOfFrames", 1) or 1) * samples * bits // 8)
         raw = ds.get_item("PixelData")
         length = getattr(raw, "length", None)
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
@@ -221,12 +224,15 @@ def load_volume(path: Path, kind: str) -> Volume:
             affine = np.asarray(img.affine, dtype=np.float64)
         else:
             check_dicom_header(path)
-            dicom = PydicomReader()
-            data, meta = dicom.get_data(dicom.read(str(path)))  # numpy: no torch dtype change
-            arr = _exact_dtype(np.asarray(data), None)
-            affine = np.asarray(meta["affine"], dtype=np.float64)
             if path.is_dir():
-                affine = _series_affine(path, affine)
+                dicom = PydicomReader()
+                data, meta = dicom.get_data(dicom.read(str(path)))  # numpy: no torch dtype change
+                arr = _exact_dtype(np.asarray(data), None)
+                affine = _series_affine(path, np.asarray(meta["affine"], dtype=np.float64))
+            else:  # one file, maybe multi-frame or colour: (C, X, Y, Z) already
+                data, affine = read_dicom_file(path)
+                out, ras_affine = to_ras(_native(_exact_dtype(data, None)), affine)
+                return Volume(out, ras_affine)
     except BadInputError:
         raise
     except Exception as exc:

@@ -1,0 +1,313 @@
+"""A corpus of the files other projects test with, through `tessera tile`: each gives exact tiles
+(values in the source dtype, every pixel where the source's geometry puts it) or one clean line.
+
+Rasters and NIfTI volumes are generated here (every dtype, byte orders, scaling, alpha, internal
+masks, tiny images, NIfTI-2, 4-D); DICOM files are pydicom's own test files (big-endian, colour,
+multi-frame, JPEG-LS, JPEG 2000, RLE, 1-bit, truncated, undecodable).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.control import GroundControlPoint
+from rasterio.enums import ColorInterp
+from rasterio.windows import Window
+
+from tasks.store import TileStore
+from tests.helpers import write_geotiff
+
+SIZE = 8
+DICOM_DIR = Path(pydicom.__file__).parent / "data" / "test_files"
+T = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4200000.0)
+
+GOOD_DICOM = [
+    "CT_small.dcm",  # rescale slope/intercept
+    "MR_small_bigendian.dcm",  # big-endian
+    "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS (pylibjpeg-libjpeg)
+    "JPEGLSNearLossless_16.dcm",
+    "MR_small_RLE.dcm",
+    "JPEG2000.dcm",  # no patient position: PixelSpacing alone
+    "rtdose.dcm",  # multi-frame uint32, frames by GridFrameOffsetVector
+    "SC_rgb_rle.dcm",  # colour: three channels
+    "SC_rgb_small_odd_big_endian.dcm",
+    "liver_1frame.dcm",  # 1-bit segmentation
+]
+BAD_DICOM = {"MR_truncated.dcm": "truncated", "JPEG-lossy.dcm": "cannot decode"}
+
+
+def _rasters(d: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(0)
+    files = {}
+    for dt in ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"):
+        info = np.iinfo(dt) if np.dtype(dt).kind in "iu" else None
+        lo, hi = (info.min + 1, info.max) if info else (-1e6, 1e6)
+        a = rng.uniform(lo, hi, size=(2, 19, 13)).astype(dt)
+        files[f"r_{dt}"] = write_geotiff(d / f"r_{dt}.tif", a, transform=T)
+    a = rng.integers(1, 60000, size=(2, 12, 10), dtype=np.uint16)
+    files["r_bigendian"] = write_geotiff(d / "r_bigendian.tif", a, transform=T, ENDIANNESS="BIG")
+    files["r_deflate_tiled"] = write_geotiff(
+        d / "r_deflate_tiled.tif", rng.integers(1, 9, (1, 40, 40)).astype(np.uint8),
+        transform=T, compress="deflate", tiled=True, blockxsize=16, blockysize=16,
+    )  # fmt: skip
+    f = rng.normal(size=(1, 16, 16)).astype(np.float32)
+    f[0, :4] = np.nan
+    files["r_nan"] = write_geotiff(d / "r_nan.tif", f, transform=T, nodata=float("nan"))
+    files["r_tiny"] = write_geotiff(d / "r_tiny.tif", np.arange(15, dtype=np.uint8).reshape(3, 5))
+    rgb = rng.integers(1, 255, (3, 16, 16), dtype=np.uint8)
+    alpha = np.zeros((16, 16), np.uint8)
+    alpha[:8, :8] = 255
+    path = d / "r_alpha.tif"
+    with rasterio.open(
+        path, "w", driver="GTiff", width=16, height=16, count=4, dtype="uint8",
+        crs="EPSG:32633", transform=T, photometric="RGB",
+    ) as ds:  # fmt: skip
+        ds.write(rgb, [1, 2, 3])
+        ds.write(alpha, 4)
+        ds.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    files["r_alpha"] = path
+    path = d / "r_mask.tif"
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(
+            path, "w", driver="GTiff", width=16, height=16, count=3, dtype="uint8",
+            crs="EPSG:32633", transform=T,
+        ) as ds:  # fmt: skip
+            ds.write(rgb)
+            ds.write_mask(alpha)
+    files["r_mask"] = path
+    return files
+
+
+def _bad_rasters(d: Path) -> dict[Path, str]:
+    one = np.ones((1, 8, 8), np.uint8)
+    gcps = [GroundControlPoint(0, 0, 10, 50), GroundControlPoint(8, 0, 11, 50),
+            GroundControlPoint(0, 8, 10, 49)]  # fmt: skip
+    gcp = d / "bad_gcps.tif"
+    with rasterio.open(
+        gcp, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8",
+        gcps=gcps, crs="EPSG:4326",
+    ) as ds:  # fmt: skip
+        ds.write(one)
+    nocrs = write_geotiff(d / "bad_nocrs.tif", one, crs=None, transform=Affine.identity())
+    good = write_geotiff(d / "tmp_good.tif", np.ones((1, 64, 64), np.uint16), transform=T)
+    corrupt = d / "bad_corrupt.tif"
+    corrupt.write_bytes(good.read_bytes()[:2000])
+    good.unlink()
+    empty = d / "bad_empty.tif"
+    empty.write_bytes(b"")
+    nodata = write_geotiff(d / "bad_allnodata.tif", np.zeros((1, 8, 8), np.uint8), nodata=0)
+    return {
+        gcp: "GCPs only",
+        nocrs: "not georeferenced",
+        corrupt: "corrupt",
+        empty: "empty file",
+        nodata: "no valid pixel",
+    }
+
+
+def _niftis(d: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(1)
+    aff = np.diag([2.0, 3.0, 4.0, 1.0])
+    aff[:3, 3] = [-10, 20, 5]
+    lps = np.diag([-1.5, -1.5, 2.0, 1.0])  # LPS on disk: reoriented to RAS when tiled
+    lps[:3, 3] = [30, 40, -7]
+    files = {}
+
+    def save(name: str, img: nib.Nifti1Image) -> None:
+        files[name] = d / f"{name}.nii.gz"
+        nib.save(img, str(files[name]))
+
+    save("n_uint8", nib.Nifti1Image(rng.integers(0, 255, (9, 10, 3)).astype(np.uint8), aff))
+    save("n_uint16", nib.Nifti1Image(rng.integers(0, 65535, (9, 10, 3)).astype(np.uint16), aff))
+    save("n_float64", nib.Nifti1Image(rng.normal(size=(9, 10, 3)), lps))
+    big = nib.Nifti1Image(rng.integers(-3000, 3000, (9, 10, 3)).astype(">i2"), lps)
+    save("n_bigendian", big)
+    scaled = nib.Nifti1Image(rng.integers(-100, 100, (9, 10, 3)).astype(np.int16), aff)
+    scaled.header.set_slope_inter(0.37, -12.5)
+    save("n_scaled", scaled)
+    save("n_4d", nib.Nifti1Image(rng.integers(0, 99, (9, 10, 3, 2)).astype(np.int16), aff))
+    save("n_nifti2", nib.Nifti2Image(rng.normal(size=(9, 10, 3)).astype(np.float32), lps))
+    return files
+
+
+def _bad_niftis(d: Path) -> dict[Path, str]:
+    good = d / "tmp.nii"
+    nib.save(nib.Nifti1Image(np.ones((20, 20, 20), np.float32), np.eye(4)), str(good))
+    truncated = d / "bad_truncated.nii"
+    truncated.write_bytes(good.read_bytes()[:3000])
+    good.unlink()
+    junk = d / "bad_junk.nii"
+    junk.write_bytes(b"not a nifti at all" * 40)
+    return {truncated: "truncated", junk: "not a readable NIfTI"}
+
+
+@pytest.fixture(scope="module")
+def corpus(prefect_api: str, tmp_path_factory: pytest.TempPathFactory):
+    d = tmp_path_factory.mktemp("corpus")
+    good: dict[str, Path] = {**_rasters(d), **_niftis(d)}
+    for name in GOOD_DICOM:
+        good[name.removesuffix(".dcm")] = Path(shutil.copy(DICOM_DIR / name, d / name))
+    bad = {**_bad_rasters(d), **_bad_niftis(d)}
+    for name, why in BAD_DICOM.items():
+        bad[Path(shutil.copy(DICOM_DIR / name, d / name))] = why
+    return d, good, bad
+
+
+def _raster_expected(path: Path, m: dict) -> np.ndarray:
+    with rasterio.open(path) as src:
+        alpha = {i for i, ci in enumerate(src.colorinterp, 1) if ci == ColorInterp.alpha}
+        bands = [i for i in range(1, src.count + 1) if i not in alpha]
+        win = Window(m["col_off"], m["row_off"], SIZE, SIZE)
+        fill = src.nodata if src.nodata is not None and not np.isnan(src.nodata) else 0
+        return src.read(bands, window=win, boundless=True, fill_value=fill)
+
+
+def _tag(ds: pydicom.Dataset, keyword: str, default: list) -> list:
+    """A DICOM attribute, from the dataset or from a shared or first per-frame functional
+    group (enhanced multi-frame files keep geometry there)."""
+    if keyword in ds:
+        return ds.get(keyword)
+    for seq in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for group in (ds.get(seq) or [])[:1]:
+            for item in group:
+                if item.VR == "SQ" and item.value and keyword in item.value[0]:
+                    return item.value[0].get(keyword)
+    return default
+
+
+def _volume_source(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(C, i, j, k) values and voxel-to-world (RAS) affine, computed from the file directly."""
+    if path.name.endswith(".nii.gz"):
+        img = nib.load(str(path))
+        slope, inter = img.header.get_slope_inter()
+        scaled = slope is not None and (slope != 1 or (inter or 0) != 0)
+        a = img.get_fdata(dtype=np.float64) if scaled else np.asarray(img.dataobj.get_unscaled())
+        a = a if a.ndim == 4 else a[..., None]
+        return np.moveaxis(a, -1, 0), img.affine
+    ds = pydicom.dcmread(path)
+    px = ds.pixel_array
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    px = px[None] if frames == 1 else px
+    px = px if int(ds.get("SamplesPerPixel", 1)) > 1 else px[..., None]
+    slope, inter = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
+    px = px * slope + inter if (slope, inter) != (1.0, 0.0) else px
+    iop = np.array(_tag(ds, "ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), float)
+    ps = np.array(_tag(ds, "PixelSpacing", [1, 1]), float)
+    normal = np.cross(iop[:3], iop[3:])
+    ipp = np.array(_tag(ds, "ImagePositionPatient", [0, 0, 0]), float)
+    if "GridFrameOffsetVector" in ds and frames > 1:
+        step = normal * float(np.diff(np.asarray(ds.GridFrameOffsetVector, float))[0])
+    else:
+        step = normal * float(ds.get("SliceThickness", 1) or 1)
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1], lps[:3, 2], lps[:3, 3] = iop[:3] * ps[1], iop[3:] * ps[0], step, ipp
+    return px.transpose(3, 2, 1, 0), np.diag([-1.0, -1, 1, 1]) @ lps
+
+
+def _check_volume_tile(t: dict, src: np.ndarray, src_affine: np.ndarray) -> int:
+    """Each pixel of the tile equals the source voxel at the same world position."""
+    tile_affine = np.asarray(t["meta"]["affine"]).reshape(4, 4)
+    to_src = np.linalg.inv(src_affine) @ tile_affine
+    checked = 0
+    for r in range(SIZE):
+        for c in range(SIZE):
+            if not t["valid"][r, c]:
+                continue
+            ijk = to_src @ np.array([r, c, 0, 1.0])
+            idx = np.round(ijk[:3]).astype(int)
+            assert np.allclose(ijk[:3], idx, atol=1e-4), ijk
+            np.testing.assert_array_equal(t["image"][:, r, c], src[(slice(None), *idx)])
+            checked += 1
+    return checked
+
+
+def test_every_file_gives_exact_tiles_or_one_line(corpus, cli):
+    d, good, bad = corpus
+    out = d / "store"
+    args = [a for p in [*good.values(), *bad] for a in ("--input", p)]
+    rc, _, err = cli(
+        "tile", *args, "--out", out, "--size", SIZE, "--min-valid-fraction", 0.01,
+        "--on-bad-input", "skip", cwd=d,
+    )  # fmt: skip
+    assert rc == 0, err
+    store = TileStore.open(out)
+    rejected = {
+        Path(x["path"]).name: x["reason"] for x in json.loads((out / "rejected.json").read_text())
+    }
+    for path, why in bad.items():
+        assert path.name in rejected, f"{path.name} was not refused"
+        assert why in rejected[path.name] and "\n" not in rejected[path.name], rejected[path.name]
+    assert len(rejected) == len(bad), rejected
+    index = store.index
+    for name, path in good.items():
+        rows = np.flatnonzero(index["scene_id"].to_numpy() == name)
+        assert len(rows), f"{name}: no tile"
+        if path.suffix == ".tif":
+            with rasterio.open(path) as src:
+                dtype = np.dtype(src.dtypes[0]).newbyteorder("=")
+            for i in rows:
+                t = store[int(i)]
+                assert t["image"].dtype == dtype, name
+                np.testing.assert_array_equal(t["image"], _raster_expected(path, t["meta"]))
+            continue
+        src, src_affine = _volume_source(path)
+        checked = 0
+        for i in rows:
+            t = store[int(i)]
+            if src.dtype == np.float64 and path.suffix == ".dcm":  # rescaled: HU are integers
+                assert t["image"].dtype.kind == "i", (name, t["image"].dtype)
+            else:
+                assert t["image"].dtype == src.dtype.newbyteorder("="), (name, t["image"].dtype)
+            checked += _check_volume_tile(t, src, src_affine)
+        assert checked >= min(src[0].size, 64), name
+
+
+def test_alpha_and_internal_masks_decide_validity(corpus, cli):
+    d, good, _ = corpus
+    for name in ("r_alpha", "r_mask"):
+        out = d / f"{name}_store"
+        rc, _, err = cli("tile", "--input", good[name], "--out", out, "--size", SIZE, cwd=d)
+        assert rc == 0, err
+        store = TileStore.open(out)
+        assert store.info["sources"][name]["bands"] == ["b1", "b2", "b3"]  # alpha is no band
+        assert len(store) == 1  # three of the four tiles are transparent
+        assert store[0]["valid"].all() and store[0]["meta"]["row_off"] == 0
+
+
+def test_an_image_smaller_than_the_window_is_one_padded_tile(corpus, cli):
+    d, good, _ = corpus
+    out = d / "tiny_store"
+    rc, _, err = cli("tile", "--input", good["r_tiny"], "--out", out, "--size", 32, cwd=d)
+    assert rc == 0, err
+    t = TileStore.open(out)[0]
+    assert t["valid"].sum() == 15 and t["image"][0, 2, 4] == 14
+
+
+def test_no_tile_at_all_is_a_failure_with_the_reason(corpus, cli):
+    d, good, _ = corpus
+    out = d / "empty_store"
+    rc, _, err = cli(
+        "tile", "--input", good["r_nan"], "--out", out, "--size", 16,
+        "--min-valid-fraction", 0.9, cwd=d,
+    )  # fmt: skip
+    assert rc == 1 and "0 tiles from r_nan" in err and "valid pixels" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists() and not (d / "empty_store.tmp").exists()
+
+
+@pytest.mark.parametrize("name", ["bad_corrupt.tif", "JPEG-lossy.dcm", "bad_gcps.tif"])
+def test_a_bad_file_alone_fails_in_one_line(corpus, cli, name):
+    d, _, bad = corpus
+    path = next(p for p in bad if p.name == name)
+    rc, _, err = cli("tile", "--input", path, "--out", d / f"x_{name}", cwd=d)
+    assert rc == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and bad[path] in lines[0], err
