@@ -347,13 +347,14 @@ def summary(params: ParamsOpt = Path("params.yaml"), tiles: Path = Path("outputs
     """Print what the pipeline has produced: tiles, metrics, registered models, where things are."""
     from rich.console import Console
 
-    from flows.summary import UI_HINTS, experiments_table, store_table
+    from flows.local_api import running_url
+    from flows.summary import experiments_table, store_table, ui_hints
 
     p = _load(params, None)
     console = Console(width=max(Console().width, 160))
     console.print(store_table(tiles))
     console.print(experiments_table(p))
-    console.print(UI_HINTS, highlight=False)
+    console.print(ui_hints(running_url(_home())), highlight=False)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from flows.config import IngestParams
 from flows.failures import failing_in_one_line
 from tasks.catalog import SceneRecord, SourceReport
+from tasks.errors import StepError
 from tasks.files import atomic_write_json
 from tasks.prefect_tasks import inspect_source_task, write_catalog_task
 
@@ -71,7 +72,9 @@ def ingest_flow(params: IngestParams, base: str = ".") -> State[Any]:
     if rejected and params.on_bad_input == "fail":
         return failed_on(rejected)
     catalog = root / params.catalog
-    write_catalog_task(records, catalog)
+    written = write_catalog_task(records, catalog)
+    if isinstance(written, StepError):
+        return Failed(message=written.message)
     atomic_write_json(catalog.parent / "rejected.json", rejected)
     create_markdown_artifact(
         ingest_markdown(records, rejected),

@@ -26,6 +26,7 @@ from tasks.dvc_stages import (
     Stage,
     commit_stage,
     default_remote,
+    pipeline_lock,
     pipeline_stages,
     push_outputs,
     stage_changed,
@@ -103,8 +104,16 @@ def _forced(name: str, force: list[str]) -> bool:
 @flow(name="tessera-pipeline")
 @failing_in_one_line
 def pipeline_flow(params: PipelineParams) -> State[Any]:
-    """Run the out-of-date ``dvc.yaml`` stages as subflows, committing each to ``dvc.lock``."""
+    """Run the out-of-date ``dvc.yaml`` stages as subflows, committing each to ``dvc.lock``.
+
+    One run at a time per project: a second is refused in one line.
+    """
     root = Path(params.root).resolve()
+    with pipeline_lock(root):
+        return _run_stages(params, root)
+
+
+def _run_stages(params: PipelineParams, root: Path) -> State[Any]:
     os.chdir(root)  # every stage reads and writes paths relative to the project
     p = load_params_task(root / PARAMS_FILE)
     if isinstance(p, StepError):

@@ -52,9 +52,18 @@ def experiments_table(p: TesseraParams) -> Any:
     return t
 
 
-UI_HINTS = """\
-MLflow UI:  .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
-            then http://127.0.0.1:5000 (runs, plots, registry: tessera-<experiment>@champion)
-Prefect UI: .venv/bin/prefect server start --host 127.0.0.1 --port 4200
-            then http://127.0.0.1:4200 (set PREFECT_API_URL=http://127.0.0.1:4200/api for runs)
-PNG plots:  outputs/eval/<experiment>/plots/  (and outputs/models/<experiment>/plots/)"""
+def ui_hints(prefect_url: str | None) -> str:
+    """Where to look: the MLflow UI command, the local Prefect server's UI, the PNGs."""
+    prefect = (
+        f"{prefect_url.removesuffix('/api')} (the local server; `tessera server stop` stops it)"
+        if prefect_url
+        else "not running; `.venv/bin/tessera server start` starts it (and prints its address)"
+    )
+    return (
+        "MLflow UI:  .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db "
+        "--host 127.0.0.1 --port 5000\n"
+        "            then http://127.0.0.1:5000 (runs, plots, registry: "
+        "tessera-<experiment>@champion)\n"
+        f"Prefect UI: {prefect}\n"
+        "PNG plots:  outputs/eval/<experiment>/plots/  (and outputs/models/<experiment>/plots/)"
+    )

@@ -15,6 +15,7 @@ from flows.config import IngestParams, TileStageParams
 from flows.failures import failing_in_one_line
 from flows.ingest import failed_on, inspect_all, rejected_markdown
 from tasks.catalog import SceneRecord, read_catalog
+from tasks.errors import StepError
 from tasks.files import atomic_write_json
 from tasks.prefect_tasks import tile_scene_task
 from tasks.specs import SourceSpec
@@ -171,6 +172,8 @@ def tile_flow(
             strict=True,
         ):
             part = fut.result()
+            if isinstance(part, StepError):
+                return Failed(message=part.message)
             if "rejected" in part:
                 rejected.append(part["rejected"])
                 continue

@@ -123,6 +123,18 @@ class TileDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         self.store: TileStore | None = None
         self.datasets: dict[str, TileDataset] = {}
+        # one shuffling generator for the whole fit, saved in checkpoints: a resumed run
+        # shuffles its next epochs as the uninterrupted run would have
+        self.shuffle_generator = torch.Generator().manual_seed(seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Checkpointed state: where the shuffling generator stands."""
+        return {"shuffle_generator": self.shuffle_generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue shuffling where the checkpointed run stopped."""
+        if "shuffle_generator" in state_dict:
+            self.shuffle_generator.set_state(state_dict["shuffle_generator"])
 
     def prepare_data(self) -> None:
         """Nothing to download or write: the store is a DVC-tracked stage output."""
@@ -196,7 +208,7 @@ class TileDataModule(pl.LightningDataModule):
             num_workers=hp["num_workers"],
             pin_memory=hp["pin_memory"],
             collate_fn=collate_batch,
-            generator=torch.Generator().manual_seed(hp["seed"]) if shuffle else None,
+            generator=self.shuffle_generator if shuffle else None,
             persistent_workers=hp["num_workers"] > 0,
         )
 

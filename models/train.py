@@ -138,6 +138,8 @@ def _trainer(config: RunConfig, out: Path, logger: Any) -> tuple[Any, Any, Any]:
         enable_version_counter=False,
     )
     curves = CurveRecorder()
+    from models.rng_state import RngState
+
     strategy = t.strategy
     if strategy == "auto" and t.devices * t.num_nodes > 1:
         strategy = "ddp"
@@ -153,7 +155,7 @@ def _trainer(config: RunConfig, out: Path, logger: Any) -> tuple[Any, Any, Any]:
         deterministic=t.deterministic,
         log_every_n_steps=t.log_every_n_steps,
         logger=logger,
-        callbacks=[ckpt, last, curves],
+        callbacks=[ckpt, last, curves, RngState()],
         default_root_dir=str(out),
         enable_model_summary=False,
     )

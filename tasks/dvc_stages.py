@@ -7,10 +7,48 @@ and commits each one to ``dvc.lock`` when it succeeds, so scheduled runs, ``dvc 
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+RUN_LOCK = Path(".dvc") / "tmp" / "tessera-run.lock"
+
+
+class PipelineBusyError(Exception):
+    """Another ``tessera run`` holds the project; the message is one line."""
+
+    one_line = True
+
+
+@contextmanager
+def pipeline_lock(root: Path) -> Iterator[None]:
+    """Hold the project for one pipeline run; a second run is refused at once."""
+    path = root / RUN_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            raise PipelineBusyError(
+                f"{root}: another tessera run (pid {holder}) is running this pipeline; "
+                "wait for it to finish"
+            ) from None
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+            yield
+        finally:
+            fh.truncate(0)
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)

@@ -58,9 +58,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give it the usual mode
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise named(exc, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def named(exc: OSError, path: Path | str) -> OSError:
+    """``exc`` naming ``path`` when it names no file (a full disk says only "No space left")."""
+    if exc.filename:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(path))
 
 
 def atomic_write_json(path: Path, obj: Any, compact: bool = False) -> None:

@@ -6,10 +6,13 @@ so tiles stream to disk without knowing their count in advance.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
+
+from tasks.files import named
 
 _HEADER_LEN = 256  # bytes, a multiple of 64 as the format asks
 
@@ -34,13 +37,19 @@ class NpyAppender:
         self.dtype = np.dtype(dtype)
         self.count = 0
         self._fh = open(path, "wb")
-        self._fh.write(_header(self.dtype, (0, *self.item_shape)))
+        self._write(_header(self.dtype, (0, *self.item_shape)))
+
+    def _write(self, data: bytes | memoryview) -> None:
+        try:
+            self._fh.write(data)
+        except OSError as exc:  # a full disk names no file: name the shard
+            raise named(exc, self.path) from None
 
     def append(self, item: np.ndarray) -> int:
         """Write one item; returns its row in the file."""
         if item.shape != self.item_shape or item.dtype != self.dtype:
             raise ValueError(f"item {item.shape}/{item.dtype} != {self.item_shape}/{self.dtype}")
-        self._fh.write(np.ascontiguousarray(item).data)
+        self._write(np.ascontiguousarray(item).data)
         self.count += 1
         return self.count - 1
 
@@ -52,9 +61,14 @@ class NpyAppender:
         """
         if self._fh.closed:
             return
-        self._fh.seek(0)
-        self._fh.write(_header(self.dtype, (self.count, *self.item_shape)))
-        self._fh.close()
+        try:
+            self._fh.seek(0)
+            self._fh.write(_header(self.dtype, (self.count, *self.item_shape)))
+            self._fh.close()
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                self._fh.close()  # its buffer may fail to flush again: still closed after
+            raise named(exc, self.path) from None
 
     def __enter__(self) -> NpyAppender:
         return self

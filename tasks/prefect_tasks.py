@@ -51,7 +51,7 @@ inspect_source_task = task(
     cache_key_fn=source_cache_key,
     persist_result=True,
 )(inspect_source)
-write_catalog_task = task(name="write-catalog", retries=2, retry_delay_seconds=1)(write_catalog)
+write_catalog_task = task(name="write-catalog")(returning_errors(write_catalog))
 
 
 def tile_scene_or_reject(
@@ -74,7 +74,9 @@ def tile_scene_or_reject(
         return {"rejected": exc.as_dict()}
 
 
-tile_scene_task = task(name="tile-scene", retries=2, retry_delay_seconds=1)(tile_scene_or_reject)
+# errors come back as values: a full disk or a read-only output is reported in one line by
+# the flow, not retried and logged with a traceback by Prefect
+tile_scene_task = task(name="tile-scene")(returning_errors(tile_scene_or_reject))
 
 
 write_run_config_task = task(name="write-run-config")(write_run_config)

@@ -1,0 +1,145 @@
+"""Faults a user meets: a second writer, a read-only output, a full disk, a killed training, two
+pipeline runs at once. Each ends in one line naming the path, or continues where it stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tasks.dvc_stages import pipeline_lock
+from tasks.store import lock_path
+from tests.helpers import TINY_EXPERIMENTS, training_dir, write_geotiff
+
+TESSERA = str(Path(sys.executable).parent / "tessera")
+
+
+def _tessera(args: list, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [TESSERA, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def _one_line(res: subprocess.CompletedProcess) -> str:
+    """The whole of stderr, which must be one ``tessera:`` line."""
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 1 and len(lines) == 1, res.stderr
+    assert lines[0].startswith("tessera: ") and "Traceback" not in res.stderr
+    return lines[0]
+
+
+@contextmanager
+def _tmpfs(path: Path, *options: str) -> Iterator[Path]:
+    """A small tmpfs at ``path`` (root only; skipped where mounting is not allowed)."""
+    path.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({res.stderr.strip()})")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(0)
+    data = rng.integers(1, 60000, size=(4, 256, 256), dtype=np.uint16)
+    return write_geotiff(tmp_path_factory.mktemp("scene") / "scene.tif", data)
+
+
+def test_a_second_writer_gets_one_line(scene, tmp_path, subprocess_env):
+    import fcntl
+
+    out = tmp_path / "store"
+    with open(lock_path(out), "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        res = _tessera(["tile", "--input", scene, "--out", out], tmp_path, subprocess_env)
+    line = _one_line(res)
+    assert str(out) in line and "another tessera run is writing" in line
+
+
+def test_a_read_only_output_gets_one_line(scene, tmp_path, subprocess_env):
+    with _tmpfs(tmp_path / "ro", "size=1m", "ro") as ro:
+        res = _tessera(["tile", "--input", scene, "--out", ro / "store"], tmp_path, subprocess_env)
+    line = _one_line(res)
+    assert str(ro) in line and "read-only file system" in line
+
+
+def test_a_full_disk_gets_one_line_naming_the_file(scene, tmp_path, subprocess_env):
+    with _tmpfs(tmp_path / "small", "size=256k") as small:
+        res = _tessera(
+            ["tile", "--input", scene, "--out", small / "store", "--size", 32],
+            tmp_path,
+            subprocess_env,
+        )
+    line = _one_line(res)
+    assert str(small) in line and "no space left on device" in line
+
+
+def test_two_pipeline_runs_at_once_the_second_is_refused(tmp_path, cli):
+    (tmp_path / "params.yaml").write_text("{}\n")
+    with pipeline_lock(tmp_path):
+        rc, _, err = cli("run", cwd=tmp_path)
+    assert rc == 1 and "another tessera run" in err and str(os.getpid()) in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def long_training(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two identical experiments, long enough (30 short epochs) to be killed in the middle."""
+    exp = {**TINY_EXPERIMENTS["tiny-vae"], "trainer": {"max_epochs": 30}}
+    root = training_dir(tmp_path_factory.mktemp("killed"), {"whole": exp, "killed": exp})
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["trainer"]["deterministic"] = True
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
+def _summary(root: Path, name: str) -> dict:
+    return json.loads((root / "models" / name / "train_summary.json").read_text())
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_reaches_the_uninterrupted_metrics(long_training, subprocess_env):
+    root = long_training
+    whole = _tessera(["train", "--experiment", "whole"], root, subprocess_env)
+    assert whole.returncode == 0, whole.stderr
+    last = root / "models" / "killed" / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen(
+        [TESSERA, "train", "--experiment", "killed"], cwd=root, env=subprocess_env,
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    seen: set[float] = set()
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and len(seen) < 3:
+        if last.exists():
+            seen.add(last.stat().st_mtime)
+        time.sleep(0.02)
+    assert proc.poll() is None, "training finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (root / "models" / "killed" / "train_summary.json").exists()
+
+    resumed = _tessera(["train", "--experiment", "killed", "--resume"], root, subprocess_env)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _summary(root, "whole"), _summary(root, "killed")
+    assert a["epochs"] == b["epochs"] == 30 and a["steps"] == b["steps"]
+    assert b["best_val_loss"] == pytest.approx(a["best_val_loss"], rel=1e-6, abs=1e-9)
+    assert a["test_metrics"].keys() == b["test_metrics"].keys()
+    for k, v in a["test_metrics"].items():
+        assert b["test_metrics"][k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
