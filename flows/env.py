@@ -60,7 +60,10 @@ def quiet_third_party() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")  # VR guesses
     logging.getLogger("pydicom").setLevel(logging.ERROR)
     logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
-    logging.getLogger("dvc").setLevel(logging.WARNING)
-    logging.getLogger("EventsWorker").setLevel(
-        logging.ERROR
-    )  # "still processing items" at exit  # "Updating lock file" per stage
+    for name, level in (
+        ("dvc", logging.WARNING),  # "Updating lock file" per stage
+        ("EventsWorker", logging.ERROR),  # "still processing items" at exit
+        ("rasterio", logging.ERROR),  # GDAL's warnings; its errors are raised and reported
+        ("urllib3", logging.ERROR),  # each HTTP retry; the last failure is reported
+    ):
+        logging.getLogger(name).setLevel(level)

@@ -292,8 +292,12 @@ def main(argv: list[str] | None = None) -> int:
         kind = "" if isinstance(exc, (OSError, ValueError)) else f"{type(exc).__name__}: "
         line = f"{args.config}: {kind}{exc}".splitlines()[0]
         error_file = os.environ.get("TESSERA_ERROR_FILE")
-        if error_file:  # the launcher reports it as its own one-line error
-            Path(error_file).write_text(line + "\n")
+        if error_file:  # the launcher reports it as its own one-line error; the first rank
+            try:  # to fail holds the cause (the others then lose their peer): keep its line
+                with open(error_file, "x") as fh:
+                    fh.write(line + "\n")
+            except FileExistsError:
+                pass
         else:
             print(f"models.train: {line}", file=sys.stderr)
         return 1

@@ -21,6 +21,7 @@ from tasks.registry import (
     log_candidate,
     model_fingerprint,
     promote,
+    registered_candidate,
     version_with_fingerprint,
 )
 
@@ -94,7 +95,7 @@ def register_experiment(
     model, example, expected = serving_example(run, example_tiles)
     fingerprint = model_fingerprint(model, metrics_path.read_bytes() + metric.encode())
     same = version_with_fingerprint(run.tracking_uri, name, fingerprint)
-    if same is not None:  # the same weights and evaluation: nothing new to register
+    if same is not None and same[1]:  # the same weights and evaluation, judged: nothing new
         from mlflow import MlflowClient
 
         version, aliases = same
@@ -102,30 +103,33 @@ def register_experiment(
         unchanged: dict[str, Any] = base | {
             "version": version,
             "model_uri": f"models:/{name}/{version}",
-            "alias": CHAMPION if CHAMPION in aliases else (aliases[0] if aliases else "none"),
+            "alias": CHAMPION if CHAMPION in aliases else aliases[0],
             "reason": f"unchanged: the same model and evaluation as v{version}",
             "champion_version": champion,
             "registered": False,
         }
         atomic_write_json(record_path, unchanged)
         return unchanged
-    candidate = log_candidate(
-        model,
-        example,
-        name,
-        run.tracking_uri,
-        run.experiment,
-        train_run,
-        run.artifact_location,
-        {
-            "eval": metrics_path,
-            "eval/plots": eval_dir / PLOTS,
-            "eval/report": eval_dir / REPORT_FILE,
-        },
-        metrics,
-        {**lineage, "tessera.experiment": run.experiment, FINGERPRINT_TAG: fingerprint},
-        ready_timeout_s,
-    )
+    if same is not None:  # registered by a run that stopped before the gate: judge it now
+        candidate = registered_candidate(run.tracking_uri, name, same[0])
+    else:
+        candidate = log_candidate(
+            model,
+            example,
+            name,
+            run.tracking_uri,
+            run.experiment,
+            train_run,
+            run.artifact_location,
+            {
+                "eval": metrics_path,
+                "eval/plots": eval_dir / PLOTS,
+                "eval/report": eval_dir / REPORT_FILE,
+            },
+            metrics,
+            {**lineage, "tessera.experiment": run.experiment, FINGERPRINT_TAG: fingerprint},
+            ready_timeout_s,
+        )
     decision = promote(
         candidate, run.tracking_uri, example, expected, metric, value, direction,
         min_improvement, ready_timeout_s,

@@ -208,13 +208,22 @@ def log_candidate(
             signature=infer_signature(example, output),
             input_example=example,
             pip_requirements=PIP_REQUIREMENTS,
-            registered_model_name=name,
-            await_registration_for=int(ready_timeout_s),
         )
-    version = str(info.registered_model_version)
-    for key, value in (tags or {}).items():
-        client.set_model_version_tag(name, version, key, value)
+    # the version and its tags (the fingerprint among them) are created in one call: a run
+    # killed in between cannot leave an untagged version that a rerun would register again
+    mv = mlflow.register_model(
+        info.model_uri, name, await_registration_for=int(ready_timeout_s), tags=tags or {}
+    )
+    version = str(mv.version)
     return Candidate(name, version, f"models:/{name}/{version}", run.info.run_id)
+
+
+def registered_candidate(tracking_uri: str, name: str, version: str) -> Candidate:
+    """A version registered earlier, as a candidate for the gate."""
+    from mlflow import MlflowClient
+
+    mv = MlflowClient(tracking_uri).get_model_version(name, version)
+    return Candidate(name, version, f"models:/{name}/{version}", str(mv.run_id))
 
 
 def wait_until_ready(client: Any, name: str, version: str, timeout_s: float) -> None:

@@ -196,6 +196,13 @@ def source_stats(
         mine = [p for p in parts if p["source"] == source]
         if not mine:
             continue
+        dtypes = sorted({str(p.get("dtype")) for p in mine})
+        if len(dtypes) > 1:
+            scenes = ", ".join(sorted(p["scene_id"] for p in mine))
+            raise ValueError(
+                f"source {source!r}: its scenes ({scenes}) have different dtypes "
+                f"({', '.join(dtypes)}); give them as separate sources or inputs"
+            )
         out[source] = {
             name: BandStats.from_state(merge_states([p["stats"][b] for p in mine])).summary()
             for b, name in enumerate(names)

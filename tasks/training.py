@@ -39,11 +39,20 @@ def create_tracking_store(uri: str) -> None:
 
     Two ranks creating it at once fail on MLflow's schema migration (``alembic_version``).
     """
-    if not uri.startswith("sqlite:"):
+    if not uri.startswith("sqlite:///"):
         return
-    from mlflow import MlflowClient
-
-    MlflowClient(uri).search_experiments(max_results=1)  # creates the tables when new
+    path = Path(uri.removeprefix("sqlite:///"))
+    if path.exists() and path.stat().st_size > 0:
+        return
+    code = (
+        "import sys; from mlflow import MlflowClient; "
+        "MlflowClient(sys.argv[1]).search_experiments()"
+    )
+    # in a child process, so that this one holds no connection to the new store
+    res = subprocess.run([sys.executable, "-c", code, uri], capture_output=True, text=True)
+    if res.returncode != 0:
+        why = (res.stderr.strip().splitlines() or ["failed"])[-1]
+        raise TrainingError(f"{path}: cannot create the MLflow store: {why}")
 
 
 _TRACEBACK = b"Traceback (most recent call last):"

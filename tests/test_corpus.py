@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -245,6 +247,7 @@ def test_every_file_gives_exact_tiles_or_one_line(corpus, cli):
     for path, why in bad.items():
         assert path.name in rejected, f"{path.name} was not refused"
         assert why in rejected[path.name] and "\n" not in rejected[path.name], rejected[path.name]
+        assert "previous exception" not in rejected[path.name]  # GDAL's own words instead
     assert len(rejected) == len(bad), rejected
     index = store.index
     for name, path in good.items():
@@ -311,3 +314,43 @@ def test_a_bad_file_alone_fails_in_one_line(corpus, cli, name):
     assert rc == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and bad[path] in lines[0], err
+
+
+def test_a_folder_of_geotiffs_is_tiled_file_by_file(corpus, cli):
+    d, good, _ = corpus
+    folder = d / "folder_of_tifs"
+    folder.mkdir()
+    for name in ("r_uint16", "r_bigendian"):  # both uint16
+        shutil.copy(good[name], folder / f"{name}.tif")
+    rc, _out, err = cli("tile", "--input", folder, "--out", d / "folder_store", "--size", SIZE)
+    assert rc == 0, err
+    assert set(TileStore.open(d / "folder_store").index["scene_id"]) == {
+        "folder_of_tifs/r_bigendian",
+        "folder_of_tifs/r_uint16",
+    }
+
+
+def test_a_dicom_run_prints_only_its_result(corpus, tmp_path, subprocess_env):
+    _d, good, _ = corpus
+    res = subprocess.run(
+        [str(Path(sys.executable).parent / "tessera"), "tile", "--input", good["CT_small"],
+         "--out", tmp_path / "ct", "--size", "32"],
+        cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == "", res.stderr  # no MONAI/pydicom warnings, no progress-bar escapes
+    assert res.stdout.startswith("tile store: ") and "\x1b" not in res.stdout
+
+
+def test_a_folder_of_mixed_dtypes_is_refused_naming_the_source(corpus, cli):
+    d, good, _ = corpus
+    folder = d / "mixed"
+    folder.mkdir()
+    for name in ("r_uint8", "r_int16"):
+        shutil.copy(good[name], folder / f"{name}.tif")
+    rc, _, err = cli("tile", "--input", folder, "--out", d / "mixed_store", "--size", SIZE)
+    assert (
+        rc == 1
+        and "source 'mixed'" in err
+        and "uint8, int16" in err.replace("int16, uint8", "uint8, int16")
+    )

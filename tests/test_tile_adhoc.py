@@ -220,3 +220,14 @@ def test_label_mask_from_the_command_line(tmp_path, cli):
     t = next(store[i] for i in range(len(store)) if store[i]["meta"]["row_off"] == 0)
     np.testing.assert_array_equal(t["label"], lab[:16, t["meta"]["col_off"] :][:, :16])
     assert store.info["sources"]["img"]["class_names"] == ["class_0", "class_1", "class_2"]
+
+
+def test_params_apply_to_inputs_and_option_errors_name_the_option(tmp_path, cli):
+    src = write_geotiff(tmp_path / "a.tif", np.ones((32, 32), np.uint16))
+    (tmp_path / "mine.yaml").write_text("tile: {size: 16, stride: 16}\n")
+    rc, _, err = cli("tile", "--input", src, "--params", "mine.yaml", "--out", "s", cwd=tmp_path)
+    assert rc == 0, err
+    assert TileStore.open(tmp_path / "s").info["params"]["size"] == 16  # not ignored
+    rc, _, err = cli("tile", "--input", src, "--set", "tile.size=-1", cwd=tmp_path)
+    assert rc == 1 and err.startswith("tessera: options: invalid config: tile.size")
+    assert "nonexistent" not in err
