@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -108,14 +109,34 @@ def test_tessera_run_does_every_stage_once_and_agrees_with_dvc(project, cli, sub
     assert _ran(out) == [] and time.monotonic() - start < 60
     assert json.loads((project / "outputs/registry/l8-vae.json").read_text())["version"] == "1"
 
-    # one experiment's hyper-parameter: only its stages and register rerun
+    # one experiment's hyper-parameter: only its stages and register rerun. Killed while it
+    # registers the new model, the rerun finishes the job without registering it twice.
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["experiments"]["l8-vae"]["model"]["lr"] = 0.003
     (project / "params.yaml").write_text(yaml.safe_dump(params))
+    logged = len(list((project / "mlartifacts").rglob("MLmodel")))
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "tessera"), "run"], cwd=project, env=subprocess_env,
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list((project / "mlartifacts").rglob("MLmodel"))) > logged:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
     rc, out, err = cli("run", cwd=project)
     assert rc == 0, err
-    assert _ran(out) == ["train@l8-vae", "evaluate@l8-vae", "register"]
+    assert _ran(out) == ["register"]  # train and evaluate were committed before the kill
     assert json.loads((project / "outputs/registry/l8-vae.json").read_text())["version"] == "2"
+    from mlflow import MlflowClient
+
+    versions = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").search_model_versions(
+        "name = 'tessera-l8-vae'"
+    )
+    assert sorted(int(v.version) for v in versions) == [1, 2]  # none registered twice
     status = _sh(["dvc", "status", "--json"], project, subprocess_env)
     assert json.loads(status.stdout or "{}") == {}, status.stdout
     diff = _sh(["dvc", "params", "diff"], project, subprocess_env)

@@ -116,7 +116,8 @@ def _healthy(url: str) -> bool:
 @pytest.mark.slow
 def test_register_against_a_real_mlflow_server(tmp_path, cli, subprocess_env):
     """Register while the server is still starting (retries with backoff), load the champion
-    from it in a new process, then a server that stays down fails in one line."""
+    from it in a new process; the server dying during a registration moves no alias; then a
+    server that stays down fails in one line."""
     from tests.helpers import TINY_EXPERIMENTS, training_dir
 
     root = training_dir(tmp_path / "repo", {"tiny-ssvae": TINY_EXPERIMENTS["tiny-ssvae"]})
@@ -155,8 +156,31 @@ def test_register_against_a_real_mlflow_server(tmp_path, cli, subprocess_env):
         )
         assert res.returncode == 0 and res.stdout.strip() == "(2, 3)", res.stderr[-2000:]
         assert list((tmp_path / "server-artifacts").rglob("MLmodel"))  # proxied artifacts
+
+        # a new evaluation is being registered when the server dies: no alias moves
+        assert cli("evaluate", "--experiment", "tiny-ssvae", "--set", "evaluate.seed=1",
+                   cwd=root)[0] == 0  # fmt: skip
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "tessera"), "register", "--experiment",
+             "tiny-ssvae", "--set", f"train.tracking_uri={url}", "--set", "registry.retries=0"],
+            cwd=root, env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list((tmp_path / "server-artifacts").rglob("MLmodel"))) >= 2:
+                break  # the new model is uploaded: registration and the gate come next
+            time.sleep(0.02)
+        assert proc.poll() is None, "registration finished before the server could be stopped"
     finally:
         stop_process_group(server)
+    _, err = proc.communicate(timeout=120)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("tessera: "), err
+    from mlflow import MlflowClient
+
+    store = MlflowClient(f"sqlite:///{tmp_path / 'server.db'}")
+    assert store.get_registered_model("tessera-tiny-ssvae").aliases == {"champion": 1}
     deadline = time.monotonic() + 10
     while _healthy(url) and time.monotonic() < deadline:
         time.sleep(0.5)
