@@ -14,6 +14,8 @@ import math
 import os
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -143,6 +145,29 @@ def check_tracking(uri: str) -> None:
         raise RegistryError(f"{uri}: tracking store unreachable: {first[:300]}") from None
 
 
+@contextmanager
+def using_tracking(uri: str) -> Iterator[None]:
+    """MLflow's fluent API pointed at ``uri`` for the block only.
+
+    ``mlflow.set_tracking_uri`` and ``set_experiment`` also set ``MLFLOW_TRACKING_URI`` and
+    ``MLFLOW_EXPERIMENT_ID`` in the environment, which every later run of this process, and
+    every training it launches, would then inherit: both are put back afterwards.
+    """
+    import mlflow
+
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")}
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])  # type: ignore[arg-type]  # None: unset
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 @dataclass
 class Candidate:
     """A logged, registered model version waiting for the gate."""
@@ -172,14 +197,33 @@ def log_candidate(
     experiment. ``artifacts`` (a file or folder per artifact path) and ``metrics`` go there too;
     ``tags`` are set on the new model version.
     """
+    from mlflow import MlflowClient
+
+    with using_tracking(tracking_uri):
+        return _log_candidate(
+            MlflowClient(tracking_uri), model, example, name, experiment, run_id,
+            artifact_location, artifacts, metrics, tags, ready_timeout_s,
+        )  # fmt: skip
+
+
+def _log_candidate(
+    client: Any,
+    model: Any,
+    example: np.ndarray,
+    name: str,
+    experiment: str,
+    run_id: str | None,
+    artifact_location: str | None,
+    artifacts: dict[str, Path] | None,
+    metrics: dict[str, float | None] | None,
+    tags: dict[str, str] | None,
+    ready_timeout_s: float,
+) -> Candidate:
     import mlflow
     import mlflow.pytorch
     import torch
-    from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    client = MlflowClient(tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
     if run_id is not None:
         try:
             mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
@@ -321,18 +365,17 @@ def promote(
     ready_timeout_s: float = 120.0,
 ) -> GateDecision:
     """READY → load back and check → gate → move one alias. Raises before any alias moves."""
-    import mlflow
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
     name, version = candidate.name, candidate.version
     stored = "" if value is None or not math.isfinite(value) else repr(float(value))
     client.set_model_version_tag(name, version, PRIMARY_METRIC_TAG, metric)
     client.set_model_version_tag(name, version, PRIMARY_VALUE_TAG, stored)
     try:
         wait_until_ready(client, name, version, ready_timeout_s)
-        validate_version(candidate.model_uri, example, expected)
+        with using_tracking(tracking_uri):
+            validate_version(candidate.model_uri, example, expected)
     except RegistryError as exc:
         client.set_model_version_tag(name, version, "tessera.validation", f"failed: {exc}")
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -145,6 +146,8 @@ def test_register_against_a_real_mlflow_server(tmp_path, cli, subprocess_env):
         )  # fmt: skip
         assert rc == 0, err
         assert "registered tessera-tiny-ssvae v1 as champion" in out
+        # the server is not left in this process's environment for later runs to inherit
+        assert os.environ.get("MLFLOW_TRACKING_URI") != url
         code = (
             "import mlflow.pytorch, torch; "
             "m = mlflow.pytorch.load_model('models:/tessera-tiny-ssvae@champion'); "
