@@ -28,7 +28,9 @@ from tasks.evaluation import (
 # errors come back as values (one line, no Prefect traceback)
 run_inference_task = task(name="run-inference", cache_policy=NONE)(returning_errors(run_inference))
 score_latents_task = task(name="score-latents", cache_policy=NONE)(returning_errors(score_latents))
-training_history_task = task(name="training-history", cache_policy=NONE)(training_history)
+training_history_task = task(name="training-history", cache_policy=NONE)(
+    returning_errors(training_history)
+)
 write_evaluation_task = task(name="write-evaluation", cache_policy=NONE)(
     returning_errors(write_evaluation)
 )
@@ -79,6 +81,8 @@ def evaluate_flow(params: EvaluateFlowParams) -> State[Any]:
     if isinstance(rep, StepError):
         return Failed(message=rep.message)
     history = training_history_task(Path(run.out_dir))
+    if isinstance(history, StepError):
+        return Failed(message=history.message)
     result = write_evaluation_task(
         Path(params.out_dir), run.experiment, inf, rep, history, Path(run.store)
     )

@@ -35,7 +35,7 @@ from tasks.errors import StepError, returning_errors
 from tasks.pipeline_report import run_summary
 
 load_params_task = task(name="load-params", cache_policy=NONE)(returning_errors(load_params))
-run_summary_task = task(name="run-summary", cache_policy=NONE)(run_summary)
+run_summary_task = task(name="run-summary", cache_policy=NONE)(returning_errors(run_summary))
 # DVC reads and writes files: retry them; a stage itself is never retried blindly
 pipeline_stages_task = task(name="dvc-stages", retries=2, retry_delay_seconds=2)(
     returning_errors(pipeline_stages)
@@ -152,5 +152,7 @@ def _run_stages(params: PipelineParams, root: Path) -> State[Any]:
     summary = run_summary_task(
         root, p.evaluate.out, p.registry.out, sorted(p.experiments), ran, skipped
     )
+    if isinstance(summary, StepError):
+        return Failed(message=f"summary: {summary.message}")
     create_markdown_artifact(summary, key=artifact_key("tessera", "pipeline"))
     return Completed(data={"ran": ran, "skipped": skipped, "pushed": pushed, "summary": summary})

@@ -95,6 +95,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 def train_flow(params: TrainFlowParams) -> State[Any]:
     """Write the run config, launch ``models.train`` (under torchrun for DDP), read the summary."""
     config_path = write_run_config_task(params.run)
+    if isinstance(config_path, StepError):
+        return Failed(message=config_path.message)
     summary = launch_training_task(
         config_path, params.devices, params.num_nodes, params.resume, params.rdzv_endpoint
     )

@@ -37,8 +37,18 @@ def is_tile_store(path: Path) -> bool:
 
 
 def is_evaluation(path: Path) -> bool:
-    """A folder written by ``tessera evaluate``: ``metrics.json`` beside ``report.md``."""
-    return (path / "report.md").is_file() and bool(_json_keys(path / "metrics.json"))
+    """A folder written by ``tessera evaluate``: ``metrics.json`` beside ``report.md``, or the
+    ``metrics.json`` alone that git keeps of one (a fresh clone, before ``dvc pull``)."""
+    keys = _json_keys(path / "metrics.json")
+    return bool(keys) and ((path / "report.md").is_file() or "n_tiles" in keys)
+
+
+def is_training_run(path: Path) -> bool:
+    """A folder written by ``tessera train``: its ``run_config.json``, or the summary that git
+    keeps of one (a fresh clone, before ``dvc pull``)."""
+    return (path / "run_config.json").is_file() or "experiment" in _json_keys(
+        path / "train_summary.json"
+    )
 
 
 def is_registry_record(path: Path) -> bool:

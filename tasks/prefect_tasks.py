@@ -79,6 +79,6 @@ def tile_scene_or_reject(
 tile_scene_task = task(name="tile-scene")(returning_errors(tile_scene_or_reject))
 
 
-write_run_config_task = task(name="write-run-config")(write_run_config)
+write_run_config_task = task(name="write-run-config")(returning_errors(write_run_config))
 # no retries: a failed training run is reported, not silently repeated
 launch_training_task = task(name="launch-training")(returning_errors(launch_training))

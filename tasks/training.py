@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from models.config import SUMMARY_FILE, RunConfig
 from tasks.errors import debugging
 from tasks.files import atomic_write_json
-from tasks.outputs import OutputRefusedError
+from tasks.outputs import OutputRefusedError, is_training_run
 
 RUN_CONFIG_FILE = "run_config.json"
 
@@ -95,11 +95,11 @@ def relay_without_traceback(fd: int, sink: TextIO) -> None:
 def write_run_config(config: RunConfig) -> Path:
     """Write ``run_config.json`` into the experiment's folder (atomically) and return its path.
 
-    A folder that exists, holds files and has no ``run_config.json`` is not a training run's:
-    it is refused before anything is written.
+    A folder that exists, holds files and is not a training run's (:func:`is_training_run`)
+    is refused before anything is written.
     """
     out = Path(config.out_dir)
-    if out.exists() and not (out.is_dir() and (out / RUN_CONFIG_FILE).is_file()):
+    if out.exists() and not (out.is_dir() and is_training_run(out)):
         if out.is_symlink() or not out.is_dir() or any(out.iterdir()):
             raise OutputRefusedError(
                 f"{out}: exists and is not a Tessera training run; refusing to write into it "

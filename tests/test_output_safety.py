@@ -118,6 +118,10 @@ def test_other_outputs_refuse_user_files(tmp_path):
     (ours / "metrics.json").write_text(json.dumps({"mse": 1.0}))
     (ours / "report.md").write_text("# r")
     assert check_evaluation_output(ours) == ours
+    cloned = tmp_path / "eval" / "cloned"  # what git keeps of an evaluation: metrics.json alone
+    cloned.mkdir()
+    (cloned / "metrics.json").write_text(json.dumps({"n_tiles": 12, "mse": 0.5}))
+    assert check_evaluation_output(cloned) == cloned
     record = tmp_path / "exp.json"
     record.write_text(json.dumps({"my": "data"}))
     with pytest.raises(OutputRefusedError, match="registry record"):
@@ -147,6 +151,10 @@ def test_training_does_not_write_into_a_user_folder(tmp_path):
     fresh = config.model_copy(update={"out_dir": str(tmp_path / "models" / "new")})
     assert write_run_config(fresh).is_file()
     assert write_run_config(fresh).is_file()  # its own folder: written again
+    cloned = tmp_path / "models" / "cloned"  # what git keeps of a run: its summary alone
+    cloned.mkdir()
+    (cloned / "train_summary.json").write_text(json.dumps({"experiment": "exp", "epochs": 3}))
+    assert write_run_config(config.model_copy(update={"out_dir": str(cloned)})).is_file()
 
 
 def test_samples_never_overwrite_a_changed_file(tmp_path):
