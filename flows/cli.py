@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from flows.env import configure_environment
+from flows.server_cli import prefect_home, server_app
 
 app = typer.Typer(
     add_completion=False,
@@ -291,42 +292,7 @@ def serve(
         )
 
 
-server_app = typer.Typer(
-    no_args_is_help=True, help="The local Prefect server (and UI) that commands reuse."
-)
 app.add_typer(server_app, name="server")
-
-
-def _home() -> Path:
-    return Path(os.environ["PREFECT_HOME"])
-
-
-@server_app.command("start")
-def server_start() -> None:
-    """Start the local Prefect server now (commands otherwise start it on first use)."""
-    from flows.local_api import idle_minutes, running_url, start
-
-    url = running_url(_home()) or start(_home(), idle_minutes())
-    typer.echo(f"Prefect API at {url}; UI at {url.removesuffix('/api')}")
-
-
-@server_app.command("stop")
-def server_stop() -> None:
-    """Stop the local Prefect server of this project (or of this user, outside a project)."""
-    from flows.local_api import stop
-
-    pid = stop(_home())
-    typer.echo(f"stopped the local Prefect server (pid {pid})" if pid else "no server running")
-
-
-@server_app.command("status")
-def server_status() -> None:
-    """Say whether the local Prefect server is up, where, and where its data lives."""
-    from flows.local_api import mode, running_url
-
-    url = running_url(_home())
-    typer.echo(f"Prefect home: {_home()}; API mode: {mode()}")
-    typer.echo(f"running at {url}" if url else "not running (the next command starts it)")
 
 
 def _resolve(params: Path, experiment: str, resolve: Any) -> Any:
@@ -354,7 +320,7 @@ def summary(params: ParamsOpt = Path("params.yaml"), tiles: Path = Path("outputs
     console = Console(width=max(Console().width, 160))
     console.print(store_table(tiles))
     console.print(experiments_table(p))
-    console.print(ui_hints(running_url(_home())), highlight=False)
+    console.print(ui_hints(running_url(prefect_home())), highlight=False)
 
 
 def run(argv: list[str] | None = None) -> int:
