@@ -13,6 +13,7 @@ server_app = typer.Typer(
 
 
 def prefect_home() -> Path:
+    """This command's Prefect home (set by ``flows.env.configure_environment``)."""
     return Path(os.environ["PREFECT_HOME"])
 
 
