@@ -70,6 +70,12 @@ def mark_staging(path: Path) -> None:
     (path / STAGING_MARKER).touch()
 
 
+def holds_nothing(path: Path) -> bool:
+    """An empty folder, or one holding only the ``.gitignore`` DVC leaves when it empties a
+    stage's outputs before rerunning it: nothing of the user's to lose."""
+    return all(p.name == ".gitignore" for p in path.iterdir())
+
+
 def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
@@ -81,7 +87,8 @@ def check_output(
     inputs: Iterable[Path] = (),
     siblings: dict[Path, Callable[[Path], bool]] | None = None,
 ) -> Path:
-    """Refuse ``out`` unless it is absent or a Tessera output that ``recognise`` accepts.
+    """Refuse ``out`` unless it is absent, holds nothing (:func:`holds_nothing`) or is a
+    Tessera output that ``recognise`` accepts.
 
     Also refused: an ``out`` that holds an input, the working directory or a folder above it,
     and any existing ``siblings`` (staging, backup) that their own check does not accept.
@@ -100,7 +107,7 @@ def check_output(
             f"{out}: exists and is not a {what} folder; refusing to replace it "
             "(choose another output, or move it away yourself)"
         )
-    if out.exists() and not recognise(out):
+    if out.exists() and not holds_nothing(out) and not recognise(out):
         raise OutputRefusedError(
             f"{out}: exists and is not a {what}; refusing to replace it "
             "(choose another output, or move it away yourself)"

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from models.config import SUMMARY_FILE, RunConfig
 from tasks.errors import debugging
 from tasks.files import atomic_write_json
-from tasks.outputs import OutputRefusedError, is_training_run
+from tasks.outputs import OutputRefusedError, holds_nothing, is_training_run
 
 RUN_CONFIG_FILE = "run_config.json"
 
@@ -100,7 +100,7 @@ def write_run_config(config: RunConfig) -> Path:
     """
     out = Path(config.out_dir)
     if out.exists() and not (out.is_dir() and is_training_run(out)):
-        if out.is_symlink() or not out.is_dir() or any(out.iterdir()):
+        if out.is_symlink() or not out.is_dir() or not holds_nothing(out):
             raise OutputRefusedError(
                 f"{out}: exists and is not a Tessera training run; refusing to write into it "
                 "(choose another train.out, or move it away yourself)"

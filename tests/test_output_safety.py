@@ -118,6 +118,10 @@ def test_other_outputs_refuse_user_files(tmp_path):
     (ours / "metrics.json").write_text(json.dumps({"mse": 1.0}))
     (ours / "report.md").write_text("# r")
     assert check_evaluation_output(ours) == ours
+    emptied = tmp_path / "eval" / "emptied"  # DVC removes a stage's outputs before it runs
+    emptied.mkdir()
+    (emptied / ".gitignore").write_text("/report.md\n")  # what DVC leaves behind
+    assert check_evaluation_output(emptied) == emptied
     cloned = tmp_path / "eval" / "cloned"  # what git keeps of an evaluation: metrics.json alone
     cloned.mkdir()
     (cloned / "metrics.json").write_text(json.dumps({"n_tiles": 12, "mse": 0.5}))

@@ -147,6 +147,11 @@ def test_tessera_run_does_every_stage_once_and_agrees_with_dvc(project, cli, sub
     assert rc == 0, err
     assert "tessera-l8-vae v2" in out and "l8_clusters.tif" in out and "mlflow ui" in out
 
+    # DVC empties a stage's outputs before it reruns it: the emptied folders are still ours
+    repro = _sh(["dvc", "repro", "-f", "-s", "evaluate@l8-vae"], project, subprocess_env)
+    assert repro.returncode == 0, repro.stdout[-2000:] + repro.stderr[-2000:]
+    assert (project / "outputs/eval/l8-vae/report.md").is_file()
+
 
 def test_a_failing_stage_fails_the_run_in_one_line(project, cli):
     params = yaml.safe_load((project / "params.yaml").read_text())
