@@ -98,7 +98,8 @@ def running_url(home: Path) -> str | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -120,7 +121,7 @@ def start(home: Path, idle: float, notice: TextIO | None = sys.stderr) -> str:
         url = running_url(home)
         if url:
             return url
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}/api"
         log = home / LOG_FILE
         if notice:

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from models.config import SUMMARY_FILE, RunConfig
 from tasks.errors import debugging
 from tasks.files import atomic_write_json
-from tasks.outputs import OutputRefusedError, holds_nothing, is_training_run
+from tasks.outputs import check_output, is_training_run
 
 RUN_CONFIG_FILE = "run_config.json"
 
@@ -95,16 +95,11 @@ def relay_without_traceback(fd: int, sink: TextIO) -> None:
 def write_run_config(config: RunConfig) -> Path:
     """Write ``run_config.json`` into the experiment's folder (atomically) and return its path.
 
-    A folder that exists, holds files and is not a training run's (:func:`is_training_run`)
-    is refused before anything is written.
+    A folder that holds anything but a training run's files is refused before anything is
+    written (:func:`tasks.outputs.check_output` with :func:`is_training_run`).
     """
     out = Path(config.out_dir)
-    if out.exists() and not (out.is_dir() and is_training_run(out)):
-        if out.is_symlink() or not out.is_dir() or not holds_nothing(out):
-            raise OutputRefusedError(
-                f"{out}: exists and is not a Tessera training run; refusing to write into it "
-                "(choose another train.out, or move it away yourself)"
-            )
+    check_output(out, is_training_run, "Tessera training run")
     out.mkdir(parents=True, exist_ok=True)
     path = out / RUN_CONFIG_FILE
     atomic_write_json(path, config.model_dump(mode="json"))

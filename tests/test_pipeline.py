@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import yaml
 
+from flows.local_api import free_port
 from tests.conftest import REPO
 from tests.helpers import landsat_like, stop_process_group, write_nifti
 from tests.test_dvc import _git_dvc_repo, _sh
-from tests.test_registry import _free_port
 
 pytestmark = pytest.mark.slow
 STAGES = ["ingest", "tile", "train@l8-vae", "evaluate@l8-vae", "register"]
@@ -196,7 +196,7 @@ def _wait(check, seconds: float, what: str):
 
 def test_deployment_runs_on_a_real_prefect_server(project, tmp_path, subprocess_env):
     """prefect.yaml deploys against a real server; a served deployment's run completes."""
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {**subprocess_env, "PREFECT_HOME": str(tmp_path / "home"), "PREFECT_API_URL": api}
     env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"

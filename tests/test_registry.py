@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from flows.local_api import free_port, healthy
 from models.nets import TileClassifier
 from models.serving import ClassifierServing
 from tasks.registry import RegistryError, gate, log_candidate, promote
@@ -100,20 +99,6 @@ def test_gate_on_a_real_sqlite_registry(tmp_path):
     assert d.alias == "champion" and "champion v5 has no recall" in d.reason
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 @pytest.mark.slow
 def test_register_against_a_real_mlflow_server(tmp_path, cli, subprocess_env):
     """Register while the server is still starting (retries with backoff), load the champion
@@ -124,7 +109,7 @@ def test_register_against_a_real_mlflow_server(tmp_path, cli, subprocess_env):
     root = training_dir(tmp_path / "repo", {"tiny-ssvae": TINY_EXPERIMENTS["tiny-ssvae"]})
     assert cli("train", "--experiment", "tiny-ssvae", cwd=root)[0] == 0
     assert cli("evaluate", "--experiment", "tiny-ssvae", cwd=root)[0] == 0
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [
         str(Path(sys.executable).parent / "mlflow"), "server",
@@ -137,7 +122,7 @@ def test_register_against_a_real_mlflow_server(tmp_path, cli, subprocess_env):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        assert not _healthy(url)  # still starting: the first requests must be retried
+        assert not healthy(url)  # still starting: the first requests must be retried
         rc, out, err = cli(
             "register", "--experiment", "tiny-ssvae",
             "--set", f"train.tracking_uri={url}",
@@ -185,7 +170,7 @@ def test_register_against_a_real_mlflow_server(tmp_path, cli, subprocess_env):
     store = MlflowClient(f"sqlite:///{tmp_path / 'server.db'}")
     assert store.get_registered_model("tessera-tiny-ssvae").aliases == {"champion": 1}
     deadline = time.monotonic() + 10
-    while _healthy(url) and time.monotonic() < deadline:
+    while healthy(url) and time.monotonic() < deadline:
         time.sleep(0.5)
     rc, _, err = cli(
         "register", "--experiment", "tiny-ssvae",
