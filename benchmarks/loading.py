@@ -89,7 +89,7 @@ def bench_memcpy(store_dir: Path, batches: int = 60) -> float:
 
 def publish(part: Path, store: Path) -> None:
     """A one-part store around a tiled part, as the tile flow would publish it."""
-    from tasks.store import finish_store, staging_dir
+    from tasks.store.writer import finish_store, staging_dir
 
     summary = json.loads((part / "part.json").read_text())
     tmp = staging_dir(store)

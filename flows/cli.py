@@ -49,7 +49,7 @@ def _load(params: Path | None, overrides: list[str] | None, runner: str | None =
     except ValidationError as exc:
         raise UserError(f"{where}: invalid config: {_validation_message(exc)}") from None
     except OSError as exc:
-        from tasks.errors import one_line
+        from tasks.store.errors import one_line
 
         raise UserError(one_line(exc)) from None
     except ValueError as exc:
@@ -332,8 +332,9 @@ def run(argv: list[str] | None = None) -> int:
 
     configure_environment()
     from flows.local_api import ServerError
-    from tasks.errors import BadInputError, StoreLockedError
-    from tasks.outputs import OutputRefusedError
+    from tasks.errors import BadInputError
+    from tasks.store.outputs import OutputRefusedError
+    from tasks.store.writer import StoreLockedError
 
     try:
         result = app(args=argv, standalone_mode=False, prog_name="tessera")
@@ -347,7 +348,7 @@ def run(argv: list[str] | None = None) -> int:
     except (UserError, BadInputError, StoreLockedError, OutputRefusedError, ServerError) as exc:
         return _report(str(exc))
     except OSError as exc:  # a path the user gave (or a full disk): named in one line
-        from tasks.errors import one_line
+        from tasks.store.errors import one_line
 
         return _report(one_line(exc))
     except Exception as exc:  # a bug: still one line; TESSERA_DEBUG=1 shows the traceback

@@ -16,13 +16,13 @@ from flows.failures import failing_in_one_line
 from flows.train import artifact_key, resolve_experiment
 from models.config import CHECKPOINT_DIR, RunConfig
 from models.evaluate import run_inference
-from tasks.errors import StepError, returning_errors
 from tasks.evaluation import (
     check_evaluation_output,
     score_latents,
     training_history,
     write_evaluation,
 )
+from tasks.store.errors import StepError, returning_errors
 
 # arrays pass between these tasks: no input hashing, no result cache
 # errors come back as values (one line, no Prefect traceback)

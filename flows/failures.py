@@ -9,7 +9,7 @@ from typing import Any, ParamSpec
 
 from prefect.states import Failed, State
 
-from tasks.errors import debugging, one_line
+from tasks.store.errors import debugging, one_line
 
 P = ParamSpec("P")
 

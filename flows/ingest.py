@@ -13,9 +13,9 @@ from tqdm import tqdm
 from flows.config import IngestParams
 from flows.failures import failing_in_one_line
 from tasks.catalog import SceneRecord, SourceReport
-from tasks.errors import StepError
-from tasks.files import atomic_write_json
 from tasks.prefect_tasks import inspect_source_task, write_catalog_task
+from tasks.store.errors import StepError
+from tasks.store.files import atomic_write_json
 
 
 def inspect_all(params: IngestParams, base: Path) -> tuple[list[SceneRecord], list[dict[str, str]]]:

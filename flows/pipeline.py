@@ -31,8 +31,8 @@ from tasks.dvc_stages import (
     push_outputs,
     stage_changed,
 )
-from tasks.errors import StepError, returning_errors
 from tasks.pipeline_report import run_summary
+from tasks.store.errors import StepError, returning_errors
 
 load_params_task = task(name="load-params", cache_policy=NONE)(returning_errors(load_params))
 run_summary_task = task(name="run-summary", cache_policy=NONE)(returning_errors(run_summary))

@@ -18,9 +18,9 @@ from flows.config import RegistryParams, TesseraParams
 from flows.failures import failing_in_one_line
 from flows.train import artifact_key, resolve_experiment
 from models.config import RunConfig
-from tasks.errors import StepError, returning_errors
 from tasks.registration import check_record_output, primary_metric, register_experiment
 from tasks.registry import Direction, check_tracking, lineage_tags
+from tasks.store.errors import StepError, returning_errors
 
 # errors come back as values (one line, no Prefect traceback)
 lineage_task = task(name="lineage", cache_policy=NONE)(returning_errors(lineage_tags))

@@ -12,13 +12,14 @@ from tasks.pipeline_report import (
     read_json_or_empty,
     version_label,
 )
+from tasks.store.format import INFO_FILE
 
 
 def store_table(tiles: Path) -> Any:
     """One row per source of the tile store."""
     from rich.table import Table
 
-    info = read_json_or_empty(tiles / "store.json")
+    info = read_json_or_empty(tiles / INFO_FILE)
     t = Table(title=f"Tile store {tiles} ({info.get('n_tiles', 0)} tiles)")
     for col in ("source", "kind", "bands", "dtype", "classes", "scenes"):
         t.add_column(col)

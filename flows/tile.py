@@ -15,23 +15,18 @@ from flows.config import IngestParams, TileStageParams
 from flows.failures import failing_in_one_line
 from flows.ingest import failed_on, inspect_all, rejected_markdown
 from tasks.catalog import SceneRecord, read_catalog
-from tasks.errors import StepError
-from tasks.files import atomic_write_json
 from tasks.prefect_tasks import tile_scene_task
 from tasks.specs import SourceSpec
-from tasks.store import (
-    check_store_output,
-    discard_staging,
-    finish_store,
-    source_stats,
-    store_writer,
-)
+from tasks.store.errors import StepError
+from tasks.store.format import StoreInfo
+from tasks.store.stats import source_stats
+from tasks.store.writer import check_store_output, discard_staging, finish_store, store_writer
 from tasks.tiling import plan_splits
 
 
 def store_info(
     records: list[SceneRecord], parts: list[dict[str, Any]], params: TileStageParams
-) -> dict[str, Any]:
+) -> StoreInfo:
     """``store.json`` content: parameters, sources with classes and statistics, scenes."""
     bands = {r.source: r.band_names for r in records}
     sources: dict[str, dict[str, Any]] = {}
@@ -71,19 +66,21 @@ def store_info(
         for r in records
     }
     counts = {p["scene_id"]: p["counts"] for p in parts}
-    return {
-        "params": params.geometry().model_dump(),
-        "sources": sources,
-        "scenes": scenes,
-        "counts": counts,
-    }
+    return StoreInfo.model_validate(
+        {
+            "params": params.geometry().model_dump(),
+            "sources": sources,
+            "scenes": scenes,
+            "counts": counts,
+        }
+    )
 
 
-def empty_store_reason(out: Path, info: dict[str, Any], params: TileStageParams) -> str:
+def empty_store_reason(out: Path, info: StoreInfo, params: TileStageParams) -> str:
     """Why a store holds no tile, in one line per scene."""
     lines = []
-    for sid, c in info["counts"].items():
-        shape = info["scenes"][sid]["shape"]
+    for sid, c in info.counts.items():
+        shape = info.scenes[sid]["shape"]
         if c["dropped_border"] == c["total"]:
             why = (
                 f"all {c['total']} tiles straddle split blocks (tile.split.block_size "
@@ -93,13 +90,13 @@ def empty_store_reason(out: Path, info: dict[str, Any], params: TileStageParams)
             why = (
                 f"no tile of {params.size}x{params.size} has {params.min_valid_fraction:.0%} "
                 f"valid pixels (image {'x'.join(map(str, shape))}, nodata "
-                f"{info['scenes'][sid]['nodata']}); lower --min-valid-fraction or --size"
+                f"{info.scenes[sid]['nodata']}); lower --min-valid-fraction or --size"
             )
         lines.append(f"{out}: 0 tiles from {sid}: {why}")
     return "\n".join(lines) or f"{out}: 0 tiles"
 
 
-def tile_markdown(info: dict[str, Any], n_tiles: int, rejected: list[dict[str, str]]) -> str:
+def tile_markdown(info: StoreInfo, n_tiles: int, rejected: list[dict[str, str]]) -> str:
     """Markdown summary of a store."""
     lines = [
         "# Tessera tile store",
@@ -109,7 +106,7 @@ def tile_markdown(info: dict[str, Any], n_tiles: int, rejected: list[dict[str, s
         "| scene | grid tiles | kept | dropped (border) | dropped (invalid) |",
         "|---|---|---|---|---|",
     ]
-    for sid, c in info["counts"].items():
+    for sid, c in info.counts.items():
         lines.append(
             f"| {sid} | {c['total']} | {c['kept']} | {c['dropped_border']} | "
             f"{c['dropped_invalid']} |"
@@ -119,8 +116,8 @@ def tile_markdown(info: dict[str, Any], n_tiles: int, rejected: list[dict[str, s
         "| source | band | mean | std | min | max | p2 | p98 |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for src, s in info["sources"].items():
-        for band, st in s["stats"].items():
+    for src, s in info.sources.items():
+        for band, st in s.stats.items():
             lines.append(
                 f"| {src} | {band} | {st['mean']:.4g} | {st['std']:.4g} | "
                 f"{st['min']:.4g} | {st['max']:.4g} | {st['p2']:.4g} | {st['p98']:.4g} |"
@@ -185,8 +182,7 @@ def tile_flow(
         if not any(p["rows"] for p in parts):  # refuse to publish an empty store
             discard_staging(tmp)
             return Failed(message=empty_store_reason(out, info, params))
-        atomic_write_json(tmp / "rejected.json", rejected)
-        finish_store(out, tmp, parts, info)
+        finish_store(out, tmp, parts, info, rejected)
     n_tiles = sum(len(p["rows"]) for p in parts)
     create_markdown_artifact(
         tile_markdown(info, n_tiles, rejected),

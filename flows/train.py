@@ -14,8 +14,8 @@ from pydantic import BaseModel, Field
 from flows.config import TesseraParams
 from flows.failures import failing_in_one_line
 from models.config import RunConfig, TrainerParams, validate_model_params
-from tasks.errors import StepError
 from tasks.prefect_tasks import launch_training_task, write_run_config_task
+from tasks.store.errors import StepError
 from tasks.training import default_tracking
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from tasks.labels import IGNORE
-from tasks.store import TileStore
+from tasks.store.format import IGNORE
+from tasks.store.reader import TileStore
 
 Normalisation = Literal["none", "zscore", "percentile"]
 
@@ -42,7 +42,7 @@ class TileDataset(Dataset[dict[str, Any]]):
             mask &= idx["split"].isin(list(splits)).to_numpy()
         self.indices = np.flatnonzero(mask)
         chosen = sorted(set(idx["source"].to_numpy()[self.indices]))
-        layouts = {tuple(self.store.info["sources"][s]["bands"]) for s in chosen}
+        layouts = {tuple(self.store.info.sources[s].bands) for s in chosen}
         if len(layouts) > 1:
             raise ValueError(f"sources {chosen} have different channel layouts")
         self.normalisation = normalisation
@@ -52,8 +52,8 @@ class TileDataset(Dataset[dict[str, Any]]):
             self._shift, self._scale = self._norm_params(chosen[0], normalisation)
 
     def _norm_params(self, source: str, how: Normalisation) -> tuple[torch.Tensor, torch.Tensor]:
-        stats = self.store.info["sources"][source]["stats"]
-        bands = self.store.info["sources"][source]["bands"]
+        stats = self.store.info.sources[source].stats
+        bands = self.store.info.sources[source].bands
         if how == "zscore":
             shift = [stats[b]["mean"] for b in bands]
             scale = [stats[b]["std"] or 1.0 for b in bands]

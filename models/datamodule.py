@@ -13,7 +13,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from models.data import Normalisation, TileDataset, collate_batch
-from tasks.store import TileStore
+from tasks.store.format import INFO_FILE
+from tasks.store.reader import TileStore
 
 TileClass = Literal["none", "majority", "presence"]
 SPLITS = ("train", "val", "test")
@@ -142,7 +143,7 @@ class TileDataModule(pl.LightningDataModule):
     def _open(self) -> TileStore:
         if self.store is None:
             path = Path(self.hparams["store"])
-            if not (path / "store.json").exists():
+            if not (path / INFO_FILE).exists():
                 raise FileNotFoundError(f"{path}: no tile store (run `tessera tile` first)")
             self.store = TileStore.open(path)
         return self.store
@@ -151,7 +152,7 @@ class TileDataModule(pl.LightningDataModule):
         store = self._open()
         hp = self.hparams
         idx = store.index
-        unknown = sorted(set(hp["sources"]) - set(store.info["sources"]))
+        unknown = sorted(set(hp["sources"]) - set(store.info.sources))
         if unknown:
             raise ValueError(f"{store.root}: no tiles of source(s) {unknown}")
         targets = tile_classes(
@@ -188,15 +189,15 @@ class TileDataModule(pl.LightningDataModule):
         """Channels, tile size and class names of the selected sources."""
         store = self._open()
         first = self.hparams["sources"][0]
-        if first not in store.info["sources"]:
-            known = ", ".join(sorted(store.info["sources"]))
+        if first not in store.info.sources:
+            known = ", ".join(sorted(store.info.sources))
             raise ValueError(f"{store.root}: no tiles of source {first!r} (the store has: {known})")
-        src = store.info["sources"][first]
+        src = store.info.sources[first]
         return {
-            "in_channels": len(src["bands"]),
-            "image_size": int(store.info["params"]["size"]),
-            "class_names": list(src.get("class_names") or []),
-            "bands": list(src["bands"]),
+            "in_channels": len(src.bands),
+            "image_size": store.info.params.size,
+            "class_names": list(src.class_names),
+            "bands": list(src.bands),
         }
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader[Any]:

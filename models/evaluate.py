@@ -71,8 +71,8 @@ def value_range(ds: TileDataset) -> float:
     sources = sorted(set(idx["source"].to_numpy()[ds.indices]))
     if not sources:
         return 1.0
-    src = ds.store.info["sources"][sources[0]]
-    spans = np.array([src["stats"][b]["max"] - src["stats"][b]["min"] for b in src["bands"]])
+    src = ds.store.info.sources[sources[0]]
+    spans = np.array([src.stats[b]["max"] - src.stats[b]["min"] for b in src.bands])
     if ds._scale is not None:
         spans = spans / ds._scale.flatten().numpy()
     return float(max(spans.max(), 1e-6))

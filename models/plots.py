@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.labels import IGNORE
+from tasks.store.format import IGNORE
 
 
 def _pyplot() -> Any:

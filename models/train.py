@@ -25,7 +25,7 @@ from models.config import (
     RunConfig,
     validate_model_params,
 )
-from tasks.files import atomic_write_json
+from tasks.store.files import atomic_write_json
 
 
 def build(config: RunConfig) -> tuple[Any, Any]:

@@ -10,12 +10,12 @@ import pandas as pd
 from pydantic import BaseModel
 
 from tasks.errors import BadInputError
-from tasks.files import atomic_write_bytes
 from tasks.inspect_raster import inspect_raster_source
 from tasks.inspect_volume import inspect_volume_source
 from tasks.raster import gdal_env
 from tasks.records import SceneRecord, guess_kind
 from tasks.specs import SourceSpec
+from tasks.store.files import atomic_write_bytes
 
 __all__ = [
     "SceneRecord",

@@ -18,7 +18,6 @@ import numpy as np
 
 from models.evaluate import Inference
 from tasks.cluster_maps import write_tile_map, write_volume_tile_map
-from tasks.files import atomic_write_bytes, atomic_write_json
 from tasks.metrics import (
     assignment_scores,
     classification_scores,
@@ -29,7 +28,15 @@ from tasks.metrics import (
     retrieval_top1,
     silhouette_sweep,
 )
-from tasks.outputs import STAGING_MARKER, check_output, is_evaluation, is_staging, mark_staging
+from tasks.store.files import atomic_write_bytes, atomic_write_json
+from tasks.store.format import StoreInfo
+from tasks.store.outputs import (
+    STAGING_MARKER,
+    check_output,
+    is_evaluation,
+    is_staging,
+    mark_staging,
+)
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
@@ -335,7 +342,7 @@ def write_evaluation(
 
     Everything is written to a sibling temporary directory that replaces ``out`` at the end.
     """
-    params = json.loads((store / "store.json").read_text())["params"]
+    params = StoreInfo.read(store).params
     out = check_evaluation_output(out)
     tmp = _staging(out)[0]
     shutil.rmtree(tmp, ignore_errors=True)
@@ -343,7 +350,7 @@ def write_evaluation(
     metrics = flat_metrics(inf, rep)
     write_tables(tmp, inf, rep, history)
     plots = write_plots(tmp, inf, rep, history, experiment)
-    maps = write_cluster_maps(tmp, inf, rep, int(params["stride"]), int(params["axis"]))
+    maps = write_cluster_maps(tmp, inf, rep, params.stride, params.axis)
     info = {
         "model": inf.model_type,
         "tiles evaluated": len(inf.latents),

@@ -18,7 +18,7 @@ from tasks.records import (
     unexpected,
 )
 from tasks.specs import SourceSpec
-from tasks.stats import valid_values
+from tasks.store.stats import valid_values
 from tasks.volume import check_dicom_header, check_nifti_header, load_volume
 
 

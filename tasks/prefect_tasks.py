@@ -11,9 +11,10 @@ from prefect import task
 from prefect.context import TaskRunContext
 
 from tasks.catalog import SceneRecord, inspect_source, write_catalog
-from tasks.errors import BadInputError, returning_errors
+from tasks.errors import BadInputError
 from tasks.files import resolve_paths, sha256_file
 from tasks.specs import TileParams
+from tasks.store.errors import returning_errors
 from tasks.tiling import tile_scene
 from tasks.training import launch_training, write_run_config
 

@@ -18,7 +18,7 @@ from rasterio.windows import Window
 
 from tasks.errors import BadInputError
 from tasks.files import natural_key
-from tasks.stats import valid_values
+from tasks.store.stats import valid_values
 
 SUPPORTED_DTYPES = frozenset(
     {"uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"}

@@ -10,8 +10,6 @@ import numpy as np
 
 from models.config import CHECKPOINT_DIR, SUMMARY_FILE, RunConfig
 from tasks.evaluation import METRICS_FILE, PLOTS, REPORT_FILE
-from tasks.files import atomic_write_json
-from tasks.outputs import check_output_file, is_registry_record
 from tasks.registry import (
     CHAMPION,
     FINGERPRINT_TAG,
@@ -24,6 +22,8 @@ from tasks.registry import (
     registered_candidate,
     version_with_fingerprint,
 )
+from tasks.store.files import atomic_write_json
+from tasks.store.outputs import check_output_file, is_registry_record
 
 PRIMARY_METRICS = {"seg_ae": "dice_mean", "ssvae": "accuracy", "vae": "silhouette"}
 

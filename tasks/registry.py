@@ -101,12 +101,12 @@ def data_md5(dvc_file: Path) -> str:
 
 def tile_store_version(store: Path) -> str:
     """The store's format version and a hash of its index and manifest (its content id)."""
-    import json
+    from tasks.store.format import INDEX_FILE, INFO_FILE, StoreInfo
 
-    manifest = store / "store.json"
-    version = json.loads(manifest.read_text()).get("version", "?")
+    manifest = store / INFO_FILE
+    version = StoreInfo.read(store).version
     h = hashlib.sha256(manifest.read_bytes())
-    h.update((store / "index.parquet").read_bytes())
+    h.update((store / INDEX_FILE).read_bytes())
     return f"v{version}-{h.hexdigest()[:16]}"
 
 

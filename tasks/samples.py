@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tasks.outputs import OutputRefusedError
+from tasks.store.outputs import OutputRefusedError
 
 
 def _package_dir(name: str) -> Path:

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import shutil
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tasks.catalog import SceneRecord
-from tasks.files import atomic_write_json
 from tasks.geometry import TileGrid
-from tasks.labels import IGNORE
-from tasks.npy_shard import NpyAppender
 from tasks.raster import gdal_env
 from tasks.scene import RasterScene, VolumeScene, open_scene
 from tasks.specs import SplitParams, TileParams
@@ -29,11 +25,12 @@ from tasks.splits import (
     subject_splits,
     uses_subject_splits,
 )
-from tasks.stats import BandStats, valid_values
+from tasks.store.files import atomic_write_json
+from tasks.store.format import IGNORE, PART_FILE, STORE_VERSION
+from tasks.store.shards import ShardSet
+from tasks.store.stats import BandStats, valid_values
 
-STORE_VERSION = 1
 STATS_SAMPLE_PER_STRIP = 1 << 18  # pixels per band and strip that the automatic row step keeps
-PART_FILE = "part.json"
 
 
 def plan_splits(records: list[SceneRecord], p: SplitParams) -> dict[str, dict[str, Any]]:
@@ -73,84 +70,6 @@ def part_name(rec: SceneRecord, tile: TileParams, assignment: dict[str, Any]) ->
     return f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
-class _ShardSet:
-    """Rolling image/valid/label shards of one part, written by a background thread.
-
-    Shard names and rows are assigned in the caller's thread, so the index never depends on
-    write timing; at most ``max_pending`` tiles wait in memory for the writer.
-    """
-
-    def __init__(
-        self,
-        part_dir: Path,
-        prefix: str,
-        item: tuple[int, ...],
-        dtype: np.dtype,
-        labelled: bool,
-        max_tiles: int,
-        max_pending: int = 32,
-    ) -> None:
-        self.part_dir, self.prefix, self.item, self.dtype = part_dir, prefix, item, dtype
-        self.labelled, self.max_tiles = labelled, max_tiles
-        self.n = 0
-        self.files: list[NpyAppender] = []
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer")
-        self._slots = threading.BoundedSemaphore(max_pending)
-        self._error: BaseException | None = None  # the first failed write, raised by add/close
-
-    def _stem(self, k: int) -> Path:
-        return self.part_dir / f"{self.prefix}-{k:03d}"
-
-    def _write(
-        self, k: int, image: np.ndarray, valid: np.ndarray, label: np.ndarray | None
-    ) -> None:
-        try:
-            image = np.ascontiguousarray(image)  # copies off the main thread
-            valid = np.ascontiguousarray(valid)
-            if not self.files or self.files[0].path.name != f"{self._stem(k).name}.image.npy":
-                self._close_files()
-                stem, size = self._stem(k), self.item[1:]
-                self.files = [
-                    NpyAppender(Path(f"{stem}.image.npy"), self.item, self.dtype),
-                    NpyAppender(Path(f"{stem}.valid.npy"), size, np.dtype(bool)),
-                ]
-                if self.labelled:
-                    self.files.append(
-                        NpyAppender(Path(f"{stem}.label.npy"), size, np.dtype(np.uint8))
-                    )
-            self.files[0].append(image)
-            self.files[1].append(valid)
-            if label is not None:
-                self.files[2].append(label)
-        except BaseException as exc:
-            self._error = self._error or exc
-        finally:
-            self._slots.release()
-
-    def add(
-        self, image: np.ndarray, valid: np.ndarray, label: np.ndarray | None
-    ) -> tuple[str, int]:
-        """Queue one tile; returns (image shard name, row)."""
-        k, row = divmod(self.n, self.max_tiles)
-        self.n += 1
-        if self._error is not None:
-            raise self._error
-        self._slots.acquire()
-        self._writer.submit(self._write, k, image, valid, label)
-        return f"{self._stem(k).name}.image.npy", row
-
-    def _close_files(self) -> None:
-        for f in self.files:
-            f.close()
-
-    def close(self) -> None:
-        """Wait for every queued write, then close the files."""
-        self._writer.shutdown(wait=True)
-        self._close_files()
-        if self._error is not None:
-            raise self._error
-
-
 def _surely_valid(strip: np.ndarray, nodata: float | None) -> bool:
     """True when no pixel can be nodata or NaN: one or two fast reductions instead of a mask."""
     if strip.dtype.kind == "f":
@@ -174,7 +93,7 @@ def _tile_plane(
     plane: int,
     tile: TileParams,
     split_of: Any,
-    shards: _ShardSet,
+    shards: ShardSet,
     stats: list[BandStats],
     rows: list[dict],
     counts: dict[str, int],
@@ -299,7 +218,7 @@ def tile_scene(
     work.mkdir(parents=True)
     with gdal_env(), ThreadPoolExecutor(max_workers=1) as pool:
         scene = open_scene(rec, base, tile.axis)
-        shards = _ShardSet(
+        shards = ShardSet(
             work,
             "tiles",
             (rec.shape[0], tile.size, tile.size),

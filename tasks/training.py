@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from models.config import SUMMARY_FILE, RunConfig
-from tasks.errors import debugging
-from tasks.files import atomic_write_json
-from tasks.outputs import check_output, is_training_run
+from tasks.store.errors import debugging
+from tasks.store.files import atomic_write_json
+from tasks.store.outputs import check_output, is_training_run
 
 RUN_CONFIG_FILE = "run_config.json"
 

@@ -6,7 +6,7 @@ import numpy as np
 import rasterio
 
 from tasks.cluster_maps import write_tile_map
-from tasks.store import TileStore
+from tasks.store.reader import TileStore
 from tests.helpers import write_geotiff
 
 

@@ -24,7 +24,7 @@ from rasterio.control import GroundControlPoint
 from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
-from tasks.store import TileStore
+from tasks.store.reader import TileStore
 from tests.helpers import write_geotiff
 
 SIZE = 8
@@ -280,7 +280,7 @@ def test_alpha_and_internal_masks_decide_validity(corpus, cli):
         rc, _, err = cli("tile", "--input", good[name], "--out", out, "--size", SIZE, cwd=d)
         assert rc == 0, err
         store = TileStore.open(out)
-        assert store.info["sources"][name]["bands"] == ["b1", "b2", "b3"]  # alpha is no band
+        assert store.info.sources[name].bands == ["b1", "b2", "b3"]  # alpha is no band
         assert len(store) == 1  # three of the four tiles are transparent
         assert store[0]["valid"].all() and store[0]["meta"]["row_off"] == 0
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tasks.dvc_stages import pipeline_lock
-from tasks.store import lock_path
+from tasks.store.writer import lock_path
 from tests.helpers import TINY_EXPERIMENTS, training_dir, write_geotiff
 
 TESSERA = str(Path(sys.executable).parent / "tessera")

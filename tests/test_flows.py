@@ -9,7 +9,7 @@ from flows.ingest import ingest_flow
 from flows.tile import tile_flow
 from tasks.samples import sample_files
 from tasks.specs import SourceSpec
-from tasks.store import TileStore
+from tasks.store.reader import TileStore
 from tests.helpers import landsat_qa_source
 
 
@@ -37,15 +37,15 @@ def test_flows_on_real_landsat_with_artifacts(landsat_dir, prefect_api):
     state = tile_flow(params, base=base, return_state=True)
     assert state.is_completed(), state.message
     store = TileStore.open(landsat_dir / "outputs" / "tiles")
-    info = store.info["sources"]["landsat8"]
-    assert info["bands"] == [f"B{i}" for i in range(1, 12)]
+    info = store.info.sources["landsat8"]
+    assert info.bands == [f"B{i}" for i in range(1, 12)]
     assert set(store.index.split) == {"train", "val", "test"}
     # Each band's statistics equal a direct computation over the source file
     with rasterio.open(landsat_dir / "data/landsat8/l8_B10.tif") as ds:
         b10 = ds.read(1).astype(np.float64)
     b10 = b10[b10 != 0]
-    assert info["stats"]["B10"]["mean"] == pytest.approx(b10.mean(), rel=1e-9)
-    assert info["stats"]["B10"]["p98"] == np.percentile(b10, 98, method="lower")
+    assert info.stats["B10"]["mean"] == pytest.approx(b10.mean(), rel=1e-9)
+    assert info.stats["B10"]["p98"] == np.percentile(b10, 98, method="lower")
     for key in ("tessera-ingest", "tessera-tile"):
         art = Artifact.get(key)
         assert art is not None and "landsat8" in str(art.data)

@@ -4,7 +4,7 @@ import rasterio
 import yaml
 
 from tasks.catalog import read_catalog
-from tasks.store import TileStore
+from tasks.store.reader import TileStore
 from tests.helpers import landsat_like, landsat_qa_source
 
 LANDSAT_SOURCE = landsat_qa_source("l8", "scene/l8_B*.tif", "scene/l8_BQA.tif")

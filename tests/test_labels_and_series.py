@@ -11,7 +11,7 @@ import yaml
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from tasks.store import TileStore
+from tasks.store.reader import TileStore
 from tests.helpers import L8_ORIGIN, write_geotiff
 
 
@@ -197,7 +197,7 @@ def test_sampled_statistics_track_exact_ones(tmp_path, cli):
             cwd=tmp_path,
         )
         assert rc == 0, err
-        stats[step] = TileStore.open(out).info["sources"]["s"]["stats"]["b1"]
+        stats[step] = TileStore.open(out).info.sources["s"].stats["b1"]
     exact, sampled = stats[1], stats[4]
     assert exact["count"] == 256 * 256 and sampled["count"] == 64 * 256
     assert exact["mean"] == pytest.approx(data[0].mean(), rel=1e-12)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from tasks.evaluation import check_evaluation_output
-from tasks.outputs import OutputRefusedError
 from tasks.registration import check_record_output
 from tasks.samples import copy_samples, sample_files
-from tasks.store import TileStore
+from tasks.store.outputs import OutputRefusedError
+from tasks.store.reader import TileStore
 from tasks.training import write_run_config
 from tests.helpers import write_geotiff
 
@@ -90,7 +90,7 @@ def test_relative_out_is_the_working_directorys(tmp_path, cli, scene):
     work.mkdir(parents=True)
     rc, out, err = _tile(cli, scene, "my_tiles", work)
     assert rc == 0, err
-    assert TileStore.open(work / "my_tiles").info["n_tiles"] == 4
+    assert TileStore.open(work / "my_tiles").info.n_tiles == 4
     assert not Path("/my_tiles").exists()
     rc, out, err = _tile(cli, Path("../../in/scene.tif"), "../up", work)  # ``..`` in both paths
     assert rc == 0, err

@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from tasks.store import TileStore, lock_path
+from tasks.store.reader import TileStore
+from tasks.store.writer import lock_path
 from tests.helpers import write_geotiff
 
 
@@ -73,9 +74,9 @@ def test_sigkill_leaves_no_partial_store_and_rerun_is_identical(tmp_path, cli, s
 def test_a_failed_shard_write_is_never_silent(tmp_path):
     import pytest
 
-    from tasks.tiling import _ShardSet
+    from tasks.store.shards import ShardSet
 
-    shards = _ShardSet(tmp_path, "tiles", (1, 4, 4), np.dtype(np.uint8), False, max_tiles=8)
+    shards = ShardSet(tmp_path, "tiles", (1, 4, 4), np.dtype(np.uint8), False, max_tiles=8)
     ok = np.zeros((1, 4, 4), np.uint8)
     shards.add(np.zeros((2, 4, 4), np.uint8), np.ones((4, 4), bool), None)  # wrong shape: fails
     for _ in range(3):  # later writes succeed; the earlier failure must still surface

@@ -7,7 +7,7 @@ from affine import Affine
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from tasks.store import TileStore
+from tasks.store.reader import TileStore
 from tests.helpers import write_geotiff, write_nifti
 
 
@@ -68,8 +68,8 @@ def test_geotiff_tiles_match_source_exactly(tmp_path, cli, dtype, compress):
     # Padding is nodata and marked invalid
     edge = [store[i] for i in range(len(store)) if store[i]["meta"]["row_off"] + 32 > 70]
     assert edge and all(not t["valid"][70 - t["meta"]["row_off"] :].any() for t in edge)
-    (source,) = store.info["sources"].values()
-    stats = source["stats"]["b1"]
+    (source,) = store.info.sources.values()
+    stats = source.stats["b1"]
     valid = data[0][data[0] != 0].astype(np.float64)
     assert stats["mean"] == pytest.approx(valid.mean(), rel=1e-6)
     assert stats["count"] == valid.size
@@ -96,7 +96,7 @@ def test_nodata_drops_tiles_below_min_valid_fraction(tmp_path, cli):
     assert rc == 0, err
     store = TileStore.open(tmp_path / "t")
     assert sorted(store.index.col_off.unique()) == [0]
-    assert store.info["counts"]["half"]["dropped_invalid"] == 2
+    assert store.info.counts["half"]["dropped_invalid"] == 2
 
 
 def _world_of_voxels(affine, ijk):
@@ -204,7 +204,7 @@ def test_stack_of_single_band_files(tmp_path, cli):
     assert rc == 0, err
     store = TileStore.open(tmp_path / "t")
     assert store[0]["image"].shape == (3, 20, 20)
-    assert store.info["sources"]["band0"]["bands"] == ["band0.tif", "band1.tif", "band2.tif"]
+    assert store.info.sources["band0"].bands == ["band0.tif", "band1.tif", "band2.tif"]
 
 
 def test_label_mask_from_the_command_line(tmp_path, cli):
@@ -219,7 +219,7 @@ def test_label_mask_from_the_command_line(tmp_path, cli):
     store = TileStore.open(tmp_path / "t")
     t = next(store[i] for i in range(len(store)) if store[i]["meta"]["row_off"] == 0)
     np.testing.assert_array_equal(t["label"], lab[:16, t["meta"]["col_off"] :][:, :16])
-    assert store.info["sources"]["img"]["class_names"] == ["class_0", "class_1", "class_2"]
+    assert store.info.sources["img"].class_names == ["class_0", "class_1", "class_2"]
 
 
 def test_params_apply_to_inputs_and_option_errors_name_the_option(tmp_path, cli):
@@ -227,7 +227,7 @@ def test_params_apply_to_inputs_and_option_errors_name_the_option(tmp_path, cli)
     (tmp_path / "mine.yaml").write_text("tile: {size: 16, stride: 16}\n")
     rc, _, err = cli("tile", "--input", src, "--params", "mine.yaml", "--out", "s", cwd=tmp_path)
     assert rc == 0, err
-    assert TileStore.open(tmp_path / "s").info["params"]["size"] == 16  # not ignored
+    assert TileStore.open(tmp_path / "s").info.params.size == 16  # not ignored
     rc, _, err = cli("tile", "--input", src, "--set", "tile.size=-1", cwd=tmp_path)
     assert rc == 1 and err.startswith("tessera: options: invalid config: tile.size")
     assert "nonexistent" not in err

@@ -19,7 +19,7 @@ from models.losses import (
 )
 from models.nets import SegAutoEncoder
 from models.trainers.base import BaseTask
-from tasks.labels import IGNORE
+from tasks.store.format import IGNORE
 
 
 class SegAETask(BaseTask):

@@ -192,3 +192,26 @@ def merge_states(states: list[dict[str, Any]]) -> dict[str, Any]:
     for st in states[1:]:
         merged.merge(BandStats.from_state(st))
     return merged.to_state()
+
+
+def source_stats(
+    parts: list[dict[str, Any]], band_names: dict[str, list[str]]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per source, per band: merged summary statistics over every scene's parts."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for source, names in band_names.items():
+        mine = [p for p in parts if p["source"] == source]
+        if not mine:
+            continue
+        dtypes = sorted({str(p.get("dtype")) for p in mine})
+        if len(dtypes) > 1:
+            scenes = ", ".join(sorted(p["scene_id"] for p in mine))
+            raise ValueError(
+                f"source {source!r}: its scenes ({scenes}) have different dtypes "
+                f"({', '.join(dtypes)}); give them as separate sources or inputs"
+            )
+        out[source] = {
+            name: BandStats.from_state(merge_states([p["stats"][b] for p in mine])).summary()
+            for b, name in enumerate(names)
+        }
+    return out

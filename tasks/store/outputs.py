@@ -13,6 +13,8 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from tasks.store.format import INFO_FILE
+
 STAGING_MARKER = ".tessera-staging"
 
 
@@ -33,7 +35,7 @@ def _json_keys(path: Path) -> set[str]:
 
 def is_tile_store(path: Path) -> bool:
     """A finished tile store: ``store.json`` with its format version and tile count."""
-    return {"version", "n_tiles", "sources"} <= _json_keys(path / "store.json")
+    return {"version", "n_tiles", "sources"} <= _json_keys(path / INFO_FILE)
 
 
 def is_evaluation(path: Path) -> bool:

@@ -1,0 +1,52 @@
+"""Atomic writes: a temporary file beside the target, then a rename; errors name the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give it the usual mode
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise named(exc, path) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def named(exc: OSError, path: Path | str) -> OSError:
+    """``exc`` naming ``path`` when it names no file (a full disk says only "No space left")."""
+    if exc.filename:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(path))
+
+
+def atomic_write_json(path: Path, obj: Any, compact: bool = False) -> None:
+    """Atomically write ``obj`` as JSON (indented for people, compact for machines)."""
+    text = (
+        json.dumps(obj, sort_keys=True, separators=(",", ":"))
+        if compact
+        else json.dumps(obj, indent=2, sort_keys=True)
+    )
+    atomic_write_bytes(path, (text + "\n").encode())
