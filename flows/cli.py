@@ -77,7 +77,7 @@ def samples(
     ] = False,
 ) -> None:
     """Copy the real sample data (Landsat 8, Sentinel-2, MNI152, DICOM) into data/."""
-    from tasks.samples import cache_if_unchanged, copy_samples, sample_files
+    from tasks.sources.samples import cache_if_unchanged, copy_samples, sample_files
 
     written = copy_samples(dest, force)
     typer.echo(f"{len(sample_files())} sample files in {dest}/ ({len(written)} written)")
@@ -154,7 +154,7 @@ def tile(
     p = _load(params, overrides, task_runner)
     sources = None
     if adhoc:
-        from tasks.adhoc import adhoc_sources
+        from tasks.sources.adhoc import adhoc_sources
 
         try:
             sources = adhoc_sources(list(input_ or []), label, stack)
@@ -332,7 +332,7 @@ def run(argv: list[str] | None = None) -> int:
 
     configure_environment()
     from flows.local_api import ServerError
-    from tasks.errors import BadInputError
+    from tasks.sources.errors import BadInputError
     from tasks.store.outputs import OutputRefusedError
     from tasks.store.writer import StoreLockedError
 

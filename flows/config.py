@@ -9,7 +9,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.config import DatasetParams, LoaderParams, TrainerParams
-from tasks.specs import SourceSpec, TileParams
+from tasks.sources.specs import SourceSpec
+from tasks.tiling.params import TileParams
 
 OnBadInput = Literal["fail", "skip"]
 

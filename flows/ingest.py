@@ -12,8 +12,8 @@ from tqdm import tqdm
 
 from flows.config import IngestParams
 from flows.failures import failing_in_one_line
-from tasks.catalog import SceneRecord, SourceReport
 from tasks.prefect_tasks import inspect_source_task, write_catalog_task
+from tasks.sources.catalog import SceneRecord, SourceReport
 from tasks.store.errors import StepError
 from tasks.store.files import atomic_write_json
 

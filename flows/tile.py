@@ -14,14 +14,14 @@ from tqdm import tqdm
 from flows.config import IngestParams, TileStageParams
 from flows.failures import failing_in_one_line
 from flows.ingest import failed_on, inspect_all, rejected_markdown
-from tasks.catalog import SceneRecord, read_catalog
 from tasks.prefect_tasks import tile_scene_task
-from tasks.specs import SourceSpec
+from tasks.sources.catalog import SceneRecord, read_catalog
+from tasks.sources.specs import SourceSpec
 from tasks.store.errors import StepError
 from tasks.store.format import StoreInfo
 from tasks.store.stats import source_stats
 from tasks.store.writer import check_store_output, discard_staging, finish_store, store_writer
-from tasks.tiling import plan_splits
+from tasks.tiling.cut import plan_splits
 
 
 def store_info(

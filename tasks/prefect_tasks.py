@@ -10,14 +10,15 @@ from typing import Any
 from prefect import task
 from prefect.context import TaskRunContext
 
-from tasks.catalog import SceneRecord, inspect_source, write_catalog
-from tasks.errors import BadInputError
-from tasks.files import resolve_paths, sha256_file
-from tasks.specs import TileParams
+from tasks.sources.catalog import SceneRecord, inspect_source, write_catalog
+from tasks.sources.errors import BadInputError
+from tasks.sources.paths import resolve_paths, sha256_file
 from tasks.store.errors import returning_errors
-from tasks.tiling import tile_scene
+from tasks.tiling.cut import tile_scene
+from tasks.tiling.params import TileParams
 from tasks.training import launch_training, write_run_config
 
+_SOURCES = Path(__file__).parent / "sources"
 _INSPECTION_CODE = ("catalog", "inspect_raster", "inspect_volume", "raster", "records", "volume")
 
 
@@ -26,7 +27,7 @@ def _inspection_code_hash() -> str:
     """Hash of the code behind an inspection: a new Tessera never reuses an old answer."""
     h = hashlib.sha256()
     for name in _INSPECTION_CODE:
-        h.update((Path(__file__).parent / f"{name}.py").read_bytes())
+        h.update((_SOURCES / f"{name}.py").read_bytes())
     return h.hexdigest()
 
 

@@ -7,8 +7,8 @@ import rasterio
 from flows.config import IngestParams, TileStageParams
 from flows.ingest import ingest_flow
 from flows.tile import tile_flow
-from tasks.samples import sample_files
-from tasks.specs import SourceSpec
+from tasks.sources.samples import sample_files
+from tasks.sources.specs import SourceSpec
 from tasks.store.reader import TileStore
 from tests.helpers import landsat_qa_source
 

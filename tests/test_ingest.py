@@ -3,7 +3,7 @@ import pandas as pd
 import rasterio
 import yaml
 
-from tasks.catalog import read_catalog
+from tasks.sources.catalog import read_catalog
 from tasks.store.reader import TileStore
 from tests.helpers import landsat_like, landsat_qa_source
 

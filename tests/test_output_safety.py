@@ -10,7 +10,7 @@ import pytest
 
 from tasks.evaluation import check_evaluation_output
 from tasks.registration import check_record_output
-from tasks.samples import copy_samples, sample_files
+from tasks.sources.samples import copy_samples, sample_files
 from tasks.store.outputs import OutputRefusedError
 from tasks.store.reader import TileStore
 from tasks.training import write_run_config

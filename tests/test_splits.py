@@ -1,7 +1,13 @@
 import numpy as np
 
-from tasks.specs import SplitParams
-from tasks.splits import allocate, raster_blocks, raster_tile_split, slab_splits, subject_splits
+from tasks.tiling.params import SplitParams
+from tasks.tiling.splits import (
+    allocate,
+    raster_blocks,
+    raster_tile_split,
+    slab_splits,
+    subject_splits,
+)
 
 
 def _footprints(tiles, size, h, w):

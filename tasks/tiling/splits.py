@@ -6,7 +6,7 @@ import zlib
 
 import numpy as np
 
-from tasks.specs import SplitParams
+from tasks.tiling.params import SplitParams
 
 
 def _rng(seed: int, key: str) -> np.random.Generator:

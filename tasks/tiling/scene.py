@@ -11,16 +11,16 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import transform_geom
 
-from tasks.catalog import SceneRecord, guess_kind
-from tasks.geometry import slice_axes, tile_transform, volume_tile_affine
-from tasks.labels import (
+from tasks.sources.catalog import SceneRecord, guess_kind
+from tasks.sources.labels import (
     load_geojson,
     mask_to_classes,
     probs_to_classes,
     qa_bits_to_classes,
 )
-from tasks.raster import BandRef, Grid, RasterStack
-from tasks.volume import load_volume
+from tasks.sources.raster import BandRef, Grid, RasterStack
+from tasks.sources.volume import load_volume
+from tasks.tiling.grid import slice_axes, tile_transform, volume_tile_affine
 
 
 class RasterScene:

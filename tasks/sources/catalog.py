@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from tasks.errors import BadInputError
-from tasks.inspect_raster import inspect_raster_source
-from tasks.inspect_volume import inspect_volume_source
-from tasks.raster import gdal_env
-from tasks.records import SceneRecord, guess_kind
-from tasks.specs import SourceSpec
+from tasks.sources.errors import BadInputError
+from tasks.sources.inspect_raster import inspect_raster_source
+from tasks.sources.inspect_volume import inspect_volume_source
+from tasks.sources.raster import gdal_env
+from tasks.sources.records import SceneRecord, guess_kind
+from tasks.sources.specs import SourceSpec
 from tasks.store.files import atomic_write_bytes
 
 __all__ = [

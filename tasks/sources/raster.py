@@ -16,8 +16,8 @@ from rasterio.enums import Resampling as RioResampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from tasks.errors import BadInputError
-from tasks.files import natural_key
+from tasks.sources.errors import BadInputError
+from tasks.sources.paths import natural_key
 from tasks.store.stats import valid_values
 
 SUPPORTED_DTYPES = frozenset(

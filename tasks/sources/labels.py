@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from tasks.errors import BadInputError
-from tasks.specs import LabelSpec
+from tasks.sources.errors import BadInputError
+from tasks.sources.specs import LabelSpec
 
 IGNORE = 255
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from tasks.errors import BadInputError
-from tasks.files import display_path, natural_key, sha256_file
-from tasks.labels import load_geojson
-from tasks.raster import (
+from tasks.sources.errors import BadInputError
+from tasks.sources.labels import load_geojson
+from tasks.sources.paths import display_path, natural_key, sha256_file
+from tasks.sources.raster import (
     BandRef,
     Grid,
     alpha_bands,
@@ -21,7 +21,7 @@ from tasks.raster import (
     open_checked,
     reference_grid,
 )
-from tasks.records import (
+from tasks.sources.records import (
     SceneRecord,
     label_classes,
     label_paths,
@@ -29,7 +29,7 @@ from tasks.records import (
     source_files,
     unexpected,
 )
-from tasks.specs import LabelSpec, SourceSpec
+from tasks.sources.specs import LabelSpec, SourceSpec
 
 
 def _check_raster_label(label: LabelSpec, grid: Grid, base: Path) -> list[Path]:

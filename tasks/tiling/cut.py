@@ -13,22 +13,22 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from tasks.catalog import SceneRecord
-from tasks.geometry import TileGrid
-from tasks.raster import gdal_env
-from tasks.scene import RasterScene, VolumeScene, open_scene
-from tasks.specs import SplitParams, TileParams
-from tasks.splits import (
+from tasks.sources.catalog import SceneRecord
+from tasks.sources.raster import gdal_env
+from tasks.store.files import atomic_write_json
+from tasks.store.format import IGNORE, PART_FILE, STORE_VERSION
+from tasks.store.shards import ShardSet
+from tasks.store.stats import BandStats, valid_values
+from tasks.tiling.grid import TileGrid
+from tasks.tiling.params import SplitParams, TileParams
+from tasks.tiling.scene import RasterScene, VolumeScene, open_scene
+from tasks.tiling.splits import (
     raster_blocks,
     raster_tile_split,
     slab_splits,
     subject_splits,
     uses_subject_splits,
 )
-from tasks.store.files import atomic_write_json
-from tasks.store.format import IGNORE, PART_FILE, STORE_VERSION
-from tasks.store.shards import ShardSet
-from tasks.store.stats import BandStats, valid_values
 
 STATS_SAMPLE_PER_STRIP = 1 << 18  # pixels per band and strip that the automatic row step keeps
 
