@@ -233,7 +233,7 @@ def register(
     """Log evaluated models to MLflow, register them, and move champion/challenger aliases."""
     p = _load(params, set_)
     from flows.register import register_flow, resolve_registration
-    from tasks.registry import configure_http_retries
+    from tasks.registry.mlflow_registry import configure_http_retries
 
     names = list(experiment or [])
     fp = _resolve(params, ",".join(names) or "*", lambda: resolve_registration(p, names or None))

@@ -16,12 +16,8 @@ from flows.failures import failing_in_one_line
 from flows.train import artifact_key, resolve_experiment
 from models.config import CHECKPOINT_DIR, RunConfig
 from models.evaluate import run_inference
-from tasks.evaluation import (
-    check_evaluation_output,
-    score_latents,
-    training_history,
-    write_evaluation,
-)
+from tasks.evaluation.latents import score_latents
+from tasks.evaluation.report import check_evaluation_output, training_history, write_evaluation
 from tasks.store.errors import StepError, returning_errors
 
 # arrays pass between these tasks: no input hashing, no result cache

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from flows.config import TesseraParams, load_params
 from flows.failures import failing_in_one_line
 from flows.train import artifact_key
-from tasks.dvc_stages import (
+from tasks.pipeline.dvc_stages import (
     Stage,
     commit_stage,
     default_remote,
@@ -31,7 +31,7 @@ from tasks.dvc_stages import (
     push_outputs,
     stage_changed,
 )
-from tasks.pipeline_report import run_summary
+from tasks.pipeline.report import run_summary
 from tasks.store.errors import StepError, returning_errors
 
 load_params_task = task(name="load-params", cache_policy=NONE)(returning_errors(load_params))
@@ -76,7 +76,7 @@ def _stage_call(argv: list[str], p: TesseraParams) -> tuple[Any, dict[str, Any]]
     from flows.runner import make_task_runner
     from flows.tile import tile_flow
     from flows.train import resolve_experiment, train_flow
-    from tasks.registry import configure_http_retries
+    from tasks.registry.mlflow_registry import configure_http_retries
 
     if argv[:1] != ["tessera"] or len(argv) < 2:
         raise ValueError(f"not a tessera stage command: {' '.join(argv)}")

@@ -18,8 +18,10 @@ from flows.config import RegistryParams, TesseraParams
 from flows.failures import failing_in_one_line
 from flows.train import artifact_key, resolve_experiment
 from models.config import RunConfig
-from tasks.registration import check_record_output, primary_metric, register_experiment
-from tasks.registry import Direction, check_tracking, lineage_tags
+from tasks.registry.gate import Direction
+from tasks.registry.lineage import lineage_tags
+from tasks.registry.mlflow_registry import check_tracking
+from tasks.registry.register import check_record_output, primary_metric, register_experiment
 from tasks.store.errors import StepError, returning_errors
 
 # errors come back as values (one line, no Prefect traceback)

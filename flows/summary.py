@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.config import TesseraParams
-from tasks.pipeline_report import (
+from tasks.pipeline.report import (
     experiment_outputs,
     headline,
     read_json_or_empty,

@@ -16,7 +16,7 @@ from flows.failures import failing_in_one_line
 from models.config import RunConfig, TrainerParams, validate_model_params
 from tasks.prefect_tasks import launch_training_task, write_run_config_task
 from tasks.store.errors import StepError
-from tasks.training import default_tracking
+from tasks.training.launch import default_tracking
 
 
 class TrainFlowParams(BaseModel):

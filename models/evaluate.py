@@ -1,7 +1,7 @@
 """Inference over a split for evaluation: latents, contrastive views and image metrics.
 
 Loads a trained checkpoint (``weights_only=True``), runs the model over the test tiles once and
-returns per-tile arrays for the representation metrics in :mod:`tasks.metrics`, plus the
+returns per-tile arrays for the representation metrics in :mod:`tasks.evaluation.metrics`, plus the
 streamed reconstruction, segmentation and classification figures.
 """
 

@@ -16,7 +16,7 @@ from tasks.sources.paths import resolve_paths, sha256_file
 from tasks.store.errors import returning_errors
 from tasks.tiling.cut import tile_scene
 from tasks.tiling.params import TileParams
-from tasks.training import launch_training, write_run_config
+from tasks.training.launch import launch_training, write_run_config
 
 _SOURCES = Path(__file__).parent / "sources"
 _INSPECTION_CODE = ("catalog", "inspect_raster", "inspect_volume", "raster", "records", "volume")

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tasks.dvc_stages import pipeline_lock
+from tasks.pipeline.dvc_stages import pipeline_lock
 from tasks.store.writer import lock_path
 from tests.helpers import TINY_EXPERIMENTS, training_dir, write_geotiff
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tasks.metrics import (
+from tasks.evaluation.metrics import (
     cluster_accuracy,
     clustering_scores,
     info_nce,
@@ -143,7 +143,7 @@ def test_meters_streamed_over_batches_equal_one_pass():
 
 
 def test_classification_scores_and_confusion():
-    from tasks.metrics import classification_scores
+    from tasks.evaluation.metrics import classification_scores
 
     labels = np.array([0, 0, 1, 1, 2, -1])
     pred = np.array([0, 1, 1, 1, 2, 0])

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.evaluation import check_evaluation_output
-from tasks.registration import check_record_output
+from tasks.evaluation.report import check_evaluation_output
+from tasks.registry.register import check_record_output
 from tasks.sources.samples import copy_samples, sample_files
 from tasks.store.outputs import OutputRefusedError
 from tasks.store.reader import TileStore
-from tasks.training import write_run_config
+from tasks.training.launch import write_run_config
 from tests.helpers import write_geotiff
 
 

@@ -15,7 +15,8 @@ import torch
 from flows.local_api import free_port, healthy
 from models.nets import TileClassifier
 from models.serving import ClassifierServing
-from tasks.registry import RegistryError, gate, log_candidate, promote
+from tasks.registry.gate import gate
+from tasks.registry.mlflow_registry import RegistryError, log_candidate, promote
 from tests.helpers import stop_process_group
 
 

@@ -9,15 +9,14 @@ from typing import Any
 import numpy as np
 
 from models.config import CHECKPOINT_DIR, SUMMARY_FILE, RunConfig
-from tasks.evaluation import METRICS_FILE, PLOTS, REPORT_FILE
-from tasks.registry import (
-    CHAMPION,
+from tasks.evaluation.report import METRICS_FILE, PLOTS, REPORT_FILE
+from tasks.registry.gate import CHAMPION, Direction
+from tasks.registry.lineage import model_fingerprint
+from tasks.registry.mlflow_registry import (
     FINGERPRINT_TAG,
-    Direction,
     RegistryError,
     champion_record,
     log_candidate,
-    model_fingerprint,
     promote,
     registered_candidate,
     version_with_fingerprint,

@@ -1,4 +1,4 @@
-"""The MLflow model registry: log a model, tag its lineage, gate and promote it by alias.
+"""The MLflow calls of the registry: log a model, tag its lineage, promote it by alias.
 
 Aliases only (registry stages are deprecated): ``champion`` moves to a candidate that beats
 it by ``min_improvement`` on the experiment's primary metric, or when there is none; otherwise
@@ -9,24 +9,19 @@ leaves every alias where it was.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import yaml
 
-Direction = Literal["max", "min"]
-Alias = Literal["champion", "challenger"]
-CHAMPION: Alias = "champion"
-CHALLENGER: Alias = "challenger"
+from tasks.registry.gate import CHAMPION, Direction, GateDecision, gate
+
 PRIMARY_METRIC_TAG, PRIMARY_VALUE_TAG = "tessera.primary_metric", "tessera.primary_value"
 FINGERPRINT_TAG = "tessera.fingerprint"
 PIP_REQUIREMENTS = ["torch==2.13.0", "numpy"]
@@ -36,95 +31,6 @@ class RegistryError(Exception):
     """A registration or promotion that could not be completed (aliases untouched)."""
 
     one_line = True
-
-
-@dataclass
-class GateDecision:
-    """Where the candidate goes, and why."""
-
-    alias: Alias
-    reason: str
-    champion_version: str | None = None
-    champion_value: float | None = None
-
-
-def gate(
-    metric: str,
-    candidate: float | None,
-    champion: float | None,
-    direction: Direction,
-    min_improvement: float,
-    champion_version: str | None = None,
-) -> GateDecision:
-    """Champion if there is none, or if the candidate beats it by ``min_improvement`` (> 0)."""
-    if candidate is None or not math.isfinite(candidate):
-        return GateDecision(CHALLENGER, f"candidate has no {metric}", champion_version, champion)
-    if champion_version is None:
-        return GateDecision(CHAMPION, "first model: no champion yet", None, None)
-    if champion is None or not math.isfinite(champion):
-        reason = f"champion v{champion_version} has no {metric} to compare"
-        return GateDecision(CHAMPION, reason, champion_version, None)
-    gain = candidate - champion if direction == "max" else champion - candidate
-    word = "higher" if direction == "max" else "lower"
-    versus = f"{metric} {candidate:.4g} vs champion v{champion_version} {champion:.4g}"
-    if gain > 0 and gain >= min_improvement:
-        return GateDecision(CHAMPION, f"{versus}: {gain:.4g} {word}", champion_version, champion)
-    return GateDecision(
-        CHALLENGER,
-        f"{versus}: needs {word} by at least {min_improvement:g} (gain {gain:.4g})",
-        champion_version,
-        champion,
-    )
-
-
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest() if path.exists() else "none"
-
-
-def _git(root: Path, *args: str) -> str | None:
-    try:
-        res = subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=30
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return res.stdout.strip()
-
-
-def data_md5(dvc_file: Path) -> str:
-    """The md5 DVC recorded for ``data/`` in ``data.dvc`` ("none" without one)."""
-    if not dvc_file.exists():
-        return "none"
-    outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs") or [{}]
-    return str(outs[0].get("md5", "none"))
-
-
-def tile_store_version(store: Path) -> str:
-    """The store's format version and a hash of its index and manifest (its content id)."""
-    from tasks.store.format import INDEX_FILE, INFO_FILE, StoreInfo
-
-    manifest = store / INFO_FILE
-    version = StoreInfo.read(store).version
-    h = hashlib.sha256(manifest.read_bytes())
-    h.update((store / INDEX_FILE).read_bytes())
-    return f"v{version}-{h.hexdigest()[:16]}"
-
-
-def lineage_tags(
-    root: Path, store: Path, params_sha256: str, flow_run_id: str | None
-) -> dict[str, str]:
-    """git_sha, git_dirty, data_md5, dvc_lock_md5, params_sha256, tile_store_version, run id."""
-    sha = _git(root, "rev-parse", "HEAD")
-    status = _git(root, "status", "--porcelain", "--untracked-files=no")
-    return {
-        "git_sha": sha or "none",
-        "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
-        "data_md5": data_md5(root / "data.dvc"),
-        "dvc_lock_md5": _md5(root / "dvc.lock"),
-        "params_sha256": params_sha256,
-        "tile_store_version": tile_store_version(store),
-        "prefect_flow_run_id": flow_run_id or "none",
-    }
 
 
 def configure_http_retries(retries: int, backoff_s: int, timeout_s: int = 20) -> None:
@@ -302,15 +208,6 @@ def validate_version(
     if not np.allclose(got, expected, atol=atol, rtol=1e-4):
         worst = float(np.abs(got - expected).max())
         raise RegistryError(f"{model_uri}: outputs differ from the trained model by {worst:.3g}")
-
-
-def model_fingerprint(model: Any, metrics_bytes: bytes) -> str:
-    """sha256 of a model's weights and buffers (by name) and of its evaluation."""
-    h = hashlib.sha256(metrics_bytes)
-    for key, tensor in sorted(model.state_dict().items()):
-        h.update(key.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def version_with_fingerprint(

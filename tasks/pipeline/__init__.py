@@ -1,0 +1,1 @@
+"""The pipeline as DVC sees it: its stages, the run lock, pushes, and the run's summary."""
