@@ -11,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo test lint typecheck pytest bench clean
+.PHONY: setup demo test lint imports typecheck pytest bench clean
 
 setup: $(STAMP)
 
@@ -35,13 +35,17 @@ lint: setup
 	$(BIN)/ruff check flows tasks models tests benchmarks
 	$(BIN)/ruff format --check flows tasks models tests benchmarks
 
+# The import rules of pyproject.toml's [tool.importlinter] (see the README's architecture).
+imports: setup
+	$(BIN)/lint-imports
+
 typecheck: setup
 	$(BIN)/mypy
 
 pytest: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q
 
-test: lint typecheck pytest
+test: lint imports typecheck pytest
 
 bench: setup
 	$(BIN)/python benchmarks/bench_tiling.py

@@ -21,10 +21,10 @@ import numpy as np
 import yaml
 from sklearn.ensemble import RandomForestClassifier
 
-from flows.config import TesseraParams
-from flows.train import resolve_experiment
-from models.data import TileDataset
-from models.train import fit
+from tessera.flows.config import TesseraParams
+from tessera.flows.experiments import resolve_experiment
+from tessera.models.data import TileDataset
+from tessera.models.train import fit
 
 
 def pixels(ds: TileDataset, max_pixels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

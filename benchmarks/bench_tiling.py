@@ -61,10 +61,10 @@ def bench_whole_read(path: Path) -> float:
 
 def bench_tessera(path: Path, parts: Path) -> tuple[float, float, Path]:
     """Tessera's tiler (the function the tile task wraps) into a fresh part."""
-    from tasks.sources.catalog import inspect_source
-    from tasks.sources.specs import SourceSpec
-    from tasks.tiling.cut import tile_scene
-    from tasks.tiling.params import TileParams
+    from tessera.tasks.sources.catalog import inspect_source
+    from tessera.tasks.sources.specs import SourceSpec
+    from tessera.tasks.tiling.cut import tile_scene
+    from tessera.tasks.tiling.params import TileParams
 
     rep = inspect_source(SourceSpec(name="bench", kind="geotiff", paths=[str(path)]), Path("/"))
     (rec,) = rep.records

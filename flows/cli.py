@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.env import configure_environment
-from flows.server_cli import prefect_home, server_app
+from tessera.flows.env import configure_environment
+from tessera.flows.server_cli import prefect_home, server_app
 
 app = typer.Typer(
     add_completion=False,
@@ -34,39 +34,54 @@ def _validation_message(exc: Any) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
 
 
-def _load(params: Path | None, overrides: list[str] | None, runner: str | None = None) -> Any:
-    """Validate ``params`` (None: the defaults) with the overrides; problems in one line."""
+def _load(params: Path | None, overrides: list[str] | None, **sections: dict[str, Any]) -> Any:
+    """Validate ``params`` (None: the defaults) with the ``--set`` overrides, then with the
+    typed options of the command (``sections``: ``{"tile": {"size": 32}}``; None values are
+    not given); problems in one line."""
     from pydantic import ValidationError
 
-    from flows.config import load_params
+    from tessera.flows.config import load_params, updated
 
-    extra = list(overrides or [])
-    if runner:
-        extra.append(f"runner.kind={runner}")
     where = str(params) if params is not None else "options"
     try:
-        return load_params(params, extra)
+        p = load_params(params, list(overrides or []))
+        return updated(p, **{k: updated(getattr(p, k), **v) for k, v in sections.items()})
     except ValidationError as exc:
         raise UserError(f"{where}: invalid config: {_validation_message(exc)}") from None
     except OSError as exc:
-        from tasks.store.errors import one_line
+        from tessera.tasks.store.errors import one_line
 
         raise UserError(one_line(exc)) from None
     except ValueError as exc:
         raise UserError(f"{where}: {exc}") from None
 
 
-def _run(flow_obj: Any, runner_params: Any, **kwargs: Any) -> Any:
-    """Run a flow on the configured task runner; a failed state becomes a one-line error."""
-    from flows.local_api import prefect_api
-    from flows.runner import make_task_runner
+def _run(flow_obj: Any, **kwargs: Any) -> Any:
+    """Run a flow; a failed state becomes a one-line error."""
+    from tessera.flows.local_api import prefect_api
 
-    f = flow_obj.with_options(task_runner=make_task_runner(runner_params))
     with prefect_api():
-        state = f(**kwargs, return_state=True)
+        state = flow_obj(**kwargs, return_state=True)
     if state.is_failed():
         raise UserError(state.message or "flow run failed")
     return state.result()
+
+
+def _run_stage(name: str, p: Any, params: Path | None, **options: Any) -> Any:
+    """Run stage ``name`` through the stage table; config problems name the experiment."""
+    from pydantic import ValidationError
+
+    from tessera.flows.stages import StageOptions, stage_call
+
+    opts = StageOptions(**options)
+    try:
+        flow_obj, kwargs = stage_call(name, p, opts)
+    except ValidationError as exc:
+        msg = _validation_message(exc)
+        raise UserError(f"{params}: experiments.{','.join(opts.experiment)}: {msg}") from None
+    except ValueError as exc:
+        raise UserError(f"{params}: {exc}") from None
+    return _run(flow_obj, **kwargs)
 
 
 @app.command()
@@ -77,7 +92,7 @@ def samples(
     ] = False,
 ) -> None:
     """Copy the real sample data (Landsat 8, Sentinel-2, MNI152, DICOM) into data/."""
-    from tasks.sources.samples import cache_if_unchanged, copy_samples, sample_files
+    from tessera.tasks.sources.samples import cache_if_unchanged, copy_samples, sample_files
 
     written = copy_samples(dest, force)
     typer.echo(f"{len(sample_files())} sample files in {dest}/ ({len(written)} written)")
@@ -97,11 +112,8 @@ def ingest(
     on_bad_input: BadOpt = None,
 ) -> None:
     """Validate ingest.sources and write the catalogue (outputs/catalog.parquet)."""
-    overrides = list(set_ or []) + ([f"ingest.on_bad_input={on_bad_input}"] if on_bad_input else [])
-    p = _load(params, overrides, task_runner)
-    from flows.ingest import ingest_flow
-
-    res = _run(ingest_flow, p.runner, params=p.ingest)
+    p = _load(params, set_, ingest={"on_bad_input": on_bad_input}, runner={"kind": task_runner})
+    res = _run_stage("ingest", p, params)
     typer.echo(
         f"catalogue: {res['catalog']} ({res['scenes']} scenes, {len(res['rejected'])} rejected)"
     )
@@ -133,28 +145,27 @@ def tile(
     task_runner: RunnerOpt = None,
 ) -> None:
     """Tile the catalogue (params mode) or any files given with --input (ad-hoc mode)."""
-    overrides = list(set_ or [])
-    for key, val in (
-        ("out", out),
-        ("size", size),
-        ("stride", stride),
-        ("axis", axis),
-        ("min_valid_fraction", min_valid_fraction),
-        ("on_bad_input", on_bad_input),
-    ):
-        if val is not None:
-            overrides.append(f"tile.{key}={val}")
-    if size is not None and stride is None:
-        overrides.append(f"tile.stride={size}")
     adhoc = bool(input_)
-    if adhoc and out is None:
-        overrides.append("tile.out=tiles")
     if params is None and not adhoc:
         params = Path("params.yaml")
-    p = _load(params, overrides, task_runner)
+    geometry = {"size": size, "stride": stride, "axis": axis}
+    p = _load(
+        params,
+        set_,
+        tile={
+            "out": str(out) if out is not None else ("tiles" if adhoc else None),
+            "min_valid_fraction": min_valid_fraction,
+            "on_bad_input": on_bad_input,
+        },
+        runner={"kind": task_runner},
+    )
+    try:
+        p = p.model_copy(update={"tile": p.tile.with_changes(**geometry)})
+    except ValueError as exc:  # a pydantic ValidationError too
+        raise UserError(f"{params or 'options'}: invalid config: {exc}".splitlines()[0]) from None
     sources = None
     if adhoc:
-        from tasks.sources.adhoc import adhoc_sources
+        from tessera.tasks.sources.adhoc import adhoc_sources
 
         try:
             sources = adhoc_sources(list(input_ or []), label, stack)
@@ -162,9 +173,7 @@ def tile(
             raise UserError(str(exc)) from None
     elif label or stack:
         raise UserError("--label and --stack need --input")
-    from flows.tile import tile_flow
-
-    res = _run(tile_flow, p.runner, params=p.tile, sources=sources, base=str(Path.cwd()))
+    res = _run_stage("tile", p, params, sources=sources, base=str(Path.cwd()))
     typer.echo(
         f"tile store: {res['store']} ({res['tiles']} tiles from {res['scenes']} scenes, "
         f"{len(res['rejected'])} rejected)"
@@ -182,18 +191,21 @@ def train(
 ) -> None:
     """Train one experiment; several devices or nodes run under torchrun (DDP)."""
     p = _load(params, set_)
-    from flows.train import resolve_experiment, train_flow
-
-    fp = _resolve(
-        params, experiment, lambda: resolve_experiment(p, experiment, devices, num_nodes, resume)
+    res = _run_stage(
+        "train",
+        p,
+        params,
+        experiment=[experiment],
+        devices=devices,
+        num_nodes=num_nodes,
+        resume=resume,
     )
-    res = _run(train_flow, p.runner, params=fp)
     test = ", ".join(
         f"{k}={v:.4g}" for k, v in sorted(res["test_metrics"].items()) if v is not None
     )
     typer.echo(
         f"trained {experiment}: world size {res['world_size']}, {res['epochs']} epochs, "
-        f"best val_loss {res['best_val_loss'] or float('nan'):.4g} -> {fp.run.out_dir}"
+        f"best val_loss {res['best_val_loss'] or float('nan'):.4g} -> {res['out_dir']}"
         + (f"; {test}" if test else "")
     )
 
@@ -209,10 +221,8 @@ def evaluate(
 ) -> None:
     """Evaluate a trained experiment: metrics, latent clustering, plots, cluster maps, report."""
     p = _load(params, set_)
-    from flows.evaluate import evaluate_flow, resolve_evaluation
-
-    fp = _resolve(params, experiment, lambda: resolve_evaluation(p, experiment, checkpoint))
-    res = _run(evaluate_flow, p.runner, params=fp)
+    ckpt = str(checkpoint) if checkpoint is not None else None
+    res = _run_stage("evaluate", p, params, experiment=[experiment], checkpoint=ckpt)
     m = res["metrics"]
     keys = ("dice_mean", "accuracy", "silhouette", "nmi", "linear_probe_accuracy", "rec_psnr")
     shown = ", ".join(f"{k}={m[k]:.4g}" for k in keys if m.get(k) is not None)
@@ -232,13 +242,7 @@ def register(
 ) -> None:
     """Log evaluated models to MLflow, register them, and move champion/challenger aliases."""
     p = _load(params, set_)
-    from flows.register import register_flow, resolve_registration
-    from tasks.registry.mlflow_registry import configure_http_retries
-
-    names = list(experiment or [])
-    fp = _resolve(params, ",".join(names) or "*", lambda: resolve_registration(p, names or None))
-    configure_http_retries(p.registry.retries, p.registry.backoff_s)
-    for r in _run(register_flow, p.runner, params=fp):
+    for r in _run_stage("register", p, params, experiment=list(experiment or [])):
         done = "registered" if r["registered"] else "unchanged"
         typer.echo(
             f"{done} {r['name']} v{r['version']} as {r['alias']} "
@@ -261,11 +265,14 @@ def run_pipeline(
 
     It reads params.yaml, as DVC does (no --set: the outputs must match what DVC records).
     """
-    from flows.pipeline import PARAMS_FILE, PipelineParams, pipeline_flow
+    from tessera.flows.pipeline import PARAMS_FILE, PipelineParams, pipeline_flow
 
     p = _load(Path(PARAMS_FILE), None)  # a bad params.yaml fails here, in one line
     fp = PipelineParams(root=".", force=list(force or []), push=push)
-    typer.echo(_run(pipeline_flow, p.runner, params=fp)["summary"])
+    from tessera.flows.runner import make_task_runner
+
+    f = pipeline_flow.with_options(task_runner=make_task_runner(p.runner))
+    typer.echo(_run(f, params=fp)["summary"])
 
 
 @app.command()
@@ -278,10 +285,10 @@ def serve(
     """Serve the pipeline flow on a schedule from this process (no work pool needed)."""
     from prefect.schedules import Cron
 
-    from flows.pipeline import PipelineParams, pipeline_flow
+    from tessera.flows.pipeline import PipelineParams, pipeline_flow
 
     fp = PipelineParams(root=str(Path.cwd()), force=list(force or []))
-    from flows.local_api import prefect_api
+    from tessera.flows.local_api import prefect_api
 
     with prefect_api():
         typer.echo(f"serving tessera-pipeline/{name}: cron {cron!r} ({timezone}); Ctrl-C stops")
@@ -295,26 +302,13 @@ def serve(
 app.add_typer(server_app, name="server")
 
 
-def _resolve(params: Path, experiment: str, resolve: Any) -> Any:
-    """Call ``resolve()``; config problems become one line naming the experiment."""
-    from pydantic import ValidationError
-
-    try:
-        return resolve()
-    except ValidationError as exc:
-        msg = _validation_message(exc)
-        raise UserError(f"{params}: experiments.{experiment}: {msg}") from None
-    except ValueError as exc:
-        raise UserError(f"{params}: {exc}") from None
-
-
 @app.command()
 def summary(params: ParamsOpt = Path("params.yaml"), tiles: Path = Path("outputs/tiles")) -> None:
     """Print what the pipeline has produced: tiles, metrics, registered models, where things are."""
     from rich.console import Console
 
-    from flows.local_api import running_url
-    from flows.summary import experiments_table, store_table, ui_hints
+    from tessera.flows.local_api import running_url
+    from tessera.flows.summary import experiments_table, store_table, ui_hints
 
     p = _load(params, None)
     console = Console(width=max(Console().width, 160))
@@ -331,10 +325,10 @@ def run(argv: list[str] | None = None) -> int:
         from click import exceptions as click_exc  # type: ignore[no-redef]
 
     configure_environment()
-    from flows.local_api import ServerError
-    from tasks.sources.errors import BadInputError
-    from tasks.store.outputs import OutputRefusedError
-    from tasks.store.writer import StoreLockedError
+    from tessera.flows.local_api import ServerError
+    from tessera.tasks.sources.errors import BadInputError
+    from tessera.tasks.store.outputs import OutputRefusedError
+    from tessera.tasks.store.writer import StoreLockedError
 
     try:
         result = app(args=argv, standalone_mode=False, prog_name="tessera")
@@ -348,7 +342,7 @@ def run(argv: list[str] | None = None) -> int:
     except (UserError, BadInputError, StoreLockedError, OutputRefusedError, ServerError) as exc:
         return _report(str(exc))
     except OSError as exc:  # a path the user gave (or a full disk): named in one line
-        from tasks.store.errors import one_line
+        from tessera.tasks.store.errors import one_line
 
         return _report(one_line(exc))
     except Exception as exc:  # a bug: still one line; TESSERA_DEBUG=1 shows the traceback

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.config import DatasetParams, LoaderParams, TrainerParams
-from tasks.sources.specs import SourceSpec
-from tasks.tiling.params import TileParams
+from tessera.models.config import DatasetParams, LoaderParams, TrainerParams
+from tessera.tasks.pipeline.params_file import read_params_file
+from tessera.tasks.sources.specs import SourceSpec
+from tessera.tasks.tiling.params import TileParams
 
 OnBadInput = Literal["fail", "skip"]
+M = TypeVar("M", bound=BaseModel)
+
+
+def updated(model: M, **changes: Any) -> M:
+    """``model`` with ``changes`` applied (None: not given), validated again as a whole."""
+    given = {k: v for k, v in changes.items() if v is not None}
+    return type(model).model_validate(model.model_dump() | given) if given else model
 
 
 class RunnerParams(BaseModel):
@@ -149,10 +157,5 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def load_params(path: Path | None, overrides: list[str] | None = None) -> TesseraParams:
     """Read, override and validate ``params.yaml``; no file (None) means all defaults."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        loaded = yaml.safe_load(path.read_text())
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
-        raw = loaded or {}
+    raw = read_params_file(path) if path is not None else {}
     return TesseraParams.model_validate(apply_overrides(raw, overrides or []))

@@ -58,7 +58,8 @@ def quiet_third_party() -> None:
     warnings.filterwarnings("ignore", module="rasterio")
     warnings.filterwarnings("ignore", category=UserWarning, module="monai")  # reader fallbacks
     warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")  # VR guesses
-    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    # decoder failures are logged with a traceback, then raised: Tessera reports them in one line
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
     for name, level in (
         ("dvc", logging.WARNING),  # "Updating lock file" per stage

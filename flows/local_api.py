@@ -10,8 +10,8 @@ to 127.0.0.1, the UI included) and says so; later commands find it through
 ``TESSERA_PREFECT_API``: ``local`` (the default) or ``ephemeral`` (Prefect's temporary API per
 command, nothing left running). A ``PREFECT_API_URL`` always wins.
 
-Run as ``python -m flows.local_api HOME PORT IDLE_MINUTES``, this module is the watchdog that
-owns the server process.
+Run as ``python -m tessera.flows.local_api HOME PORT IDLE_MINUTES``, this module is the
+watchdog that owns the server process.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def start(home: Path, idle: float, notice: TextIO | None = sys.stderr) -> str:
             print(f"tessera: starting a local Prefect server (log: {log}) ...", file=notice)
         with open(log, "ab") as fh:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "flows.local_api", str(home), str(port), str(idle)],
+                [sys.executable, "-m", "tessera.flows.local_api", str(home), str(port), str(idle)],
                 stdin=subprocess.DEVNULL,
                 stdout=fh,
                 stderr=fh,

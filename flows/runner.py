@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from typing import Any
 
-from flows.config import RunnerParams
+from tessera.flows.config import RunnerParams
 
 
 def make_task_runner(p: RunnerParams) -> Any:

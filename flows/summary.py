@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flows.config import TesseraParams
-from tasks.pipeline.report import (
+from tessera.flows.config import TesseraParams
+from tessera.tasks.pipeline.report import (
     experiment_outputs,
     headline,
     read_json_or_empty,
     version_label,
 )
-from tasks.store.format import INFO_FILE
+from tessera.tasks.store.format import INFO_FILE
 
 
 def store_table(tiles: Path) -> Any:

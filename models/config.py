@@ -69,7 +69,7 @@ class DatasetParams(BaseModel):
 
 
 class RunConfig(BaseModel):
-    """Everything ``python -m models.train`` needs: written by the train flow as JSON."""
+    """Everything ``python -m tessera.models.train`` needs: written by the train flow as JSON."""
 
     model_config = ConfigDict(extra="forbid")
     experiment: str
@@ -84,7 +84,7 @@ class RunConfig(BaseModel):
 
 
 def _task_class(model_type: str) -> type:
-    from models.trainers import MODEL_TASKS
+    from tessera.models.trainers import MODEL_TASKS
 
     if model_type not in MODEL_TASKS:
         raise ValueError(f"unknown model type {model_type!r}; choose from {sorted(MODEL_TASKS)}")

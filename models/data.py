@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from tasks.store.format import IGNORE
-from tasks.store.reader import TileStore
+from tessera.tasks.store.format import IGNORE
+from tessera.tasks.store.reader import TileStore
 
 Normalisation = Literal["none", "zscore", "percentile"]
 

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from models.data import Normalisation, TileDataset, collate_batch
-from tasks.store.format import INFO_FILE
-from tasks.store.reader import TileStore
+from tessera.models.data import Normalisation, TileDataset, collate_batch
+from tessera.tasks.store.format import INFO_FILE
+from tessera.tasks.store.reader import TileStore
 
 TileClass = Literal["none", "majority", "presence"]
 SPLITS = ("train", "val", "test")

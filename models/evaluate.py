@@ -1,8 +1,9 @@
 """Inference over a split for evaluation: latents, contrastive views and image metrics.
 
 Loads a trained checkpoint (``weights_only=True``), runs the model over the test tiles once and
-returns per-tile arrays for the representation metrics in :mod:`tasks.evaluation.metrics`, plus the
-streamed reconstruction, segmentation and classification figures.
+returns per-tile arrays for the representation metrics in
+:mod:`tessera.tasks.evaluation.metrics`, plus the streamed reconstruction, segmentation and
+classification figures.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from models.config import RunConfig
-from models.data import TileDataset, collate_batch
-from models.datamodule import dihedral, tile_classes
-from models.diagnostics import active_units
-from models.losses import kl_normal, reconstruction_mean
-from models.metrics import ReconstructionMeter, SegmentationMeter
-from models.nets import capacity_mode
+from tessera.models.config import RunConfig
+from tessera.models.data import TileDataset, collate_batch
+from tessera.models.datamodule import dihedral, tile_classes
+from tessera.models.diagnostics import active_units
+from tessera.models.losses import kl_normal, reconstruction_mean
+from tessera.models.metrics import ReconstructionMeter, SegmentationMeter
+from tessera.models.nets import capacity_mode
 
 
 @dataclass
@@ -48,7 +49,7 @@ class Inference:
 
 def load_task(config: RunConfig, checkpoint: Path) -> tuple[Any, Any]:
     """The run's DataModule (set up) and its LightningModule with the checkpoint's weights."""
-    from models.train import build
+    from tessera.models.train import build
 
     if not checkpoint.exists():
         raise FileNotFoundError(f"{checkpoint}: no checkpoint (run `tessera train` first)")

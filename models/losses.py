@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from monai.losses import DiceLoss
 from torch import nn
 
-from tasks.store.format import IGNORE
+from tessera.tasks.store.format import IGNORE
 
 RecLoss = Literal["mse", "l1", "bce", "gaussian_nll"]
 LatentReg = Literal["none", "l1", "l2"]

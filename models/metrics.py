@@ -11,7 +11,7 @@ import torch
 from torchmetrics.classification import MulticlassF1Score, MulticlassJaccardIndex
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from tasks.store.format import IGNORE
+from tessera.tasks.store.format import IGNORE
 
 
 def _mask(valid: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Networks assembled from :mod:`models.blocks`: the segmentation autoencoder and the VAE parts."""
+"""Networks assembled from :mod:`tessera.models.blocks`: the segmentation autoencoder and the
+VAE parts."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.blocks import (
+from tessera.models.blocks import (
     ActKind,
     ConvKind,
     ConvNormAct,

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.store.format import IGNORE
+from tessera.tasks.store.format import IGNORE
 
 
 def _pyplot() -> Any:

@@ -20,7 +20,7 @@ from torch import nn
 
 
 class SegServing(nn.Module):
-    """Segmentation logits of a :class:`~models.nets.SegAutoEncoder`."""
+    """Segmentation logits of a :class:`~tessera.models.nets.SegAutoEncoder`."""
 
     def __init__(self, net: nn.Module, num_classes: int) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""Training entry point: ``python -m models.train --config RUN.json [--resume]``.
+"""Training entry point: ``python -m tessera.models.train --config RUN.json [--resume]``.
 
 Run it as it is for one process, under ``torchrun --nproc_per_node N`` for DDP, or under
 ``srun`` on SLURM: Lightning reads the launcher's environment. Rank zero writes
@@ -18,20 +18,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.config import (
+from tessera.models.config import (
     CHECKPOINT_DIR,
     PLOT_DIR,
     SUMMARY_FILE,
     RunConfig,
     validate_model_params,
 )
-from tasks.store.files import atomic_write_json
+from tessera.tasks.store.files import atomic_write_json
 
 
 def build(config: RunConfig) -> tuple[Any, Any]:
     """The DataModule and the LightningModule of a run config."""
-    from models.datamodule import TileDataModule
-    from models.trainers import MODEL_TASKS
+    from tessera.models.datamodule import TileDataModule
+    from tessera.models.trainers import MODEL_TASKS
 
     ds, loader = config.dataset, config.loader
     dm = TileDataModule(
@@ -138,7 +138,7 @@ def _trainer(config: RunConfig, out: Path, logger: Any) -> tuple[Any, Any, Any]:
         enable_version_counter=False,
     )
     curves = CurveRecorder()
-    from models.rng_state import RngState
+    from tessera.models.rng_state import RngState
 
     strategy = t.strategy
     if strategy == "auto" and t.devices * t.num_nodes > 1:
@@ -166,8 +166,8 @@ def _plot(
     module: Any, dm: Any, out: Path, config: RunConfig, history: dict[str, list[float]]
 ) -> list[Path]:
     """Loss curves and reconstructions of a few validation tiles, as PNG."""
-    from models.losses import reconstruction_mean
-    from models.plots import plot_curves, plot_reconstructions
+    from tessera.models.losses import reconstruction_mean
+    from tessera.models.plots import plot_curves, plot_reconstructions
 
     paths = []
     hist = {k: v for k, v in history.items() if v}
@@ -278,7 +278,7 @@ def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI of the entry point; bad configs get one line and exit 1."""
-    parser = argparse.ArgumentParser(prog="python -m models.train")
+    parser = argparse.ArgumentParser(prog="python -m tessera.models.train")
     parser.add_argument("--config", required=True, type=Path, help="run config JSON")
     parser.add_argument("--resume", action="store_true", help="continue from last.ckpt")
     args = parser.parse_args(argv)
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             except FileExistsError:
                 pass
         else:
-            print(f"models.train: {line}", file=sys.stderr)
+            print(f"tessera.models.train: {line}", file=sys.stderr)
         return 1
     return 0
 

@@ -36,7 +36,7 @@ def prefect_api() -> Iterator[str]:
 @pytest.fixture
 def cli(prefect_api: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
     """Run ``tessera ARGS`` in-process in a working directory; returns (rc, stdout, stderr)."""
-    from flows.cli import run
+    from tessera.flows.cli import run
 
     def invoke(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
         if cwd is not None:

@@ -10,6 +10,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 
+REPO = Path(__file__).resolve().parents[1]
 UTM16 = "EPSG:32616"
 L8_ORIGIN = (452475.0, 3408645.0)
 
@@ -99,7 +100,7 @@ def training_dir(root: Path, experiments: dict[str, Any]) -> Path:
     with ``experiments`` (2 epochs, batch 8, MLflow in ``root/mlflow.db``)."""
     import yaml
 
-    from flows.cli import run
+    from tessera.flows.cli import run
 
     rng = np.random.default_rng(0)
     label = np.zeros((128, 128), np.uint8)

@@ -6,8 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from models.blocks import DeformConv2d, DilatedContext, SpatialTransformer, make_conv, make_norm
-from models.nets import SegAutoEncoder
+from tessera.models.blocks import (
+    DeformConv2d,
+    DilatedContext,
+    SpatialTransformer,
+    make_conv,
+    make_norm,
+)
+from tessera.models.nets import SegAutoEncoder
 
 
 @pytest.mark.parametrize(

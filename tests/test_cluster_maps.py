@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import rasterio
 
-from tasks.evaluation.cluster_maps import write_tile_map
-from tasks.store.reader import TileStore
+from tessera.tasks.evaluation.cluster_maps import write_tile_map
+from tessera.tasks.store.reader import TileStore
 from tests.helpers import write_geotiff
 
 
@@ -38,7 +38,7 @@ def _world_box(affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 def test_volume_cluster_map_lands_on_the_source_volume(tmp_path, cli):
     import nibabel as nib
 
-    from tasks.evaluation.cluster_maps import write_volume_tile_map
+    from tessera.tasks.evaluation.cluster_maps import write_volume_tile_map
     from tests.helpers import write_nifti
 
     # LPS-oriented, anisotropic and shifted: the store reorients to RAS, the map must not move

@@ -24,7 +24,7 @@ from rasterio.control import GroundControlPoint
 from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
-from tasks.store.reader import TileStore
+from tessera.tasks.store.reader import TileStore
 from tests.helpers import write_geotiff
 
 SIZE = 8

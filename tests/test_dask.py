@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.store.reader import TileStore
+from tessera.tasks.store.reader import TileStore
 from tests.helpers import write_geotiff, write_nifti
 
 pytestmark = pytest.mark.slow

@@ -21,7 +21,7 @@ CLASSES = ["class_0", "class_1", "class_2"]
 @pytest.fixture(scope="module")
 def trained(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny experiments, each trained for 2 epochs."""
-    from flows.cli import run
+    from tessera.flows.cli import run
 
     root = training_dir(tmp_path_factory.mktemp("evaluate"), EXPERIMENTS)
     for name in EXPERIMENTS:

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import yaml
 
-from tasks.pipeline.dvc_stages import pipeline_lock
-from tasks.store.writer import lock_path
+from tessera.tasks.pipeline.dvc_stages import pipeline_lock
+from tessera.tasks.store.writer import lock_path
 from tests.helpers import TINY_EXPERIMENTS, training_dir, write_geotiff
 
 TESSERA = str(Path(sys.executable).parent / "tessera")

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import rasterio
 
-from flows.config import IngestParams, TileStageParams
-from flows.ingest import ingest_flow
-from flows.tile import tile_flow
-from tasks.sources.samples import sample_files
-from tasks.sources.specs import SourceSpec
-from tasks.store.reader import TileStore
+from tessera.flows.config import IngestParams, TileStageParams
+from tessera.flows.ingest import ingest_flow
+from tessera.flows.tile import tile_flow
+from tessera.tasks.sources.samples import sample_files
+from tessera.tasks.sources.specs import SourceSpec
+from tessera.tasks.store.reader import TileStore
 from tests.helpers import landsat_qa_source
 
 

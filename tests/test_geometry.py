@@ -4,7 +4,7 @@ from affine import Affine
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from tasks.tiling.grid import TileGrid, tile_transform, volume_tile_affine
+from tessera.tasks.tiling.grid import TileGrid, tile_transform, volume_tile_affine
 
 
 def test_grid_covers_far_edges_with_padding():

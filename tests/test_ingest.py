@@ -3,8 +3,8 @@ import pandas as pd
 import rasterio
 import yaml
 
-from tasks.sources.catalog import read_catalog
-from tasks.store.reader import TileStore
+from tessera.tasks.sources.catalog import read_catalog
+from tessera.tasks.store.reader import TileStore
 from tests.helpers import landsat_like, landsat_qa_source
 
 LANDSAT_SOURCE = landsat_qa_source("l8", "scene/l8_B*.tif", "scene/l8_BQA.tif")

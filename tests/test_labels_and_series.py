@@ -11,7 +11,7 @@ import yaml
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from tasks.store.reader import TileStore
+from tessera.tasks.store.reader import TileStore
 from tests.helpers import L8_ORIGIN, write_geotiff
 
 

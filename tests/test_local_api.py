@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows.local_api import STATE_FILE, read_state
+from tessera.flows.local_api import STATE_FILE, read_state
 from tests.helpers import write_geotiff
 
 BIN = Path(sys.executable).parent

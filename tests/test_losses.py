@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from models.losses import (
+from tessera.models.losses import (
     MaskedDiceCELoss,
     TCDiscriminator,
     dec_loss,

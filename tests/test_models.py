@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from models.config import model_schema, validate_model_params
-from models.datamodule import augment_batch, keep_labels_per_class, tile_classes
-from models.diagnostics import active_units, collapse_message
-from models.trainers import SegAETask, SSVAETask, VAETask
+from tessera.models.config import model_schema, validate_model_params
+from tessera.models.datamodule import augment_batch, keep_labels_per_class, tile_classes
+from tessera.models.diagnostics import active_units, collapse_message
+from tessera.models.trainers import SegAETask, SSVAETask, VAETask
 
 
 def _two_class_images(n: int = 128, seed: int = 0) -> list[dict]:
@@ -199,7 +199,7 @@ def test_ssvae_per_element_elbo_is_the_summed_elbo_over_the_tile_size():
 
 
 def test_oversampling_gives_batches_the_asked_share_of_labelled_tiles(tmp_path):
-    from models.datamodule import oversample_labelled
+    from tessera.models.datamodule import oversample_labelled
 
     class Fake:
         indices = np.arange(100)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from flows.local_api import free_port
+from tessera.flows.local_api import free_port
 from tests.conftest import REPO
 from tests.helpers import landsat_like, stop_process_group, write_nifti
 from tests.test_dvc import _git_dvc_repo, _sh

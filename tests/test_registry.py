@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from flows.local_api import free_port, healthy
-from models.nets import TileClassifier
-from models.serving import ClassifierServing
-from tasks.registry.gate import gate
-from tasks.registry.mlflow_registry import RegistryError, log_candidate, promote
+from tessera.flows.local_api import free_port, healthy
+from tessera.models.nets import TileClassifier
+from tessera.models.serving import ClassifierServing
+from tessera.tasks.registry.gate import gate
+from tessera.tasks.registry.mlflow_registry import RegistryError, log_candidate, promote
 from tests.helpers import stop_process_group
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 
-from tasks.tiling.params import SplitParams
-from tasks.tiling.splits import (
+from tessera.tasks.tiling.params import SplitParams
+from tessera.tasks.tiling.splits import (
     allocate,
     raster_blocks,
     raster_tile_split,

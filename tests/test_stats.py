@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tasks.store.stats import BandStats, merge_states
+from tessera.tasks.store.stats import BandStats, merge_states
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16"])

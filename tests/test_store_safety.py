@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from tasks.store.reader import TileStore
-from tasks.store.writer import lock_path
+from tessera.tasks.store.reader import TileStore
+from tessera.tasks.store.writer import lock_path
 from tests.helpers import write_geotiff
 
 
@@ -41,7 +41,7 @@ def test_sigkill_leaves_no_partial_store_and_rerun_is_identical(tmp_path, cli, s
     args = [a for s in srcs for a in ("--input", str(s))] + ["--size", "16"]
     out = tmp_path / "killed"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "tile", *args, "--out", str(out)],
+        [sys.executable, "-m", "tessera.flows.cli", "tile", *args, "--out", str(out)],
         env=subprocess_env,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
@@ -74,7 +74,7 @@ def test_sigkill_leaves_no_partial_store_and_rerun_is_identical(tmp_path, cli, s
 def test_a_failed_shard_write_is_never_silent(tmp_path):
     import pytest
 
-    from tasks.store.shards import ShardSet
+    from tessera.tasks.store.shards import ShardSet
 
     shards = ShardSet(tmp_path, "tiles", (1, 4, 4), np.dtype(np.uint8), False, max_tiles=8)
     ok = np.zeros((1, 4, 4), np.uint8)

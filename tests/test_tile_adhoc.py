@@ -7,7 +7,7 @@ from affine import Affine
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from tasks.store.reader import TileStore
+from tessera.tasks.store.reader import TileStore
 from tests.helpers import write_geotiff, write_nifti
 
 

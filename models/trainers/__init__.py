@@ -5,10 +5,10 @@
 choices, so ``params.yaml`` validates against the signatures.
 """
 
-from models.trainers.base import BaseTask
-from models.trainers.segmentation import SegAETask
-from models.trainers.ssvae import SSVAETask
-from models.trainers.vae import VAETask
+from tessera.models.trainers.base import BaseTask
+from tessera.models.trainers.segmentation import SegAETask
+from tessera.models.trainers.ssvae import SSVAETask
+from tessera.models.trainers.vae import VAETask
 
 __all__ = ["MODEL_TASKS", "BaseTask", "SSVAETask", "SegAETask", "VAETask"]
 

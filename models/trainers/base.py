@@ -9,9 +9,9 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 
-from models.diagnostics import active_units, collapse_message
-from models.losses import kl_weight, rec_channels, reconstruction_mean
-from models.nets import GaussianDecoder, GaussianEncoder
+from tessera.models.diagnostics import active_units, collapse_message
+from tessera.models.losses import kl_weight, rec_channels, reconstruction_mean
+from tessera.models.nets import GaussianDecoder, GaussianEncoder
 
 
 class BaseTask(pl.LightningModule):

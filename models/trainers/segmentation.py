@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from models.blocks import ActKind, ConvKind, NormKind
-from models.losses import (
+from tessera.models.blocks import ActKind, ConvKind, NormKind
+from tessera.models.losses import (
     LatentReg,
     MaskedDiceCELoss,
     RecLoss,
@@ -17,9 +17,9 @@ from models.losses import (
     rec_channels,
     reconstruction_nll,
 )
-from models.nets import SegAutoEncoder
-from models.trainers.base import BaseTask
-from tasks.store.format import IGNORE
+from tessera.models.nets import SegAutoEncoder
+from tessera.models.trainers.base import BaseTask
+from tessera.tasks.store.format import IGNORE
 
 
 class SegAETask(BaseTask):

@@ -8,8 +8,8 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from models.blocks import ActKind, ConvKind, NormKind
-from models.losses import (
+from tessera.models.blocks import ActKind, ConvKind, NormKind
+from tessera.models.losses import (
     RecLoss,
     Warmup,
     kl_normal,
@@ -17,8 +17,8 @@ from models.losses import (
     m2_unlabelled_loss,
     reconstruction_nll,
 )
-from models.nets import TileClassifier
-from models.trainers.base import BaseTask, _KLMixin, reparameterise
+from tessera.models.nets import TileClassifier
+from tessera.models.trainers.base import BaseTask, _KLMixin, reparameterise
 
 
 class SSVAETask(_KLMixin, BaseTask):

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import ActKind, ConvKind, NormKind
-from models.losses import (
+from tessera.models.blocks import ActKind, ConvKind, NormKind
+from tessera.models.losses import (
     RecLoss,
     TCDiscriminator,
     Warmup,
@@ -21,7 +21,7 @@ from models.losses import (
     reconstruction_nll,
     total_correlation,
 )
-from models.trainers.base import BaseTask, _KLMixin, reparameterise
+from tessera.models.trainers.base import BaseTask, _KLMixin, reparameterise
 
 ClusterReg = Literal["none", "dec"]
 

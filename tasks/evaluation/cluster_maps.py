@@ -17,7 +17,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 
-from tasks.tiling.grid import slice_axes, volume_tile_affine
+from tessera.tasks.tiling.grid import slice_axes, volume_tile_affine
 
 NODATA = -1
 

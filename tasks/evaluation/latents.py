@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from models.evaluate import Inference
-from tasks.evaluation.metrics import (
+from tessera.models.evaluate import Inference
+from tessera.tasks.evaluation.metrics import (
     assignment_scores,
     classification_scores,
     clustering_scores,

@@ -1,6 +1,6 @@
 """Evaluation outputs: tables for ``dvc plots``, PNGs, cluster maps, ``metrics.json``, report.
 
-Plain functions over an :class:`models.evaluate.Inference`; the evaluate flow chains them.
+Plain functions over an :class:`tessera.models.evaluate.Inference`; the evaluate flow chains them.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from models.evaluate import Inference
-from tasks.evaluation.cluster_maps import write_tile_map, write_volume_tile_map
-from tasks.evaluation.latents import LatentReport
-from tasks.store.files import atomic_write_bytes, atomic_write_json
-from tasks.store.format import StoreInfo
-from tasks.store.outputs import (
+from tessera.models.evaluate import Inference
+from tessera.tasks.evaluation.cluster_maps import write_tile_map, write_volume_tile_map
+from tessera.tasks.evaluation.latents import LatentReport
+from tessera.tasks.store.files import atomic_write_bytes, atomic_write_json
+from tessera.tasks.store.format import StoreInfo
+from tessera.tasks.store.outputs import (
     STAGING_MARKER,
     check_output,
     is_evaluation,
@@ -96,7 +96,7 @@ def write_plots(
     out: Path, inf: Inference, rep: LatentReport, history: dict[str, list[float]], title: str
 ) -> list[Path]:
     """Reconstructions, segmentation overlays, embeddings, KL, curves, confusion, samples."""
-    from models.plots import (
+    from tessera.models.plots import (
         plot_bars,
         plot_confusion,
         plot_curves,
@@ -212,8 +212,8 @@ def write_report(out: Path, text: str) -> Path:
 
 
 def training_history(model_dir: Path) -> dict[str, list[float]]:
-    """Epoch losses recorded by ``models.train`` in the run's summary (empty if absent)."""
-    from models.config import SUMMARY_FILE
+    """Epoch losses recorded by ``tessera.models.train`` in the run's summary (empty if absent)."""
+    from tessera.models.config import SUMMARY_FILE
 
     path = model_dir / SUMMARY_FILE
     if not path.exists():

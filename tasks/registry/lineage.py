@@ -35,7 +35,7 @@ def data_md5(dvc_file: Path) -> str:
 
 def tile_store_version(store: Path) -> str:
     """The store's format version and a hash of its index and manifest (its content id)."""
-    from tasks.store.format import INDEX_FILE, INFO_FILE, StoreInfo
+    from tessera.tasks.store.format import INDEX_FILE, INFO_FILE, StoreInfo
 
     manifest = store / INFO_FILE
     version = StoreInfo.read(store).version

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.registry.gate import CHAMPION, Direction, GateDecision, gate
+from tessera.tasks.registry.gate import CHAMPION, Direction, GateDecision, gate
 
 PRIMARY_METRIC_TAG, PRIMARY_VALUE_TAG = "tessera.primary_metric", "tessera.primary_value"
 FINGERPRINT_TAG = "tessera.fingerprint"
@@ -229,6 +229,13 @@ def version_with_fingerprint(
     mv = max(found, key=lambda v: int(v.version))
     aliases = client.get_model_version(name, str(mv.version)).aliases
     return str(mv.version), list(aliases)
+
+
+def current_champion(tracking_uri: str, name: str, metric: str) -> str | None:
+    """The version that holds the champion alias of ``name`` (None without one)."""
+    from mlflow import MlflowClient
+
+    return champion_record(MlflowClient(tracking_uri), name, metric)[0]
 
 
 def champion_record(client: Any, name: str, metric: str) -> tuple[str | None, float | None]:

@@ -8,21 +8,21 @@ from typing import Any
 
 import numpy as np
 
-from models.config import CHECKPOINT_DIR, SUMMARY_FILE, RunConfig
-from tasks.evaluation.report import METRICS_FILE, PLOTS, REPORT_FILE
-from tasks.registry.gate import CHAMPION, Direction
-from tasks.registry.lineage import model_fingerprint
-from tasks.registry.mlflow_registry import (
+from tessera.models.config import CHECKPOINT_DIR, SUMMARY_FILE, RunConfig
+from tessera.tasks.evaluation.report import METRICS_FILE, PLOTS, REPORT_FILE
+from tessera.tasks.registry.gate import CHAMPION, Direction
+from tessera.tasks.registry.lineage import model_fingerprint
+from tessera.tasks.registry.mlflow_registry import (
     FINGERPRINT_TAG,
     RegistryError,
-    champion_record,
+    current_champion,
     log_candidate,
     promote,
     registered_candidate,
     version_with_fingerprint,
 )
-from tasks.store.files import atomic_write_json
-from tasks.store.outputs import check_output_file, is_registry_record
+from tessera.tasks.store.files import atomic_write_json
+from tessera.tasks.store.outputs import check_output_file, is_registry_record
 
 PRIMARY_METRICS = {"seg_ae": "dice_mean", "ssvae": "accuracy", "vae": "silhouette"}
 
@@ -36,8 +36,8 @@ def serving_example(run: RunConfig, n_tiles: int) -> tuple[Any, np.ndarray, np.n
     """The best checkpoint's serving module, ``n_tiles`` normalised test tiles, its output."""
     import torch
 
-    from models.evaluate import load_task
-    from models.serving import serving_module
+    from tessera.models.evaluate import load_task
+    from tessera.models.serving import serving_module
 
     dm, task = load_task(run, Path(run.out_dir) / CHECKPOINT_DIR / "best.ckpt")
     ds = next(dm.datasets[s] for s in ("test", "val", "train") if len(dm.datasets[s]))
@@ -95,10 +95,8 @@ def register_experiment(
     fingerprint = model_fingerprint(model, metrics_path.read_bytes() + metric.encode())
     same = version_with_fingerprint(run.tracking_uri, name, fingerprint)
     if same is not None and same[1]:  # the same weights and evaluation, judged: nothing new
-        from mlflow import MlflowClient
-
         version, aliases = same
-        champion, _ = champion_record(MlflowClient(run.tracking_uri), name, metric)
+        champion = current_champion(run.tracking_uri, name, metric)
         unchanged: dict[str, Any] = base | {
             "version": version,
             "model_uri": f"models:/{name}/{version}",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tasks.sources.catalog import guess_kind
-from tasks.sources.paths import natural_key
-from tasks.sources.records import RASTER_SUFFIXES
-from tasks.sources.specs import LabelSpec, SourceSpec
+from tessera.tasks.sources.catalog import guess_kind
+from tessera.tasks.sources.paths import natural_key
+from tessera.tasks.sources.records import RASTER_SUFFIXES
+from tessera.tasks.sources.specs import LabelSpec, SourceSpec
 
 
 def _name(path: Path, taken: set[str]) -> str:

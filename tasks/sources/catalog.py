@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from tasks.sources.errors import BadInputError
-from tasks.sources.inspect_raster import inspect_raster_source
-from tasks.sources.inspect_volume import inspect_volume_source
-from tasks.sources.raster import gdal_env
-from tasks.sources.records import SceneRecord, guess_kind
-from tasks.sources.specs import SourceSpec
-from tasks.store.files import atomic_write_bytes
+from tessera.tasks.sources.errors import BadInputError
+from tessera.tasks.sources.inspect_raster import inspect_raster_source
+from tessera.tasks.sources.inspect_volume import inspect_volume_source
+from tessera.tasks.sources.raster import gdal_env
+from tessera.tasks.sources.records import SceneRecord, guess_kind
+from tessera.tasks.sources.specs import SourceSpec
+from tessera.tasks.store.files import atomic_write_bytes, atomic_write_json
 
 __all__ = [
     "SceneRecord",
@@ -49,12 +50,29 @@ def inspect_source(spec: SourceSpec, base: Path) -> SourceReport:
     return SourceReport(source=spec.name, records=records, rejected=[e.as_dict() for e in errors])
 
 
-def write_catalog(records: list[SceneRecord], path: Path) -> None:
-    """Write the catalogue atomically as Parquet, one row per scene."""
+REJECTED_FILE = "rejected.json"  # beside the catalogue: the inputs ingest refused
+
+
+def write_catalog(
+    records: list[SceneRecord], path: Path, rejected: list[dict[str, str]] | None = None
+) -> None:
+    """Write the catalogue atomically as Parquet, one row per scene, and the rejected inputs
+    beside it (when given)."""
     df = pd.DataFrame([r.model_dump() for r in records])
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
     atomic_write_bytes(path, buf.getvalue())
+    if rejected is not None:
+        atomic_write_json(path.parent / REJECTED_FILE, rejected)
+
+
+def load_catalog(base: Path, catalog: str) -> tuple[list[SceneRecord], list[dict[str, str]]]:
+    """The records of ``base/catalog`` and the inputs ingest rejected beside it."""
+    path = base / catalog
+    if not path.exists():
+        raise ValueError(f"{catalog}: no catalogue; run `tessera ingest` first")
+    rej = path.parent / REJECTED_FILE
+    return read_catalog(path), json.loads(rej.read_text()) if rej.exists() else []
 
 
 def read_catalog(path: Path) -> list[SceneRecord]:

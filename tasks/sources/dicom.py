@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.sources.errors import BadInputError
+from tessera.tasks.sources.errors import BadInputError
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 

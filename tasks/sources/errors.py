@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class BadInputError(Exception):
@@ -21,3 +27,20 @@ class BadInputError(Exception):
 
     def __reduce__(self) -> tuple[type[BadInputError], tuple[str, str]]:
         return (BadInputError, (self.path, self.reason))
+
+
+def rejecting_bad_input(fn: Callable[P, R]) -> Callable[P, R | dict[str, Any]]:
+    """``fn``, with a refused input returned as ``{"rejected": {"path": ..., "reason": ...}}``.
+
+    A refused input is an answer, not a failure: it is neither retried nor logged with a
+    traceback; the flow decides (fail or skip).
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | dict[str, Any]:
+        try:
+            return fn(*args, **kwargs)
+        except BadInputError as exc:
+            return {"rejected": exc.as_dict()}
+
+    return wrapper

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from tasks.sources.errors import BadInputError
-from tasks.sources.labels import load_geojson
-from tasks.sources.paths import display_path, natural_key, sha256_file
-from tasks.sources.raster import (
+from tessera.tasks.sources.errors import BadInputError
+from tessera.tasks.sources.labels import load_geojson
+from tessera.tasks.sources.paths import display_path, natural_key, sha256_file
+from tessera.tasks.sources.raster import (
     BandRef,
     Grid,
     alpha_bands,
@@ -21,7 +21,7 @@ from tasks.sources.raster import (
     open_checked,
     reference_grid,
 )
-from tasks.sources.records import (
+from tessera.tasks.sources.records import (
     SceneRecord,
     label_classes,
     label_paths,
@@ -29,7 +29,7 @@ from tasks.sources.records import (
     source_files,
     unexpected,
 )
-from tasks.sources.specs import LabelSpec, SourceSpec
+from tessera.tasks.sources.specs import LabelSpec, SourceSpec
 
 
 def _check_raster_label(label: LabelSpec, grid: Grid, base: Path) -> list[Path]:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.sources.errors import BadInputError
-from tasks.sources.paths import display_path, sha256_file
-from tasks.sources.records import (
+from tessera.tasks.sources.errors import BadInputError
+from tessera.tasks.sources.paths import display_path, sha256_file
+from tessera.tasks.sources.records import (
     SceneRecord,
     guess_kind,
     label_classes,
@@ -17,9 +17,9 @@ from tasks.sources.records import (
     source_files,
     unexpected,
 )
-from tasks.sources.specs import SourceSpec
-from tasks.sources.volume import check_dicom_header, check_nifti_header, load_volume
-from tasks.store.stats import valid_values
+from tessera.tasks.sources.specs import SourceSpec
+from tessera.tasks.sources.volume import check_dicom_header, check_nifti_header, load_volume
+from tessera.tasks.store.stats import valid_values
 
 
 def inspect_volume_source(

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from tasks.sources.errors import BadInputError
-from tasks.sources.specs import LabelSpec
+from tessera.tasks.sources.errors import BadInputError
+from tessera.tasks.sources.specs import LabelSpec
 
 IGNORE = 255
 

@@ -16,9 +16,9 @@ from rasterio.enums import Resampling as RioResampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from tasks.sources.errors import BadInputError
-from tasks.sources.paths import natural_key
-from tasks.store.stats import valid_values
+from tessera.tasks.sources.errors import BadInputError
+from tessera.tasks.sources.paths import natural_key
+from tessera.tasks.store.stats import valid_values
 
 SUPPORTED_DTYPES = frozenset(
     {"uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"}

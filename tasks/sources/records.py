@@ -6,9 +6,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tasks.sources.errors import BadInputError
-from tasks.sources.paths import display_path, resolve_paths
-from tasks.sources.specs import LabelSpec, SourceSpec
+from tessera.tasks.sources.errors import BadInputError
+from tessera.tasks.sources.paths import display_path, resolve_paths
+from tessera.tasks.sources.specs import LabelSpec, SourceSpec
 
 
 class SceneRecord(BaseModel):

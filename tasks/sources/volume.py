@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from tasks.sources.dicom import read_dicom_file
-from tasks.sources.errors import BadInputError
+from tessera.tasks.sources.dicom import read_dicom_file
+from tessera.tasks.sources.errors import BadInputError
 
 MAX_VOLUME_BYTES = 4 << 30
 _SUPPORTED = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"}

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from tasks.store.format import INFO_FILE
+from tessera.tasks.store.format import INFO_FILE
 
 STAGING_MARKER = ".tessera-staging"
 

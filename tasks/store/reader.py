@@ -1,4 +1,4 @@
-"""Random access to a finished tile store (its format: :mod:`tasks.store.format`)."""
+"""Random access to a finished tile store (its format: :mod:`tessera.tasks.store.format`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tasks.store.format import (
+from tessera.tasks.store.format import (
     GEO_COLUMNS,
     IGNORE,
     INDEX_FILE,

@@ -18,8 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.store.files import atomic_write_bytes, atomic_write_json
-from tasks.store.format import (
+from tessera.tasks.store.files import atomic_write_bytes, atomic_write_json
+from tessera.tasks.store.format import (
     GEO_COLUMNS,
     INDEX_COLUMNS,
     INDEX_FILE,
@@ -29,7 +29,7 @@ from tasks.store.format import (
     REJECTED_FILE,
     StoreInfo,
 )
-from tasks.store.outputs import (
+from tessera.tasks.store.outputs import (
     STAGING_MARKER,
     OutputRefusedError,
     check_output,

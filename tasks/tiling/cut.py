@@ -13,16 +13,16 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from tasks.sources.catalog import SceneRecord
-from tasks.sources.raster import gdal_env
-from tasks.store.files import atomic_write_json
-from tasks.store.format import IGNORE, PART_FILE, STORE_VERSION
-from tasks.store.shards import ShardSet
-from tasks.store.stats import BandStats, valid_values
-from tasks.tiling.grid import TileGrid
-from tasks.tiling.params import SplitParams, TileParams
-from tasks.tiling.scene import RasterScene, VolumeScene, open_scene
-from tasks.tiling.splits import (
+from tessera.tasks.sources.catalog import SceneRecord
+from tessera.tasks.sources.raster import gdal_env
+from tessera.tasks.store.files import atomic_write_json
+from tessera.tasks.store.format import IGNORE, PART_FILE, STORE_VERSION
+from tessera.tasks.store.shards import ShardSet
+from tessera.tasks.store.stats import BandStats, valid_values
+from tessera.tasks.tiling.grid import TileGrid
+from tessera.tasks.tiling.params import SplitParams, TileParams
+from tessera.tasks.tiling.scene import RasterScene, VolumeScene, open_scene
+from tessera.tasks.tiling.splits import (
     raster_blocks,
     raster_tile_split,
     slab_splits,

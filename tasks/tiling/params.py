@@ -5,7 +5,7 @@ This is the one place that says "stride defaults to size" and "stride <= size".
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -53,6 +53,14 @@ class TileParams(BaseModel):
         if isinstance(data, dict) and data.get("stride") is None and "size" in data:
             data = {**data, "stride": data["size"]}
         return data
+
+    def with_changes(self, **changes: Any) -> Self:
+        """A copy with ``changes`` (None: not given), validated again; a new ``size`` without
+        a ``stride`` brings the stride along (no overlap, as by default)."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        if "size" in given and "stride" not in given:
+            given["stride"] = None
+        return self.model_validate(self.model_dump() | given) if given else self
 
     @model_validator(mode="after")
     def _check_stride(self) -> TileParams:

@@ -11,16 +11,16 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import transform_geom
 
-from tasks.sources.catalog import SceneRecord, guess_kind
-from tasks.sources.labels import (
+from tessera.tasks.sources.catalog import SceneRecord, guess_kind
+from tessera.tasks.sources.labels import (
     load_geojson,
     mask_to_classes,
     probs_to_classes,
     qa_bits_to_classes,
 )
-from tasks.sources.raster import BandRef, Grid, RasterStack
-from tasks.sources.volume import load_volume
-from tasks.tiling.grid import slice_axes, tile_transform, volume_tile_affine
+from tessera.tasks.sources.raster import BandRef, Grid, RasterStack
+from tessera.tasks.sources.volume import load_volume
+from tessera.tasks.tiling.grid import slice_axes, tile_transform, volume_tile_affine
 
 
 class RasterScene:

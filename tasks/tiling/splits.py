@@ -6,7 +6,7 @@ import zlib
 
 import numpy as np
 
-from tasks.tiling.params import SplitParams
+from tessera.tasks.tiling.params import SplitParams
 
 
 def _rng(seed: int, key: str) -> np.random.Generator:

@@ -11,10 +11,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
-from models.config import SUMMARY_FILE, RunConfig
-from tasks.store.errors import debugging
-from tasks.store.files import atomic_write_json
-from tasks.store.outputs import check_output, is_training_run
+from tessera.models.config import SUMMARY_FILE, RunConfig
+from tessera.tasks.store.errors import debugging
+from tessera.tasks.store.files import atomic_write_json
+from tessera.tasks.store.outputs import check_output, is_training_run
 
 RUN_CONFIG_FILE = "run_config.json"
 
@@ -96,7 +96,7 @@ def write_run_config(config: RunConfig) -> Path:
     """Write ``run_config.json`` into the experiment's folder (atomically) and return its path.
 
     A folder that holds anything but a training run's files is refused before anything is
-    written (:func:`tasks.outputs.check_output` with :func:`is_training_run`).
+    written (:func:`tessera.tasks.outputs.check_output` with :func:`is_training_run`).
     """
     out = Path(config.out_dir)
     check_output(out, is_training_run, "Tessera training run")
@@ -113,12 +113,14 @@ def training_command(
     resume: bool = False,
     rdzv_endpoint: str | None = None,
 ) -> list[str]:
-    """``python -m models.train`` for one process, or under torchrun for several.
+    """``python -m tessera.models.train`` for one process, or under torchrun for several.
 
     One node runs torchrun ``--standalone``; several nodes meet at ``rdzv_endpoint`` (c10d),
     and the same command is started on every node.
     """
-    entry = ["-m", "models.train", "--config", str(config_path)] + (["--resume"] if resume else [])
+    entry = ["-m", "tessera.models.train", "--config", str(config_path)] + (
+        ["--resume"] if resume else []
+    )
     if devices * num_nodes == 1:
         return [sys.executable, *entry]
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={devices}"]

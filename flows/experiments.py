@@ -1,0 +1,145 @@
+"""Experiments of ``params.yaml`` resolved into the parameters of the train, evaluate and
+register flows: ``train`` defaults merged with each experiment's overrides, validated."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from tessera.flows.config import EvaluateParams, RegistryParams, TesseraParams
+from tessera.models.config import (
+    CHECKPOINT_DIR,
+    RunConfig,
+    TrainerParams,
+    validate_model_params,
+)
+from tessera.tasks.registry.gate import Direction
+from tessera.tasks.registry.register import primary_metric
+from tessera.tasks.training.launch import default_tracking
+
+
+class TrainFlowParams(BaseModel):
+    """A resolved experiment plus how to launch it."""
+
+    run: RunConfig
+    resume: bool = False
+    rdzv_endpoint: str | None = None
+    devices: int = Field(default=1, ge=1)
+    num_nodes: int = Field(default=1, ge=1)
+
+
+def resolve_experiment(
+    params: TesseraParams,
+    name: str,
+    devices: int | None = None,
+    num_nodes: int | None = None,
+    resume: bool = False,
+    root: Path | None = None,
+) -> TrainFlowParams:
+    """Merge ``train`` defaults with an experiment's overrides; validate the model arguments."""
+    if name not in params.experiments:
+        known = ", ".join(sorted(params.experiments)) or "none"
+        raise ValueError(f"unknown experiment {name!r} (params.yaml has: {known})")
+    exp, train = params.experiments[name], params.train
+    trainer = train.trainer.model_dump() | exp.trainer
+    if devices is not None:
+        trainer["devices"] = devices
+    if num_nodes is not None:
+        trainer["num_nodes"] = num_nodes
+    uri, artifacts = (train.tracking_uri, None)
+    if uri is None:
+        uri, artifacts = default_tracking(root or Path.cwd())
+    run = RunConfig(
+        experiment=name,
+        store=train.store,
+        out_dir=str(Path(train.out) / name),
+        tracking_uri=uri or None,
+        artifact_location=artifacts,
+        dataset=exp.dataset,
+        model=validate_model_params(exp.model),
+        trainer=TrainerParams.model_validate(trainer),
+        loader=train.loader.model_copy(update=exp.loader),
+    )
+    return TrainFlowParams(
+        run=run,
+        resume=resume,
+        rdzv_endpoint=train.rdzv_endpoint,
+        devices=run.trainer.devices,
+        num_nodes=run.trainer.num_nodes,
+    )
+
+
+class EvaluateFlowParams(BaseModel):
+    """A resolved experiment, its checkpoint and the evaluation settings."""
+
+    run: RunConfig
+    checkpoint: str
+    out_dir: str
+    evaluate: EvaluateParams
+
+
+def resolve_evaluation(
+    params: TesseraParams, name: str, checkpoint: Path | None = None
+) -> EvaluateFlowParams:
+    """The experiment's run config, its best checkpoint (unless given) and the output folder."""
+    run = resolve_experiment(params, name).run
+    ckpt = checkpoint or Path(run.out_dir) / CHECKPOINT_DIR / "best.ckpt"
+    return EvaluateFlowParams(
+        run=run,
+        checkpoint=str(ckpt),
+        out_dir=str(Path(params.evaluate.out) / name),
+        evaluate=params.evaluate,
+    )
+
+
+class RegistrationSpec(BaseModel):
+    """One experiment's run config, evaluation folder, registered name and gate metric."""
+
+    run: RunConfig
+    eval_dir: str
+    name: str
+    metric: str
+    direction: Direction
+
+
+class RegisterFlowParams(BaseModel):
+    """The experiments to register, the gate settings and what lineage needs."""
+
+    experiments: list[RegistrationSpec]
+    registry: RegistryParams
+    params_sha256: str
+    root: str = "."
+
+
+def params_digest(params: TesseraParams) -> str:
+    """sha256 of the validated config (overrides applied), as canonical JSON."""
+    text = json.dumps(params.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def resolve_registration(
+    params: TesseraParams, names: list[str] | None = None, root: Path | None = None
+) -> RegisterFlowParams:
+    """Every experiment (or ``names``) with its registry name and primary metric."""
+    specs = []
+    for name in names or sorted(params.experiments):
+        run = resolve_experiment(params, name, root=root).run
+        reg = params.experiments[name].registry
+        specs.append(
+            RegistrationSpec(
+                run=run,
+                eval_dir=str(Path(params.evaluate.out) / name),
+                name=reg.name or f"tessera-{name}",
+                metric=primary_metric(run.model["type"], reg.primary_metric),
+                direction=reg.direction,
+            )
+        )
+    return RegisterFlowParams(
+        experiments=specs,
+        registry=params.registry,
+        params_sha256=params_digest(params),
+        root=str(root or Path.cwd()),
+    )

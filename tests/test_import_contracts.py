@@ -1,0 +1,72 @@
+"""The import contracts of pyproject.toml can fail: each one breaks on the import it forbids."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+LINT_IMPORTS = str(Path(sys.executable).parent / "lint-imports")
+
+# contract name (start) -> (file, the import that breaks it)
+BREAKS = {
+    "Layers: flows over tasks over models": (
+        "models/data.py",
+        "import tessera.tasks.sources.records",
+    ),
+    "Rooms of tasks": ("tasks/sources/paths.py", "import tessera.tasks.tiling.grid"),
+    "The tile store imports no other module": (
+        "tasks/store/format.py",
+        "import tessera.models.blocks",
+    ),
+    "Prefect only in flows and the steps": ("tasks/sources/paths.py", "import prefect"),
+    "MLflow only in tasks.registry.mlflow_registry": (
+        "tasks/registry/register.py",
+        "import mlflow",
+    ),
+    "DVC only in tasks.pipeline.dvc_stages": ("flows/pipeline.py", "import dvc.repo"),
+}
+
+
+def _copy_of_code(dest: Path) -> Path:
+    """The project's code and pyproject.toml, with the ``tessera`` links, under ``dest``."""
+    for room in ("flows", "tasks", "models"):
+        shutil.copytree(REPO / room, dest / room, ignore=shutil.ignore_patterns("__pycache__"))
+    (dest / "tessera").mkdir()
+    shutil.copy(REPO / "tessera" / "__init__.py", dest / "tessera" / "__init__.py")
+    for room in ("flows", "tasks", "models"):
+        (dest / "tessera" / room).symlink_to(f"../{room}")
+    shutil.copy(REPO / "pyproject.toml", dest / "pyproject.toml")
+    return dest
+
+
+def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(root)}  # this copy's tessera, not the installed one
+    return subprocess.run(
+        [LINT_IMPORTS, "--no-cache"], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_contracts_hold_on_the_code(tmp_path):
+    got = _lint_imports(_copy_of_code(tmp_path))
+    assert got.returncode == 0, got.stdout
+    assert f"{len(BREAKS)} kept, 0 broken" in got.stdout
+
+
+@pytest.mark.parametrize("contract", sorted(BREAKS))
+def test_each_contract_breaks_on_the_import_it_forbids(tmp_path, contract):
+    root = _copy_of_code(tmp_path)
+    file, line = BREAKS[contract]
+    with open(root / file, "a") as fh:
+        fh.write(f"\n{line}  # noqa\n")
+    got = _lint_imports(root)
+    assert got.returncode != 0
+    assert "1 broken" in got.stdout, got.stdout
+    broken = got.stdout.split("Broken contracts", 1)[1].splitlines()
+    assert any(ln.startswith(contract) for ln in broken), got.stdout
