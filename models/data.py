@@ -51,6 +51,11 @@ class TileDataset(Dataset[dict[str, Any]]):
         if chosen and normalisation != "none":
             self._shift, self._scale = self._norm_params(chosen[0], normalisation)
 
+    @property
+    def scale(self) -> torch.Tensor | None:
+        """The per-band divisor of the normalisation, (C, 1, 1) (None: not normalised)."""
+        return self._scale
+
     def _norm_params(self, source: str, how: Normalisation) -> tuple[torch.Tensor, torch.Tensor]:
         stats = self.store.info.sources[source].stats
         bands = self.store.info.sources[source].bands

@@ -14,16 +14,15 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from tessera.models.config import RunConfig
 from tessera.models.data import TileDataset, collate_batch
 from tessera.models.datamodule import dihedral, tile_classes
 from tessera.models.diagnostics import active_units
-from tessera.models.losses import kl_normal, reconstruction_mean
-from tessera.models.metrics import ReconstructionMeter, SegmentationMeter
+from tessera.models.metrics import ReconstructionMeter, SegmentationScores
 from tessera.models.nets import capacity_mode
+from tessera.tasks.store.format import IGNORE
 
 
 @dataclass
@@ -74,8 +73,8 @@ def value_range(ds: TileDataset) -> float:
         return 1.0
     src = ds.store.info.sources[sources[0]]
     spans = np.array([src.stats[b]["max"] - src.stats[b]["min"] for b in src.bands])
-    if ds._scale is not None:
-        spans = spans / ds._scale.flatten().numpy()
+    if ds.scale is not None:
+        spans = spans / ds.scale.flatten().numpy()
     return float(max(spans.max(), 1e-6))
 
 
@@ -91,42 +90,6 @@ def eval_dataset(dm: Any, splits: list[str], tile_class: str) -> TileDataset:
         dm.hparams["presence_threshold"],
     )
     return TileDataset(ds.store, dm.hparams["sources"], splits, ds.normalisation, targets)
-
-
-def _onehot(y: torch.Tensor, k: int, like: torch.Tensor) -> torch.Tensor:
-    return F.one_hot(y, k).to(like.dtype)
-
-
-def _ssvae_posterior(module: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """q(y|x), the expected μ under it, and (μ, log σ²) at the predicted class."""
-    k = module.hparams["num_classes"]
-    probs = torch.softmax(module.classifier(x), 1)
-    n = len(x)
-    ys = torch.arange(k, device=x.device).repeat_interleave(n)
-    mu, logvar = module.encoder(x.repeat(k, 1, 1, 1), _onehot(ys, k, x))
-    mu, logvar = mu.view(k, n, -1), logvar.view(k, n, -1)
-    pred = probs.argmax(1)
-    rows = torch.arange(n, device=x.device)
-    return {
-        "probs": probs,
-        "latent": (mu * probs.T.unsqueeze(-1)).sum(0),
-        "mu": mu[pred, rows],
-        "logvar": logvar[pred, rows],
-        "pred": pred,
-    }
-
-
-def embed(module: Any, kind: str, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-    """One latent vector per tile: pooled bottleneck (seg_ae), μ (vae/cvae), E_q(y|x) μ (ssvae)."""
-    if kind == "seg_ae":
-        return module(x)["z"].mean(dim=(2, 3))
-    if kind == "ssvae":
-        return _ssvae_posterior(module, x)["latent"]
-    cond = None
-    if kind == "cvae":
-        assert y is not None
-        cond = _onehot(y.clamp_min(0), module.hparams["num_classes"], x)
-    return module.encode(x, cond)[0]
 
 
 def augment_view(x: torch.Tensor, valid: torch.Tensor, noise: float, g: torch.Generator) -> Any:
@@ -146,12 +109,13 @@ def _batches(ds: TileDataset, batch_size: int, desc: str, progress: bool) -> Any
 
 
 class _Collector:
-    """Streams one model type's outputs over batches."""
+    """Streams a model's evaluation outputs over batches (see ``BaseTask.evaluate_batch``)."""
 
-    def __init__(self, module: Any, kind: str, k: int, data_range: float) -> None:
-        self.module, self.kind, self.k = module, kind, k
+    def __init__(self, module: Any, data_range: float) -> None:
+        self.module = module
         self.rec = ReconstructionMeter(data_range)
-        self.seg = SegmentationMeter(k) if kind == "seg_ae" and k else None
+        k = module.segmentation_classes
+        self.seg = SegmentationScores(k) if k else None
         self.lists: dict[str, list[torch.Tensor]] = {}
         self.examples: dict[str, np.ndarray] = {}
 
@@ -160,32 +124,13 @@ class _Collector:
 
     def batch(self, b: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Reconstruction (and segmentation, class) of one batch; accumulates the metrics."""
-        m, x, valid = self.module, b["image"], b["valid"]
-        rec_loss = m.hparams["rec_loss"]
-        out: dict[str, torch.Tensor] = {}
-        if self.kind == "seg_ae":
-            o = m(x)
-            out["rec"] = reconstruction_mean(rec_loss, o["rec"], x)
-            if self.seg is not None and b["label"] is not None:
-                pred = o["seg"].argmax(1)
-                known = torch.where(valid, b["label"], 255)
-                self.seg.update(pred, known)
-                out["pred_map"] = pred
-        elif self.kind == "ssvae":
-            post = _ssvae_posterior(m, x)
-            cond = _onehot(post["pred"], self.k, x)
-            out["rec"] = reconstruction_mean(rec_loss, m.decoder(post["mu"], cond), x)
-            self.add("class_pred", post["pred"])
-            self.add("kl", kl_normal(post["mu"], post["logvar"]))
-            self.add("mu", post["mu"])
-        else:
-            cond = None
-            if self.kind == "cvae":
-                cond = _onehot(b["target"].clamp_min(0), self.k, x)
-            mu, logvar = m.encode(x, cond)
-            out["rec"] = reconstruction_mean(rec_loss, m.decoder(mu, cond), x)
-            self.add("kl", kl_normal(mu, logvar))
-            self.add("mu", mu)
+        x, valid = b["image"], b["valid"]
+        out = self.module.evaluate_batch(b)
+        if self.seg is not None and "pred_map" in out:
+            self.seg.update(out["pred_map"], torch.where(valid, b["label"], IGNORE))
+        for key in ("class_pred", "kl", "mu"):
+            if key in out:
+                self.add(key, out[key])
         self.rec.update(out["rec"], x, valid)
         return out
 
@@ -225,29 +170,27 @@ def run_inference(
     The tiles of ``map_splits`` are embedded too (no metrics), for cluster maps of the scenes.
     """
     dm, module = load_task(config, checkpoint)
-    kind = config.model["type"]
     class_names = dm.info["class_names"]
-    k = len(class_names)
     ds = eval_dataset(dm, [split], tile_class)
     if len(ds) == 0:
         raise ValueError(f"{config.store}: no {split} tiles for sources {config.dataset.sources}")
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    col = _Collector(module, kind, k, value_range(ds))
+    col = _Collector(module, value_range(ds))
     metas: list[dict[str, Any]] = []
     for b in _batches(ds, batch_size, f"evaluate {config.experiment}", progress):
         x, y = b["image"], b["target"]
         out = col.batch(b)
         col.keep_examples(b, out, n_examples)
-        col.add("latent", embed(module, kind, x, y))
-        col.add("view1", embed(module, kind, augment_view(x, b["valid"], noise, g), y))
-        col.add("view2", embed(module, kind, augment_view(x, b["valid"], noise, g), y))
+        col.add("latent", module.embed(x, y))
+        col.add("view1", module.embed(augment_view(x, b["valid"], noise, g), y))
+        col.add("view2", module.embed(augment_view(x, b["valid"], noise, g), y))
         col.add("target", y)
         metas.extend(b["meta"])
     cat = {key: torch.cat(v) for key, v in col.lists.items()}
     metrics = {f"rec_{name}": v for name, v in col.rec.compute().items()}
     if col.seg is not None:
-        metrics.update(col.seg.compute())
+        metrics.update(col.seg.scores())
     latent_dim = cat["latent"].shape[1]
     kl_per_dim = None
     if "kl" in cat:
@@ -261,19 +204,19 @@ def run_inference(
     metrics["latent_dim"] = float(latent_dim)
     metrics["compression_ratio"] = ratio
     samples: dict[str, np.ndarray] = {}
-    if kind in ("cvae", "ssvae") and samples_per_class:
-        for c, name in enumerate(class_names):
-            samples[name] = module.sample(samples_per_class, c).cpu().numpy()
+    if samples_per_class:
+        drawn = module.class_samples(samples_per_class, class_names)
+        samples = {name: t.cpu().numpy() for name, t in drawn.items()}
     map_latents, map_metas = None, []
     if map_splits:
         everything = eval_dataset(dm, list(map_splits), tile_class)
         chunks = []
         for b in _batches(everything, batch_size, f"map {config.experiment}", progress):
-            chunks.append(embed(module, kind, b["image"], b["target"]))
+            chunks.append(module.embed(b["image"], b["target"]))
             map_metas.extend(b["meta"])
         map_latents = torch.cat(chunks).numpy()
     return Inference(
-        model_type=kind,
+        model_type=config.model["type"],
         class_names=class_names,
         latents=cat["latent"].numpy(),
         view1=cat["view1"].numpy(),

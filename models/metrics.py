@@ -1,6 +1,6 @@
 """Image metrics on tensors: reconstruction over valid pixels, and per-class segmentation.
 
-Built on torchmetrics (SSIM, F1 = Dice, Jaccard = IoU) rather than written by hand.
+Built on torchmetrics (SSIM, a ``Metric`` for Dice and IoU) rather than written by hand.
 """
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torchmetrics.classification import MulticlassF1Score, MulticlassJaccardIndex
+from torchmetrics import Metric
 from torchmetrics.functional.image import structural_similarity_index_measure
+from torchmetrics.utilities.compute import _safe_divide
 
 from tessera.tasks.store.format import IGNORE
 
@@ -44,38 +45,51 @@ def masked_ssim(
     return float((ssim_map * m).sum() / m.sum().clamp_min(1))
 
 
-class SegmentationMeter:
-    """Per-class Dice (= F1) and IoU accumulated over batches with torchmetrics.
+class SegmentationScores(Metric):
+    """Per-class Dice (= F1) and IoU from pixel counts pooled over batches (and DDP ranks).
 
-    Pixels labelled 255 are ignored; a class absent from every prediction and label is NaN
-    and left out of the means.
+    The one implementation of both, for training (a trainer's ``configure_metrics``) and for
+    evaluation. Pixels labelled :data:`IGNORE` are left out; a class absent from every
+    prediction and label is NaN and left out of the means. The counts are torchmetrics' stat
+    scores, and the ratios are formed as ``MulticlassF1Score`` and ``MulticlassJaccardIndex``
+    form them.
     """
 
+    full_state_update = False
+    tp: torch.Tensor
+    fp: torch.Tensor
+    fn: torch.Tensor
+
     def __init__(self, num_classes: int) -> None:
+        super().__init__()
         self.num_classes = num_classes
-        self.f1 = MulticlassF1Score(num_classes, average="none")
-        self.iou = MulticlassJaccardIndex(num_classes, average="none")
-        self.present = torch.zeros(num_classes, dtype=torch.bool)
+        for name in ("tp", "fp", "fn"):
+            self.add_state(name, torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, pred: torch.Tensor, label: torch.Tensor) -> None:
         """Add a batch of predicted and true class maps (any matching shapes)."""
         known = label.flatten() != IGNORE
-        p, t = pred.flatten()[known].cpu(), label.flatten()[known].cpu()
+        p, t = pred.flatten()[known], label.flatten()[known]
         if not len(t):
             return
-        self.f1.update(p, t)
-        self.iou.update(p, t)
         k = self.num_classes
-        self.present |= (torch.bincount(p, minlength=k) + torch.bincount(t, minlength=k))[:k] > 0
+        tp = torch.bincount(t[p == t], minlength=k)[:k]
+        self.tp += tp
+        self.fp += torch.bincount(p, minlength=k)[:k] - tp
+        self.fn += torch.bincount(t, minlength=k)[:k] - tp
 
-    def compute(self) -> dict[str, float]:
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Dice, IoU) per class, NaN for absent classes."""
+        tp, fp, fn = self.tp.float(), self.fp.float(), self.fn.float()
+        present = (self.tp + self.fp + self.fn) > 0
+        nan = torch.tensor(float("nan"), device=tp.device)
+        dice = torch.where(present, _safe_divide(2.0 * tp, 2.0 * tp + 1.0 * fn + fp), nan)
+        iou = torch.where(present, _safe_divide(tp, tp + fp + fn), nan)
+        return dice, iou
+
+    def scores(self) -> dict[str, float]:
         """``dice_<c>``, ``iou_<c>``, ``dice_mean`` and ``iou_mean``."""
-        nan = torch.tensor(float("nan"))
-        if not bool(self.present.any()):
-            dice = iou = torch.full((self.num_classes,), float("nan"))
-        else:
-            dice = torch.where(self.present, self.f1.compute(), nan)
-            iou = torch.where(self.present, self.iou.compute(), nan)
+        dice, iou = (t.cpu() for t in self.compute())
         out: dict[str, float] = {}
         for c in range(self.num_classes):
             out[f"dice_{c}"], out[f"iou_{c}"] = float(dice[c]), float(iou[c])
@@ -88,9 +102,9 @@ def segmentation_scores(
     pred: torch.Tensor, label: torch.Tensor, num_classes: int
 ) -> dict[str, float]:
     """Dice and IoU per class, pooled over all pixels, plus their means (see the meter)."""
-    meter = SegmentationMeter(num_classes)
-    meter.update(pred, label)
-    return meter.compute()
+    scores = SegmentationScores(num_classes)
+    scores.update(pred, label)
+    return scores.scores()
 
 
 class ReconstructionMeter:

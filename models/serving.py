@@ -12,8 +12,6 @@ The wrappers hold only the networks (no Lightning state), so ``torch.export`` ca
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,19 +55,3 @@ class ClassifierServing(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.softmax(self.classifier(x), dim=1)
-
-
-def serving_module(task: Any) -> nn.Module:
-    """The serving wrapper of a trained LightningModule, in eval mode."""
-    kind = type(task).__name__
-    hp = task.hparams
-    if kind == "SegAETask":
-        wrapper: nn.Module = SegServing(task.net, hp["num_classes"])
-    elif kind == "SSVAETask":
-        wrapper = ClassifierServing(task.classifier)
-    elif kind == "VAETask":
-        k = hp["num_classes"] if hp["model_type"] == "cvae" else 0
-        wrapper = EncoderServing(task.encoder, k)
-    else:
-        raise ValueError(f"no serving model for {kind}")
-    return wrapper.eval()

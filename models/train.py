@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from tessera.models.config import (
@@ -51,19 +50,11 @@ def build(config: RunConfig) -> tuple[Any, Any]:
     info = dm.info
     model = validate_model_params(config.model)
     kind = model.pop("type")
-    classes = info["class_names"]
-    needs_classes = kind in ("ssvae", "cvae") or ds.tile_class != "none"
-    if needs_classes and not classes:
+    task = MODEL_TASKS[kind]
+    with_classes = task.needs_classes(kind, ds.tile_class)
+    if with_classes and not info["class_names"]:
         raise ValueError(f"{config.store}: sources {ds.sources} have no label classes for {kind}")
-    data_args: dict[str, Any] = {"in_channels": info["in_channels"]}
-    if kind == "seg_ae":
-        data_args["num_classes"] = len(classes)
-    else:
-        data_args["image_size"] = info["image_size"]
-        data_args["num_classes"] = len(classes) if needs_classes else 0
-    if kind in ("vae", "cvae"):
-        data_args["model_type"] = kind
-    return dm, MODEL_TASKS[kind](**data_args, **model)
+    return dm, task(**task.data_arguments(kind, info, with_classes), **model)
 
 
 class CurveRecorder:
@@ -166,7 +157,6 @@ def _plot(
     module: Any, dm: Any, out: Path, config: RunConfig, history: dict[str, list[float]]
 ) -> list[Path]:
     """Loss curves and reconstructions of a few validation tiles, as PNG."""
-    from tessera.models.losses import reconstruction_mean
     from tessera.models.plots import plot_curves, plot_reconstructions
 
     paths = []
@@ -178,22 +168,10 @@ def _plot(
     batch = ds.__getitems__(list(range(min(4, len(ds)))))
     module.eval()
     with torch.no_grad():
-        x = batch["image"].to(module.device)
-        kind = config.model["type"]
-        rec_loss = module.hparams["rec_loss"]
-        cols: dict[str, np.ndarray] = {"input": x.cpu().numpy()}
-        label_keys: tuple[str, ...] = ()
-        if kind == "seg_ae":
-            o = module(x)
-            cols["reconstruction"] = reconstruction_mean(rec_loss, o["rec"], x).cpu().numpy()
-            if batch["label"] is not None:
-                cols["label"] = batch["label"].numpy()
-                cols["prediction"] = o["seg"].argmax(1).cpu().numpy()
-                label_keys = ("label", "prediction")
-        elif kind in ("vae", "cvae"):
-            cond = module._condition({**batch, "image": x}) if kind == "cvae" else None
-            o = module(x, cond)
-            cols["reconstruction"] = reconstruction_mean(rec_loss, o["rec"], x).cpu().numpy()
+        shown, label_keys = module.example_columns(
+            {**batch, "image": batch["image"].to(module.device)}
+        )
+        cols = {k: v.cpu().numpy() for k, v in shown.items()}
         if len(cols) > 1:
             paths.append(out / PLOT_DIR / "reconstructions.png")
             plot_reconstructions(cols, paths[-1], config.experiment, label_keys)

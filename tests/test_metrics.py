@@ -117,19 +117,39 @@ def test_segmentation_dice_and_iou_by_hand():
     assert segmentation_scores(label.clamp(max=3), label, 4)["dice_mean"] == pytest.approx(1.0)
 
 
+def test_segmentation_scores_equal_torchmetrics_f1_and_jaccard_exactly():
+    import torch
+    from torchmetrics.classification import MulticlassF1Score, MulticlassJaccardIndex
+
+    from tessera.models.metrics import SegmentationScores
+
+    g = torch.Generator().manual_seed(1)
+    pred = torch.randint(0, 4, (5, 32, 32), generator=g)
+    label = torch.randint(0, 4, (5, 32, 32), generator=g)
+    label[:, :3] = 255
+    ours = SegmentationScores(5)  # class 4 absent: NaN here, 0 in torchmetrics
+    ours.update(pred, label)
+    dice, iou = ours.compute()
+    known = label != 255
+    f1 = MulticlassF1Score(5, average="none")(pred[known], label[known])
+    jac = MulticlassJaccardIndex(5, average="none")(pred[known], label[known])
+    assert torch.equal(dice[:4], f1[:4]) and torch.equal(iou[:4], jac[:4])
+    assert torch.isnan(dice[4]) and torch.isnan(iou[4])
+
+
 def test_meters_streamed_over_batches_equal_one_pass():
     import torch
 
-    from tessera.models.metrics import ReconstructionMeter, SegmentationMeter, segmentation_scores
+    from tessera.models.metrics import ReconstructionMeter, SegmentationScores, segmentation_scores
 
     g = torch.Generator().manual_seed(0)
     pred = torch.randint(0, 3, (6, 8, 8), generator=g)
     label = torch.randint(0, 3, (6, 8, 8), generator=g)
     label[0, :2] = 255
-    meter = SegmentationMeter(3)
+    meter = SegmentationScores(3)
     for i in range(0, 6, 4):  # batches of 4 and 2
         meter.update(pred[i : i + 4], label[i : i + 4])
-    assert meter.compute() == pytest.approx(segmentation_scores(pred, label, 3))
+    assert meter.scores() == pytest.approx(segmentation_scores(pred, label, 3))
     x = torch.rand(6, 2, 16, 16, generator=g)
     y = x + 0.1
     valid = torch.ones(6, 16, 16, dtype=torch.bool)

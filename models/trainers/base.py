@@ -1,13 +1,20 @@
-"""The trainer template, and what the VAE-family trainers share."""
+"""The trainer template, and what the VAE-family trainers share.
+
+Everything that differs between model types lives on the trainer classes: the data arguments
+a model needs, its embedding for clustering, its evaluation outputs, its serving module and
+``predict_step``, its default gate metric and its example plots. Code outside
+``models/trainers/`` asks the class and never switches on the model type.
+"""
 
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from tessera.models.diagnostics import active_units, collapse_message
 from tessera.models.losses import kl_weight, rec_channels, reconstruction_mean
@@ -16,6 +23,56 @@ from tessera.models.nets import GaussianDecoder, GaussianEncoder
 
 class BaseTask(pl.LightningModule):
     """Template: ``save_hyperparameters`` → ``configure_models/losses/metrics``; Adam optimiser."""
+
+    primary_metric: ClassVar[str] = "silhouette"
+    """The evaluation metric the registry gate compares by default (higher is better)."""
+
+    @classmethod
+    def needs_classes(cls, model_type: str, tile_class: str) -> bool:
+        """Whether this model needs the store's label classes (given its type and whether
+        tiles get a class, ``tile_class``)."""
+        return tile_class != "none"
+
+    @classmethod
+    def data_arguments(
+        cls, model_type: str, data: dict[str, Any], with_classes: bool
+    ) -> dict[str, Any]:
+        """The constructor arguments that come from the data, not from ``params.yaml``:
+        ``data`` holds ``in_channels``, ``image_size`` and ``class_names``."""
+        raise NotImplementedError
+
+    @property
+    def segmentation_classes(self) -> int:
+        """Classes of a per-pixel segmentation head (0: none)."""
+        return 0
+
+    def embed(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """One latent vector per tile, for clustering (``y``: tile classes, -1 unknown)."""
+        raise NotImplementedError
+
+    def evaluate_batch(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """A batch's reconstruction mean (``rec``) and, per model, ``pred_map`` (a class map),
+        ``class_pred`` (a class per tile), ``kl`` and ``mu`` (the posterior)."""
+        raise NotImplementedError
+
+    def serving_module(self) -> nn.Module:
+        """The module registered for serving (tiles in, the model's answer out), in eval mode."""
+        raise NotImplementedError
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> torch.Tensor:
+        """The serving module's answer for a batch of normalised tiles."""
+        return self.serving_module()(batch["image"])
+
+    def example_columns(
+        self, batch: dict[str, Any]
+    ) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
+        """Columns of the example figure (``input``, ``reconstruction``, …) and which of them
+        are class maps."""
+        return {"input": batch["image"]}, ()
+
+    def class_samples(self, n: int, class_names: list[str]) -> dict[str, torch.Tensor]:
+        """``n`` generated images per class (class-conditional models only)."""
+        return {}
 
     def __init__(self) -> None:
         super().__init__()

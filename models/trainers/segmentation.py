@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
+from torch import nn
 
 from tessera.models.blocks import ActKind, ConvKind, NormKind
 from tessera.models.losses import (
@@ -15,9 +17,12 @@ from tessera.models.losses import (
     latent_penalty,
     orthogonality_penalty,
     rec_channels,
+    reconstruction_mean,
     reconstruction_nll,
 )
+from tessera.models.metrics import SegmentationScores
 from tessera.models.nets import SegAutoEncoder
+from tessera.models.serving import SegServing
 from tessera.models.trainers.base import BaseTask
 from tessera.tasks.store.format import IGNORE
 
@@ -29,8 +34,7 @@ class SegAETask(BaseTask):
     """
 
     net: SegAutoEncoder
-    _inter: torch.Tensor
-    _total: torch.Tensor
+    primary_metric = "dice_mean"
 
     def __init__(
         self,
@@ -78,9 +82,49 @@ class SegAETask(BaseTask):
 
     def configure_metrics(self) -> None:
         super().configure_metrics()
-        k = max(self.hparams["num_classes"], 1)
-        self.register_buffer("_inter", torch.zeros(k), persistent=False)
-        self.register_buffer("_total", torch.zeros(k), persistent=False)
+        self.seg_scores = SegmentationScores(max(self.hparams["num_classes"], 1))
+
+    @classmethod
+    def data_arguments(
+        cls, model_type: str, data: dict[str, Any], with_classes: bool
+    ) -> dict[str, Any]:
+        return {"in_channels": data["in_channels"], "num_classes": len(data["class_names"])}
+
+    @property
+    def segmentation_classes(self) -> int:
+        return int(self.hparams["num_classes"])
+
+    def embed(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """The bottleneck, pooled over the tile."""
+        return self(x)["z"].mean(dim=(2, 3))
+
+    def evaluate_batch(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        x = batch["image"]
+        o = self(x)
+        out = {"rec": reconstruction_mean(self.hparams["rec_loss"], o["rec"], x)}
+        if self.segmentation_classes and batch["label"] is not None:
+            out["pred_map"] = o["seg"].argmax(1)
+        return out
+
+    def serving_module(self) -> nn.Module:
+        """Class logits per pixel (the reconstruction for a model without classes)."""
+        return SegServing(self.net, self.hparams["num_classes"]).eval()
+
+    def example_columns(
+        self, batch: dict[str, Any]
+    ) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
+        x = batch["image"]
+        o = self(x)
+        cols = {
+            "input": x,
+            "reconstruction": reconstruction_mean(self.hparams["rec_loss"], o["rec"], x),
+        }
+        if batch["label"] is None:
+            return cols, ()
+        return cols | {"label": batch["label"], "prediction": o["seg"].argmax(1)}, (
+            "label",
+            "prediction",
+        )
 
     @property
     def compression_ratio(self) -> float:
@@ -115,31 +159,20 @@ class SegAETask(BaseTask):
         self._log_all("train", losses, len(batch["image"]))
         return losses["loss"]
 
-    def _accumulate_dice(self, seg_logits: torch.Tensor, label: torch.Tensor) -> None:
-        known = label != IGNORE
-        pred = seg_logits.argmax(1)
-        for c in range(self._inter.numel()):
-            p, t = (pred == c) & known, (label == c) & known
-            self._inter[c] += (p & t).sum()
-            self._total[c] += p.sum() + t.sum()
-
-    def _dice_scores(self) -> torch.Tensor:
-        inter, total = self._gather(self._inter).sum(0), self._gather(self._total).sum(0)
-        self._inter.zero_()
-        self._total.zero_()
-        return torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.nan)
-
     def _eval_step(self, batch: dict[str, Any], prefix: str) -> None:
         losses, out = self._losses(batch)
         self._log_all(prefix, losses, len(batch["image"]))
         if "known_label" in out:
-            self._accumulate_dice(out["seg"], out["known_label"])
+            self.seg_scores.update(out["seg"].argmax(1), out["known_label"])
 
     def _log_epoch_metrics(self, prefix: str) -> None:
         """Per-class Dice summed over the epoch (and all ranks)."""
         if self.hparams["num_classes"] == 0:
             return
-        dice = self._dice_scores()
+        with warnings.catch_warnings():  # a rank without labelled tiles still joins the sync
+            warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
+            dice = self.seg_scores.compute()[0]
+        self.seg_scores.reset()
         present = dice[~torch.isnan(dice)]
         if present.numel():
             self.log(f"{prefix}_dice", present.mean())

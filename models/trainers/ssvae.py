@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from tessera.models.blocks import ActKind, ConvKind, NormKind
 from tessera.models.losses import (
@@ -15,9 +16,11 @@ from tessera.models.losses import (
     kl_normal,
     m2_labelled_loss,
     m2_unlabelled_loss,
+    reconstruction_mean,
     reconstruction_nll,
 )
 from tessera.models.nets import TileClassifier
+from tessera.models.serving import ClassifierServing
 from tessera.models.trainers.base import BaseTask, _KLMixin, reparameterise
 
 
@@ -35,6 +38,8 @@ class SSVAETask(_KLMixin, BaseTask):
 
     _correct: torch.Tensor
     _seen: torch.Tensor
+
+    primary_metric = "accuracy"
 
     def __init__(
         self,
@@ -88,6 +93,61 @@ class SSVAETask(_KLMixin, BaseTask):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits q(y|x)."""
         return self.classifier(x)
+
+    @classmethod
+    def needs_classes(cls, model_type: str, tile_class: str) -> bool:
+        return True
+
+    @classmethod
+    def data_arguments(
+        cls, model_type: str, data: dict[str, Any], with_classes: bool
+    ) -> dict[str, Any]:
+        return {
+            "in_channels": data["in_channels"],
+            "image_size": data["image_size"],
+            "num_classes": len(data["class_names"]),
+        }
+
+    def posterior(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """q(y|x), the expected μ under it, and (μ, log σ²) at the predicted class."""
+        k = self.hparams["num_classes"]
+        probs = torch.softmax(self.classifier(x), 1)
+        n = len(x)
+        ys = torch.arange(k, device=x.device).repeat_interleave(n)
+        mu, logvar = self.encoder(x.repeat(k, 1, 1, 1), F.one_hot(ys, k).to(x.dtype))
+        mu, logvar = mu.view(k, n, -1), logvar.view(k, n, -1)
+        pred = probs.argmax(1)
+        rows = torch.arange(n, device=x.device)
+        return {
+            "probs": probs,
+            "latent": (mu * probs.T.unsqueeze(-1)).sum(0),
+            "mu": mu[pred, rows],
+            "logvar": logvar[pred, rows],
+            "pred": pred,
+        }
+
+    def embed(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """μ averaged over the classes under q(y|x)."""
+        return self.posterior(x)["latent"]
+
+    def evaluate_batch(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        x = batch["image"]
+        post = self.posterior(x)
+        cond = F.one_hot(post["pred"], self.hparams["num_classes"]).to(x.dtype)
+        rec = reconstruction_mean(self.hparams["rec_loss"], self.decoder(post["mu"], cond), x)
+        return {
+            "rec": rec,
+            "class_pred": post["pred"],
+            "kl": kl_normal(post["mu"], post["logvar"]),
+            "mu": post["mu"],
+        }
+
+    def serving_module(self) -> nn.Module:
+        """Class probabilities of the classifier q(y|x)."""
+        return ClassifierServing(self.classifier).eval()
+
+    def class_samples(self, n: int, class_names: list[str]) -> dict[str, torch.Tensor]:
+        return {name: self.sample(n, c) for c, name in enumerate(class_names)}
 
     def sample(self, n: int, y: int | torch.Tensor) -> torch.Tensor:
         """Draw ``n`` images of class ``y`` from p(x | y, z), z ~ N(0, I)."""

@@ -18,9 +18,11 @@ from tessera.models.losses import (
     discriminator_loss,
     free_bits_kl,
     kl_normal,
+    reconstruction_mean,
     reconstruction_nll,
     total_correlation,
 )
+from tessera.models.serving import EncoderServing
 from tessera.models.trainers.base import BaseTask, _KLMixin, reparameterise
 
 ClusterReg = Literal["none", "dec"]
@@ -69,6 +71,57 @@ class VAETask(_KLMixin, BaseTask):
     @property
     def conditional(self) -> bool:
         return bool(self.hparams["model_type"] == "cvae")
+
+    @classmethod
+    def needs_classes(cls, model_type: str, tile_class: str) -> bool:
+        return model_type == "cvae" or tile_class != "none"
+
+    @classmethod
+    def data_arguments(
+        cls, model_type: str, data: dict[str, Any], with_classes: bool
+    ) -> dict[str, Any]:
+        return {
+            "in_channels": data["in_channels"],
+            "image_size": data["image_size"],
+            "num_classes": len(data["class_names"]) if with_classes else 0,
+            "model_type": model_type,
+        }
+
+    def _eval_condition(self, y: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+        """A ``cvae``'s condition in evaluation: the tile class, unknown (-1) as class 0."""
+        if not self.conditional:
+            return None
+        assert y is not None
+        return F.one_hot(y.clamp_min(0), self.hparams["num_classes"]).to(like.dtype)
+
+    def embed(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """The posterior mean μ."""
+        return self.encode(x, self._eval_condition(y, x))[0]
+
+    def evaluate_batch(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        x = batch["image"]
+        cond = self._eval_condition(batch["target"], x)
+        mu, logvar = self.encode(x, cond)
+        rec = reconstruction_mean(self.hparams["rec_loss"], self.decoder(mu, cond), x)
+        return {"rec": rec, "kl": kl_normal(mu, logvar), "mu": mu}
+
+    def serving_module(self) -> nn.Module:
+        """μ; for a ``cvae``, μ under every class (N, K, D)."""
+        k = self.hparams["num_classes"] if self.conditional else 0
+        return EncoderServing(self.encoder, k).eval()
+
+    def example_columns(
+        self, batch: dict[str, Any]
+    ) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
+        x = batch["image"]
+        o = self(x, self._condition(batch))
+        rec = reconstruction_mean(self.hparams["rec_loss"], o["rec"], x)
+        return {"input": x, "reconstruction": rec}, ()
+
+    def class_samples(self, n: int, class_names: list[str]) -> dict[str, torch.Tensor]:
+        if not self.conditional:
+            return {}
+        return {name: self.sample(n, c) for c, name in enumerate(class_names)}
 
     def configure_models(self) -> None:
         hp = self.hparams

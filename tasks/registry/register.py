@@ -24,12 +24,12 @@ from tessera.tasks.registry.mlflow_registry import (
 from tessera.tasks.store.files import atomic_write_json
 from tessera.tasks.store.outputs import check_output_file, is_registry_record
 
-PRIMARY_METRICS = {"seg_ae": "dice_mean", "ssvae": "accuracy", "vae": "silhouette"}
-
 
 def primary_metric(model_type: str, configured: str | None) -> str:
-    """The experiment's gate metric: configured, else by model type (cvae as vae)."""
-    return configured or PRIMARY_METRICS.get(model_type, "silhouette")
+    """The experiment's gate metric: configured, else the model's own default."""
+    from tessera.models.trainers import MODEL_TASKS
+
+    return configured or MODEL_TASKS[model_type].primary_metric
 
 
 def serving_example(run: RunConfig, n_tiles: int) -> tuple[Any, np.ndarray, np.ndarray]:
@@ -37,7 +37,6 @@ def serving_example(run: RunConfig, n_tiles: int) -> tuple[Any, np.ndarray, np.n
     import torch
 
     from tessera.models.evaluate import load_task
-    from tessera.models.serving import serving_module
 
     dm, task = load_task(run, Path(run.out_dir) / CHECKPOINT_DIR / "best.ckpt")
     ds = next(dm.datasets[s] for s in ("test", "val", "train") if len(dm.datasets[s]))
@@ -45,7 +44,7 @@ def serving_example(run: RunConfig, n_tiles: int) -> tuple[Any, np.ndarray, np.n
     if n < 2:  # a batch of one would freeze the exported batch dimension
         raise RegistryError(f"{run.store}: fewer than 2 tiles for an input example")
     example = ds.__getitems__(list(range(n)))["image"].float()
-    model = serving_module(task)
+    model = task.serving_module()
     with torch.no_grad():
         expected = model(example).numpy()
     return model, example.numpy(), expected
