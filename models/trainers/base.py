@@ -157,6 +157,17 @@ class _KLMixin:
     encoder: GaussianEncoder
     decoder: GaussianDecoder
 
+    @classmethod
+    def data_arguments(
+        cls, model_type: str, data: dict[str, Any], with_classes: bool
+    ) -> dict[str, Any]:
+        """Channels, tile size and (when used) the number of classes."""
+        return {
+            "in_channels": data["in_channels"],
+            "image_size": data["image_size"],
+            "num_classes": len(data["class_names"]) if with_classes else 0,
+        }
+
     def _kl_annealing(self) -> float:
         """The warm-up factor on KL while training; 1 in evaluation, which reports the ELBO."""
         hp = self.hparams

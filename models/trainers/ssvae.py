@@ -98,16 +98,6 @@ class SSVAETask(_KLMixin, BaseTask):
     def needs_classes(cls, model_type: str, tile_class: str) -> bool:
         return True
 
-    @classmethod
-    def data_arguments(
-        cls, model_type: str, data: dict[str, Any], with_classes: bool
-    ) -> dict[str, Any]:
-        return {
-            "in_channels": data["in_channels"],
-            "image_size": data["image_size"],
-            "num_classes": len(data["class_names"]),
-        }
-
     def posterior(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """q(y|x), the expected μ under it, and (μ, log σ²) at the predicted class."""
         k = self.hparams["num_classes"]

@@ -80,12 +80,7 @@ class VAETask(_KLMixin, BaseTask):
     def data_arguments(
         cls, model_type: str, data: dict[str, Any], with_classes: bool
     ) -> dict[str, Any]:
-        return {
-            "in_channels": data["in_channels"],
-            "image_size": data["image_size"],
-            "num_classes": len(data["class_names"]) if with_classes else 0,
-            "model_type": model_type,
-        }
+        return super().data_arguments(model_type, data, with_classes) | {"model_type": model_type}
 
     def _eval_condition(self, y: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
         """A ``cvae``'s condition in evaluation: the tile class, unknown (-1) as class 0."""
