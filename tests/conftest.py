@@ -20,8 +20,6 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # tests of the local server opt in and stop it themselves
 os.environ["TESSERA_PREFECT_API"] = "ephemeral"
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[str]:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 import rasterio
+import yaml
 from affine import Affine
 
 REPO = Path(__file__).resolve().parents[1]
+CONF = Path(__file__).resolve().parent / "conf"  # small experiment configs for tests
 UTM16 = "EPSG:32616"
 L8_ORIGIN = (452475.0, 3408645.0)
 
@@ -127,30 +130,31 @@ def training_dir(root: Path, experiments: dict[str, Any]) -> Path:
 
 
 # one tiny experiment per model type, for the train/evaluate/register tests
-TINY_EXPERIMENTS: dict[str, Any] = {
-    "tiny-seg": {
-        "dataset": {"sources": ["scene"]},
-        "model": {"type": "seg_ae", "widths": [8, 16], "latent_channels": 8, "dilations": [1, 2]},
-    },
-    "tiny-vae": {
-        "dataset": {"sources": ["scene"]},
-        "model": {
-            "type": "vae",
-            "latent_dim": 4,
-            "widths": [8, 16],
-            "warmup": "linear",
-            "warmup_steps": 4,
-        },
-    },
-    "tiny-cvae": {
-        "dataset": {"sources": ["scene"], "tile_class": "majority"},
-        "model": {"type": "cvae", "latent_dim": 4, "widths": [8, 16]},
-    },
-    "tiny-ssvae": {
-        "dataset": {"sources": ["scene"], "tile_class": "majority", "labels_per_class": 2},
-        "model": {"type": "ssvae", "latent_dim": 4, "widths": [8, 16]},
-    },
-}
+TINY_EXPERIMENTS: dict[str, Any] = yaml.safe_load((CONF / "tiny_experiments.yaml").read_text())
+
+
+def sh(
+    cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` in ``cwd``, capturing its output; never raises on a failure."""
+    return subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def git_dvc_repo(path: Path, env: dict[str, str]) -> Path:
+    """A fresh git + DVC repository at ``path`` (analytics off)."""
+    path.mkdir(exist_ok=True)
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "t@example.org"],
+        ["git", "config", "user.name", "t"],
+        ["dvc", "init", "-q"],
+        ["dvc", "config", "core.analytics", "false"],
+    ):
+        res = sh(cmd, path, env)
+        assert res.returncode == 0, res.stderr
+    return path
 
 
 def stop_process_group(proc: Any) -> None:

@@ -18,9 +18,7 @@ import pytest
 import yaml
 
 from tessera.flows.local_api import free_port
-from tests.conftest import REPO
-from tests.helpers import landsat_like, stop_process_group, write_nifti
-from tests.test_dvc import _git_dvc_repo, _sh
+from tests.helpers import REPO, git_dvc_repo, landsat_like, sh, stop_process_group, write_nifti
 
 pytestmark = pytest.mark.slow
 STAGES = ["ingest", "tile", "train@l8-vae", "evaluate@l8-vae", "register"]
@@ -32,7 +30,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Path:
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     repo = tmp_path_factory.mktemp("project")
-    _git_dvc_repo(repo, env)
+    git_dvc_repo(repo, env)
     shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
     for pkg in ("flows", "tasks", "models"):
         shutil.copytree(REPO / pkg, repo / pkg, ignore=shutil.ignore_patterns("__pycache__"))
@@ -71,7 +69,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Path:
         ["git", "add", "-A"],
         ["git", "commit", "-qm", "p"],
     ):
-        res = _sh(cmd, repo, env)
+        res = sh(cmd, repo, env)
         assert res.returncode == 0, res.stderr
     return repo
 
@@ -89,17 +87,17 @@ def test_tessera_run_does_every_stage_once_and_agrees_with_dvc(project, cli, sub
     assert record["alias"] == "champion" and record["version"] == "1"
     assert "| l8-vae | silhouette" in out
     # the outputs went to the default remote: a fresh checkout could pull them
-    pushed = _sh(["dvc", "status", "--cloud", "--json"], project, subprocess_env)
+    pushed = sh(["dvc", "status", "--cloud", "--json"], project, subprocess_env)
     assert pushed.returncode == 0 and json.loads(pushed.stdout or "{}") == {}, pushed.stdout
     # DVC agrees: nothing is out of date, and dvc repro has nothing to do
-    status = _sh(["dvc", "status", "--json"], project, subprocess_env)
+    status = sh(["dvc", "status", "--json"], project, subprocess_env)
     assert status.returncode == 0 and json.loads(status.stdout or "{}") == {}, status.stdout
-    repro = _sh(["dvc", "repro"], project, subprocess_env)
+    repro = sh(["dvc", "repro"], project, subprocess_env)
     assert repro.returncode == 0 and "Running stage" not in repro.stdout, repro.stdout
     for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "run 1"]):
-        res = _sh(cmd, project, subprocess_env)
+        res = sh(cmd, project, subprocess_env)
         assert res.returncode == 0, res.stdout + res.stderr
-    tracked = _sh(["git", "ls-files"], project, subprocess_env).stdout
+    tracked = sh(["git", "ls-files"], project, subprocess_env).stdout
     assert "outputs/tiles/" not in tracked and ".ckpt" not in tracked  # DVC's, git-ignored
 
     # unchanged data and params: no work, nothing registered
@@ -137,18 +135,18 @@ def test_tessera_run_does_every_stage_once_and_agrees_with_dvc(project, cli, sub
         "name = 'tessera-l8-vae'"
     )
     assert sorted(int(v.version) for v in versions) == [1, 2]  # none registered twice
-    status = _sh(["dvc", "status", "--json"], project, subprocess_env)
+    status = sh(["dvc", "status", "--json"], project, subprocess_env)
     assert json.loads(status.stdout or "{}") == {}, status.stdout
-    diff = _sh(["dvc", "params", "diff"], project, subprocess_env)
+    diff = sh(["dvc", "params", "diff"], project, subprocess_env)
     assert "experiments.l8-vae.model.lr" in diff.stdout and "0.003" in diff.stdout, diff.stdout
-    metrics = _sh(["dvc", "metrics", "diff", "--all"], project, subprocess_env)
+    metrics = sh(["dvc", "metrics", "diff", "--all"], project, subprocess_env)
     assert metrics.returncode == 0 and "silhouette" in metrics.stdout, metrics.stderr
     rc, out, err = cli("summary", cwd=project)  # what make demo prints at the end
     assert rc == 0, err
     assert "tessera-l8-vae v2" in out and "l8_clusters.tif" in out and "mlflow ui" in out
 
     # DVC empties a stage's outputs before it reruns it: the emptied folders are still ours
-    repro = _sh(["dvc", "repro", "-f", "-s", "evaluate@l8-vae"], project, subprocess_env)
+    repro = sh(["dvc", "repro", "-f", "-s", "evaluate@l8-vae"], project, subprocess_env)
     assert repro.returncode == 0, repro.stdout[-2000:] + repro.stderr[-2000:]
     assert (project / "outputs/eval/l8-vae/report.md").is_file()
 
@@ -211,13 +209,13 @@ def test_deployment_runs_on_a_real_prefect_server(project, tmp_path, subprocess_
         _wait(lambda: _get(f"{api}/health"), 90, "the Prefect server")
         # the declared deployments are valid for a real server (work pool created first)
         shutil.copy(REPO / "prefect.yaml", project / "prefect.yaml")
-        res = _sh(
+        res = sh(
             [str(bin_dir / "prefect"), "work-pool", "create", "tessera-process",
              "--type", "process"],
             project, env,
         )  # fmt: skip
         assert res.returncode == 0, res.stdout + res.stderr
-        res = _sh([str(bin_dir / "prefect"), "--no-prompt", "deploy", "--all"], project, env, 120)
+        res = sh([str(bin_dir / "prefect"), "--no-prompt", "deploy", "--all"], project, env, 120)
         assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
         found = _wait(lambda: _post(f"{api}/deployments/filter", {}), 60, "the deployments")
         names = {d["name"] for d in found}
