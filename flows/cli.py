@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from tessera.flows.commands import UserError, load, run_stage
 from tessera.flows.env import configure_environment
+from tessera.flows.pipeline_cli import run_pipeline, serve
 from tessera.flows.server_cli import prefect_home, server_app
 
 app = typer.Typer(
@@ -23,65 +25,6 @@ ParamsOpt = Annotated[Path, typer.Option("--params", help="The params file.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key: a.b=c.")]
 RunnerOpt = Annotated[str | None, typer.Option("--task-runner", help="threads or dask.")]
 BadOpt = Annotated[str | None, typer.Option("--on-bad-input", help="fail or skip.")]
-
-
-class UserError(Exception):
-    """A problem to report in one line, without a traceback."""
-
-
-def _validation_message(exc: Any) -> str:
-    """A pydantic ValidationError as ``loc: msg; loc: msg``."""
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-
-
-def _load(params: Path | None, overrides: list[str] | None, **sections: dict[str, Any]) -> Any:
-    """Validate ``params`` (None: the defaults) with the ``--set`` overrides, then with the
-    typed options of the command (``sections``: ``{"tile": {"size": 32}}``; None values are
-    not given); problems in one line."""
-    from pydantic import ValidationError
-
-    from tessera.flows.config import load_params, updated
-
-    where = str(params) if params is not None else "options"
-    try:
-        p = load_params(params, list(overrides or []))
-        return updated(p, **{k: updated(getattr(p, k), **v) for k, v in sections.items()})
-    except ValidationError as exc:
-        raise UserError(f"{where}: invalid config: {_validation_message(exc)}") from None
-    except OSError as exc:
-        from tessera.tasks.store.errors import one_line
-
-        raise UserError(one_line(exc)) from None
-    except ValueError as exc:
-        raise UserError(f"{where}: {exc}") from None
-
-
-def _run(flow_obj: Any, **kwargs: Any) -> Any:
-    """Run a flow; a failed state becomes a one-line error."""
-    from tessera.flows.local_api import prefect_api
-
-    with prefect_api():
-        state = flow_obj(**kwargs, return_state=True)
-    if state.is_failed():
-        raise UserError(state.message or "flow run failed")
-    return state.result()
-
-
-def _run_stage(name: str, p: Any, params: Path | None, **options: Any) -> Any:
-    """Run stage ``name`` through the stage table; config problems name the experiment."""
-    from pydantic import ValidationError
-
-    from tessera.flows.stages import StageOptions, stage_call
-
-    opts = StageOptions(**options)
-    try:
-        flow_obj, kwargs = stage_call(name, p, opts)
-    except ValidationError as exc:
-        msg = _validation_message(exc)
-        raise UserError(f"{params}: experiments.{','.join(opts.experiment)}: {msg}") from None
-    except ValueError as exc:
-        raise UserError(f"{params}: {exc}") from None
-    return _run(flow_obj, **kwargs)
 
 
 @app.command()
@@ -112,8 +55,8 @@ def ingest(
     on_bad_input: BadOpt = None,
 ) -> None:
     """Validate ingest.sources and write the catalogue (outputs/catalog.parquet)."""
-    p = _load(params, set_, ingest={"on_bad_input": on_bad_input}, runner={"kind": task_runner})
-    res = _run_stage("ingest", p, params)
+    p = load(params, set_, ingest={"on_bad_input": on_bad_input}, runner={"kind": task_runner})
+    res = run_stage("ingest", p, params)
     typer.echo(
         f"catalogue: {res['catalog']} ({res['scenes']} scenes, {len(res['rejected'])} rejected)"
     )
@@ -149,7 +92,7 @@ def tile(
     if params is None and not adhoc:
         params = Path("params.yaml")
     geometry = {"size": size, "stride": stride, "axis": axis}
-    p = _load(
+    p = load(
         params,
         set_,
         tile={
@@ -173,7 +116,7 @@ def tile(
             raise UserError(str(exc)) from None
     elif label or stack:
         raise UserError("--label and --stack need --input")
-    res = _run_stage("tile", p, params, sources=sources, base=str(Path.cwd()))
+    res = run_stage("tile", p, params, sources=sources, base=str(Path.cwd()))
     typer.echo(
         f"tile store: {res['store']} ({res['tiles']} tiles from {res['scenes']} scenes, "
         f"{len(res['rejected'])} rejected)"
@@ -190,8 +133,8 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
 ) -> None:
     """Train one experiment; several devices or nodes run under torchrun (DDP)."""
-    p = _load(params, set_)
-    res = _run_stage(
+    p = load(params, set_)
+    res = run_stage(
         "train",
         p,
         params,
@@ -220,9 +163,9 @@ def evaluate(
     ] = None,
 ) -> None:
     """Evaluate a trained experiment: metrics, latent clustering, plots, cluster maps, report."""
-    p = _load(params, set_)
+    p = load(params, set_)
     ckpt = str(checkpoint) if checkpoint is not None else None
-    res = _run_stage("evaluate", p, params, experiment=[experiment], checkpoint=ckpt)
+    res = run_stage("evaluate", p, params, experiment=[experiment], checkpoint=ckpt)
     m = res["metrics"]
     keys = ("dice_mean", "accuracy", "silhouette", "nmi", "linear_probe_accuracy", "rec_psnr")
     shown = ", ".join(f"{k}={m[k]:.4g}" for k in keys if m.get(k) is not None)
@@ -241,8 +184,8 @@ def register(
     set_: SetOpt = None,
 ) -> None:
     """Log evaluated models to MLflow, register them, and move champion/challenger aliases."""
-    p = _load(params, set_)
-    for r in _run_stage("register", p, params, experiment=list(experiment or [])):
+    p = load(params, set_)
+    for r in run_stage("register", p, params, experiment=list(experiment or [])):
         done = "registered" if r["registered"] else "unchanged"
         typer.echo(
             f"{done} {r['name']} v{r['version']} as {r['alias']} "
@@ -250,55 +193,11 @@ def register(
         )
 
 
-ForceOpt = Annotated[
-    list[str] | None,
-    typer.Option("--force", help="Run these stages (name or prefix, e.g. train) even if current."),
-]
+app.add_typer(server_app, name="server")
 
 
-@app.command(name="run")
-def run_pipeline(
-    force: ForceOpt = None,
-    push: Annotated[bool, typer.Option(help="dvc push to the default remote.")] = True,
-) -> None:
-    """Run every out-of-date dvc.yaml stage as a Prefect subflow and commit it to dvc.lock.
-
-    It reads params.yaml, as DVC does (no --set: the outputs must match what DVC records).
-    """
-    from tessera.flows.pipeline import PARAMS_FILE, PipelineParams, pipeline_flow
-
-    p = _load(Path(PARAMS_FILE), None)  # a bad params.yaml fails here, in one line
-    fp = PipelineParams(root=".", force=list(force or []), push=push)
-    from tessera.flows.runner import make_task_runner
-
-    f = pipeline_flow.with_options(task_runner=make_task_runner(p.runner))
-    typer.echo(_run(f, params=fp)["summary"])
-
-
-@app.command()
-def serve(
-    cron: Annotated[str, typer.Option(help="Schedule (cron, in --timezone).")] = "0 2 * * *",
-    timezone: Annotated[str, typer.Option(help="IANA time zone of the schedule.")] = "UTC",
-    name: Annotated[str, typer.Option(help="Deployment name.")] = "tessera-serve",
-    force: ForceOpt = None,
-) -> None:
-    """Serve the pipeline flow on a schedule from this process (no work pool needed)."""
-    from prefect.schedules import Cron
-
-    from tessera.flows.pipeline import PipelineParams, pipeline_flow
-
-    fp = PipelineParams(root=str(Path.cwd()), force=list(force or []))
-    from tessera.flows.local_api import prefect_api
-
-    with prefect_api():
-        typer.echo(f"serving tessera-pipeline/{name}: cron {cron!r} ({timezone}); Ctrl-C stops")
-        pipeline_flow.serve(
-            name=name,
-            schedule=Cron(cron, timezone=timezone),
-            parameters={"params": fp.model_dump()},
-        )
-
-
+app.command(name="run")(run_pipeline)
+app.command()(serve)
 app.add_typer(server_app, name="server")
 
 
@@ -310,7 +209,7 @@ def summary(params: ParamsOpt = Path("params.yaml"), tiles: Path = Path("outputs
     from tessera.flows.local_api import running_url
     from tessera.flows.summary import experiments_table, store_table, ui_hints
 
-    p = _load(params, None)
+    p = load(params, None)
     console = Console(width=max(Console().width, 160))
     console.print(store_table(tiles))
     console.print(experiments_table(p))
@@ -325,10 +224,7 @@ def run(argv: list[str] | None = None) -> int:
         from click import exceptions as click_exc  # type: ignore[no-redef]
 
     configure_environment()
-    from tessera.flows.local_api import ServerError
-    from tessera.tasks.sources.errors import BadInputError
-    from tessera.tasks.store.outputs import OutputRefusedError
-    from tessera.tasks.store.writer import StoreLockedError
+    from tessera.tasks.store.errors import debugging, expected, user_message
 
     try:
         result = app(args=argv, standalone_mode=False, prog_name="tessera")
@@ -339,16 +235,10 @@ def run(argv: list[str] | None = None) -> int:
         if exc.format_message():
             typer.echo(f"tessera: {exc.format_message()}", err=True)
         return exc.exit_code
-    except (UserError, BadInputError, StoreLockedError, OutputRefusedError, ServerError) as exc:
-        return _report(str(exc))
-    except OSError as exc:  # a path the user gave (or a full disk): named in one line
-        from tessera.tasks.store.errors import one_line
-
-        return _report(one_line(exc))
-    except Exception as exc:  # a bug: still one line; TESSERA_DEBUG=1 shows the traceback
-        if os.environ.get("TESSERA_DEBUG"):
+    except Exception as exc:  # one line per problem; a bug's traceback with TESSERA_DEBUG=1
+        if debugging() and not expected(exc):
             raise
-        return _report(f"internal error: {type(exc).__name__}: {exc} (TESSERA_DEBUG=1 for details)")
+        return _report(user_message(exc))
 
 
 def _report(msg: str, code: int = 1) -> int:

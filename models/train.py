@@ -24,6 +24,7 @@ from tessera.models.config import (
     RunConfig,
     validate_model_params,
 )
+from tessera.tasks.store.errors import debugging, one_line
 from tessera.tasks.store.files import atomic_write_json
 
 
@@ -265,10 +266,9 @@ def main(argv: list[str] | None = None) -> int:
         Path(config.out_dir).mkdir(parents=True, exist_ok=True)
         fit(config, args.resume)
     except Exception as exc:  # one line for users; TESSERA_DEBUG=1 shows the traceback
-        if os.environ.get("TESSERA_DEBUG"):
+        if debugging():
             raise
-        kind = "" if isinstance(exc, (OSError, ValueError)) else f"{type(exc).__name__}: "
-        line = f"{args.config}: {kind}{exc}".splitlines()[0]
+        line = f"{args.config}: {one_line(exc)}"
         error_file = os.environ.get("TESSERA_ERROR_FILE")
         if error_file:  # the launcher reports it as its own one-line error; the first rank
             try:  # to fail holds the cause (the others then lose their peer): keep its line

@@ -31,9 +31,23 @@ def one_line(exc: BaseException) -> str:
     names its path), others are prefixed with their type."""
     if isinstance(exc, OSError) and exc.filename and exc.strerror:
         return f"{exc.filename}: {exc.strerror[0].lower()}{exc.strerror[1:]}"
-    expected = isinstance(exc, (ValueError, OSError)) or getattr(exc, "one_line", False)
-    text = str(exc) if expected else f"{type(exc).__name__}: {exc}"
+    text = str(exc) if expected(exc) else f"{type(exc).__name__}: {exc}"
     return (text.splitlines() or [type(exc).__name__])[0]
+
+
+def expected(exc: BaseException) -> bool:
+    """An error meant for users (bad input, a refused output, an OS error), not a bug."""
+    return isinstance(exc, (ValueError, OSError)) or bool(getattr(exc, "one_line", False))
+
+
+def user_message(exc: BaseException) -> str:
+    """What a command prints for ``exc``: an expected error its own line(s), one per problem;
+    an OS error naming its path; a bug in one line naming its type."""
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        return one_line(exc)
+    if expected(exc):
+        return str(exc).strip() or type(exc).__name__
+    return f"internal error: {type(exc).__name__}: {exc} (TESSERA_DEBUG=1 for details)"
 
 
 def debugging() -> bool:

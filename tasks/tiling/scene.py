@@ -18,7 +18,8 @@ from tessera.tasks.sources.labels import (
     probs_to_classes,
     qa_bits_to_classes,
 )
-from tessera.tasks.sources.raster import BandRef, Grid, RasterStack
+from tessera.tasks.sources.raster import BandRef, Grid
+from tessera.tasks.sources.raster_stack import RasterStack
 from tessera.tasks.sources.volume import load_volume
 from tessera.tasks.tiling.grid import slice_axes, tile_transform, volume_tile_affine
 

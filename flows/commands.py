@@ -1,0 +1,68 @@
+"""What every command does: validate the params with its options, run a flow or a stage
+through the stage table, and turn a failure into one line (:class:`UserError`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+class UserError(Exception):
+    """A problem to report in one line, without a traceback."""
+
+    one_line = True
+
+
+def validation_message(exc: Any) -> str:
+    """A pydantic ValidationError as ``loc: msg; loc: msg``."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+
+
+def load(params: Path | None, overrides: list[str] | None, **sections: dict[str, Any]) -> Any:
+    """Validate ``params`` (None: the defaults) with the ``--set`` overrides, then with the
+    typed options of the command (``sections``: ``{"tile": {"size": 32}}``; None values are
+    not given); problems in one line."""
+    from pydantic import ValidationError
+
+    from tessera.flows.config import load_params, updated
+
+    where = str(params) if params is not None else "options"
+    try:
+        p = load_params(params, list(overrides or []))
+        return updated(p, **{k: updated(getattr(p, k), **v) for k, v in sections.items()})
+    except ValidationError as exc:
+        raise UserError(f"{where}: invalid config: {validation_message(exc)}") from None
+    except OSError as exc:
+        from tessera.tasks.store.errors import one_line
+
+        raise UserError(one_line(exc)) from None
+    except ValueError as exc:
+        raise UserError(f"{where}: {exc}") from None
+
+
+def run_flow(flow_obj: Any, **kwargs: Any) -> Any:
+    """Run a flow; a failed state becomes a one-line error."""
+    from tessera.flows.local_api import prefect_api
+
+    with prefect_api():
+        state = flow_obj(**kwargs, return_state=True)
+    if state.is_failed():
+        raise UserError(state.message or "flow run failed")
+    return state.result()
+
+
+def run_stage(name: str, p: Any, params: Path | None, **options: Any) -> Any:
+    """Run stage ``name`` through the stage table; config problems name the experiment."""
+    from pydantic import ValidationError
+
+    from tessera.flows.stages import StageOptions, stage_call
+
+    opts = StageOptions(**options)
+    try:
+        flow_obj, kwargs = stage_call(name, p, opts)
+    except ValidationError as exc:
+        msg = validation_message(exc)
+        raise UserError(f"{params}: experiments.{','.join(opts.experiment)}: {msg}") from None
+    except ValueError as exc:
+        raise UserError(f"{params}: {exc}") from None
+    return run_flow(flow_obj, **kwargs)
