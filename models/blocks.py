@@ -54,7 +54,16 @@ def make_act(kind: ActKind) -> nn.Module:
 
 
 class DepthwiseSeparableConv2d(nn.Module):
-    """A per-channel (depthwise) conv followed by a 1×1 pointwise conv."""
+    """A per-channel (depthwise) conv followed by a 1×1 pointwise conv.
+
+    Args:
+        in_ch: Input channels.
+        out_ch: Output channels.
+        kernel_size: Side of the depthwise kernel.
+        stride: Stride of the depthwise convolution.
+        padding: Zero padding on each side.
+        dilation: Dilation of the depthwise kernel.
+    """
 
     def __init__(
         self, in_ch: int, out_ch: int, kernel_size: int, stride: int, padding: int, dilation: int
@@ -75,6 +84,14 @@ class DeformConv2d(nn.Module):
     A plain conv predicts a 2-D offset for every kernel tap at every output pixel; the input is
     bilinearly sampled at the shifted taps and the kernel weights are applied to the samples.
     The offsets start at zero, so an untrained layer equals a standard conv.
+
+    Args:
+        in_ch: Input channels.
+        out_ch: Output channels.
+        kernel_size: Side of the kernel.
+        stride: Stride.
+        padding: Zero padding on each side.
+        dilation: Spacing of the kernel taps before their offsets.
     """
 
     def __init__(
@@ -158,7 +175,19 @@ def make_conv(
 
 
 class ConvNormAct(nn.Sequential):
-    """conv → norm → activation."""
+    """conv → norm → activation.
+
+    Args:
+        in_ch: Input channels.
+        out_ch: Output channels.
+        conv: Kind of the 3×3 convolution: standard, dilated, depthwise_separable, group,
+            deformable or transposed.
+        norm: Normalisation after each convolution: batch, instance, group or none.
+        act: Activation: relu, leaky_relu, prelu, gelu, silu or none.
+        stride: Stride of the convolution.
+        dilation: Its dilation.
+        groups: Its groups (the group kind).
+    """
 
     def __init__(
         self,
@@ -183,6 +212,10 @@ class SpatialTransformer(nn.Module):
 
     The last layer starts at zero weight and identity bias, so the warp starts as the identity.
     ``unwarp`` maps an output on the warped grid back onto the input grid.
+
+    Args:
+        in_ch: Input channels.
+        hidden: Width of the localisation net's hidden linear layer.
     """
 
     def __init__(self, in_ch: int, hidden: int = 32) -> None:
@@ -220,7 +253,14 @@ class SpatialTransformer(nn.Module):
 
 
 class DilatedContext(nn.Module):
-    """Yu & Koltun's context module: 3×3 convs with growing dilation, same size in and out."""
+    """Yu & Koltun's context module: 3×3 convs with growing dilation, same size in and out.
+
+    Args:
+        channels: Channels in and out.
+        dilations: Dilation of each 3×3 convolution, in order.
+        norm: Normalisation after each convolution: batch, instance, group or none.
+        act: Activation: relu, leaky_relu, prelu, gelu, silu or none.
+    """
 
     def __init__(
         self,

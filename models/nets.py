@@ -37,7 +37,18 @@ def _conv_dilation(conv: ConvKind, dilation: int) -> int:
 
 
 class Encoder(nn.Module):
-    """A stem then one stride-2 down-sampling stage per width after the first."""
+    """A stem then one stride-2 down-sampling stage per width after the first.
+
+    Args:
+        in_ch: Input channels.
+        widths: Channels of the stem and of each stride-2 stage after it.
+        conv: Kind of the convolution after each stage: standard, dilated,
+            depthwise_separable, group, deformable or transposed.
+        norm: Normalisation after each convolution: batch, instance, group or none.
+        act: Activation: relu, leaky_relu, prelu, gelu, silu or none.
+        groups: Groups of the group convolution kind.
+        dilation: Dilation of the dilated convolution kind.
+    """
 
     def __init__(
         self,
@@ -65,7 +76,17 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Transposed-conv up-sampling stages mirroring :class:`Encoder`."""
+    """Transposed-conv up-sampling stages mirroring :class:`Encoder`.
+
+    Args:
+        widths: The encoder's widths; the stages run them in reverse.
+        conv: Kind of the convolution after each stage: standard, dilated,
+            depthwise_separable, group, deformable or transposed.
+        norm: Normalisation after each convolution: batch, instance, group or none.
+        act: Activation: relu, leaky_relu, prelu, gelu, silu or none.
+        groups: Groups of the group convolution kind.
+        dilation: Dilation of the dilated convolution kind.
+    """
 
     def __init__(
         self,
@@ -98,6 +119,22 @@ class SegAutoEncoder(nn.Module):
     """Encoder → dilated context → latent bottleneck → decoder with reconstruction and seg heads.
 
     ``rec_channels`` is the reconstruction head's width (2·C for a learned-variance output).
+
+    Args:
+        in_channels: Bands of a tile.
+        num_classes: Classes of the segmentation head (0: none).
+        rec_channels: Channels of the reconstruction head.
+        widths: Channels of the encoder stages (each halves the tile); the decoder mirrors
+            them.
+        latent_channels: Channels of the bottleneck.
+        dilations: Dilations of the context module's 3×3 convolutions, one after the other.
+        conv: Kind of the convolution after each stage: standard, dilated,
+            depthwise_separable, group, deformable or transposed.
+        norm: Normalisation after each convolution: batch, instance, group or none.
+        act: Activation: relu, leaky_relu, prelu, gelu, silu or none.
+        groups: Groups of the group convolution kind.
+        conv_dilation: Dilation of the dilated convolution kind.
+        stn: Put a spatial transformer in front of the encoder.
     """
 
     def __init__(
@@ -155,7 +192,20 @@ LOGVAR_BOUND = 6.0
 
 
 class GaussianEncoder(nn.Module):
-    """Conv encoder to μ and log σ² of a ``latent_dim`` Gaussian; ``cond`` adds channels."""
+    """Conv encoder to μ and log σ² of a ``latent_dim`` Gaussian; ``cond`` adds channels.
+
+    Args:
+        in_channels: Bands of a tile.
+        image_size: Tile edge in pixels (divisible by the down-sampling).
+        latent_dim: Size of μ and log σ².
+        widths: Channels of the encoder stages (each halves the tile).
+        cond_channels: Length of the condition vector, broadcast as extra input channels (0:
+            none).
+        conv: Kind of the convolution after each stage: standard, dilated,
+            depthwise_separable, group, deformable or transposed.
+        norm: Normalisation after each convolution: batch, instance, group or none.
+        act: Activation: relu, leaky_relu, prelu, gelu, silu or none.
+    """
 
     def __init__(
         self,
@@ -185,7 +235,17 @@ class GaussianEncoder(nn.Module):
 
 
 class GaussianDecoder(nn.Module):
-    """Latent (plus an optional condition vector) to an image through transposed convs."""
+    """Latent (plus an optional condition vector) to an image through transposed convs.
+
+    Args:
+        out_channels: Channels of the output (2·C for a learned variance).
+        image_size: Tile edge in pixels.
+        latent_dim: Size of z.
+        widths: The encoder's widths; the stages run them in reverse.
+        cond_dim: Length of the condition vector appended to z (0: none).
+        norm: Normalisation after each convolution: batch, instance, group or none.
+        act: Activation: relu, leaky_relu, prelu, gelu, silu or none.
+    """
 
     def __init__(
         self,
@@ -213,7 +273,16 @@ class GaussianDecoder(nn.Module):
 
 
 class TileClassifier(nn.Module):
-    """Conv encoder, global pooling and a linear layer: class logits per tile."""
+    """Conv encoder, global pooling and a linear layer: class logits per tile.
+
+    Args:
+        in_channels: Bands of a tile.
+        num_classes: Classes to score.
+        widths: Channels of the encoder stages (each halves the tile).
+        norm: Normalisation after each convolution: batch, instance, group or none.
+        act: Activation: relu, leaky_relu, prelu, gelu, silu or none.
+        dropout: Dropout before the linear layer.
+    """
 
     def __init__(
         self,

@@ -31,6 +31,33 @@ class SegAETask(BaseTask):
     """Segmentation autoencoder: w_rec·reconstruction + w_seg·Dice-CE + latent regularisers.
 
     Tiles without labels contribute the reconstruction loss only.
+
+    Args:
+        in_channels: Bands of a tile (from the store).
+        num_classes: Label classes of the segmentation head (from the store; 0: a
+            plain autoencoder).
+        widths: Channels of each encoder stage (each halves the tile); the decoder
+            mirrors them. None: [32, 64].
+        latent_channels: Channels of the bottleneck (the latent map clustered in
+            evaluation).
+        dilations: Dilations of the context module's 3×3 convolutions at the
+            bottleneck, one after the other (Yu & Koltun). None: [1, 2, 4, 8].
+        conv: Convolution of the encoder blocks: standard, dilated,
+            depthwise_separable, group, deformable or transposed.
+        conv_dilation: Dilation of the dilated convolution kind.
+        groups: Groups of the group convolution kind.
+        norm: Normalisation after each convolution: batch, instance, group or none.
+        act: Activation: relu, leaky_relu, prelu, gelu, silu or none.
+        stn: Put a spatial transformer in front of the encoder.
+        rec_loss: Reconstruction likelihood: mse, l1, bce (inputs in [0, 1]) or
+            gaussian_nll (the decoder also predicts a log-variance per channel).
+        rec_weight: Weight of the reconstruction loss.
+        seg_weight: Weight of the Dice + cross-entropy loss on labelled tiles.
+        latent_reg: Penalty on the bottleneck: none, l1 (sparse) or l2.
+        latent_reg_weight: Weight of that penalty.
+        ortho_weight: Weight of the penalty on correlated latent channels (0: off).
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
     """
 
     net: SegAutoEncoder

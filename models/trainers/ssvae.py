@@ -34,6 +34,38 @@ class SSVAETask(_KLMixin, BaseTask):
     over a 64×64 tile, −ELBO differs between classes by hundreds of nats and the unlabelled
     term then drags q(y|x) towards whichever class the decoder reconstructs best; per element,
     the classifier stays anchored to the labels.
+
+    Args:
+        in_channels: Bands of a tile (from the store).
+        image_size: Tile edge in pixels (from the store).
+        num_classes: Tile classes (from the store; at least 2).
+        latent_dim: Size of the latent vector z.
+        widths: Channels of each encoder stage (each halves the tile); the decoder
+            mirrors them. None: [32, 64].
+        classifier_widths: Channels of the classifier q(y|x) stages. None: the same
+            as widths.
+        conv: Convolution of the encoder blocks: standard, dilated,
+            depthwise_separable, group, deformable or transposed.
+        norm: Normalisation after each convolution: batch, instance, group or none.
+        act: Activation: relu, leaky_relu, prelu, gelu, silu or none.
+        rec_loss: Reconstruction likelihood: mse, l1, bce (inputs in [0, 1]) or
+            gaussian_nll (the decoder also predicts a log-variance per channel).
+        alpha: Weight of the classification loss on labelled tiles.
+        elbo_reduction: sum: −ELBO summed over a tile's elements; mean: divided by
+            their count (keeps q(y|x) anchored to the labels).
+        unlabelled_weight: Weight of the unlabelled tiles' term.
+        unlabelled_warmup_steps: Steps over which that weight rises linearly from 0
+            (0: at once).
+        beta: Weight of the KL term (β-VAE; 1 is the plain ELBO).
+        warmup: KL warm-up while training: none, linear (0 to 1 over warmup_steps)
+            or cyclical (Fu et al. 2019).
+        warmup_steps: Optimiser steps the warm-up lasts (0: none).
+        warmup_cycles: Periods of the cyclical warm-up within warmup_steps.
+        free_bits: Nats per latent dimension below which KL is not penalised (Kingma
+            et al. 2016; 0: off).
+        dropout: Dropout before the classifier's linear layer.
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
     """
 
     _correct: torch.Tensor

@@ -33,6 +33,40 @@ class VAETask(_KLMixin, BaseTask):
     total-correlation penalty (second optimiser for the discriminator) and an optional DEC
     clustering regulariser on μ (Student-t soft assignment to learnable centroids, seeded by
     k-means on μ after ``cluster_warmup_epochs``).
+
+    Args:
+        in_channels: Bands of a tile (from the store).
+        image_size: Tile edge in pixels (from the store).
+        num_classes: Tile classes the cvae is conditioned on (from the store; 0 for
+            a plain vae).
+        model_type: vae, or cvae: encoder and decoder conditioned on the tile class.
+        latent_dim: Size of the latent vector z.
+        widths: Channels of each encoder stage (each halves the tile); the decoder
+            mirrors them. None: [32, 64].
+        conv: Convolution of the encoder blocks: standard, dilated,
+            depthwise_separable, group, deformable or transposed.
+        norm: Normalisation after each convolution: batch, instance, group or none.
+        act: Activation: relu, leaky_relu, prelu, gelu, silu or none.
+        rec_loss: Reconstruction likelihood: mse, l1, bce (inputs in [0, 1]) or
+            gaussian_nll (the decoder also predicts a log-variance per channel).
+        beta: Weight of the KL term (β-VAE; 1 is the plain ELBO).
+        warmup: KL warm-up while training: none, linear (0 to 1 over warmup_steps)
+            or cyclical (Fu et al. 2019).
+        warmup_steps: Optimiser steps the warm-up lasts (0: none).
+        warmup_cycles: Periods of the cyclical warm-up within warmup_steps.
+        free_bits: Nats per latent dimension below which KL is not penalised (Kingma
+            et al. 2016; 0: off).
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        tc_weight: Weight of FactorVAE's total-correlation penalty (0: off); a
+            discriminator learns it with a second optimiser.
+        disc_lr: Learning rate of that discriminator.
+        cluster_reg: none, or dec: pull μ towards learnable centroids by Student-t
+            soft assignment.
+        n_clusters: Centroids of the DEC regulariser.
+        cluster_weight: Weight of the DEC loss.
+        cluster_warmup_epochs: Epochs before the centroids are seeded by k-means on
+            μ and DEC starts.
     """
 
     dec_ready: torch.Tensor
