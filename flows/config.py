@@ -9,8 +9,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from tessera.models.config import DatasetParams, LoaderParams, TrainerParams
-from tessera.tasks.pipeline.params_file import read_params_file
 from tessera.tasks.sources.specs import SourceSpec
+from tessera.tasks.store.files import read_yaml_mapping
 from tessera.tasks.tiling.params import TileParams
 
 OnBadInput = Literal["fail", "skip"]
@@ -157,5 +157,5 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def load_params(path: Path | None, overrides: list[str] | None = None) -> TesseraParams:
     """Read, override and validate ``params.yaml``; no file (None) means all defaults."""
-    raw = read_params_file(path) if path is not None else {}
+    raw = read_yaml_mapping(path) if path is not None else {}
     return TesseraParams.model_validate(apply_overrides(raw, overrides or []))

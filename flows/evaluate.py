@@ -13,7 +13,7 @@ from tessera.flows.experiments import EvaluateFlowParams
 from tessera.flows.failures import failing_in_one_line
 from tessera.flows.markdown import artifact_key
 from tessera.tasks.evaluation.report import check_evaluation_output
-from tessera.tasks.steps import (
+from tessera.tasks.steps.evaluate import (
     run_inference_step,
     score_latents_step,
     training_history_step,

@@ -3,22 +3,27 @@ register flows: ``train`` defaults merged with each experiment's overrides, vali
 
 from __future__ import annotations
 
-import hashlib
-import json
+import os
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from tessera.flows.config import EvaluateParams, RegistryParams, TesseraParams
+from tessera.flows.config import EvaluateParams, TesseraParams
 from tessera.models.config import (
     CHECKPOINT_DIR,
     RunConfig,
     TrainerParams,
     validate_model_params,
 )
-from tessera.tasks.registry.gate import Direction
-from tessera.tasks.registry.register import primary_metric
-from tessera.tasks.training.launch import default_tracking
+
+
+def default_tracking(root: Path) -> tuple[str, str | None]:
+    """MLflow tracking URI and artifact location: ``$MLFLOW_TRACKING_URI`` or the embedded store."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env, None
+    root = root.resolve()
+    return f"sqlite:///{root / 'mlflow.db'}", (root / "mlartifacts").as_uri()
 
 
 class TrainFlowParams(BaseModel):
@@ -92,54 +97,4 @@ def resolve_evaluation(
         checkpoint=str(ckpt),
         out_dir=str(Path(params.evaluate.out) / name),
         evaluate=params.evaluate,
-    )
-
-
-class RegistrationSpec(BaseModel):
-    """One experiment's run config, evaluation folder, registered name and gate metric."""
-
-    run: RunConfig
-    eval_dir: str
-    name: str
-    metric: str
-    direction: Direction
-
-
-class RegisterFlowParams(BaseModel):
-    """The experiments to register, the gate settings and what lineage needs."""
-
-    experiments: list[RegistrationSpec]
-    registry: RegistryParams
-    params_sha256: str
-    root: str = "."
-
-
-def params_digest(params: TesseraParams) -> str:
-    """sha256 of the validated config (overrides applied), as canonical JSON."""
-    text = json.dumps(params.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def resolve_registration(
-    params: TesseraParams, names: list[str] | None = None, root: Path | None = None
-) -> RegisterFlowParams:
-    """Every experiment (or ``names``) with its registry name and primary metric."""
-    specs = []
-    for name in names or sorted(params.experiments):
-        run = resolve_experiment(params, name, root=root).run
-        reg = params.experiments[name].registry
-        specs.append(
-            RegistrationSpec(
-                run=run,
-                eval_dir=str(Path(params.evaluate.out) / name),
-                name=reg.name or f"tessera-{name}",
-                metric=primary_metric(run.model["type"], reg.primary_metric),
-                direction=reg.direction,
-            )
-        )
-    return RegisterFlowParams(
-        experiments=specs,
-        registry=params.registry,
-        params_sha256=params_digest(params),
-        root=str(root or Path.cwd()),
     )

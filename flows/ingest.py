@@ -13,7 +13,7 @@ from tessera.flows.config import IngestParams
 from tessera.flows.failures import failing_in_one_line
 from tessera.flows.markdown import ingest_markdown
 from tessera.tasks.sources.catalog import SceneRecord
-from tessera.tasks.steps import inspect_source_step, write_catalog_step
+from tessera.tasks.steps.ingest import inspect_source_step, write_catalog_step
 
 
 def inspect_all(params: IngestParams, base: Path) -> tuple[list[SceneRecord], list[dict[str, str]]]:

@@ -23,11 +23,10 @@ from tessera.flows.failures import failing_in_one_line
 from tessera.flows.markdown import artifact_key
 from tessera.flows.stages import parse_stage_command, stage_call
 from tessera.tasks.pipeline.dvc_stages import Stage, pipeline_lock
-from tessera.tasks.steps import (
-    StepFailed,
+from tessera.tasks.steps import StepFailed, failing_as
+from tessera.tasks.steps.pipeline import (
     commit_stage_step,
     default_remote_step,
-    failing_as,
     pipeline_stages_step,
     push_outputs_step,
     read_params_step,

@@ -10,11 +10,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
-from tessera.flows.experiments import RegisterFlowParams
 from tessera.flows.failures import failing_in_one_line
 from tessera.flows.markdown import artifact_key, decisions_markdown
+from tessera.flows.registrations import RegisterFlowParams
 from tessera.tasks.registry.register import check_record_output
-from tessera.tasks.steps import check_tracking_step, lineage_step, register_experiment_step
+from tessera.tasks.steps.register import check_tracking_step, lineage_step, register_experiment_step
 
 
 @flow(name="tessera-register")

@@ -61,7 +61,7 @@ def _evaluate(p: TesseraParams, o: StageOptions) -> dict[str, Any]:
 
 
 def _register(p: TesseraParams, o: StageOptions) -> dict[str, Any]:
-    from tessera.flows.experiments import resolve_registration
+    from tessera.flows.registrations import resolve_registration
     from tessera.tasks.registry.mlflow_registry import configure_http_retries
 
     configure_http_retries(p.registry.retries, p.registry.backoff_s)

@@ -14,7 +14,7 @@ from tessera.flows.failures import failing_in_one_line
 from tessera.flows.ingest import failed_on, inspect_all
 from tessera.flows.markdown import tile_markdown
 from tessera.tasks.sources.specs import SourceSpec
-from tessera.tasks.steps import finish_store_step, load_catalog_step, tile_scene_step
+from tessera.tasks.steps.tile import finish_store_step, load_catalog_step, tile_scene_step
 from tessera.tasks.store.format import PARTS_DIR
 from tessera.tasks.store.writer import check_store_output, discard_staging, store_writer
 from tessera.tasks.tiling.cut import plan_splits

@@ -11,7 +11,7 @@ from prefect.states import Completed, State
 from tessera.flows.experiments import TrainFlowParams
 from tessera.flows.failures import failing_in_one_line
 from tessera.flows.markdown import artifact_key, summary_markdown
-from tessera.tasks.steps import launch_training_step, write_run_config_step
+from tessera.tasks.steps.train import launch_training_step, write_run_config_step
 
 
 @flow(name="tessera-train")

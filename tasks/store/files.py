@@ -1,4 +1,5 @@
-"""Atomic writes: a temporary file beside the target, then a rename; errors name the file."""
+"""Small files: atomic writes (a temporary file beside the target, then a rename; errors
+name the file) and the YAML mapping of a params file."""
 
 from __future__ import annotations
 
@@ -50,3 +51,13 @@ def atomic_write_json(path: Path, obj: Any, compact: bool = False) -> None:
         else json.dumps(obj, indent=2, sort_keys=True)
     )
     atomic_write_bytes(path, (text + "\n").encode())
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file such as ``params.yaml`` (empty for an empty file)."""
+    import yaml
+
+    loaded = yaml.safe_load(path.read_text())
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return loaded or {}

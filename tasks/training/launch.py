@@ -25,15 +25,6 @@ class TrainingError(Exception):
     one_line = True
 
 
-def default_tracking(root: Path) -> tuple[str, str | None]:
-    """MLflow tracking URI and artifact location: ``$MLFLOW_TRACKING_URI`` or the embedded store."""
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env, None
-    root = root.resolve()
-    return f"sqlite:///{root / 'mlflow.db'}", (root / "mlartifacts").as_uri()
-
-
 def create_tracking_store(uri: str) -> None:
     """Create an embedded (sqlite) MLflow store once, before several processes open it.
 
