@@ -18,7 +18,7 @@ from torch import nn
 
 from tessera.models.diagnostics import active_units, collapse_message
 from tessera.models.losses import kl_weight, rec_channels, reconstruction_mean
-from tessera.models.nets import GaussianDecoder, GaussianEncoder
+from tessera.models.vae_nets import GaussianDecoder, GaussianEncoder
 
 
 class BaseTask(pl.LightningModule):

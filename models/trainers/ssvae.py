@@ -19,9 +19,9 @@ from tessera.models.losses import (
     reconstruction_mean,
     reconstruction_nll,
 )
-from tessera.models.nets import TileClassifier
 from tessera.models.serving import ClassifierServing
 from tessera.models.trainers.base import BaseTask, _KLMixin, reparameterise
+from tessera.models.vae_nets import TileClassifier
 
 
 class SSVAETask(_KLMixin, BaseTask):

@@ -7,16 +7,17 @@ import inspect
 import pytest
 from torch import nn
 
-from tessera.models import blocks, nets
+from tessera.models import blocks, nets, vae_nets
 from tessera.models.trainers import MODEL_TASKS
 
 
 def _constructors() -> list[type]:
-    mods = [c for m in (nets, blocks) for _, c in inspect.getmembers(m, inspect.isclass)]
+    mods = [c for m in (nets, vae_nets, blocks) for _, c in inspect.getmembers(m, inspect.isclass)]
     own = [
         c
         for c in mods
-        if issubclass(c, nn.Module) and c.__module__ in (nets.__name__, blocks.__name__)
+        if issubclass(c, nn.Module)
+        and c.__module__ in (nets.__name__, vae_nets.__name__, blocks.__name__)
     ]
     return sorted({*own, *MODEL_TASKS.values()}, key=lambda c: c.__name__)
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from tessera.flows.local_api import free_port, healthy
-from tessera.models.nets import TileClassifier
 from tessera.models.serving import ClassifierServing
+from tessera.models.vae_nets import TileClassifier
 from tessera.tasks.registry.gate import gate
 from tessera.tasks.registry.mlflow_registry import RegistryError, log_candidate, promote
 from tests.helpers import stop_process_group
