@@ -32,8 +32,8 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader
 
-from tessera.models.nets import TileClassifier
 from tessera.models.trainers import SSVAETask, VAETask
+from tessera.models.vae_nets import TileClassifier
 
 WIDTHS = [32, 64, 128]
 
