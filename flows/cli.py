@@ -91,21 +91,19 @@ def tile(
     adhoc = bool(input_)
     if params is None and not adhoc:
         params = Path("params.yaml")
-    geometry = {"size": size, "stride": stride, "axis": axis}
     p = load(
         params,
         set_,
         tile={
             "out": str(out) if out is not None else ("tiles" if adhoc else None),
+            "size": size,
+            "stride": stride,
+            "axis": axis,
             "min_valid_fraction": min_valid_fraction,
             "on_bad_input": on_bad_input,
         },
         runner={"kind": task_runner},
     )
-    try:
-        p = p.model_copy(update={"tile": p.tile.with_changes(**geometry)})
-    except ValueError as exc:  # a pydantic ValidationError too
-        raise UserError(f"{params or 'options'}: invalid config: {exc}".splitlines()[0]) from None
     sources = None
     if adhoc:
         from tessera.tasks.sources.adhoc import adhoc_sources

@@ -13,9 +13,10 @@ class UserError(Exception):
     one_line = True
 
 
-def validation_message(exc: Any) -> str:
-    """A pydantic ValidationError as ``loc: msg; loc: msg``."""
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+def validation_message(exc: Any, section: str | None = None) -> str:
+    """A pydantic ValidationError as ``loc: msg; loc: msg`` (locations under ``section``)."""
+    head = [section] if section else []
+    return "; ".join(f"{'.'.join(map(str, [*head, *e['loc']]))}: {e['msg']}" for e in exc.errors())
 
 
 def load(params: Path | None, overrides: list[str] | None, **sections: dict[str, Any]) -> Any:
@@ -27,17 +28,30 @@ def load(params: Path | None, overrides: list[str] | None, **sections: dict[str,
     from tessera.flows.config import load_params, updated
 
     where = str(params) if params is not None else "options"
+    section = None
     try:
         p = load_params(params, list(overrides or []))
-        return updated(p, **{k: updated(getattr(p, k), **v) for k, v in sections.items()})
+        changed = {}
+        for section, options in sections.items():
+            changed[section] = _changed(getattr(p, section), options)
+        return updated(p, **changed)
     except ValidationError as exc:
-        raise UserError(f"{where}: invalid config: {validation_message(exc)}") from None
+        raise UserError(f"{where}: invalid config: {validation_message(exc, section)}") from None
     except OSError as exc:
         from tessera.tasks.store.errors import one_line
 
         raise UserError(one_line(exc)) from None
     except ValueError as exc:
         raise UserError(f"{where}: {exc}") from None
+
+
+def _changed(section: Any, changes: dict[str, Any]) -> Any:
+    """A params section with a command's options; a section that says how its options
+    combine (the tile geometry: a new size brings the stride along) does it itself."""
+    from tessera.flows.config import updated
+
+    with_changes = getattr(section, "with_changes", None)
+    return with_changes(**changes) if with_changes else updated(section, **changes)
 
 
 def run_flow(flow_obj: Any, **kwargs: Any) -> Any:
@@ -64,5 +78,5 @@ def run_stage(name: str, p: Any, params: Path | None, **options: Any) -> Any:
         msg = validation_message(exc)
         raise UserError(f"{params}: experiments.{','.join(opts.experiment)}: {msg}") from None
     except ValueError as exc:
-        raise UserError(f"{params}: {exc}") from None
+        raise UserError(f"{params or 'options'}: {exc}") from None
     return run_flow(flow_obj, **kwargs)

@@ -146,8 +146,8 @@ class _Collector:
             "error": ((rec - x).abs().mean(1) * b["valid"][:n]).numpy(),
         }
         if "pred_map" in out and b["label"] is not None:
-            self.examples["label"] = torch.where(b["valid"][:n], b["label"][:n], 255).numpy()
-            pred = torch.where(b["valid"][:n], out["pred_map"][:n], 255)  # padding: blank
+            self.examples["label"] = torch.where(b["valid"][:n], b["label"][:n], IGNORE).numpy()
+            pred = torch.where(b["valid"][:n], out["pred_map"][:n], IGNORE)  # padding: blank
             self.examples["prediction"] = pred.numpy()
 
 

@@ -1,6 +1,7 @@
 """Per-pixel class labels from masks, vectors, QA bits and probability maps.
 
-Labels are uint8 class ids; 255 marks pixels without a label (fill, nodata, padding).
+Labels are uint8 class ids; :data:`~tessera.tasks.store.format.IGNORE` marks pixels without
+a label (fill, nodata, padding).
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import numpy as np
 
 from tessera.tasks.sources.errors import BadInputError
 from tessera.tasks.sources.specs import LabelSpec
-
-IGNORE = 255
+from tessera.tasks.store.format import IGNORE
 
 
 def qa_bits_to_classes(qa: np.ndarray, spec: LabelSpec) -> np.ndarray:

@@ -90,7 +90,9 @@ class SourceInfo(BaseModel):
     class_names: list[str] = Field(default_factory=list)
     nodata: float | None = None
     scenes: list[str] = Field(default_factory=list)
-    stats: dict[str, dict[str, float]] = Field(default_factory=dict)
+    stats: dict[str, dict[str, int | float]] = Field(
+        default_factory=dict, description="Per band: count (int), mean, std, min, max, p2, p98."
+    )
 
 
 class StoreInfo(BaseModel):

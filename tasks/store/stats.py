@@ -140,7 +140,7 @@ class BandStats:
         lo, hi = _float_key_bounds(np.array([key]))
         return float(np.clip((lo[0] + hi[0]) / 2, self.min, self.max))
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> dict[str, int | float]:
         """Mean, std, min, max, p2, p98 and count, JSON-ready."""
         self._sync_exact()
         std = float(np.sqrt(self.m2 / self.count)) if self.count else float("nan")

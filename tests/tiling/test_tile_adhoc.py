@@ -230,4 +230,8 @@ def test_params_apply_to_inputs_and_option_errors_name_the_option(tmp_path, cli)
     assert TileStore.open(tmp_path / "s").info.params.size == 16  # not ignored
     rc, _, err = cli("tile", "--input", src, "--set", "tile.size=-1", cwd=tmp_path)
     assert rc == 1 and err.startswith("tessera: options: invalid config: tile.size")
+    rc, _, err = cli("tile", "--input", src, "--size", "2", cwd=tmp_path)
+    assert rc == 1 and err.startswith("tessera: options: invalid config: tile.size"), err
+    rc, _, err = cli("tile", "--input", src, "--size", "8", "--stride", "9", cwd=tmp_path)
+    assert rc == 1 and "stride 9 > size 8" in err and len(err.splitlines()) == 1, err
     assert "nonexistent" not in err
