@@ -142,18 +142,27 @@ def sh(
     )
 
 
+def sh_all(cmds: list[list[str]], cwd: Path, env: dict[str, str]) -> None:
+    """Run each command in ``cwd``; each must succeed."""
+    for cmd in cmds:
+        res = sh(cmd, cwd, env)
+        assert res.returncode == 0, f"{' '.join(cmd)}: {res.stdout}{res.stderr}"
+
+
 def git_dvc_repo(path: Path, env: dict[str, str]) -> Path:
     """A fresh git + DVC repository at ``path`` (analytics off)."""
     path.mkdir(exist_ok=True)
-    for cmd in (
-        ["git", "init", "-q"],
-        ["git", "config", "user.email", "t@example.org"],
-        ["git", "config", "user.name", "t"],
-        ["dvc", "init", "-q"],
-        ["dvc", "config", "core.analytics", "false"],
-    ):
-        res = sh(cmd, path, env)
-        assert res.returncode == 0, res.stderr
+    sh_all(
+        [
+            ["git", "init", "-q"],
+            ["git", "config", "user.email", "t@example.org"],
+            ["git", "config", "user.name", "t"],
+            ["dvc", "init", "-q"],
+            ["dvc", "config", "core.analytics", "false"],
+        ],
+        path,
+        env,
+    )
     return path
 
 

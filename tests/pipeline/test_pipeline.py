@@ -18,7 +18,15 @@ import pytest
 import yaml
 
 from tessera.flows.local_api import free_port
-from tests.helpers import REPO, git_dvc_repo, landsat_like, sh, stop_process_group, write_nifti
+from tests.helpers import (
+    REPO,
+    git_dvc_repo,
+    landsat_like,
+    sh,
+    sh_all,
+    stop_process_group,
+    write_nifti,
+)
 
 pytestmark = pytest.mark.slow
 STAGES = ["ingest", "tile", "train@l8-vae", "evaluate@l8-vae", "register"]
@@ -63,14 +71,16 @@ def project(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Path:
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     (repo / ".gitignore").write_text("mlflow.db\nmlartifacts/\n.prefect/\n")
     remote = tmp_path_factory.mktemp("remote")
-    for cmd in (
-        ["dvc", "remote", "add", "-d", "local", str(remote)],
-        ["dvc", "add", "-q", "data"],
-        ["git", "add", "-A"],
-        ["git", "commit", "-qm", "p"],
-    ):
-        res = sh(cmd, repo, env)
-        assert res.returncode == 0, res.stderr
+    sh_all(
+        [
+            ["dvc", "remote", "add", "-d", "local", str(remote)],
+            ["dvc", "add", "-q", "data"],
+            ["git", "add", "-A"],
+            ["git", "commit", "-qm", "p"],
+        ],
+        repo,
+        env,
+    )
     return repo
 
 
@@ -94,9 +104,7 @@ def test_tessera_run_does_every_stage_once_and_agrees_with_dvc(project, cli, sub
     assert status.returncode == 0 and json.loads(status.stdout or "{}") == {}, status.stdout
     repro = sh(["dvc", "repro"], project, subprocess_env)
     assert repro.returncode == 0 and "Running stage" not in repro.stdout, repro.stdout
-    for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "run 1"]):
-        res = sh(cmd, project, subprocess_env)
-        assert res.returncode == 0, res.stdout + res.stderr
+    sh_all([["git", "add", "-A"], ["git", "commit", "-qm", "run 1"]], project, subprocess_env)
     tracked = sh(["git", "ls-files"], project, subprocess_env).stdout
     assert "outputs/tiles/" not in tracked and ".ckpt" not in tracked  # DVC's, git-ignored
 
