@@ -23,14 +23,21 @@ from tessera.tasks.store.format import StoreInfo
 from tessera.tasks.store.outputs import (
     STAGING_MARKER,
     check_output,
-    is_evaluation,
     is_staging,
+    json_keys,
     mark_staging,
 )
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 PLOTS, MAPS = "plots", "maps"
+
+
+def is_evaluation(path: Path) -> bool:
+    """A folder written by ``tessera evaluate``: ``metrics.json`` beside ``report.md``, or the
+    ``metrics.json`` alone that git keeps of one (a fresh clone, before ``dvc pull``)."""
+    keys = json_keys(path / METRICS_FILE)
+    return bool(keys) and ((path / REPORT_FILE).is_file() or "n_tiles" in keys)
 
 
 def flat_metrics(inf: Inference, rep: LatentReport) -> dict[str, float | None]:

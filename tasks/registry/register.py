@@ -22,7 +22,7 @@ from tessera.tasks.registry.mlflow_registry import (
     version_with_fingerprint,
 )
 from tessera.tasks.store.files import atomic_write_json
-from tessera.tasks.store.outputs import check_output_file, is_registry_record
+from tessera.tasks.store.outputs import check_output_file, json_keys
 
 
 def primary_metric(model_type: str, configured: str | None) -> str:
@@ -48,6 +48,11 @@ def serving_example(run: RunConfig, n_tiles: int) -> tuple[Any, np.ndarray, np.n
     with torch.no_grad():
         expected = model(example).numpy()
     return model, example.numpy(), expected
+
+
+def is_registry_record(path: Path) -> bool:
+    """A record written by ``tessera register``."""
+    return {"experiment", "name", "version", "alias"} <= json_keys(path)
 
 
 def check_record_output(path: Path) -> Path:

@@ -3,7 +3,9 @@
 Every folder Tessera replaces is checked here first. A path that exists and is not a
 recognisable Tessera output, a path holding an input or the working directory, and staging
 or backup folders beside it that Tessera did not make are all refused in one line, and
-nothing is touched.
+nothing is touched. Each room recognises its own outputs (a tile store here, an evaluation
+in ``tasks.evaluation.report``, a training run in ``tasks.training.launch``, a registry
+record in ``tasks.registry.register``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class OutputRefusedError(Exception):
     one_line = True
 
 
-def _json_keys(path: Path) -> set[str]:
+def json_keys(path: Path) -> set[str]:
     """The top-level keys of a JSON object file (empty when unreadable or not an object)."""
     try:
         obj = json.loads(path.read_text())
@@ -35,27 +37,7 @@ def _json_keys(path: Path) -> set[str]:
 
 def is_tile_store(path: Path) -> bool:
     """A finished tile store: ``store.json`` with its format version and tile count."""
-    return {"version", "n_tiles", "sources"} <= _json_keys(path / INFO_FILE)
-
-
-def is_evaluation(path: Path) -> bool:
-    """A folder written by ``tessera evaluate``: ``metrics.json`` beside ``report.md``, or the
-    ``metrics.json`` alone that git keeps of one (a fresh clone, before ``dvc pull``)."""
-    keys = _json_keys(path / "metrics.json")
-    return bool(keys) and ((path / "report.md").is_file() or "n_tiles" in keys)
-
-
-def is_training_run(path: Path) -> bool:
-    """A folder written by ``tessera train``: its ``run_config.json``, or the summary that git
-    keeps of one (a fresh clone, before ``dvc pull``)."""
-    return (path / "run_config.json").is_file() or "experiment" in _json_keys(
-        path / "train_summary.json"
-    )
-
-
-def is_registry_record(path: Path) -> bool:
-    """A record written by ``tessera register``."""
-    return {"experiment", "name", "version", "alias"} <= _json_keys(path)
+    return {"version", "n_tiles", "sources"} <= json_keys(path / INFO_FILE)
 
 
 def is_staging(path: Path, legacy_names: Iterable[str] = ()) -> bool:

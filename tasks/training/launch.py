@@ -14,9 +14,15 @@ from typing import Any, TextIO
 from tessera.models.config import SUMMARY_FILE, RunConfig
 from tessera.tasks.store.errors import debugging
 from tessera.tasks.store.files import atomic_write_json
-from tessera.tasks.store.outputs import check_output, is_training_run
+from tessera.tasks.store.outputs import check_output, json_keys
 
 RUN_CONFIG_FILE = "run_config.json"
+
+
+def is_training_run(path: Path) -> bool:
+    """A folder written by ``tessera train``: its ``run_config.json``, or the summary that git
+    keeps of one (a fresh clone, before ``dvc pull``)."""
+    return (path / RUN_CONFIG_FILE).is_file() or "experiment" in json_keys(path / SUMMARY_FILE)
 
 
 class TrainingError(Exception):
@@ -87,7 +93,7 @@ def write_run_config(config: RunConfig) -> Path:
     """Write ``run_config.json`` into the experiment's folder (atomically) and return its path.
 
     A folder that holds anything but a training run's files is refused before anything is
-    written (:func:`tessera.tasks.outputs.check_output` with :func:`is_training_run`).
+    written (:func:`tessera.tasks.store.outputs.check_output` with :func:`is_training_run`).
     """
     out = Path(config.out_dir)
     check_output(out, is_training_run, "Tessera training run")
