@@ -1,0 +1,2 @@
+"""Prediction: a trained model applied to whole scenes and volumes, window by window, out of
+core."""

@@ -1,0 +1,121 @@
+"""Sliding windows over a plane, blended and written a band of rows at a time (out of core).
+
+Windows of ``size`` pixels step by ``size - overlap``; the last row and column of windows are
+moved back so they end at the plane's edge, so every window lies inside the plane (a plane
+smaller than a window is one window, padded). Each window's scores are weighted by a
+blending map (Gaussian or constant) and summed; a row of the output is divided by its summed
+weight and written as soon as no later window covers it. Only ``size`` rows of scores are
+held, whatever the plane's height.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Literal
+
+import numpy as np
+
+Blend = Literal["gaussian", "constant"]
+Reader = Callable[[int, int, int, int], np.ndarray]  # (row, col, height, width) -> (C, h, w)
+Predictor = Callable[[np.ndarray], np.ndarray]  # (N, C, s, s) float32 -> (N, K, s, s)
+Writer = Callable[[int, np.ndarray], None]  # (first row, (K, rows, W) float32)
+
+GAUSSIAN_SIGMA = 0.125  # of the window, as MONAI's sliding_window_inference
+
+
+def window_origins(length: int, size: int, stride: int) -> list[int]:
+    """Window starts along one axis: every ``stride``, the last one ending at the edge."""
+    if length <= size:
+        return [0]
+    starts = list(range(0, length - size, stride))
+    return [*starts, length - size]
+
+
+def blend_weights(size: int, blend: Blend) -> np.ndarray:
+    """The (size, size) weight of a window's pixels: ones, or a Gaussian centred on the window
+    (σ = 0.125·size), floored at its smallest positive value so that no pixel weighs 0."""
+    if blend == "constant":
+        return np.ones((size, size), dtype=np.float32)
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    g = np.exp(-(x**2) / (2 * (GAUSSIAN_SIGMA * size) ** 2))
+    w = np.outer(g, g)
+    return np.maximum(w / w.max(), w[w > 0].min()).astype(np.float32)
+
+
+def _padded(window: np.ndarray, size: int) -> np.ndarray:
+    """A window read at the edge of a plane smaller than ``size``, zero-padded to it."""
+    c, h, w = window.shape
+    if h == size and w == size:
+        return window
+    out = np.zeros((c, size, size), dtype=window.dtype)
+    out[:, :h, :w] = window
+    return out
+
+
+def _batches(items: list[int], n: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def stitch_plane(
+    read: Reader,
+    predict: Predictor,
+    write: Writer,
+    height: int,
+    width: int,
+    size: int,
+    overlap: int,
+    channels_out: int,
+    blend: Blend = "gaussian",
+    batch_size: int = 16,
+    on_row: Callable[[], None] | None = None,
+) -> None:
+    """Predict a ``height`` × ``width`` plane window by window and ``write`` the blended scores.
+
+    Args:
+        read: Reads a window of the input as float32 (C, h, w); h, w < size only when the
+            plane itself is smaller than a window.
+        predict: Scores of a batch of windows, (N, K, size, size) from (N, C, size, size).
+        write: Receives each finished band of rows, in order: its first row and the
+            (K, rows, width) blended scores.
+        height: Rows of the plane.
+        width: Columns of the plane.
+        size: Window side in pixels.
+        overlap: Pixels shared by neighbouring windows (0 ≤ overlap < size).
+        channels_out: K, the score channels ``predict`` returns.
+        blend: How overlapping windows are weighted: gaussian or constant.
+        batch_size: Windows per call of ``predict``.
+        on_row: Called after each row of windows (a progress bar's update).
+    """
+    if not 0 <= overlap < size:
+        raise ValueError(f"overlap {overlap} must be at least 0 and below the window {size}")
+    stride = size - overlap
+    rows, cols = window_origins(height, size, stride), window_origins(width, size, stride)
+    weight = blend_weights(size, blend)
+    h_win, w_win = min(size, height), min(size, width)
+    span = size  # rows held: those of the current row of windows
+    scores = np.zeros((channels_out, span, width), dtype=np.float32)
+    weights = np.zeros((span, width), dtype=np.float32)
+    top = 0  # the plane row that scores[:, 0] holds
+    for i, r in enumerate(rows):
+        for batch in _batches(cols, batch_size):
+            x = np.stack([_padded(read(r, c, h_win, w_win), size) for c in batch])
+            y = np.asarray(predict(x), dtype=np.float32)
+            if y.shape != (len(batch), channels_out, size, size):
+                raise ValueError(
+                    f"the model returned {y.shape}, expected "
+                    f"{(len(batch), channels_out, size, size)}"
+                )
+            for c, out in zip(batch, y, strict=True):
+                wv = weight[:h_win, :w_win]
+                scores[:, r - top : r - top + h_win, c : c + w_win] += out[:, :h_win, :w_win] * wv
+                weights[r - top : r - top + h_win, c : c + w_win] += wv
+        if on_row is not None:
+            on_row()
+        done = (rows[i + 1] if i + 1 < len(rows) else height) - top  # rows no window adds to
+        write(top, scores[:, :done] / weights[None, :done])
+        scores = np.roll(scores, -done, axis=1)
+        weights = np.roll(weights, -done, axis=0)
+        scores[:, span - done :] = 0
+        weights[span - done :] = 0
+        top += done
