@@ -1,0 +1,119 @@
+"""Cloud-Optimised GeoTIFFs written out of core: a tiled GeoTIFF block by block, then a copy.
+
+GDAL's COG driver writes by copy only, so rows go first into a tiled, compressed GeoTIFF
+beside the output; the COG (internal overviews, compressed) is then copied from it and
+renamed into place. Neither file is ever held in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp
+from rasterio.shutil import copy as rio_copy
+
+from tessera.tasks.sources.raster import Grid
+from tessera.tasks.store.files import named
+
+BLOCK = 512
+CLASS_NODATA = 255
+
+# distinct colours for class maps (Tableau 10, then greys); index = class id
+PALETTE = [
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+]  # fmt: skip
+
+
+def class_colours(n_classes: int) -> dict[int, tuple[int, int, int, int]]:
+    """A colour table for ``n_classes`` class ids (the nodata value transparent)."""
+    table = {i: (*PALETTE[i % len(PALETTE)], 255) for i in range(n_classes)}
+    return table | {CLASS_NODATA: (0, 0, 0, 0)}
+
+
+class BlockWriter:
+    """Rows of a raster on ``grid``, written in order into the staging GeoTIFF."""
+
+    def __init__(self, ds: Any) -> None:
+        self.ds = ds
+
+    def write(self, row: int, block: np.ndarray) -> None:
+        """Write (bands, rows, width) starting at ``row``."""
+        window = rasterio.windows.Window(0, row, block.shape[2], block.shape[1])
+        try:
+            self.ds.write(block, window=window)
+        except OSError as exc:
+            raise named(exc, self.ds.name) from None
+
+
+@contextmanager
+def cog_writer(
+    out: Path,
+    grid: Grid,
+    count: int,
+    dtype: str,
+    nodata: float | None,
+    tags: dict[str, str],
+    band_names: Sequence[str] = (),
+    colours: dict[int, tuple[int, int, int, int]] | None = None,
+    overview_resampling: str = "mode",
+) -> Iterator[BlockWriter]:
+    """Yield a writer of rows; on leaving, the COG replaces ``out`` (nothing half-written).
+
+    Args:
+        out: The COG to write.
+        grid: The input's grid: CRS, transform, width and height, kept exactly.
+        count: Bands.
+        dtype: Their numpy dtype name.
+        nodata: The nodata value (None: none).
+        tags: Dataset metadata (lineage, class names).
+        band_names: Band descriptions.
+        colours: A colour table for band 1 (a class map).
+        overview_resampling: How the overviews are computed (mode for classes).
+    """
+    staging = out.parent / f".{out.name}.blocks.tif"
+    final_tmp = out.parent / f".{out.name}.tmp"
+    profile = {
+        "driver": "GTiff",
+        "width": grid.width,
+        "height": grid.height,
+        "count": count,
+        "dtype": dtype,
+        "crs": grid.crs_wkt,
+        "transform": grid.affine,
+        "nodata": nodata,
+        "tiled": True,
+        "blockxsize": BLOCK,
+        "blockysize": BLOCK,
+        "compress": "deflate",
+        "BIGTIFF": "IF_SAFER",
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with rasterio.open(staging, "w", **profile) as ds:
+            ds.update_tags(**tags)
+            for i, name in enumerate(band_names, start=1):
+                ds.set_band_description(i, name)
+            if colours is not None:
+                ds.write_colormap(1, colours)
+                ds.colorinterp = [ColorInterp.palette]
+            yield BlockWriter(ds)
+        rio_copy(
+            staging,
+            final_tmp,
+            driver="COG",
+            compress="deflate",
+            overview_resampling=overview_resampling,
+            num_threads="ALL_CPUS",
+            blocksize=BLOCK,
+        )
+        os.replace(final_tmp, out)
+    finally:
+        staging.unlink(missing_ok=True)
+        final_tmp.unlink(missing_ok=True)
