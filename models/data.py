@@ -16,6 +16,22 @@ from tessera.tasks.store.reader import TileStore
 Normalisation = Literal["none", "zscore", "percentile"]
 
 
+def normalisation_params(
+    stats: dict[str, dict[str, int | float]], bands: list[str], how: Normalisation
+) -> tuple[list[float], list[float]]:
+    """Per band (shift, scale) of ``(x - shift) / scale``: z-score by mean and std, or the
+    2nd to 98th percentile range; a zero spread divides by 1."""
+    if how == "zscore":
+        return (
+            [float(stats[b]["mean"]) for b in bands],
+            [float(stats[b]["std"] or 1.0) for b in bands],
+        )
+    return (
+        [float(stats[b]["p2"]) for b in bands],
+        [float((stats[b]["p98"] - stats[b]["p2"]) or 1.0) for b in bands],
+    )
+
+
 class TileDataset(Dataset[dict[str, Any]]):
     """Tiles of one channel layout (a selection of sources and splits) as torch tensors.
 
@@ -57,14 +73,8 @@ class TileDataset(Dataset[dict[str, Any]]):
         return self._scale
 
     def _norm_params(self, source: str, how: Normalisation) -> tuple[torch.Tensor, torch.Tensor]:
-        stats = self.store.info.sources[source].stats
-        bands = self.store.info.sources[source].bands
-        if how == "zscore":
-            shift = [stats[b]["mean"] for b in bands]
-            scale = [stats[b]["std"] or 1.0 for b in bands]
-        else:
-            shift = [stats[b]["p2"] for b in bands]
-            scale = [(stats[b]["p98"] - stats[b]["p2"]) or 1.0 for b in bands]
+        info = self.store.info.sources[source]
+        shift, scale = normalisation_params(info.stats, info.bands, how)
         as_t = lambda v: torch.tensor(v, dtype=torch.float32).view(-1, 1, 1)  # noqa: E731
         return as_t(shift), as_t(scale)
 

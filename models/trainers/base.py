@@ -59,6 +59,11 @@ class BaseTask(pl.LightningModule):
         """The module registered for serving (tiles in, the model's answer out), in eval mode."""
         raise NotImplementedError
 
+    @property
+    def serving_output(self) -> str:
+        """What :meth:`serving_module` returns, as ``tessera_model.json`` records it."""
+        raise NotImplementedError
+
     def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> torch.Tensor:
         """The serving module's answer for a batch of normalised tiles."""
         return self.serving_module()(batch["image"])

@@ -133,6 +133,10 @@ class SegAETask(BaseTask):
             out["pred_map"] = o["seg"].argmax(1)
         return out
 
+    @property
+    def serving_output(self) -> str:
+        return "class_logits" if self.hparams["num_classes"] > 0 else "reconstruction"
+
     def serving_module(self) -> nn.Module:
         """Class logits per pixel (the reconstruction for a model without classes)."""
         return SegServing(self.net, self.hparams["num_classes"]).eval()

@@ -164,6 +164,10 @@ class SSVAETask(_KLMixin, BaseTask):
             "mu": post["mu"],
         }
 
+    @property
+    def serving_output(self) -> str:
+        return "class_probabilities"
+
     def serving_module(self) -> nn.Module:
         """Class probabilities of the classifier q(y|x)."""
         return ClassifierServing(self.classifier).eval()

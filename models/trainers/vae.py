@@ -134,6 +134,10 @@ class VAETask(_KLMixin, BaseTask):
         rec = reconstruction_mean(self.hparams["rec_loss"], self.decoder(mu, cond), x)
         return {"rec": rec, "kl": kl_normal(mu, logvar), "mu": mu}
 
+    @property
+    def serving_output(self) -> str:
+        return "latent_mean_per_class" if self.conditional else "latent_mean"
+
     def serving_module(self) -> nn.Module:
         """μ; for a ``cvae``, μ under every class (N, K, D)."""
         k = self.hparams["num_classes"] if self.conditional else 0

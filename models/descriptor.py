@@ -1,0 +1,124 @@
+"""``tessera_model.json``: what applying a trained model to raw data needs, logged with it.
+
+A registered model is a graph over normalised tiles; on its own it cannot be applied to a
+scene. The descriptor says which bands it reads and in which order, how to normalise them,
+the window it was trained on, the volume axis, the classes, the source's nodata and the
+store version, so that ``tessera predict`` can apply it and refuse an input it does not fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tessera.models.config import RunConfig
+from tessera.models.data import normalisation_params
+from tessera.tasks.store.format import StoreInfo
+
+DESCRIPTOR_FILE = "tessera_model.json"
+DESCRIPTOR_VERSION = 1
+DIGEST_TAG = "tessera.model_descriptor_sha256"
+_GENERIC_BAND = re.compile(r"^b\d+$")  # how Tessera names the bands of an unnamed stack
+
+
+class DescriptorError(ValueError):
+    """An input the model does not fit, or a model without a usable descriptor."""
+
+
+class ModelDescriptor(BaseModel):
+    """How a trained model is applied to raw scenes and volumes."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: int = DESCRIPTOR_VERSION
+    experiment: str
+    model_type: str
+    output: str = Field(description="What the serving module returns, per the trainer class.")
+    source: str = Field(description="The store source the model was trained on.")
+    source_kind: Literal["geotiff", "nifti", "dicom"]
+    bands: list[str] = Field(description="Input bands, in the order the model reads them.")
+    normalisation: Literal["none", "zscore", "percentile"]
+    shift: list[float] = Field(description="Per band: subtracted first.")
+    scale: list[float] = Field(description="Per band: then divided by.")
+    window: int = Field(description="Tile side the model was trained on, in pixels.")
+    stride: int
+    axis: int = Field(description="Volume slicing axis (in RAS) of the training tiles.")
+    class_names: list[str]
+    nodata: float | None = Field(description="The source's nodata: such pixels are no data.")
+    store_version: int
+
+    @classmethod
+    def build(cls, run: RunConfig, info: StoreInfo, output: str) -> ModelDescriptor:
+        """The descriptor of ``run``'s model, trained on a store described by ``info``."""
+        source = run.dataset.sources[0]
+        src = info.sources[source]
+        how = run.dataset.normalisation
+        if how == "none":
+            shift, scale = [0.0] * len(src.bands), [1.0] * len(src.bands)
+        else:
+            shift, scale = normalisation_params(src.stats, src.bands, how)
+        return cls(
+            experiment=run.experiment,
+            model_type=str(run.model["type"]),
+            output=output,
+            source=source,
+            source_kind=src.kind,  # type: ignore[arg-type]
+            bands=list(src.bands),
+            normalisation=how,
+            shift=shift,
+            scale=scale,
+            window=info.params.size,
+            stride=info.params.stride,
+            axis=info.params.axis,
+            class_names=list(src.class_names),
+            nodata=src.nodata,
+            store_version=info.version,
+        )
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON (sorted keys): what is logged, and what its digest is taken of."""
+        return (json.dumps(self.model_dump(), indent=2, sort_keys=True) + "\n").encode()
+
+    def digest(self) -> str:
+        """sha256 of :meth:`to_bytes`."""
+        return hashlib.sha256(self.to_bytes()).hexdigest()
+
+    @classmethod
+    def parse(cls, text: str | bytes, where: str) -> ModelDescriptor:
+        """A descriptor read back; a missing or newer one is refused in one line."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise DescriptorError(f"{where}: {DESCRIPTOR_FILE} is not JSON") from None
+        if not isinstance(data, dict):
+            raise DescriptorError(f"{where}: {DESCRIPTOR_FILE} is not a JSON object")
+        if data.get("version", 0) > DESCRIPTOR_VERSION:
+            raise DescriptorError(
+                f"{where}: {DESCRIPTOR_FILE} version {data['version']} is newer than this "
+                f"Tessera reads ({DESCRIPTOR_VERSION}); upgrade Tessera"
+            )
+        return cls.model_validate(data)
+
+    def check_input(self, bands: list[str], kind: str, where: str) -> None:
+        """Refuse an input the model does not fit: another kind (raster or volume), another
+        band count, or other band names where both sides name their bands."""
+        volume = {"nifti", "dicom"}
+        if (kind in volume) != (self.source_kind in volume):
+            raise DescriptorError(
+                f"{where}: a {kind} input, but {self.experiment} was trained on "
+                f"{self.source_kind} ({self.source})"
+            )
+        if len(bands) != len(self.bands):
+            raise DescriptorError(
+                f"{where}: {len(bands)} bands ({', '.join(bands)}), but {self.experiment} "
+                f"reads {len(self.bands)} ({', '.join(self.bands)})"
+            )
+        named = not any(_GENERIC_BAND.match(b) for b in [*bands, *self.bands])
+        if named and [b.lower() for b in bands] != [b.lower() for b in self.bands]:
+            raise DescriptorError(
+                f"{where}: bands {', '.join(bands)}, but {self.experiment} reads "
+                f"{', '.join(self.bands)} in that order"
+            )
