@@ -96,19 +96,20 @@ def log_candidate(
     metrics: dict[str, float | None] | None = None,
     tags: dict[str, str] | None = None,
     ready_timeout_s: float = 120.0,
+    extra_files: list[Path] | None = None,
 ) -> Candidate:
     """Log ``model`` (torch.export, signature, input example) and register it as ``name``.
 
     Logs to the training's run ``run_id`` when this store has it, else to a new run of the
     experiment. ``artifacts`` (a file or folder per artifact path) and ``metrics`` go there too;
-    ``tags`` are set on the new model version.
+    ``extra_files`` go inside the logged model; ``tags`` are set on the new model version.
     """
     from mlflow import MlflowClient
 
     with using_tracking(tracking_uri):
         return _log_candidate(
             MlflowClient(tracking_uri), model, example, name, experiment, run_id,
-            artifact_location, artifacts, metrics, tags, ready_timeout_s,
+            artifact_location, artifacts, metrics, tags, ready_timeout_s, extra_files,
         )  # fmt: skip
 
 
@@ -124,6 +125,7 @@ def _log_candidate(
     metrics: dict[str, float | None] | None,
     tags: dict[str, str] | None,
     ready_timeout_s: float,
+    extra_files: list[Path] | None = None,
 ) -> Candidate:
     import mlflow
     import mlflow.pytorch
@@ -158,6 +160,7 @@ def _log_candidate(
             signature=infer_signature(example, output),
             input_example=example,
             pip_requirements=PIP_REQUIREMENTS,
+            extra_files=[str(p) for p in extra_files or []] or None,
         )
     # the version and its tags (the fingerprint among them) are created in one call: a run
     # killed in between cannot leave an untagged version that a rerun would register again

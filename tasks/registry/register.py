@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tessera.models.config import CHECKPOINT_DIR, SUMMARY_FILE, RunConfig
+from tessera.models.descriptor import DESCRIPTOR_FILE, DIGEST_TAG, ModelDescriptor
 from tessera.tasks.evaluation.report import METRICS_FILE, PLOTS, REPORT_FILE
 from tessera.tasks.registry.gate import CHAMPION, Direction
 from tessera.tasks.registry.lineage import model_fingerprint
@@ -22,6 +24,7 @@ from tessera.tasks.registry.mlflow_registry import (
     version_with_fingerprint,
 )
 from tessera.tasks.store.files import atomic_write_json
+from tessera.tasks.store.format import StoreInfo
 from tessera.tasks.store.outputs import check_output_file, json_keys
 
 
@@ -32,8 +35,11 @@ def primary_metric(model_type: str, configured: str | None) -> str:
     return configured or MODEL_TASKS[model_type].primary_metric
 
 
-def serving_example(run: RunConfig, n_tiles: int) -> tuple[Any, np.ndarray, np.ndarray]:
-    """The best checkpoint's serving module, ``n_tiles`` normalised test tiles, its output."""
+def serving_example(
+    run: RunConfig, n_tiles: int
+) -> tuple[Any, np.ndarray, np.ndarray, ModelDescriptor]:
+    """The best checkpoint's serving module, ``n_tiles`` normalised test tiles, its output,
+    and the model's ``tessera_model.json``."""
     import torch
 
     from tessera.models.evaluate import load_task
@@ -47,7 +53,8 @@ def serving_example(run: RunConfig, n_tiles: int) -> tuple[Any, np.ndarray, np.n
     model = task.serving_module()
     with torch.no_grad():
         expected = model(example).numpy()
-    return model, example.numpy(), expected
+    descriptor = ModelDescriptor.build(run, StoreInfo.read(Path(run.store)), task.serving_output)
+    return model, example.numpy(), expected, descriptor
 
 
 def is_registry_record(path: Path) -> bool:
@@ -95,8 +102,9 @@ def register_experiment(
         "direction": direction,
         "value": value,
     }  # what both records (registered or unchanged) say
-    model, example, expected = serving_example(run, example_tiles)
-    fingerprint = model_fingerprint(model, metrics_path.read_bytes() + metric.encode())
+    model, example, expected, descriptor = serving_example(run, example_tiles)
+    judged = metrics_path.read_bytes() + metric.encode() + descriptor.to_bytes()
+    fingerprint = model_fingerprint(model, judged)
     same = version_with_fingerprint(run.tracking_uri, name, fingerprint)
     if same is not None and same[1]:  # the same weights and evaluation, judged: nothing new
         version, aliases = same
@@ -114,23 +122,32 @@ def register_experiment(
     if same is not None:  # registered by a run that stopped before the gate: judge it now
         candidate = registered_candidate(run.tracking_uri, name, same[0])
     else:
-        candidate = log_candidate(
-            model,
-            example,
-            name,
-            run.tracking_uri,
-            run.experiment,
-            train_run,
-            run.artifact_location,
-            {
-                "eval": metrics_path,
-                "eval/plots": eval_dir / PLOTS,
-                "eval/report": eval_dir / REPORT_FILE,
-            },
-            metrics,
-            {**lineage, "tessera.experiment": run.experiment, FINGERPRINT_TAG: fingerprint},
-            ready_timeout_s,
-        )
+        with tempfile.TemporaryDirectory(prefix="tessera-model-") as tmp:
+            card = Path(tmp) / DESCRIPTOR_FILE
+            card.write_bytes(descriptor.to_bytes())
+            candidate = log_candidate(
+                model,
+                example,
+                name,
+                run.tracking_uri,
+                run.experiment,
+                train_run,
+                run.artifact_location,
+                {
+                    "eval": metrics_path,
+                    "eval/plots": eval_dir / PLOTS,
+                    "eval/report": eval_dir / REPORT_FILE,
+                },
+                metrics,
+                {
+                    **lineage,
+                    "tessera.experiment": run.experiment,
+                    FINGERPRINT_TAG: fingerprint,
+                    DIGEST_TAG: descriptor.digest(),
+                },
+                ready_timeout_s,
+                extra_files=[card],
+            )
     decision = promote(
         candidate, run.tracking_uri, example, expected, metric, value, direction,
         min_improvement, ready_timeout_s,

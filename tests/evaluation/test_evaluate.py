@@ -134,6 +134,17 @@ def test_register_gates_tags_and_loads_in_a_new_process(trained, cli, subprocess
     ):  # fmt: skip
         assert mv.tags[tag], tag
     assert mv.tags["tessera.validation"] == "passed"
+    # what prediction needs travels inside the model, its digest as a tag
+    from mlflow.artifacts import download_artifacts
+
+    from tessera.models.descriptor import DESCRIPTOR_FILE, DIGEST_TAG, ModelDescriptor
+
+    local = Path(download_artifacts(f"models:/tessera-tiny-ssvae/{mv.version}", tracking_uri=uri))
+    (card,) = local.rglob(DESCRIPTOR_FILE)
+    descriptor = ModelDescriptor.parse(card.read_bytes(), str(card))
+    assert descriptor.digest() == mv.tags[DIGEST_TAG]
+    assert descriptor.model_type == "ssvae" and descriptor.output == "class_probabilities"
+    assert len(descriptor.bands) == 4 and descriptor.window == 16
     assert float(mv.tags["tessera.primary_value"]) == _metrics(trained, "tiny-ssvae")["accuracy"]
     record = json.loads((trained / "outputs" / "registry" / "tiny-ssvae.json").read_text())
     assert record["logged_to_training_run"] and record["alias"] == "champion"
