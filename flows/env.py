@@ -11,6 +11,7 @@ OFFLINE_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
     "PREFECT_LOGGING_LEVEL": "WARNING",
     "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # its bars while a model is logged
     "DO_NOT_TRACK": "true",
     "DVC_NO_ANALYTICS": "1",
     "CPL_LOG": os.devnull,  # GDAL's own "Warning 1: ..." lines; rasterio still raises errors
