@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from tessera.models.config import DatasetParams, LoaderParams, TrainerParams
+from tessera.tasks.prediction.options import PredictOptions
 from tessera.tasks.sources.specs import SourceSpec
 from tessera.tasks.store.files import read_yaml_mapping
 from tessera.tasks.tiling.params import TileParams
@@ -131,6 +132,7 @@ class TesseraParams(BaseModel):
     train: TrainParams = Field(default_factory=TrainParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     registry: RegistryParams = Field(default_factory=RegistryParams)
+    predict: PredictOptions = Field(default_factory=PredictOptions)
     experiments: dict[str, ExperimentParams] = Field(default_factory=dict)
 
 

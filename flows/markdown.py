@@ -94,3 +94,16 @@ def tile_markdown(info: StoreInfo, n_tiles: int, rejected: list[dict[str, str]])
                 f"{st['min']:.4g} | {st['max']:.4g} | {st['p2']:.4g} | {st['p98']:.4g} |"
             )
     return "\n".join(lines + rejected_markdown(rejected))
+
+
+def predictions_markdown(summary: dict[str, Any]) -> str:
+    """The maps a prediction wrote and the scenes it skipped."""
+    lines = [
+        f"# Predictions: {summary['model']} {summary['version']}",
+        "",
+        f"{len(summary['maps'])} maps written to `{summary['out']}`, "
+        f"{len(summary['skipped'])} scenes already mapped by this version.",
+        "",
+    ]
+    lines += [f"- `{m}`" for m in summary["maps"]]
+    return "\n".join(lines + rejected_markdown(summary["rejected"]))

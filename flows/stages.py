@@ -28,6 +28,8 @@ class StageOptions(BaseModel):
     resume: bool = Field(default=False, description="train: from the last checkpoint.")
     sources: list[SourceSpec] | None = Field(default=None, description="tile: ad-hoc inputs.")
     base: str = Field(default=".", description="tile: what relative input paths start from.")
+    model: str | None = Field(default=None, description="predict: a model reference.")
+    source_names: list[str] = Field(default_factory=list, description="predict: --source.")
 
     def one_experiment(self, stage: str) -> str:
         """The single experiment ``stage`` needs."""
@@ -68,6 +70,15 @@ def _register(p: TesseraParams, o: StageOptions) -> dict[str, Any]:
     return {"params": resolve_registration(p, o.experiment or None)}
 
 
+def _predict(p: TesseraParams, o: StageOptions) -> dict[str, Any]:
+    from tessera.flows.predictions import resolve_prediction
+
+    if len(o.experiment) > 1:
+        raise ValueError("tessera predict takes one --experiment")
+    exp = o.experiment[0] if o.experiment else None
+    return {"params": resolve_prediction(p, o.model, exp, o.sources, o.source_names, o.base)}
+
+
 def _flow(module: str, name: str) -> Callable[[], Any]:
     def load() -> Any:
         import importlib
@@ -93,6 +104,7 @@ STAGES: dict[str, Stage] = {
     "train": Stage(_flow("train", "train_flow"), _train, maps_tasks=False),
     "evaluate": Stage(_flow("evaluate", "evaluate_flow"), _evaluate, maps_tasks=False),
     "register": Stage(_flow("register", "register_flow"), _register, maps_tasks=False),
+    "predict": Stage(_flow("predict", "predict_flow"), _predict, maps_tasks=True),
 }
 
 

@@ -13,6 +13,7 @@ import json
 import re
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from tessera.models.config import RunConfig
@@ -22,7 +23,8 @@ from tessera.tasks.store.format import StoreInfo
 DESCRIPTOR_FILE = "tessera_model.json"
 DESCRIPTOR_VERSION = 1
 DIGEST_TAG = "tessera.model_descriptor_sha256"
-_GENERIC_BAND = re.compile(r"^b\d+$")  # how Tessera names the bands of an unnamed stack
+VOLUME_KINDS = frozenset({"nifti", "dicom"})
+_GENERIC_BAND = re.compile(r"^[bc]\d+$")  # how Tessera names unnamed bands and channels
 
 
 class DescriptorError(ValueError):
@@ -102,11 +104,31 @@ class ModelDescriptor(BaseModel):
             )
         return cls.model_validate(data)
 
-    def check_input(self, bands: list[str], kind: str, where: str) -> None:
-        """Refuse an input the model does not fit: another kind (raster or volume), another
-        band count, or other band names where both sides name their bands."""
-        volume = {"nifti", "dicom"}
-        if (kind in volume) != (self.source_kind in volume):
+    def normalise(self, window: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """A (C, h, w) window of source values in the model's input units, as
+        :class:`~tessera.models.data.TileDataset` gives tiles: ``(x - shift) / scale``, and 0
+        where ``valid`` (h, w) is False; without normalisation, the values as they are."""
+        x = window.astype(np.float32)
+        if self.normalisation == "none":
+            return x
+        shift = np.asarray(self.shift, dtype=np.float32)[:, None, None]
+        scale = np.asarray(self.scale, dtype=np.float32)[:, None, None]
+        return np.where(valid[None], (x - shift) / scale, np.float32(0.0)).astype(np.float32)
+
+    @property
+    def is_volume(self) -> bool:
+        """Trained on volumes (NIfTI or DICOM) rather than rasters."""
+        return self.source_kind in VOLUME_KINDS
+
+    def band_order(self, bands: list[str], kind: str, where: str) -> list[int]:
+        """Which input band feeds each of the model's bands, in the model's order.
+
+        Refuses an input the model does not fit: another kind (raster or volume), another
+        band count, or named bands that do not name the model's. A band matches by its name
+        (any case), or by the name as a token of it (``l8_B4.tif`` is ``B4``), so a stack of
+        band files given in any order is read in the model's; unnamed bands go by position.
+        """
+        if (kind in VOLUME_KINDS) != self.is_volume:
             raise DescriptorError(
                 f"{where}: a {kind} input, but {self.experiment} was trained on "
                 f"{self.source_kind} ({self.source})"
@@ -116,9 +138,22 @@ class ModelDescriptor(BaseModel):
                 f"{where}: {len(bands)} bands ({', '.join(bands)}), but {self.experiment} "
                 f"reads {len(self.bands)} ({', '.join(self.bands)})"
             )
-        named = not any(_GENERIC_BAND.match(b) for b in [*bands, *self.bands])
-        if named and [b.lower() for b in bands] != [b.lower() for b in self.bands]:
+        if any(_GENERIC_BAND.match(b) for b in [*bands, *self.bands]):
+            return list(range(len(bands)))
+        order = [_matching(want, bands) for want in self.bands]
+        if None in order or len(set(order)) != len(order):
             raise DescriptorError(
                 f"{where}: bands {', '.join(bands)}, but {self.experiment} reads "
-                f"{', '.join(self.bands)} in that order"
+                f"{', '.join(self.bands)}"
             )
+        return [i for i in order if i is not None]
+
+
+def _matching(want: str, bands: list[str]) -> int | None:
+    """The one input band named ``want``, exactly or as a token; None if none or several."""
+    exact = [i for i, b in enumerate(bands) if b.lower() == want.lower()]
+    if exact:
+        return exact[0] if len(exact) == 1 else None
+    token = re.compile(rf"(?<![A-Za-z0-9]){re.escape(want)}(?![A-Za-z0-9])", re.IGNORECASE)
+    found = [i for i, b in enumerate(bands) if token.search(b)]
+    return found[0] if len(found) == 1 else None

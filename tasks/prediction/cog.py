@@ -43,11 +43,14 @@ class BlockWriter:
     def __init__(self, ds: Any) -> None:
         self.ds = ds
 
-    def write(self, row: int, block: np.ndarray) -> None:
-        """Write (bands, rows, width) starting at ``row``."""
+    def write(self, row: int, block: np.ndarray, valid: np.ndarray | None = None) -> None:
+        """Write (bands, rows, width) starting at ``row``; ``valid`` (rows, width), for a
+        file with a mask band, says which pixels have a value."""
         window = rasterio.windows.Window(0, row, block.shape[2], block.shape[1])
         try:
             self.ds.write(block, window=window)
+            if valid is not None:
+                self.ds.write_mask(np.where(valid, 255, 0).astype(np.uint8), window=window)
         except OSError as exc:
             raise named(exc, self.ds.name) from None
 
@@ -63,6 +66,7 @@ def cog_writer(
     band_names: Sequence[str] = (),
     colours: dict[int, tuple[int, int, int, int]] | None = None,
     overview_resampling: str = "mode",
+    masked: bool = False,
 ) -> Iterator[BlockWriter]:
     """Yield a writer of rows; on leaving, the COG replaces ``out`` (nothing half-written).
 
@@ -76,6 +80,8 @@ def cog_writer(
         band_names: Band descriptions.
         colours: A colour table for band 1 (a class map).
         overview_resampling: How the overviews are computed (mode for classes).
+        masked: Say which pixels have a value with an internal mask band rather than a
+            nodata value (a probability of 255/255 is a value).
     """
     staging = out.parent / f".{out.name}.blocks.tif"
     final_tmp = out.parent / f".{out.name}.tmp"
@@ -96,7 +102,10 @@ def cog_writer(
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with rasterio.open(staging, "w", **profile) as ds:
+        with (
+            rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+            rasterio.open(staging, "w", **profile) as ds,
+        ):
             ds.update_tags(**tags)
             for i, name in enumerate(band_names, start=1):
                 ds.set_band_description(i, name)
@@ -104,15 +113,16 @@ def cog_writer(
                 ds.write_colormap(1, colours)
                 ds.colorinterp = [ColorInterp.palette]
             yield BlockWriter(ds)
-        rio_copy(
-            staging,
-            final_tmp,
-            driver="COG",
-            compress="deflate",
-            overview_resampling=overview_resampling,
-            num_threads="ALL_CPUS",
-            blocksize=BLOCK,
-        )
+        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+            rio_copy(
+                staging,
+                final_tmp,
+                driver="COG",
+                compress="deflate",
+                overview_resampling=overview_resampling,
+                num_threads="ALL_CPUS",
+                blocksize=BLOCK,
+            )
         os.replace(final_tmp, out)
     finally:
         staging.unlink(missing_ok=True)

@@ -1,24 +1,90 @@
-"""A class map of a whole raster scene: read as ``tessera tile`` reads it, stitched out of core,
-written as a Cloud-Optimised GeoTIFF on the scene's exact grid."""
+"""Maps of a whole raster scene: read as ``tessera tile`` reads it, stitched out of core, written
+as Cloud-Optimised GeoTIFFs on the scene's exact grid (or, for a model that answers per
+window, on the window-stride grid of the cluster maps)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 
 from tessera.tasks.prediction.cog import CLASS_NODATA, class_colours, cog_writer
 from tessera.tasks.prediction.stitching import Blend, Predictor, stitch_plane
+from tessera.tasks.sources.raster import Grid
 from tessera.tasks.store.stats import valid_values
 from tessera.tasks.tiling.scene import RasterScene
 
-Normaliser = Callable[[np.ndarray], np.ndarray]  # (C, h, w) source values -> float32
+Normaliser = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (C,h,w) values, (h,w) valid
 
 
-def predict_raster_classes(
+@dataclass(frozen=True)
+class MapFiles:
+    """The files one scene's prediction writes: the class map, and optionally the per-class
+    probabilities (uint8, p·255, pixels without a value masked)."""
+
+    classes: Path
+    probabilities: Path | None = None
+
+
+def scene_valid(
+    scene: RasterScene, r: int, c: int, h: int, w: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A window's source values and the pixels that have data: no band nodata or NaN, and
+    opaque in the files' alpha bands or internal masks."""
+    window = scene.read(0, r, c, h, w)
+    ok = np.asarray(valid_values(window, scene.rec.nodata).all(axis=0))
+    mask = scene.read_valid(0, r, c, h, w)
+    return window, ok if mask is None else ok & mask
+
+
+def _class_tags(class_names: Sequence[str]) -> dict[str, str]:
+    return {f"class_{i}": n for i, n in enumerate(class_names)} | {"classes": ",".join(class_names)}
+
+
+def write_maps(
+    files: MapFiles,
+    grid: Grid,
+    class_names: Sequence[str],
+    tags: dict[str, str],
+    rows: Callable[[Callable[[int, np.ndarray, np.ndarray], None]], None],
+) -> list[Path]:
+    """Open the COGs of ``files`` on ``grid`` and let ``rows`` feed them: it calls its argument
+    with (first row, (K, n, width) probabilities, (n, width) valid) for each band of rows."""
+    meta = tags | _class_tags(class_names)
+    k = len(class_names)
+    with cog_writer(
+        files.classes, grid, 1, "uint8", CLASS_NODATA, meta, ["class"], class_colours(k)
+    ) as classes:
+        if files.probabilities is None:
+
+            def write(row: int, probs: np.ndarray, ok: np.ndarray) -> None:
+                best = probs.argmax(axis=0).astype(np.uint8)
+                classes.write(row, np.where(ok, best, CLASS_NODATA)[None])
+
+            rows(write)
+            return [files.classes]
+        with cog_writer(
+            files.probabilities, grid, k, "uint8", None, meta, list(class_names),
+            overview_resampling="average", masked=True,
+        ) as probabilities:  # fmt: skip
+
+            def write_both(row: int, probs: np.ndarray, ok: np.ndarray) -> None:
+                best = probs.argmax(axis=0).astype(np.uint8)
+                classes.write(row, np.where(ok, best, CLASS_NODATA)[None])
+                scaled = np.rint(np.clip(probs, 0, 1) * 255).astype(np.uint8)
+                probabilities.write(row, np.where(ok[None], scaled, 0), ok)
+
+            rows(write_both)
+    return [files.classes, files.probabilities]
+
+
+def predict_raster_pixels(
     scene: RasterScene,
-    out: Path,
+    files: MapFiles,
     predict: Predictor,
     normalise: Normaliser,
     class_names: Sequence[str],
@@ -28,54 +94,95 @@ def predict_raster_classes(
     batch_size: int = 16,
     tags: dict[str, str] | None = None,
     on_row: Callable[[], None] | None = None,
-) -> Path:
-    """Write ``out``: the argmax class of the blended scores per pixel, uint8, nodata 255 where
-    the input is nodata, NaN or masked; the scene's CRS, transform, width and height.
+) -> list[Path]:
+    """Per-pixel class maps: the argmax of the blended scores, uint8, nodata 255 where the input
+    has no data; the scene's CRS, transform, width and height.
 
     Args:
         scene: The scene, opened as ``tessera tile`` opens it (bands stacked on the grid).
-        out: The COG to write (replaced only once it is complete).
-        predict: Scores (N, K, s, s) of a batch of normalised windows (N, C, s, s).
-        normalise: Source values of a window to the model's input units.
+        files: The COGs to write (each replaced only once it is complete).
+        predict: Class probabilities (N, K, s, s) of a batch of normalised windows (N, C, s, s).
+        normalise: Source values and valid pixels of a window to the model's input units.
         class_names: The K classes, in score order.
         size: Window side in pixels.
         overlap: Pixels shared by neighbouring windows.
         blend: gaussian or constant.
         batch_size: Windows per call of ``predict``.
-        tags: Lineage written into the file's metadata.
+        tags: Lineage written into the files' metadata.
         on_row: Called after each row of windows.
     """
     height, width = scene.plane_shape
-    nodata = scene.rec.nodata
 
     def read(r: int, c: int, h: int, w: int) -> np.ndarray:
-        window = scene.read(0, r, c, h, w)
-        ok = valid_values(window, nodata).all(axis=0)
-        return np.where(ok, normalise(window), 0.0).astype(np.float32)
+        return normalise(*scene_valid(scene, r, c, h, w))
 
-    meta = {f"class_{i}": name for i, name in enumerate(class_names)}
-    with cog_writer(
-        out,
-        scene.grid,
-        1,
-        "uint8",
-        CLASS_NODATA,
-        (tags or {}) | meta | {"classes": ",".join(class_names)},
-        ["class"],
-        class_colours(len(class_names)),
-    ) as writer:
-
-        def write(row: int, scores: np.ndarray) -> None:
-            classes = scores.argmax(axis=0).astype(np.uint8)
-            window = scene.read(0, row, 0, classes.shape[0], width)
-            ok = valid_values(window, nodata).all(axis=0)
-            mask = scene.read_valid(0, row, 0, classes.shape[0], width)
-            if mask is not None:
-                ok &= mask
-            writer.write(row, np.where(ok, classes, CLASS_NODATA)[None])
+    def rows(write: Callable[[int, np.ndarray, np.ndarray], None]) -> None:
+        def stitched(row: int, probs: np.ndarray) -> None:
+            write(row, probs, scene_valid(scene, row, 0, probs.shape[1], width)[1])
 
         stitch_plane(
-            read, predict, write, height, width, size, overlap, len(class_names), blend,
+            read, predict, stitched, height, width, size, overlap, len(class_names), blend,
             batch_size, on_row,
         )  # fmt: skip
-    return out
+
+    return write_maps(files, scene.grid, class_names, tags or {}, rows)
+
+
+def predict_raster_windows(
+    scene: RasterScene,
+    files: MapFiles,
+    predict: Predictor,
+    normalise: Normaliser,
+    class_names: Sequence[str],
+    size: int,
+    stride: int,
+    batch_size: int = 16,
+    tags: dict[str, str] | None = None,
+    on_row: Callable[[], None] | None = None,
+) -> list[Path]:
+    """Per-window class maps for a model that answers once per window (N, K): one pixel per
+    ``stride`` (the cluster maps' grid), the window starting at that pixel; a window without
+    any valid pixel is nodata. The map's transform is the scene's scaled by ``stride``.
+
+    Args:
+        scene: The scene, opened as ``tessera tile`` opens it.
+        files: The COGs to write.
+        predict: Class probabilities (N, K) of a batch of normalised windows (N, C, s, s).
+        normalise: Source values and valid pixels of a window to the model's input units.
+        class_names: The K classes, in score order.
+        size: Window side in pixels (the model's tile size).
+        stride: Pixels between window starts: the map's cell.
+        batch_size: Windows per call of ``predict``.
+        tags: Lineage written into the files' metadata.
+        on_row: Called after each row of cells.
+    """
+    height, width = scene.plane_shape
+    n_rows, n_cols = math.ceil(height / stride), math.ceil(width / stride)
+    a = scene.grid.affine @ Affine.scale(stride)
+    grid = Grid(scene.grid.crs_wkt, tuple(a)[:6], n_rows, n_cols)
+    k = len(class_names)
+
+    def cell_row(i: int) -> tuple[np.ndarray, np.ndarray]:
+        probs = np.zeros((k, 1, n_cols), dtype=np.float32)
+        ok = np.zeros((1, n_cols), dtype=bool)
+        starts = list(range(n_cols))
+        for b in range(0, n_cols, batch_size):
+            batch, windows = starts[b : b + batch_size], []
+            for j in batch:
+                r, c = i * stride, j * stride
+                h, w = min(size, height - r), min(size, width - c)
+                values, valid = scene_valid(scene, r, c, h, w)
+                x = np.zeros((values.shape[0], size, size), dtype=np.float32)
+                x[:, :h, :w] = normalise(values, valid)
+                windows.append(x)
+                ok[0, j] = bool(valid.any())
+            probs[:, 0, batch] = np.asarray(predict(np.stack(windows)), dtype=np.float32).T
+        return probs, ok
+
+    def rows(write: Callable[[int, np.ndarray, np.ndarray], None]) -> None:
+        for i in range(n_rows):
+            write(i, *cell_row(i))
+            if on_row is not None:
+                on_row()
+
+    return write_maps(files, grid, class_names, (tags or {}) | {"cell_pixels": str(stride)}, rows)

@@ -11,11 +11,11 @@ held, whatever the plane's height.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Literal
 
 import numpy as np
 
-Blend = Literal["gaussian", "constant"]
+from tessera.tasks.prediction.options import Blend
+
 Reader = Callable[[int, int, int, int], np.ndarray]  # (row, col, height, width) -> (C, h, w)
 Predictor = Callable[[np.ndarray], np.ndarray]  # (N, C, s, s) float32 -> (N, K, s, s)
 Writer = Callable[[int, np.ndarray], None]  # (first row, (K, rows, W) float32)

@@ -25,6 +25,11 @@ def _git(root: Path, *args: str) -> str | None:
     return res.stdout.strip()
 
 
+def git_sha(root: Path) -> str:
+    """The commit checked out at ``root`` ("none" outside git)."""
+    return _git(root, "rev-parse", "HEAD") or "none"
+
+
 def data_md5(dvc_file: Path) -> str:
     """The md5 DVC recorded for ``data/`` in ``data.dvc`` ("none" without one)."""
     if not dvc_file.exists():
@@ -48,10 +53,10 @@ def lineage_tags(
     root: Path, store: Path, params_sha256: str, flow_run_id: str | None
 ) -> dict[str, str]:
     """git_sha, git_dirty, data_md5, dvc_lock_md5, params_sha256, tile_store_version, run id."""
-    sha = _git(root, "rev-parse", "HEAD")
+    sha = git_sha(root)
     status = _git(root, "status", "--porcelain", "--untracked-files=no")
     return {
-        "git_sha": sha or "none",
+        "git_sha": sha,
         "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
         "data_md5": data_md5(root / "data.dvc"),
         "dvc_lock_md5": _md5(root / "dvc.lock"),

@@ -60,7 +60,8 @@ def test_it_reads_back_to_the_same_descriptor_and_digest():
     ("bands", "kind", "words"),
     [
         (["B1", "B2"], "geotiff", "2 bands (B1, B2), but l8-seg reads 3 (B1, B2, B3)"),
-        (["B3", "B2", "B1"], "geotiff", "bands B3, B2, B1, but l8-seg reads B1, B2, B3"),
+        (["B1", "B2", "B4"], "geotiff", "bands B1, B2, B4, but l8-seg reads B1, B2, B3"),
+        (["a_B1", "b_B1", "B3"], "geotiff", "bands a_B1, b_B1, B3, but l8-seg reads B1, B2, B3"),
         (["intensity"] * 3, "nifti", "a nifti input, but l8-seg was trained on geotiff"),
     ],
 )
@@ -68,11 +69,32 @@ def test_an_input_the_model_does_not_fit_is_refused_naming_both_sides(bands, kin
     with pytest.raises(
         DescriptorError, match="scene.tif: " + words.replace("(", r"\(").replace(")", r"\)")
     ):
-        _descriptor().check_input(bands, kind, "scene.tif")
+        _descriptor().band_order(bands, kind, "scene.tif")
 
 
-def test_generic_band_names_are_not_compared():
-    _descriptor().check_input(["b1", "b2", "b3"], "geotiff", "scene.tif")
+def test_generic_band_names_go_by_position():
+    assert _descriptor().band_order(["b1", "b2", "b3"], "geotiff", "scene.tif") == [0, 1, 2]
+
+
+def test_band_files_in_any_order_are_read_in_the_models_order():
+    files = ["l8_B3.tif", "l8_b1.tif", "l8_B2.tif"]
+    assert _descriptor().band_order(files, "geotiff", "stack") == [1, 2, 0]
+
+
+def test_normalise_matches_the_tile_datasets_units_and_zeroes_invalid_pixels():
+    import numpy as np
+    import torch
+
+    from tessera.models.data import TileDataset
+
+    d = _descriptor()
+    x = np.arange(3 * 4 * 4, dtype=np.uint16).reshape(3, 4, 4) * 7
+    valid = np.ones((4, 4), dtype=bool)
+    valid[0, :2] = False
+    ds = TileDataset.__new__(TileDataset)
+    ds._shift, ds._scale = (torch.tensor(v).view(-1, 1, 1) for v in (d.shift, d.scale))
+    want = ds._image(x, valid).numpy()
+    assert np.allclose(d.normalise(x, valid), want) and (d.normalise(x, valid)[:, 0, :2] == 0).all()
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,11 @@ import pytest
 import rasterio
 
 from tessera.tasks.prediction.cog import CLASS_NODATA, PALETTE
-from tessera.tasks.prediction.raster import predict_raster_classes
+from tessera.tasks.prediction.raster import (
+    MapFiles,
+    predict_raster_pixels,
+    predict_raster_windows,
+)
 from tessera.tasks.sources.adhoc import adhoc_sources
 from tessera.tasks.sources.catalog import inspect_source
 from tessera.tasks.tiling.scene import RasterScene
@@ -24,7 +28,12 @@ def _scene(path: Path) -> RasterScene:
 
 def _threshold_model(x: np.ndarray) -> np.ndarray:
     """Class 1 where band 0 exceeds 500, else class 0: a pointwise rule, known everywhere."""
-    return np.stack([np.full_like(x[:, 0], 500.0), x[:, 0]], axis=1)
+    high = (x[:, 0] > 500).astype(np.float32)
+    return np.stack([1 - high, high], axis=1)
+
+
+def _raw(window: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    return window.astype(np.float32)
 
 
 def test_class_map_is_a_cog_on_the_input_grid_with_nodata_kept(tmp_path):
@@ -34,12 +43,13 @@ def test_class_map_is_a_cog_on_the_input_grid_with_nodata_kept(tmp_path):
     data[1, 600:610, 900:] = 0  # one band nodata: the pixel has no answer
     src = write_geotiff(tmp_path / "scene.tif", data, nodata=0)
     scene = _scene(src)
-    out = predict_raster_classes(
-        scene, tmp_path / "out" / "scene_classes.tif", _threshold_model,
-        lambda w: w.astype(np.float32), ["low", "high"], 64, 16,
+    files = MapFiles(tmp_path / "out" / "scene_classes.tif", tmp_path / "out" / "scene_p.tif")
+    predict_raster_pixels(
+        scene, files, _threshold_model, _raw, ["low", "high"], 64, 16,
         tags={"tessera_model": "threshold"},
     )  # fmt: skip
     scene.close()
+    out = files.classes
     nodata = (data == 0).any(axis=0)
     expected = np.where(nodata, CLASS_NODATA, (data[0] > 500).astype(np.uint8))
     with rasterio.open(out) as ds, rasterio.open(src) as inp:
@@ -50,7 +60,12 @@ def test_class_map_is_a_cog_on_the_input_grid_with_nodata_kept(tmp_path):
         assert np.array_equal(ds.read(1), expected)
         assert ds.colormap(1)[1][:3] == PALETTE[1]
         assert ds.tags()["class_1"] == "high" and ds.tags()["tessera_model"] == "threshold"
-    assert sorted(p.name for p in out.parent.iterdir()) == ["scene_classes.tif"]  # no staging
+    with rasterio.open(files.probabilities) as ds:
+        assert ds.count == 2 and ds.descriptions == ("low", "high") and ds.nodata is None
+        high = np.where(nodata, 0, (data[0] > 500) * 255)
+        assert np.array_equal(ds.read(2), high)  # p = 1 is 255: masked pixels say "no data"
+        assert np.array_equal(ds.read_masks(1) == 0, nodata)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["scene_classes.tif", "scene_p.tif"]
 
 
 def test_a_failed_prediction_leaves_no_file(tmp_path):
@@ -62,6 +77,33 @@ def test_a_failed_prediction_leaves_no_file(tmp_path):
 
     out = tmp_path / "o" / "s_classes.tif"
     with pytest.raises(RuntimeError, match="model failed"):
-        predict_raster_classes(scene, out, broken, lambda w: w.astype(np.float32), ["a"], 32, 8)
+        predict_raster_pixels(scene, MapFiles(out), broken, _raw, ["a"], 32, 8)
     scene.close()
     assert not out.exists() and list(out.parent.iterdir()) == []
+
+
+def test_a_per_window_model_paints_one_cell_per_stride_on_the_cluster_map_grid(tmp_path):
+    data = np.full((1, 50, 70), 100, np.uint16)
+    data[:, :, 40:] = 900  # windows starting at column 40 or later see only high values
+    data[:, 40:, :20] = 0  # nodata: the windows starting there have no valid pixel
+    src = write_geotiff(tmp_path / "w.tif", data, nodata=0)
+    scene = _scene(src)
+
+    def mean_rule(x: np.ndarray) -> np.ndarray:  # (N, C, s, s) -> (N, K): high if mean > 500
+        valid = x[:, 0] > 0
+        mean = (x[:, 0] * valid).sum((1, 2)) / np.maximum(valid.sum((1, 2)), 1)
+        high = (mean > 500).astype(np.float32)
+        return np.stack([1 - high, high], axis=1)
+
+    out = tmp_path / "w_classes.tif"
+    predict_raster_windows(scene, MapFiles(out), mean_rule, _raw, ["low", "high"], 20, 10)
+    scene.close()
+    with rasterio.open(out) as ds, rasterio.open(src) as inp:
+        assert ds.shape == (5, 7) and ds.crs == inp.crs
+        assert ds.transform == inp.transform @ inp.transform.scale(10)
+        got = ds.read(1)
+    want = np.zeros((5, 7), np.uint8)
+    want[:, 4:] = 1
+    # the window at column 30 is half low, half high: mean 500, not above, so low
+    want[4, 0] = CLASS_NODATA  # rows 40..50, columns 0..20: all nodata (at 10..30, half)
+    assert np.array_equal(got, want)

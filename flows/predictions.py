@@ -1,0 +1,79 @@
+"""A ``tessera predict`` command resolved into the predict flow's parameters: which model the
+reference names, and which inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tessera.flows.config import TesseraParams
+from tessera.flows.experiments import default_tracking, resolve_experiment
+from tessera.flows.predict import PredictFlowParams
+from tessera.models.config import CHECKPOINT_DIR, RunConfig
+from tessera.tasks.prediction.model import ModelSource
+from tessera.tasks.prediction.options import PredictOptions
+from tessera.tasks.sources.specs import SourceSpec
+from tessera.tasks.training.launch import RUN_CONFIG_FILE
+
+
+def model_source(params: TesseraParams, ref: str) -> ModelSource:
+    """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` (on the configured tracking store),
+    an experiment of ``params.yaml`` (its best checkpoint), or a checkpoint file of a run
+    (its ``run_config.json`` beside it or one folder up)."""
+    if ref.startswith("models:/"):
+        uri = params.train.tracking_uri or default_tracking(Path.cwd())[0]
+        return ModelSource(ref=ref, tracking_uri=uri)
+    if ref in params.experiments:
+        run = resolve_experiment(params, ref).run
+        best = Path(run.out_dir) / CHECKPOINT_DIR / "best.ckpt"
+        return ModelSource(ref=ref, run=run, checkpoint=str(best))
+    path = Path(ref)
+    if path.is_file():
+        for folder in (path.parent, path.parent.parent):
+            if (folder / RUN_CONFIG_FILE).is_file():
+                run = RunConfig.model_validate_json((folder / RUN_CONFIG_FILE).read_text())
+                return ModelSource(ref=ref, run=run, checkpoint=str(path.resolve()))
+        raise ValueError(f"{ref}: no {RUN_CONFIG_FILE} beside the checkpoint or one folder up")
+    known = ", ".join(sorted(params.experiments)) or "none"
+    raise ValueError(
+        f"{ref}: not a model URI (models:/NAME@ALIAS), an experiment of params.yaml "
+        f"({known}) or a checkpoint file"
+    )
+
+
+def named_sources(params: TesseraParams, names: list[str]) -> list[SourceSpec]:
+    """The sources of ``ingest.sources`` called ``names``."""
+    have = {s.name: s for s in params.ingest.sources}
+    missing = [n for n in names if n not in have]
+    if missing:
+        known = ", ".join(have) or "none"
+        raise ValueError(f"no source {', '.join(missing)} in ingest.sources (has: {known})")
+    return [have[n] for n in names]
+
+
+def resolve_prediction(
+    params: TesseraParams,
+    ref: str | None,
+    experiment: str | None,
+    sources: list[SourceSpec] | None,
+    source_names: list[str],
+    base: str,
+) -> PredictFlowParams:
+    """The predict flow's parameters. ``--experiment`` alone (the ``predict@`` stage) predicts
+    the experiment's own sources with its best checkpoint into ``<predict.out>/<experiment>``."""
+    options: PredictOptions = params.predict
+    if experiment is not None:
+        if experiment not in params.experiments:
+            known = ", ".join(sorted(params.experiments)) or "none"
+            raise ValueError(f"unknown experiment {experiment!r} (params.yaml has: {known})")
+        ref = ref or experiment
+        if not sources and not source_names:
+            source_names = params.experiments[experiment].dataset.sources
+        options = options.model_copy(update={"out": str(Path(options.out) / experiment)})
+    if ref is None:
+        raise ValueError("tessera predict needs --model (or --experiment)")
+    if not sources and not source_names:
+        raise ValueError("tessera predict needs --input or --source")
+    chosen = list(sources or []) + named_sources(params, source_names)
+    return PredictFlowParams(
+        model=model_source(params, ref), sources=chosen, base=base, options=options
+    )

@@ -1,0 +1,198 @@
+"""One scene or volume through a model: checked against its descriptor, stitched, written with
+lineage; skipped when the same model version already mapped the same input."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from tessera.models.descriptor import DescriptorError
+from tessera.tasks.prediction.model import AppliedModel, batch_predictor, resolve_device
+from tessera.tasks.prediction.options import PredictOptions
+from tessera.tasks.prediction.raster import MapFiles, predict_raster_pixels, predict_raster_windows
+from tessera.tasks.sources.records import SceneRecord
+from tessera.tasks.store.outputs import check_output_file
+
+PIXEL_OUTPUTS = {"class_logits"}  # the model answers per pixel: stitched at full resolution
+WINDOW_OUTPUTS = {"class_probabilities"}  # once per window: painted at window stride
+INPUT_TAG = "tessera_input_sha256"
+
+
+def input_sha256(rec: SceneRecord) -> str:
+    """One digest of the scene's files (the catalogue's per-file sha256, in order)."""
+    if len(rec.sha256) == 1:
+        return rec.sha256[0]
+    return hashlib.sha256("".join(rec.sha256).encode()).hexdigest()
+
+
+def map_files(rec: SceneRecord, out_dir: Path, probabilities: bool, volume: bool) -> MapFiles:
+    """``<scene>_classes.tif`` (``.nii.gz`` for volumes), and ``<scene>_probabilities``."""
+    stem = rec.scene_id.replace("/", "_")
+    ext = ".nii.gz" if volume else ".tif"
+    probs = out_dir / f"{stem}_probabilities{ext}" if probabilities else None
+    return MapFiles(out_dir / f"{stem}_classes{ext}", probs)
+
+
+def read_lineage(path: Path) -> dict[str, str]:
+    """The lineage in a map Tessera wrote ({} for any other file)."""
+    if path.name.endswith(".nii.gz"):
+        from tessera.tasks.prediction.volume import read_lineage as nifti_lineage
+
+        return nifti_lineage(path)
+    import rasterio
+
+    try:
+        with rasterio.open(path) as ds:
+            tags = ds.tags()
+    except Exception:
+        return {}
+    return dict(tags) if "tessera_model" in tags else {}
+
+
+def is_prediction(path: Path) -> bool:
+    """A map written by ``tessera predict``."""
+    return bool(read_lineage(path))
+
+
+def check_map_files(files: MapFiles) -> MapFiles:
+    """Refuse, before any work, map paths that hold anything but an earlier Tessera map."""
+    for path in (files.classes, files.probabilities):
+        if path is not None:
+            check_output_file(path, is_prediction, "Tessera prediction map")
+    return files
+
+
+def plan_maps(
+    records: list[SceneRecord], model: AppliedModel, options: PredictOptions, out_dir: Path
+) -> tuple[list[SceneRecord], list[dict[str, str]]]:
+    """Before any map is written: the scenes the model fits, and the rest as rejects (path,
+    reason). A model without a class map to give, or a map path that holds anything but an
+    earlier Tessera map, refuses the whole command."""
+    d = model.descriptor
+    if d.output not in PIXEL_OUTPUTS | WINDOW_OUTPUTS:
+        raise DescriptorError(
+            f"{model.ref}: a {d.model_type} model answers with {d.output}; tessera predict maps "
+            "class scores only (segmentation and semi-supervised models)"
+        )
+    kept, rejected = [], []
+    for rec in records:
+        where = _where(rec)
+        try:
+            d.band_order(rec.band_names, rec.kind, where)
+        except DescriptorError as exc:
+            rejected.append({"path": where, "reason": str(exc).removeprefix(f"{where}: ")})
+            continue
+        check_map_files(map_files(rec, out_dir, options.probabilities, d.is_volume))
+        kept.append(rec)
+    return kept, rejected
+
+
+def _where(rec: SceneRecord) -> str:
+    return rec.files[0] if len(rec.files) == 1 else f"{rec.scene_id} ({len(rec.files)} files)"
+
+
+def _done(files: MapFiles, lineage: dict[str, str]) -> bool:
+    paths = [p for p in (files.classes, files.probabilities) if p is not None]
+    keys = ("tessera_model", "tessera_model_version", INPUT_TAG)
+    return all(
+        p.exists() and all(read_lineage(p).get(k) == lineage[k] for k in keys) for p in paths
+    )
+
+
+def _ordered(rec: SceneRecord, order: list[int]) -> SceneRecord:
+    """The record with its bands in the model's order."""
+    if order == list(range(len(order))) or not rec.band_files:
+        return rec
+    pick = lambda xs: [xs[i] for i in order]  # noqa: E731
+    return rec.model_copy(
+        update={
+            "band_names": pick(rec.band_names),
+            "band_files": pick(rec.band_files),
+            "band_indexes": pick(rec.band_indexes),
+        }
+    )
+
+
+def predict_scene(
+    rec: SceneRecord, base: Path, model: AppliedModel, options: PredictOptions, out_dir: Path
+) -> dict[str, Any]:
+    """Map one catalogued scene or volume with ``model``; returns what was written or skipped.
+
+    Refuses in one line an input the model does not fit (kind, band count, band names) and a
+    model whose output is not a class map.
+    """
+    from tessera.tasks.tiling.scene import RasterScene, VolumeScene
+
+    d, where = model.descriptor, _where(rec)
+    order = d.band_order(rec.band_names, rec.kind, where)
+    files = check_map_files(map_files(rec, out_dir, options.probabilities, d.is_volume))
+    lineage = model.lineage() | {INPUT_TAG: input_sha256(rec), "tessera_input": where}
+    result: dict[str, Any] = {"scene": rec.scene_id, "files": [], "skipped": False}
+    if not options.force and _done(files, lineage):
+        return result | {"skipped": True, "files": [str(files.classes)]}
+    predict = batch_predictor(model, resolve_device(options.device), d.output == "class_logits")
+    overlap = min(round(options.overlap * d.window), d.window - 1)
+    if d.is_volume:
+        scene: Any = VolumeScene(rec, base, d.axis)
+    else:
+        scene = RasterScene(_ordered(rec, order), base)
+    try:
+        if d.is_volume:
+            written = _volume(scene, files, predict, model, options, overlap, lineage, base)
+        elif d.output in PIXEL_OUTPUTS:
+            with _bar(rec, scene.plane_shape[0], d.window - overlap) as bar:
+                written = predict_raster_pixels(
+                    scene, files, predict, d.normalise, d.class_names, d.window, overlap,
+                    options.blend, options.batch_size, lineage, bar.update,
+                )  # fmt: skip
+        else:
+            with _bar(rec, scene.plane_shape[0], d.stride) as bar:
+                written = predict_raster_windows(
+                    scene, files, predict, d.normalise, d.class_names, d.window, d.stride,
+                    options.batch_size, lineage, bar.update,
+                )  # fmt: skip
+    finally:
+        scene.close()
+    return result | {"files": [str(p) for p in written]}
+
+
+def _bar(rec: SceneRecord, height: int, step: int) -> Any:
+    total = max(1, -(-height // max(step, 1)))
+    return tqdm(total=total, desc=rec.scene_id, unit="row", leave=False, disable=None)
+
+
+def _volume(
+    scene: Any,
+    files: MapFiles,
+    predict: Any,
+    model: AppliedModel,
+    options: PredictOptions,
+    overlap: int,
+    lineage: dict[str, str],
+    base: Path,
+) -> list[Path]:
+    from tessera.tasks.prediction.volume import (
+        predict_volume_pixels,
+        predict_volume_windows,
+        write_volume_maps,
+    )
+
+    d, rec = model.descriptor, scene.rec
+    k = len(d.class_names)
+    if d.output in PIXEL_OUTPUTS:
+        with tqdm(total=scene.n_planes, desc=rec.scene_id, unit="slice", leave=False,
+                  disable=None) as bar:  # fmt: skip
+            probs, ok = predict_volume_pixels(
+                scene, predict, d.normalise, k, d.window, overlap, options.blend,
+                options.batch_size, bar.update,
+            )  # fmt: skip
+        source = base / rec.files[0] if rec.kind == "nifti" else None
+        return write_volume_maps(files, probs, ok, scene.affine, d.class_names, lineage, source)
+    probs, ok, affine = predict_volume_windows(
+        scene, predict, d.normalise, k, d.window, d.stride, options.batch_size
+    )
+    tags = lineage | {"cell_voxels": str(d.stride)}
+    return write_volume_maps(files, probs, ok, affine, d.class_names, tags)

@@ -1,0 +1,105 @@
+"""The model ``tessera predict`` applies: from the registry or from a checkpoint, with its
+descriptor, its lineage, and a batch predictor on the chosen device."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from tessera.models.config import RunConfig
+from tessera.models.descriptor import ModelDescriptor
+from tessera.tasks.prediction.options import Device
+from tessera.tasks.prediction.stitching import Predictor
+
+MIN_BATCH = 2  # torch.export specialises a batch of one; pad a lone window to two
+
+
+class ModelSource(BaseModel):
+    """Where the model comes from: a registry URI, or a run's checkpoint."""
+
+    ref: str
+    tracking_uri: str | None = None
+    run: RunConfig | None = None
+    checkpoint: str | None = None
+
+
+@dataclass
+class AppliedModel:
+    """A model ready to apply: its serving module, descriptor and lineage."""
+
+    module: Any
+    descriptor: ModelDescriptor
+    name: str
+    version: str
+    ref: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def lineage(self) -> dict[str, str]:
+        """What every output's metadata says of the model."""
+        out = {"tessera_model": self.name, "tessera_model_version": self.version}
+        out["tessera_model_ref"] = self.ref
+        if "git_sha" in self.tags:
+            out["tessera_git_sha"] = self.tags["git_sha"]
+        return out
+
+
+def load_model(source: ModelSource) -> AppliedModel:
+    """Load the model ``source`` names; one-line errors for unknown or unreadable ones."""
+    if source.run is None:
+        from tessera.tasks.registry.mlflow_loading import load_registered
+
+        reg = load_registered(source.ref, source.tracking_uri or "")
+        descriptor = ModelDescriptor.parse(reg.descriptor_text, source.ref)
+        return AppliedModel(reg.module, descriptor, reg.name, reg.version, source.ref, reg.tags)
+    return _from_checkpoint(source.run, Path(source.checkpoint or ""), source.ref)
+
+
+def _from_checkpoint(run: RunConfig, checkpoint: Path, ref: str) -> AppliedModel:
+    from tessera.models.evaluate import load_task
+    from tessera.tasks.registry.lineage import git_sha
+    from tessera.tasks.store.format import StoreInfo
+
+    _, task = load_task(run, checkpoint)
+    descriptor = ModelDescriptor.build(run, StoreInfo.read(Path(run.store)), task.serving_output)
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:12]
+    tags = {"git_sha": git_sha(Path.cwd())}
+    return AppliedModel(
+        task.serving_module(), descriptor, run.experiment, f"ckpt-{digest}", ref, tags
+    )
+
+
+def resolve_device(device: Device) -> str:
+    """``auto``: CUDA when present, else the CPU; ``cuda`` without one is refused."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device here")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def batch_predictor(model: AppliedModel, device: str, softmax: bool) -> Predictor:
+    """Scores of a batch of normalised windows: float32 numpy in, float32 numpy out, run on
+    ``device`` (bf16 autocast on CUDA); ``softmax`` over the class axis for class logits."""
+    import torch
+
+    module = model.module.to(device) if hasattr(model.module, "to") else model.module
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        if n < MIN_BATCH:
+            x = np.concatenate([x, np.zeros((MIN_BATCH - n, *x.shape[1:]), x.dtype)])
+        t = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+        with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, device == "cuda"):
+            y = module(t)
+            if softmax:
+                y = torch.softmax(y.float(), dim=1)
+        return y[:n].float().cpu().numpy()
+
+    return predict

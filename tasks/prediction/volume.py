@@ -1,0 +1,199 @@
+"""Maps of a whole volume: every slice along the model's axis stitched as a plane, written as
+NIfTI on the input's own voxel grid.
+
+A NIfTI input gets its own shape, affine and orientation back (the RAS array Tessera reads is
+turned back, never resampled), so the map overlays the input in ITK-SNAP or FSLeyes as it is.
+A DICOM series, which has no file-side voxel order, gets the RAS voxel order on the series'
+affine. A model that answers per window paints one voxel per window, as the cluster maps do.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import nibabel.orientations as nio
+import numpy as np
+
+from tessera.tasks.prediction.cog import CLASS_NODATA
+from tessera.tasks.prediction.raster import MapFiles, Normaliser
+from tessera.tasks.prediction.stitching import Blend, Predictor, stitch_plane
+from tessera.tasks.store.files import named
+from tessera.tasks.store.stats import valid_values
+from tessera.tasks.tiling.grid import slice_axes
+from tessera.tasks.tiling.scene import VolumeScene
+
+LINEAGE_EXTENSION = 6  # NIfTI extension code "comment": the lineage as JSON
+
+
+def _plane_index(axis: int, plane: int) -> tuple[Any, ...]:
+    index: list[Any] = [slice(None)] * 3
+    index[axis] = plane
+    return tuple(index)
+
+
+def _window(scene: VolumeScene, p: int, r: int, c: int, h: int, w: int) -> tuple[np.ndarray, ...]:
+    values = scene.read(p, r, c, h, w)
+    return values, np.asarray(valid_values(values, scene.rec.nodata).all(axis=0))
+
+
+def predict_volume_pixels(
+    scene: VolumeScene,
+    predict: Predictor,
+    normalise: Normaliser,
+    n_classes: int,
+    size: int,
+    overlap: int,
+    blend: Blend = "gaussian",
+    batch_size: int = 16,
+    on_plane: Callable[[], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-voxel probabilities (K, X, Y, Z) as uint8 p·255 and the voxels with data (X, Y, Z),
+    in the RAS order the scene holds, each slice along ``scene.axis`` stitched as a plane."""
+    shape = scene.array.shape[1:]
+    probs = np.zeros((n_classes, *shape), dtype=np.uint8)
+    ok = np.zeros(shape, dtype=bool)
+    height, width = scene.plane_shape
+    for p in range(scene.n_planes):
+        at = _plane_index(scene.axis, p)
+
+        def read(r: int, c: int, h: int, w: int, p: int = p) -> np.ndarray:
+            return normalise(*_window(scene, p, r, c, h, w))
+
+        def write(row: int, scores: np.ndarray, at: tuple[Any, ...] = at, p: int = p) -> None:
+            n = scores.shape[1]
+            scaled = np.rint(np.clip(scores, 0, 1) * 255).astype(np.uint8)
+            probs[(slice(None), *at)][:, row : row + n] = scaled
+            ok[at][row : row + n] = _window(scene, p, row, 0, n, width)[1]
+
+        stitch_plane(
+            read, predict, write, height, width, size, overlap, n_classes, blend, batch_size
+        )
+        if on_plane is not None:
+            on_plane()
+    return probs, ok
+
+
+def predict_volume_windows(
+    scene: VolumeScene,
+    predict: Predictor,
+    normalise: Normaliser,
+    n_classes: int,
+    size: int,
+    stride: int,
+    batch_size: int = 16,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-window probabilities (K, x, y, z) uint8, valid cells, and their RAS affine: one
+    voxel per ``stride`` in-plane (the window starting there) and one per slice across."""
+    height, width = scene.plane_shape
+    rows_ax, cols_ax = slice_axes(scene.axis)
+    shape = [0, 0, 0]
+    shape[rows_ax], shape[cols_ax] = math.ceil(height / stride), math.ceil(width / stride)
+    shape[scene.axis] = scene.n_planes
+    probs = np.zeros((n_classes, *shape), dtype=np.uint8)
+    ok = np.zeros(shape, dtype=bool)
+    cells = [(p, i, j) for p in range(scene.n_planes) for i in range(shape[rows_ax])
+             for j in range(shape[cols_ax])]  # fmt: skip
+    for b in range(0, len(cells), batch_size):
+        batch, windows = cells[b : b + batch_size], []
+        for p, i, j in batch:
+            r, c = i * stride, j * stride
+            h, w = min(size, height - r), min(size, width - c)
+            values, valid = _window(scene, p, r, c, h, w)
+            x = np.zeros((values.shape[0], size, size), dtype=np.float32)
+            x[:, :h, :w] = normalise(values, valid)
+            windows.append(x)
+            idx = [0, 0, 0]
+            idx[rows_ax], idx[cols_ax], idx[scene.axis] = i, j, p
+            ok[tuple(idx)] = bool(valid.any())
+        out = np.rint(np.clip(np.asarray(predict(np.stack(windows))), 0, 1) * 255)
+        for (p, i, j), v in zip(batch, out.astype(np.uint8), strict=True):
+            idx = [0, 0, 0]
+            idx[rows_ax], idx[cols_ax], idx[scene.axis] = i, j, p
+            probs[:, idx[0], idx[1], idx[2]] = v
+    to_source = np.eye(4)
+    for ax in (rows_ax, cols_ax):
+        to_source[ax, ax] = stride
+        to_source[ax, 3] = (stride - 1) / 2
+    return probs, ok, scene.affine @ to_source
+
+
+def _own_order(ras: np.ndarray, source: Any) -> np.ndarray:
+    """(X, Y, Z, …) in RAS order back to the NIfTI file's own voxel order."""
+    ornt = nio.io_orientation(source.affine)
+    back = nio.ornt_transform(nio.axcodes2ornt(("R", "A", "S")), ornt)
+    return np.asarray(nio.apply_orientation(ras, back))
+
+
+def write_volume_maps(
+    files: MapFiles,
+    probs: np.ndarray,
+    ok: np.ndarray,
+    ras_affine: np.ndarray,
+    class_names: Sequence[str],
+    tags: dict[str, str],
+    source: Path | None = None,
+) -> list[Path]:
+    """The class map (uint8, 255 without data) and optionally the probabilities (X, Y, Z, K)
+    as NIfTI: on ``source``'s own grid (a NIfTI input's shape, affine and orientation), else
+    on ``ras_affine``; the lineage in a JSON extension and ``descrip``."""
+    classes = np.where(ok, probs.argmax(axis=0), CLASS_NODATA).astype(np.uint8)
+    outputs = [(files.classes, classes)]
+    if files.probabilities is not None:
+        outputs.append((files.probabilities, np.moveaxis(probs, 0, -1)))
+    header: Any = None
+    affine = ras_affine
+    image_type: Any = nib.Nifti1Image
+    if source is not None:
+        img: Any = nib.load(str(source))
+        if isinstance(img, nib.Nifti2Image):
+            image_type = nib.Nifti2Image
+        header, affine = img.header.copy(), img.affine
+        outputs = [(path, _own_order(a, img)) for path, a in outputs]
+        if outputs[0][1].shape != tuple(img.shape[:3]):
+            raise ValueError(f"{source}: map shape {outputs[0][1].shape} is not the input's")
+    lineage = tags | {"classes": ",".join(class_names)}
+    written = []
+    for path, data in outputs:
+        out = image_type(data, affine, header=header)
+        out.set_data_dtype(np.uint8)
+        out.header.set_slope_inter(1.0, 0.0)
+        out.header["descrip"] = f"tessera {tags.get('tessera_model', '')}"[:79].encode()
+        if header is None:
+            out.set_qform(affine, code=1)
+            out.set_sform(affine, code=1)
+        out.header.extensions.append(
+            nib.nifti1.Nifti1Extension(LINEAGE_EXTENSION, json.dumps(lineage).encode())
+        )
+        written.append(_save(out, path))
+    return written
+
+
+def _save(img: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.nii.gz")
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise named(exc, path) from None
+    return path
+
+
+def read_lineage(path: Path) -> dict[str, str]:
+    """The lineage a Tessera map carries ({} for any other NIfTI)."""
+    try:
+        img: Any = nib.load(str(path))
+        for ext in img.header.extensions:
+            if ext.get_code() == LINEAGE_EXTENSION:
+                data = json.loads(ext.get_content())
+                return data if isinstance(data, dict) and "tessera_model" in data else {}
+    except Exception:
+        return {}
+    return {}

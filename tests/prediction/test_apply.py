@@ -1,0 +1,113 @@
+"""One scene or volume through a model: descriptor checks, band order, own-grid NIfTI, reruns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from tessera.models.descriptor import DescriptorError, ModelDescriptor
+from tessera.tasks.prediction.apply import plan_maps, predict_scene
+from tessera.tasks.prediction.model import AppliedModel
+from tessera.tasks.prediction.options import PredictOptions
+from tessera.tasks.sources.adhoc import adhoc_sources
+from tessera.tasks.sources.catalog import inspect_source
+from tessera.tasks.sources.records import SceneRecord
+from tessera.tasks.store.outputs import OutputRefusedError
+from tests.helpers import write_geotiff, write_nifti
+
+
+class FirstBandAbove(torch.nn.Module):
+    """Logits of two classes: class 1 where the first input band is above 0 (normalised)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([-x[:, 0], x[:, 0]], dim=1) * 10
+
+
+def _model(kind: str, bands: list[str], shift: float, window: int = 16) -> AppliedModel:
+    d = ModelDescriptor(
+        experiment="toy", model_type="seg_ae", output="class_logits", source="s",
+        source_kind=kind, bands=bands, normalisation="zscore", shift=[shift] * len(bands),
+        scale=[1.0] * len(bands), window=window, stride=window, axis=2,
+        class_names=["low", "high"], nodata=None, store_version=3,
+    )  # fmt: skip
+    return AppliedModel(FirstBandAbove().eval(), d, "tessera-toy", "7", "models:/tessera-toy/7")
+
+
+def _records(paths: list[Path], stack: bool = False) -> list[SceneRecord]:
+    report = inspect_source(adhoc_sources(paths, None, stack)[0], paths[0].parent)
+    assert report.records, report.rejected
+    return report.records
+
+
+OPTS = PredictOptions(device="cpu", overlap=0.25)
+
+
+def test_band_files_given_in_another_order_are_read_in_the_models(tmp_path):
+    rng = np.random.default_rng(0)
+    b1, b2 = rng.integers(1, 1000, (2, 40, 50)).astype(np.uint16)
+    files = [write_geotiff(tmp_path / f"l8_{n}.tif", a) for n, a in (("B2", b2), ("B1", b1))]
+    (rec,) = _records(files, stack=True)
+    res = predict_scene(rec, tmp_path, _model("geotiff", ["B1", "B2"], 500.0), OPTS, tmp_path / "o")
+    with rasterio.open(res["files"][0]) as ds:
+        assert np.array_equal(ds.read(1), (b1 > 500).astype(np.uint8))  # B1 decides, not B2
+        assert ds.tags()["tessera_model_version"] == "7"
+
+
+def test_an_oblique_lps_nifti_gets_labels_on_the_same_world_voxels(tmp_path):
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(20, 24, 9)).astype(np.float32)
+    c, s = np.cos(0.3), np.sin(0.3)
+    affine = np.array([[-c * 1.5, s, 0, 40], [-s * 1.5, -c, 0, 60], [0, 0, 2.5, -10], [0, 0, 0, 1]])
+    src = write_nifti(tmp_path / "lps.nii.gz", data, affine)  # oblique, x and y flipped (LPS)
+    (rec,) = _records([src])
+    model = _model("nifti", ["c0"], 0.0)
+    res = predict_scene(rec, tmp_path, model, OPTS.model_copy(update={"probabilities": True}),
+                        tmp_path / "o")  # fmt: skip
+    img = nib.load(res["files"][0])
+    assert img.shape == data.shape and np.allclose(img.affine, affine)
+    assert np.array_equal(np.asarray(img.dataobj), (data > 0).astype(np.uint8))
+    probs = nib.load(res["files"][1])
+    assert probs.shape == (*data.shape, 2)
+    assert np.array_equal(np.asarray(probs.dataobj)[..., 1] > 127, data > 0)
+
+
+def test_a_rerun_with_the_same_model_version_is_skipped_unless_forced(tmp_path):
+    src = write_geotiff(tmp_path / "a.tif", np.full((1, 20, 20), 900, np.uint16))
+    (rec,) = _records([src])
+    model = _model("geotiff", ["b1"], 500.0)
+    first = predict_scene(rec, tmp_path, model, OPTS, tmp_path / "o")
+    out = Path(first["files"][0])
+    stamp = out.stat().st_mtime_ns
+    assert predict_scene(rec, tmp_path, model, OPTS, tmp_path / "o")["skipped"]
+    assert out.stat().st_mtime_ns == stamp
+    model.version = "8"  # a new version maps it again
+    assert not predict_scene(rec, tmp_path, model, OPTS, tmp_path / "o")["skipped"]
+    forced = OPTS.model_copy(update={"force": True})
+    assert not predict_scene(rec, tmp_path, model, forced, tmp_path / "o")["skipped"]
+
+
+def test_misfits_are_rejected_before_any_map_and_foreign_files_refused(tmp_path):
+    three = write_geotiff(tmp_path / "three.tif", np.ones((3, 20, 20), np.uint16))
+    vol = write_nifti(tmp_path / "v.nii.gz", np.ones((8, 8, 4), np.float32), np.eye(4))
+    model = _model("geotiff", ["b1", "b2"], 0.0)
+    recs = _records([three]) + _records([vol])
+    kept, rejected = plan_maps(recs, model, OPTS, tmp_path / "o")
+    assert kept == [] and [r["reason"] for r in rejected] == [
+        "3 bands (b1, b2, b3), but toy reads 2 (b1, b2)",
+        "a nifti input, but toy was trained on geotiff (s)",
+    ]
+    two = write_geotiff(tmp_path / "two.tif", np.ones((2, 20, 20), np.uint16))
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "two_classes.tif").write_text("the user's own file")
+    with pytest.raises(OutputRefusedError, match="exists and is not a Tessera prediction map"):
+        plan_maps(_records([two]), model, OPTS, tmp_path / "o")
+    assert (tmp_path / "o" / "two_classes.tif").read_text() == "the user's own file"
+    latent = _model("geotiff", ["b1", "b2"], 0.0)
+    latent.descriptor = latent.descriptor.model_copy(update={"output": "latent_mean"})
+    with pytest.raises(DescriptorError, match="maps class scores only"):
+        plan_maps(_records([two]), latent, OPTS, tmp_path / "p")
