@@ -72,7 +72,9 @@ def _register(p: TesseraParams, o: StageOptions) -> dict[str, Any]:
 
 def _predict(p: TesseraParams, o: StageOptions) -> dict[str, Any]:
     from tessera.flows.predictions import resolve_prediction
+    from tessera.tasks.registry.mlflow_registry import configure_http_retries
 
+    configure_http_retries(p.registry.retries, p.registry.backoff_s)
     if len(o.experiment) > 1:
         raise ValueError("tessera predict takes one --experiment")
     exp = o.experiment[0] if o.experiment else None

@@ -35,10 +35,10 @@ def tile_grid(
         raise ValueError("tiles have no transform: not a georeferenced raster")
     t0 = Affine(*metas[0]["transform"][:6])
     # the scene's own transform: the tile's transform less its pixel offset
-    scene = t0 * Affine.translation(-int(metas[0]["col_off"]), -int(metas[0]["row_off"]))
+    scene = t0 @ Affine.translation(-int(metas[0]["col_off"]), -int(metas[0]["row_off"]))
     rows, cols = row_off // stride, col_off // stride
     shape = (int(rows.max()) + 1, int(cols.max()) + 1)
-    transform = scene * Affine.scale(stride)
+    transform = scene @ Affine.scale(stride)
     return transform, shape, rows, cols
 
 
