@@ -290,12 +290,13 @@ def summary(params: ParamsOpt = Path("params.yaml"), tiles: Path = Path("outputs
     from rich.console import Console
 
     from tessera.flows.local_api import running_url
-    from tessera.flows.summary import experiments_table, store_table, ui_hints
+    from tessera.flows.summary import experiments_table, predictions_table, store_table, ui_hints
 
     p = load(params, None)
     console = Console(width=max(Console().width, 160))
     console.print(store_table(tiles))
     console.print(experiments_table(p))
+    console.print(predictions_table(Path(p.predict.out)))
     console.print(ui_hints(running_url(prefect_home())), highlight=False)
 
 

@@ -14,6 +14,7 @@ from tessera.tasks.sources.specs import SourceSpec
 from tessera.tasks.store.files import read_yaml_mapping
 from tessera.tasks.tiling.params import TileParams
 
+PARAMS_FILE = "params.yaml"  # the project's one config, at its root
 OnBadInput = Literal["fail", "skip"]
 M = TypeVar("M", bound=BaseModel)
 

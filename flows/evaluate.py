@@ -16,6 +16,7 @@ from tessera.tasks.evaluation.report import check_evaluation_output
 from tessera.tasks.steps.evaluate import (
     run_inference_step,
     score_latents_step,
+    stitched_scores_step,
     training_history_step,
     write_evaluation_step,
 )
@@ -39,8 +40,12 @@ def evaluate_flow(params: EvaluateFlowParams) -> State[Any]:
     )
     rep = score_latents_step(inf, ev.k, ev.k_max, ev.seed, ev.tsne)
     history = training_history_step(Path(run.out_dir))
+    stitched = stitched_scores_step(
+        run, Path(params.checkpoint), Path(params.catalog), Path.cwd(), ev.split,
+        params.overlap, params.blend,
+    )  # fmt: skip
     result = write_evaluation_step(
-        Path(params.out_dir), run.experiment, inf, rep, history, Path(run.store)
+        Path(params.out_dir), run.experiment, inf, rep, history, Path(run.store), stitched
     )
     create_markdown_artifact(result["markdown"], key=artifact_key("tessera-eval", run.experiment))
     return Completed(data=result)

@@ -15,6 +15,7 @@ from tessera.models.config import (
     TrainerParams,
     validate_model_params,
 )
+from tessera.tasks.prediction.options import Blend
 
 
 def default_tracking(root: Path) -> tuple[str, str | None]:
@@ -84,6 +85,9 @@ class EvaluateFlowParams(BaseModel):
     checkpoint: str
     out_dir: str
     evaluate: EvaluateParams
+    catalog: str = Field(default="", description="The scenes, for the stitched-map score.")
+    overlap: float = Field(default=0.25, description="Stitching as tessera predict does it.")
+    blend: Blend = "gaussian"
 
 
 def resolve_evaluation(
@@ -97,4 +101,7 @@ def resolve_evaluation(
         checkpoint=str(ckpt),
         out_dir=str(Path(params.evaluate.out) / name),
         evaluate=params.evaluate,
+        catalog=params.tile.catalog,
+        overlap=params.predict.overlap,
+        blend=params.predict.blend,
     )

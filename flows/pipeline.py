@@ -18,7 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, Failed, State
 from pydantic import BaseModel, Field
 
-from tessera.flows.config import TesseraParams
+from tessera.flows.config import PARAMS_FILE, TesseraParams
 from tessera.flows.failures import failing_in_one_line
 from tessera.flows.markdown import artifact_key
 from tessera.flows.stages import parse_stage_command, stage_call
@@ -35,7 +35,6 @@ from tessera.tasks.steps.pipeline import (
 )
 
 # DVC tracks params.yaml: the pipeline reads the same file, so both agree on what is current
-PARAMS_FILE = "params.yaml"
 
 
 class PipelineParams(BaseModel):

@@ -53,6 +53,30 @@ def experiments_table(p: TesseraParams) -> Any:
     return t
 
 
+def predictions_table(root: Path) -> Any:
+    """One row per map ``tessera predict`` wrote under ``root``: its model, version and input."""
+    from rich.table import Table
+
+    from tessera.tasks.prediction.apply import MAP_PATTERNS, read_lineage
+
+    t = Table(title=f"Predictions under {root}")
+    for col in ("map", "model", "version", "input"):
+        t.add_column(col, overflow="fold")
+    maps = sorted({p for pattern in MAP_PATTERNS for p in root.rglob(pattern)})
+    for path in maps:
+        lineage = read_lineage(path)
+        if lineage:
+            t.add_row(
+                str(path),
+                lineage["tessera_model"],
+                lineage["tessera_model_version"],
+                lineage.get("tessera_input", "-"),
+            )
+    if not t.row_count:
+        t.add_row(f"none yet: `tessera predict` writes them to {root}", "-", "-", "-")
+    return t
+
+
 def ui_hints(prefect_url: str | None) -> str:
     """Where to look: the MLflow UI command, the local Prefect server's UI, the PNGs."""
     prefect = (

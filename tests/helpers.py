@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -98,9 +100,13 @@ def landsat_qa_source(name: str, band_glob: str, bqa_path: str) -> dict[str, Any
     }
 
 
-def training_dir(root: Path, experiments: dict[str, Any]) -> Path:
+def training_dir(root: Path, experiments: dict[str, Any], catalogued: bool = False) -> Path:
     """A labelled 4-band 128² scene (3 classes) tiled into 16-px tiles, and a params.yaml
-    with ``experiments`` (2 epochs, batch 8, MLflow in ``root/mlflow.db``)."""
+    with ``experiments`` (2 epochs, batch 8, MLflow in ``root/mlflow.db``).
+
+    ``catalogued``: the scene is the source ``scene`` of ``ingest.sources``, ingested into
+    ``outputs/catalog.parquet`` and tiled from there (params mode) rather than ad hoc.
+    """
     import yaml
 
     from tessera.flows.cli import run
@@ -113,9 +119,7 @@ def training_dir(root: Path, experiments: dict[str, Any]) -> Path:
     image = means[:, label] + rng.integers(0, 300, (4, 128, 128))
     img = write_geotiff(root / "scene.tif", image.astype(np.uint16), nodata=0)
     lbl = write_geotiff(root / "mask.tif", label)
-    args = ["tile", "--input", img, "--label", lbl, "--out", root / "tiles", "--size", "16"]
-    assert run([str(a) for a in [*args, "--set", "tile.split.block_size=32"]]) == 0
-    params = {
+    params: dict[str, Any] = {
         "train": {
             "store": str(root / "tiles"),
             "out": str(root / "models"),
@@ -125,7 +129,20 @@ def training_dir(root: Path, experiments: dict[str, Any]) -> Path:
         },
         "experiments": experiments,
     }
+    if catalogued:
+        source = {"name": "scene", "kind": "geotiff", "paths": [img.name]}
+        params["ingest"] = {"sources": [source | {"label": {"kind": "raster", "path": lbl.name}}]}
+        params["tile"] = {"out": "tiles", "size": 16, "stride": 16, "split": {"block_size": 32}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
+    if catalogued:
+        from contextlib import chdir
+
+        with chdir(root):  # the catalogue's paths are relative to the project
+            for stage in ("ingest", "tile"):
+                assert run([stage]) == 0
+        return root
+    args = ["tile", "--input", img, "--label", lbl, "--out", root / "tiles", "--size", "16"]
+    assert run([str(a) for a in [*args, "--set", "tile.split.block_size=32"]]) == 0
     return root
 
 
@@ -180,3 +197,94 @@ def stop_process_group(proc: Any) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+def get_json(url: str) -> Any:
+    """GET ``url`` and decode its JSON answer."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def post_json(url: str, body: dict[str, Any]) -> Any:
+    """POST ``body`` as JSON to ``url`` and decode the answer."""
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def wait_for(check: Any, seconds: float, what: str) -> Any:
+    """Call ``check`` every second until it answers something true (an OSError is no
+    answer); fail the test after ``seconds``."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            got = check()
+        except OSError:
+            got = None
+        if got:
+            return got
+        time.sleep(1)
+    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
+
+
+@contextmanager
+def prefect_server(home: Path, env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """A real ``prefect server`` on 127.0.0.1 with its own database under ``home``, healthy
+    within 90 s and stopped on leaving; yields ``env`` pointed at it (PREFECT_API_URL)."""
+    import subprocess
+    import sys
+
+    from tessera.flows.local_api import free_port
+
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**env, "PREFECT_HOME": str(home), "PREFECT_API_URL": api}
+    env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{home / 'p.db'}"
+    home.mkdir(parents=True, exist_ok=True)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
+         "--port", str(port), "--analytics-off", "--no-ui"],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: get_json(f"{api}/health"), 90, "the Prefect server")
+        yield env
+    finally:
+        stop_process_group(server)
+
+
+def run_by_worker(
+    env: dict[str, str], cwd: Path, deployment: str, parameters: dict[str, Any], pool: str
+) -> dict[str, Any]:
+    """Create a flow run of ``deployment`` (flow/name), let one real process worker execute
+    it (``prefect worker start --run-once``, bounded in time); returns the run's final state."""
+    import sys
+
+    api = env["PREFECT_API_URL"]
+    dep = wait_for(lambda: get_json(f"{api}/deployments/name/{deployment}"), 60, deployment)
+    # a busy server answers 503 (seen once in CI on 2 cores): ask again, within the bound
+    run = wait_for(
+        lambda: post_json(
+            f"{api}/deployments/{dep['id']}/create_flow_run", {"parameters": parameters}
+        ),
+        60,
+        "a flow run",
+    )
+    prefect = str(Path(sys.executable).parent / "prefect")
+    res = sh([prefect, "worker", "start", "--pool", pool, "--run-once"], cwd, env, 300)
+    state = get_json(f"{api}/flow_runs/{run['id']}")["state"]
+    if state["type"] != "COMPLETED":  # say why: every run's state, subflows included
+        runs = post_json(f"{api}/flow_runs/filter", {})
+        why = [f"{r['name']}: {r['state']['type']} {r['state'].get('message')}" for r in runs]
+        raise AssertionError("\n".join([*why, res.stdout[-3000:], res.stderr[-3000:]]))
+    return state

@@ -40,14 +40,17 @@ def is_evaluation(path: Path) -> bool:
     return bool(keys) and ((path / REPORT_FILE).is_file() or "n_tiles" in keys)
 
 
-def flat_metrics(inf: Inference, rep: LatentReport) -> dict[str, float | None]:
-    """One flat dict for ``metrics.json``: class-indexed keys named by class; NaN → null."""
-    merged = {**inf.metrics, **rep.metrics}
+def flat_metrics(
+    inf: Inference, rep: LatentReport, extra: dict[str, float] | None = None
+) -> dict[str, float | None]:
+    """One flat dict for ``metrics.json``: class-indexed keys (``dice_0``, ``stitched_iou_2``)
+    named by class; NaN → null."""
+    merged = {**inf.metrics, **rep.metrics, **(extra or {})}
     out: dict[str, float | None] = {}
     for key, v in sorted(merged.items()):
-        for c, name in enumerate(inf.class_names):
-            if key in (f"dice_{c}", f"iou_{c}"):
-                key = f"{key.rsplit('_', 1)[0]}_{name}"
+        head, _, index = key.rpartition("_")
+        if head.endswith(("dice", "iou")) and index.isdigit() and int(index) < len(inf.class_names):
+            key = f"{head}_{inf.class_names[int(index)]}"
         f = float(v)
         out[key] = f if math.isfinite(f) else None
     return out
@@ -260,8 +263,10 @@ def write_evaluation(
     rep: LatentReport,
     history: dict[str, list[float]],
     store: Path,
+    extra_metrics: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Write metrics.json, tables, PNGs, cluster maps and report.md into ``out`` at once.
+    """Write metrics.json, tables, PNGs, cluster maps and report.md into ``out`` at once;
+    ``extra_metrics`` (the stitched map's scores) join the metrics.
 
     Everything is written to a sibling temporary directory that replaces ``out`` at the end.
     """
@@ -270,7 +275,7 @@ def write_evaluation(
     tmp = _staging(out)[0]
     shutil.rmtree(tmp, ignore_errors=True)
     mark_staging(tmp)
-    metrics = flat_metrics(inf, rep)
+    metrics = flat_metrics(inf, rep, extra_metrics)
     write_tables(tmp, inf, rep, history)
     plots = write_plots(tmp, inf, rep, history, experiment)
     maps = write_cluster_maps(tmp, inf, rep, params.stride, params.axis)

@@ -19,6 +19,19 @@ from tessera.tasks.store.outputs import check_output_file
 PIXEL_OUTPUTS = {"class_logits"}  # the model answers per pixel: stitched at full resolution
 WINDOW_OUTPUTS = {"class_probabilities"}  # once per window: painted at window stride
 INPUT_TAG = "tessera_input_sha256"
+MAP_PATTERNS = (
+    "*_classes.tif",
+    "*_probabilities.tif",
+    "*_classes.nii.gz",
+    "*_probabilities.nii.gz",
+)
+
+
+def list_inputs(folder: Path, pattern: str) -> list[str]:
+    """The files of ``folder`` matching ``pattern``, sorted; a missing folder is refused."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    return sorted(str(p) for p in folder.glob(pattern) if p.is_file())
 
 
 def input_sha256(rec: SceneRecord) -> str:

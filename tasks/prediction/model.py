@@ -48,29 +48,16 @@ class AppliedModel:
         return out
 
 
-def load_model(source: ModelSource) -> AppliedModel:
-    """Load the model ``source`` names; one-line errors for unknown or unreadable ones."""
-    if source.run is None:
-        from tessera.tasks.registry.mlflow_loading import load_registered
-
-        reg = load_registered(source.ref, source.tracking_uri or "")
-        descriptor = ModelDescriptor.parse(reg.descriptor_text, source.ref)
-        return AppliedModel(reg.module, descriptor, reg.name, reg.version, source.ref, reg.tags)
-    return _from_checkpoint(source.run, Path(source.checkpoint or ""), source.ref)
-
-
-def _from_checkpoint(run: RunConfig, checkpoint: Path, ref: str) -> AppliedModel:
+def checkpoint_model(run: RunConfig, checkpoint: Path, ref: str) -> AppliedModel:
+    """The serving module of ``run``'s checkpoint and the descriptor its store gives it;
+    its version names the checkpoint's content (``ckpt-<sha256 prefix>``)."""
     from tessera.models.evaluate import load_task
-    from tessera.tasks.registry.lineage import git_sha
     from tessera.tasks.store.format import StoreInfo
 
     _, task = load_task(run, checkpoint)
     descriptor = ModelDescriptor.build(run, StoreInfo.read(Path(run.store)), task.serving_output)
     digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:12]
-    tags = {"git_sha": git_sha(Path.cwd())}
-    return AppliedModel(
-        task.serving_module(), descriptor, run.experiment, f"ckpt-{digest}", ref, tags
-    )
+    return AppliedModel(task.serving_module(), descriptor, run.experiment, f"ckpt-{digest}", ref)
 
 
 def resolve_device(device: Device) -> str:

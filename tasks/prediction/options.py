@@ -22,3 +22,7 @@ class PredictOptions(BaseModel):
     probabilities: bool = Field(default=False, description="Also write one band per class.")
     on_bad_input: Literal["fail", "skip"] = "fail"
     force: bool = Field(default=False, description="Redo maps this model version made.")
+    experiments: list[str] = Field(
+        default_factory=list,
+        description="The pipeline's predict@<experiment> stages: each maps its own sources.",
+    )

@@ -16,7 +16,7 @@ from tessera.tasks.prediction.cog import CLASS_NODATA, class_colours, cog_writer
 from tessera.tasks.prediction.stitching import Blend, Predictor, stitch_plane
 from tessera.tasks.sources.raster import Grid
 from tessera.tasks.store.stats import valid_values
-from tessera.tasks.tiling.scene import RasterScene
+from tessera.tasks.tiling.scene import RasterScene, VolumeScene
 
 Normaliser = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (C,h,w) values, (h,w) valid
 
@@ -31,13 +31,14 @@ class MapFiles:
 
 
 def scene_valid(
-    scene: RasterScene, r: int, c: int, h: int, w: int
+    scene: RasterScene | VolumeScene, r: int, c: int, h: int, w: int, plane: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A window's source values and the pixels that have data: no band nodata or NaN, and
-    opaque in the files' alpha bands or internal masks."""
-    window = scene.read(0, r, c, h, w)
+    """A window of a scene's plane: its source values and the pixels that have data (no band
+    nodata or NaN, and opaque in the files' alpha bands or internal masks), as the tiler
+    judges them."""
+    window = scene.read(plane, r, c, h, w)
     ok = np.asarray(valid_values(window, scene.rec.nodata).all(axis=0))
-    mask = scene.read_valid(0, r, c, h, w)
+    mask = scene.read_valid(plane, r, c, h, w)
     return window, ok if mask is None else ok & mask
 
 

@@ -21,10 +21,9 @@ import nibabel.orientations as nio
 import numpy as np
 
 from tessera.tasks.prediction.cog import CLASS_NODATA
-from tessera.tasks.prediction.raster import MapFiles, Normaliser
+from tessera.tasks.prediction.raster import MapFiles, Normaliser, scene_valid
 from tessera.tasks.prediction.stitching import Blend, Predictor, stitch_plane
 from tessera.tasks.store.files import named
-from tessera.tasks.store.stats import valid_values
 from tessera.tasks.tiling.grid import slice_axes
 from tessera.tasks.tiling.scene import VolumeScene
 
@@ -35,11 +34,6 @@ def _plane_index(axis: int, plane: int) -> tuple[Any, ...]:
     index: list[Any] = [slice(None)] * 3
     index[axis] = plane
     return tuple(index)
-
-
-def _window(scene: VolumeScene, p: int, r: int, c: int, h: int, w: int) -> tuple[np.ndarray, ...]:
-    values = scene.read(p, r, c, h, w)
-    return values, np.asarray(valid_values(values, scene.rec.nodata).all(axis=0))
 
 
 def predict_volume_pixels(
@@ -63,13 +57,13 @@ def predict_volume_pixels(
         at = _plane_index(scene.axis, p)
 
         def read(r: int, c: int, h: int, w: int, p: int = p) -> np.ndarray:
-            return normalise(*_window(scene, p, r, c, h, w))
+            return normalise(*scene_valid(scene, r, c, h, w, p))
 
         def write(row: int, scores: np.ndarray, at: tuple[Any, ...] = at, p: int = p) -> None:
             n = scores.shape[1]
             scaled = np.rint(np.clip(scores, 0, 1) * 255).astype(np.uint8)
             probs[(slice(None), *at)][:, row : row + n] = scaled
-            ok[at][row : row + n] = _window(scene, p, row, 0, n, width)[1]
+            ok[at][row : row + n] = scene_valid(scene, row, 0, n, width, p)[1]
 
         stitch_plane(
             read, predict, write, height, width, size, overlap, n_classes, blend, batch_size
@@ -104,7 +98,7 @@ def predict_volume_windows(
         for p, i, j in batch:
             r, c = i * stride, j * stride
             h, w = min(size, height - r), min(size, width - c)
-            values, valid = _window(scene, p, r, c, h, w)
+            values, valid = scene_valid(scene, r, c, h, w, p)
             x = np.zeros((values.shape[0], size, size), dtype=np.float32)
             x[:, :h, :w] = normalise(values, valid)
             windows.append(x)

@@ -50,7 +50,7 @@ def graph() -> grimp.ImportGraph:
     return grimp.build_graph("tessera", cache_dir=None)
 
 
-@pytest.mark.parametrize("stage", ["ingest", "tile", "train", "evaluate", "register"])
+@pytest.mark.parametrize("stage", ["ingest", "tile", "train", "evaluate", "register", "predict"])
 def test_stage_deps_cover_the_code_it_runs(graph, stage):
     spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
     deps = (spec.get("do") or spec)["deps"]

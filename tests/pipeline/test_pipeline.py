@@ -10,21 +10,24 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from tessera.flows.local_api import free_port
 from tests.helpers import (
     REPO,
+    get_json,
     git_dvc_repo,
     landsat_like,
+    post_json,
+    prefect_server,
+    run_by_worker,
     sh,
     sh_all,
     stop_process_group,
+    wait_for,
     write_nifti,
 )
 
@@ -61,6 +64,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Path:
     params["tile"]["split"]["block_size"] = 16
     params["train"]["trainer"].update(max_epochs=1)
     params["evaluate"]["tsne"] = False
+    params["predict"]["experiments"] = []  # no segmentation experiment here
     params["experiments"] = {
         "l8-vae": {
             "dataset": {"sources": ["l8"]},
@@ -174,48 +178,14 @@ def test_a_failing_stage_fails_the_run_in_one_line(project, cli):
     assert "no tiles of source 'nope'" in errors[0]
 
 
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return json.loads(r.read())
-
-
-def _post(url: str, body: dict) -> dict:
-    req = urllib.request.Request(
-        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())
-
-
-def _wait(check, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            got = check()
-        except OSError:
-            got = None
-        if got:
-            return got
-        time.sleep(1)
-    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
-
-
-def test_deployment_runs_on_a_real_prefect_server(project, tmp_path, subprocess_env):
-    """prefect.yaml deploys against a real server; a served deployment's run completes."""
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {**subprocess_env, "PREFECT_HOME": str(tmp_path / "home"), "PREFECT_API_URL": api}
-    env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
+def test_deployments_are_run_by_a_real_worker_on_a_real_prefect_server(
+    project, tmp_path, subprocess_env
+):
+    """prefect.yaml deploys against a real server; a process worker runs the nightly
+    deployment, and a served deployment's run completes too."""
     bin_dir = Path(sys.executable).parent
-    server = subprocess.Popen(
-        [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port),
-         "--analytics-off", "--no-ui"],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    served = None
-    try:
-        _wait(lambda: _get(f"{api}/health"), 90, "the Prefect server")
-        # the declared deployments are valid for a real server (work pool created first)
+    with prefect_server(tmp_path / "home", subprocess_env) as env:
+        api = env["PREFECT_API_URL"]
         shutil.copy(REPO / "prefect.yaml", project / "prefect.yaml")
         res = sh(
             [str(bin_dir / "prefect"), "work-pool", "create", "tessera-process",
@@ -225,30 +195,32 @@ def test_deployment_runs_on_a_real_prefect_server(project, tmp_path, subprocess_
         assert res.returncode == 0, res.stdout + res.stderr
         res = sh([str(bin_dir / "prefect"), "--no-prompt", "deploy", "--all"], project, env, 120)
         assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-        found = _wait(lambda: _post(f"{api}/deployments/filter", {}), 60, "the deployments")
+        found = wait_for(lambda: post_json(f"{api}/deployments/filter", {}), 60, "the deployments")
         names = {d["name"] for d in found}
-        assert {"tessera-nightly", "tessera-retrain-weekly"} <= names
+        assert {"tessera-nightly", "tessera-retrain-weekly", "tessera-predict-incoming"} <= names
+        # a real process worker picks up the nightly pipeline and runs it in this checkout
+        run_by_worker(env, project, "tessera-pipeline/tessera-nightly", {}, "tessera-process")
         # serve the pipeline from this project (no work pool) and trigger a run
         served = subprocess.Popen(
             [str(bin_dir / "tessera"), "serve", "--cron", "0 2 * * *", "--name", "t"],
             cwd=project, env=env, start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        dep = _wait(
-            lambda: _get(f"{api}/deployments/name/tessera-pipeline/t"), 90, "the served deployment"
-        )
-        # a busy server answers 503 (seen once in CI on 2 cores): ask again, within the bound
-        run = _wait(
-            lambda: _post(f"{api}/deployments/{dep['id']}/create_flow_run", {}), 60, "a flow run"
-        )
+        try:
+            dep = wait_for(
+                lambda: get_json(f"{api}/deployments/name/tessera-pipeline/t"), 90,
+                "the served deployment",
+            )  # fmt: skip
+            run = wait_for(
+                lambda: post_json(f"{api}/deployments/{dep['id']}/create_flow_run", {}),
+                60, "a flow run",
+            )  # fmt: skip
 
-        def finished() -> dict | None:
-            state = _get(f"{api}/flow_runs/{run['id']}")["state"]
-            return state if state["type"] in ("COMPLETED", "FAILED", "CRASHED") else None
+            def finished() -> dict | None:
+                state = get_json(f"{api}/flow_runs/{run['id']}")["state"]
+                return state if state["type"] in ("COMPLETED", "FAILED", "CRASHED") else None
 
-        state = _wait(finished, 240, "the deployment's flow run")
-        assert state["type"] == "COMPLETED", state.get("message")
-    finally:
-        if served is not None:
+            state = wait_for(finished, 240, "the deployment's flow run")
+            assert state["type"] == "COMPLETED", state.get("message")
+        finally:
             stop_process_group(served)
-        stop_process_group(server)

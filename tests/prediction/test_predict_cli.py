@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +20,25 @@ def trained(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tiny-seg and tiny-ssvae trained; tiny-seg evaluated and registered as champion."""
     from tessera.flows.cli import run
 
-    root = training_dir(tmp_path_factory.mktemp("predict"), EXPERIMENTS)
+    root = training_dir(tmp_path_factory.mktemp("predict"), EXPERIMENTS, catalogued=True)
     params = ["--params", str(root / "params.yaml")]
     for name in EXPERIMENTS:
         assert run(["train", *params, "--experiment", name]) == 0
-    assert run(["evaluate", *params, "--experiment", "tiny-seg"]) == 0
+    from contextlib import chdir
+
+    with chdir(root):  # evaluation reads the catalogue's scenes relative to the project
+        assert run(["evaluate", "--experiment", "tiny-seg"]) == 0
     assert run(["register", *params, "--experiment", "tiny-seg"]) == 0
     return root
+
+
+def test_evaluation_scores_the_stitched_map_beside_the_tile_dice(trained):
+    metrics = json.loads((trained / "outputs" / "eval" / "tiny-seg" / "metrics.json").read_text())
+    stitched, tiles = metrics["stitched_dice_mean"], metrics["dice_mean"]
+    assert stitched is not None and 0 <= stitched <= 1
+    assert {"stitched_dice_class_0", "stitched_iou_mean"} <= set(metrics)
+    # windows that see their neighbours' pixels lose nothing against tiles seen alone
+    assert stitched >= tiles - 0.05, (stitched, tiles)
 
 
 def test_the_champion_maps_a_scene_on_its_exact_grid_once_per_version(trained, cli):
@@ -92,3 +105,61 @@ def test_misfits_unknown_models_and_a_down_store_are_one_line_and_write_nothing(
         assert rc == 1 and len(err.strip().splitlines()) == 1, err
         assert words in err and "Traceback" not in err, err
         assert not (trained / "refused").exists()
+
+
+def test_the_pipeline_stage_maps_the_experiments_own_sources_and_summary_lists_them(trained, cli):
+    rc, out, err = cli("predict", "--experiment", "tiny-seg", cwd=trained)  # predict@tiny-seg
+    assert rc == 0, err
+    written = trained / "outputs" / "predict" / "tiny-seg" / "scene_classes.tif"
+    assert written.is_file() and f"wrote {written}" in out
+    rc, out, err = cli("summary", cwd=trained)
+    assert rc == 0, err
+    assert "outputs/predict/tiny-seg/scene_classes.tif" in out.replace("\n", "")
+    assert "ckpt-" in out
+
+
+@pytest.mark.slow
+def test_the_scheduled_deployment_maps_new_files_once_per_version_by_a_real_worker(
+    trained, tmp_path, subprocess_env
+):
+    """prefect.yaml's predict deployment on a real server, run twice by a real process worker:
+    two new files mapped by the champion once, then skipped."""
+    import shutil
+    import sys
+
+    from tests.helpers import REPO, prefect_server, run_by_worker, sh
+
+    rng = np.random.default_rng(3)
+    for name in ("a.tif", "b.tif"):
+        data = rng.integers(500, 9000, (4, 40, 56)).astype(np.uint16)
+        write_geotiff(trained / "incoming" / name, data, nodata=0)
+    (trained / "incoming" / "notes.txt").write_text("not a scene")
+    prefect = str(Path(sys.executable).parent / "prefect")
+    with prefect_server(tmp_path / "home", subprocess_env) as env:
+        # a checkout of the project: its prefect.yaml and the flow files it names
+        shutil.copy(REPO / "prefect.yaml", trained / "prefect.yaml")
+        shutil.copytree(REPO / "flows", trained / "flows", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+        res = sh([prefect, "work-pool", "create", "tessera-process", "--type", "process"],
+                 trained, env)  # fmt: skip
+        assert res.returncode == 0, res.stdout + res.stderr
+        res = sh([prefect, "--no-prompt", "deploy", "--name", "tessera-predict-incoming"],
+                 trained, env, 120)  # fmt: skip
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+        params = {
+            "params": {
+                "root": str(trained),
+                "folder": "incoming",
+                "model": "models:/tessera-tiny-seg@champion",
+                "out": "incoming-maps",
+            }
+        }
+        deployment = "tessera-predict-folder/tessera-predict-incoming"
+        run_by_worker(env, trained, deployment, params, "tessera-process")
+        maps = sorted((trained / "incoming-maps").glob("*_classes.tif"))
+        assert [m.name for m in maps] == ["a_classes.tif", "b_classes.tif"]
+        stamps = [m.stat().st_mtime_ns for m in maps]
+        with rasterio.open(maps[0]) as ds:
+            assert ds.tags()["tessera_model_version"] == "1" and ds.shape == (40, 56)
+        run_by_worker(env, trained, deployment, params, "tessera-process")
+        assert [m.stat().st_mtime_ns for m in maps] == stamps  # done for v1: skipped
