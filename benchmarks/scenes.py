@@ -13,13 +13,13 @@ TILE = 256
 BANDS = 4
 
 
-def make_scene(path: Path, side: int, compress: str | None) -> Path:
-    """A tiled 4-band uint16 GeoTIFF with texture, written block-row by block-row."""
+def make_scene(path: Path, side: int, compress: str | None, bands: int = BANDS) -> Path:
+    """A tiled ``bands``-band uint16 GeoTIFF with texture, written block-row by block-row."""
     prof = {
         "driver": "GTiff",
         "width": side,
         "height": side,
-        "count": BANDS,
+        "count": bands,
         "dtype": "uint16",
         "crs": "EPSG:32616",
         "transform": Affine(10, 0, 400000, 0, -10, 3500000),
@@ -36,7 +36,7 @@ def make_scene(path: Path, side: int, compress: str | None) -> Path:
         for r in range(0, side, TILE):
             base = 2000 + 1000 * np.sin((xx + r) / 150.0) + 800 * np.cos((yy + r) / 90.0)
             block = np.stack(
-                [base * (1 + 0.1 * b) + rng.integers(0, 200, base.shape) for b in range(BANDS)]
+                [base * (1 + 0.1 * b) + rng.integers(0, 200, base.shape) for b in range(bands)]
             ).astype(np.uint16)
             ds.write(block, window=Window(0, r, side, TILE))
     return path

@@ -221,6 +221,13 @@ def predict(
     probabilities: Annotated[
         bool | None, typer.Option("--probabilities", help="Also one uint8 band per class.")
     ] = None,
+    reconstruction: Annotated[
+        bool | None,
+        typer.Option(
+            "--reconstruction",
+            help="seg_ae: also the reconstruction (source units) and an anomaly map.",
+        ),
+    ] = None,
     on_bad_input: BadOpt = None,
     force: Annotated[
         bool | None, typer.Option("--force", help="Redo maps this model version made.")
@@ -245,6 +252,7 @@ def predict(
             "batch_size": batch_size,
             "device": device,
             "probabilities": probabilities,
+            "reconstruction": reconstruction,
             "on_bad_input": on_bad_input,
             "force": force,
         },

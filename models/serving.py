@@ -12,9 +12,14 @@ The wrappers hold only the networks (no Lightning state), so ``torch.export`` ca
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+RECONSTRUCTION_FILE = "reconstruction.pt2"  # beside tessera_model.json in a registered model
 
 
 class SegServing(nn.Module):
@@ -27,6 +32,20 @@ class SegServing(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.net(x)
         return out["seg"] if self.num_classes > 0 else out["rec"]
+
+
+class ReconstructionServing(nn.Module):
+    """The expected reconstruction (N, C, H, W) of a :class:`~tessera.models.nets.SegAutoEncoder`,
+    in the normalised units of its input."""
+
+    def __init__(self, net: nn.Module, rec_loss: str) -> None:
+        super().__init__()
+        self.net, self.rec_loss = net, rec_loss
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from tessera.models.losses import reconstruction_mean  # monai: only when reconstructing
+
+        return reconstruction_mean(self.rec_loss, self.net(x)["rec"], x)  # type: ignore[arg-type]
 
 
 class EncoderServing(nn.Module):
@@ -55,3 +74,18 @@ class ClassifierServing(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.softmax(self.classifier(x), dim=1)
+
+
+def save_exported(module: nn.Module, example: torch.Tensor, path: Path) -> Path:
+    """``module`` traced by ``torch.export`` on ``example`` (batch dimension dynamic) and
+    saved as a .pt2 graph: loaded back without unpickling any Python object."""
+    from torch.export import Dim, export
+
+    program = export(module, (example,), dynamic_shapes=({0: Dim.AUTO},))
+    torch.export.save(program, str(path))
+    return path
+
+
+def load_exported(path: Path) -> Any:
+    """A graph saved by :func:`save_exported`, as a callable module."""
+    return torch.export.load(str(path)).module()

@@ -64,6 +64,11 @@ class BaseTask(pl.LightningModule):
         """What :meth:`serving_module` returns, as ``tessera_model.json`` records it."""
         raise NotImplementedError
 
+    def reconstruction_module(self) -> nn.Module | None:
+        """Tiles in, their per-pixel reconstruction out (normalised units), in eval mode; None
+        for a model that reconstructs no pixels (``tessera predict --reconstruction``)."""
+        return None
+
     def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> torch.Tensor:
         """The serving module's answer for a batch of normalised tiles."""
         return self.serving_module()(batch["image"])

@@ -22,7 +22,7 @@ from tessera.models.losses import (
 )
 from tessera.models.metrics import SegmentationScores
 from tessera.models.nets import SegAutoEncoder
-from tessera.models.serving import SegServing
+from tessera.models.serving import ReconstructionServing, SegServing
 from tessera.models.trainers.base import BaseTask
 from tessera.tasks.store.format import IGNORE
 
@@ -140,6 +140,10 @@ class SegAETask(BaseTask):
     def serving_module(self) -> nn.Module:
         """Class logits per pixel (the reconstruction for a model without classes)."""
         return SegServing(self.net, self.hparams["num_classes"]).eval()
+
+    def reconstruction_module(self) -> nn.Module:
+        """The expected reconstruction per pixel, whatever the likelihood."""
+        return ReconstructionServing(self.net, self.hparams["rec_loss"]).eval()
 
     def example_columns(
         self, batch: dict[str, Any]

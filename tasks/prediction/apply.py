@@ -7,12 +7,18 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from tessera.models.descriptor import DescriptorError
 from tessera.tasks.prediction.model import AppliedModel, batch_predictor, resolve_device
 from tessera.tasks.prediction.options import PredictOptions
-from tessera.tasks.prediction.raster import MapFiles, predict_raster_pixels, predict_raster_windows
+from tessera.tasks.prediction.raster import (
+    MapFiles,
+    Reconstruction,
+    predict_raster_pixels,
+    predict_raster_windows,
+)
 from tessera.tasks.sources.records import SceneRecord
 from tessera.tasks.store.outputs import check_output_file
 
@@ -22,6 +28,8 @@ INPUT_TAG = "tessera_input_sha256"
 MAP_PATTERNS = (
     "*_classes.tif",
     "*_probabilities.tif",
+    "*_reconstruction.tif",
+    "*_anomaly.tif",
     "*_classes.nii.gz",
     "*_probabilities.nii.gz",
 )
@@ -41,12 +49,16 @@ def input_sha256(rec: SceneRecord) -> str:
     return hashlib.sha256("".join(rec.sha256).encode()).hexdigest()
 
 
-def map_files(rec: SceneRecord, out_dir: Path, probabilities: bool, volume: bool) -> MapFiles:
-    """``<scene>_classes.tif`` (``.nii.gz`` for volumes), and ``<scene>_probabilities``."""
+def map_files(rec: SceneRecord, out_dir: Path, options: PredictOptions, volume: bool) -> MapFiles:
+    """``<scene>_classes.tif`` (``.nii.gz`` for volumes), ``<scene>_probabilities``, and for
+    ``--reconstruction`` ``<scene>_reconstruction.tif`` and ``<scene>_anomaly.tif``."""
     stem = rec.scene_id.replace("/", "_")
     ext = ".nii.gz" if volume else ".tif"
-    probs = out_dir / f"{stem}_probabilities{ext}" if probabilities else None
-    return MapFiles(out_dir / f"{stem}_classes{ext}", probs)
+    probs = out_dir / f"{stem}_probabilities{ext}" if options.probabilities else None
+    recon = anomaly = None
+    if options.reconstruction:
+        recon, anomaly = out_dir / f"{stem}_reconstruction.tif", out_dir / f"{stem}_anomaly.tif"
+    return MapFiles(out_dir / f"{stem}_classes{ext}", probs, recon, anomaly)
 
 
 def read_lineage(path: Path) -> dict[str, str]:
@@ -72,9 +84,8 @@ def is_prediction(path: Path) -> bool:
 
 def check_map_files(files: MapFiles) -> MapFiles:
     """Refuse, before any work, map paths that hold anything but an earlier Tessera map."""
-    for path in (files.classes, files.probabilities):
-        if path is not None:
-            check_output_file(path, is_prediction, "Tessera prediction map")
+    for path in files.paths():
+        check_output_file(path, is_prediction, "Tessera prediction map")
     return files
 
 
@@ -90,6 +101,13 @@ def plan_maps(
             f"{model.ref}: a {d.model_type} model answers with {d.output}; tessera predict maps "
             "class scores only (segmentation and semi-supervised models)"
         )
+    if options.reconstruction and (model.reconstruction is None or d.is_volume):
+        why = "volumes" if d.is_volume else f"this {d.model_type} model"
+        raise DescriptorError(
+            f"{model.ref}: --reconstruction: no reconstruction for {why} (segmentation "
+            "autoencoders on rasters; a version registered before Tessera logged the "
+            "reconstruction graph needs `tessera register` again)"
+        )
     kept, rejected = [], []
     for rec in records:
         where = _where(rec)
@@ -98,7 +116,7 @@ def plan_maps(
         except DescriptorError as exc:
             rejected.append({"path": where, "reason": str(exc).removeprefix(f"{where}: ")})
             continue
-        check_map_files(map_files(rec, out_dir, options.probabilities, d.is_volume))
+        check_map_files(map_files(rec, out_dir, options, d.is_volume))
         kept.append(rec)
     return kept, rejected
 
@@ -108,7 +126,7 @@ def _where(rec: SceneRecord) -> str:
 
 
 def _done(files: MapFiles, lineage: dict[str, str]) -> bool:
-    paths = [p for p in (files.classes, files.probabilities) if p is not None]
+    paths = files.paths()
     keys = ("tessera_model", "tessera_model_version", INPUT_TAG)
     return all(
         p.exists() and all(read_lineage(p).get(k) == lineage[k] for k in keys) for p in paths
@@ -141,12 +159,17 @@ def predict_scene(
 
     d, where = model.descriptor, _where(rec)
     order = d.band_order(rec.band_names, rec.kind, where)
-    files = check_map_files(map_files(rec, out_dir, options.probabilities, d.is_volume))
+    files = check_map_files(map_files(rec, out_dir, options, d.is_volume))
     lineage = model.lineage() | {INPUT_TAG: input_sha256(rec), "tessera_input": where}
     result: dict[str, Any] = {"scene": rec.scene_id, "files": [], "skipped": False}
     if not options.force and _done(files, lineage):
         return result | {"skipped": True, "files": [str(files.classes)]}
-    predict = batch_predictor(model, resolve_device(options.device), d.output == "class_logits")
+    device = resolve_device(options.device)
+    predict = batch_predictor(model, device, d.output == "class_logits", options.reconstruction)
+    rec_maps = None
+    if options.reconstruction:
+        shift, scale = (np.asarray(v, np.float32)[:, None, None] for v in (d.shift, d.scale))
+        rec_maps = Reconstruction(d.bands, d.normalise, shift, scale)
     overlap = min(round(options.overlap * d.window), d.window - 1)
     if d.is_volume:
         scene: Any = VolumeScene(rec, base, d.axis)
@@ -159,7 +182,7 @@ def predict_scene(
             with _bar(rec, scene.plane_shape[0], d.window - overlap) as bar:
                 written = predict_raster_pixels(
                     scene, files, predict, d.normalise, d.class_names, d.window, overlap,
-                    options.blend, options.batch_size, lineage, bar.update,
+                    options.blend, options.batch_size, lineage, bar.update, rec_maps,
                 )  # fmt: skip
         else:
             with _bar(rec, scene.plane_shape[0], d.stride) as bar:

@@ -19,7 +19,10 @@ def load_model(source: ModelSource) -> AppliedModel:
 
         reg = load_registered(source.ref, source.tracking_uri or "")
         descriptor = ModelDescriptor.parse(reg.descriptor_text, source.ref)
-        return AppliedModel(reg.module, descriptor, reg.name, reg.version, source.ref, reg.tags)
+        return AppliedModel(
+            reg.module, descriptor, reg.name, reg.version, source.ref, reg.tags,
+            reg.reconstruction,
+        )  # fmt: skip
     from tessera.tasks.registry.lineage import git_sha
 
     model = checkpoint_model(source.run, Path(source.checkpoint or ""), source.ref)

@@ -38,6 +38,7 @@ class AppliedModel:
     version: str
     ref: str
     tags: dict[str, str] = field(default_factory=dict)
+    reconstruction: Any = None  # the per-pixel reconstruction module, where the model has one
 
     def lineage(self) -> dict[str, str]:
         """What every output's metadata says of the model."""
@@ -57,7 +58,10 @@ def checkpoint_model(run: RunConfig, checkpoint: Path, ref: str) -> AppliedModel
     _, task = load_task(run, checkpoint)
     descriptor = ModelDescriptor.build(run, StoreInfo.read(Path(run.store)), task.serving_output)
     digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:12]
-    return AppliedModel(task.serving_module(), descriptor, run.experiment, f"ckpt-{digest}", ref)
+    return AppliedModel(
+        task.serving_module(), descriptor, run.experiment, f"ckpt-{digest}", ref, {},
+        task.reconstruction_module(),
+    )  # fmt: skip
 
 
 def resolve_device(device: Device) -> str:
@@ -71,12 +75,19 @@ def resolve_device(device: Device) -> str:
     return device
 
 
-def batch_predictor(model: AppliedModel, device: str, softmax: bool) -> Predictor:
+def batch_predictor(
+    model: AppliedModel, device: str, softmax: bool, reconstruction: bool = False
+) -> Predictor:
     """Scores of a batch of normalised windows: float32 numpy in, float32 numpy out, run on
-    ``device`` (bf16 autocast on CUDA); ``softmax`` over the class axis for class logits."""
+    ``device`` (bf16 autocast on CUDA); ``softmax`` over the class axis for class logits;
+    with ``reconstruction``, the reconstruction's channels after the scores."""
     import torch
 
-    module = model.module.to(device) if hasattr(model.module, "to") else model.module
+    def on_device(m: Any) -> Any:
+        return m.to(device) if hasattr(m, "to") else m
+
+    module = on_device(model.module)
+    rec = on_device(model.reconstruction) if reconstruction else None
 
     def predict(x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
@@ -87,6 +98,8 @@ def batch_predictor(model: AppliedModel, device: str, softmax: bool) -> Predicto
             y = module(t)
             if softmax:
                 y = torch.softmax(y.float(), dim=1)
+            if rec is not None:
+                y = torch.cat([y.float(), rec(t).float()], dim=1)
         return y[:n].float().cpu().numpy()
 
     return predict

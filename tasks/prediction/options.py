@@ -20,6 +20,11 @@ class PredictOptions(BaseModel):
     batch_size: int = Field(default=16, ge=1, description="Windows per forward pass.")
     device: Device = Field(default="auto", description="auto: CUDA when present (bf16).")
     probabilities: bool = Field(default=False, description="Also write one band per class.")
+    reconstruction: bool = Field(
+        default=False,
+        description="Also the reconstruction in source units and a per-pixel anomaly map "
+        "(reconstruction error): segmentation autoencoders, rasters.",
+    )
     on_bad_input: Literal["fail", "skip"] = "fail"
     force: bool = Field(default=False, description="Redo maps this model version made.")
     experiments: list[str] = Field(

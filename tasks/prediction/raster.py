@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +25,29 @@ Normaliser = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (C,h,w) values, (
 @dataclass(frozen=True)
 class MapFiles:
     """The files one scene's prediction writes: the class map, and optionally the per-class
-    probabilities (uint8, p·255, pixels without a value masked)."""
+    probabilities (uint8, p·255, pixels without a value masked), the reconstruction in source
+    units and the anomaly map (mean absolute reconstruction error over the bands, in the
+    normalised units the model reads; both float32, nodata NaN)."""
 
     classes: Path
     probabilities: Path | None = None
+    reconstruction: Path | None = None
+    anomaly: Path | None = None
+
+    def paths(self) -> list[Path]:
+        """The files, in that order, those asked for only."""
+        every = (self.classes, self.probabilities, self.reconstruction, self.anomaly)
+        return [p for p in every if p is not None]
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """What reconstruction maps need: the model's band names, and its normalisation both ways."""
+
+    bands: list[str]
+    normalise: Normaliser
+    shift: np.ndarray  # (C, 1, 1): source = normalised · scale + shift
+    scale: np.ndarray
 
 
 def scene_valid(
@@ -46,41 +66,64 @@ def _class_tags(class_names: Sequence[str]) -> dict[str, str]:
     return {f"class_{i}": n for i, n in enumerate(class_names)} | {"classes": ",".join(class_names)}
 
 
+RowWriter = Callable[[int, np.ndarray, np.ndarray, np.ndarray | None], None]
+# (first row, (K [+ C], n, width) scores, (n, width) valid, (C, n, width) source values or None)
+
+
 def write_maps(
     files: MapFiles,
     grid: Grid,
     class_names: Sequence[str],
     tags: dict[str, str],
-    rows: Callable[[Callable[[int, np.ndarray, np.ndarray], None]], None],
+    rows: Callable[[RowWriter], None],
+    reconstruction: Reconstruction | None = None,
 ) -> list[Path]:
-    """Open the COGs of ``files`` on ``grid`` and let ``rows`` feed them: it calls its argument
-    with (first row, (K, n, width) probabilities, (n, width) valid) for each band of rows."""
+    """Open the COGs of ``files`` on ``grid`` and let ``rows`` feed them band by band of rows:
+    probabilities first, then (with ``reconstruction``) the reconstruction's channels."""
     meta = tags | _class_tags(class_names)
     k = len(class_names)
-    with cog_writer(
-        files.classes, grid, 1, "uint8", CLASS_NODATA, meta, ["class"], class_colours(k)
-    ) as classes:
-        if files.probabilities is None:
+    with ExitStack() as stack:
+        classes = stack.enter_context(
+            cog_writer(files.classes, grid, 1, "uint8", CLASS_NODATA, meta, ["class"],
+                       class_colours(k))
+        )  # fmt: skip
+        probabilities = rec = anomaly = None
+        if files.probabilities is not None:
+            probabilities = stack.enter_context(
+                cog_writer(files.probabilities, grid, k, "uint8", None, meta, list(class_names),
+                           overview_resampling="average", masked=True)
+            )  # fmt: skip
+        if files.reconstruction is not None and reconstruction is not None:
+            c = len(reconstruction.bands)
+            rec = stack.enter_context(
+                cog_writer(files.reconstruction, grid, c, "float32", float("nan"), tags,
+                           reconstruction.bands, overview_resampling="average")
+            )  # fmt: skip
+        if files.anomaly is not None and reconstruction is not None:
+            anomaly = stack.enter_context(
+                cog_writer(files.anomaly, grid, 1, "float32", float("nan"), tags,
+                           ["mean_abs_error"], overview_resampling="average")
+            )  # fmt: skip
 
-            def write(row: int, probs: np.ndarray, ok: np.ndarray) -> None:
-                best = probs.argmax(axis=0).astype(np.uint8)
-                classes.write(row, np.where(ok, best, CLASS_NODATA)[None])
-
-            rows(write)
-            return [files.classes]
-        with cog_writer(
-            files.probabilities, grid, k, "uint8", None, meta, list(class_names),
-            overview_resampling="average", masked=True,
-        ) as probabilities:  # fmt: skip
-
-            def write_both(row: int, probs: np.ndarray, ok: np.ndarray) -> None:
-                best = probs.argmax(axis=0).astype(np.uint8)
-                classes.write(row, np.where(ok, best, CLASS_NODATA)[None])
+        def write(row: int, scores: np.ndarray, ok: np.ndarray, values: np.ndarray | None) -> None:
+            probs = scores[:k]
+            best = probs.argmax(axis=0).astype(np.uint8)
+            classes.write(row, np.where(ok, best, CLASS_NODATA)[None])
+            if probabilities is not None:
                 scaled = np.rint(np.clip(probs, 0, 1) * 255).astype(np.uint8)
                 probabilities.write(row, np.where(ok[None], scaled, 0), ok)
+            if reconstruction is None or values is None:
+                return
+            out = scores[k:]
+            if rec is not None:
+                source = out * reconstruction.scale + reconstruction.shift
+                rec.write(row, np.where(ok[None], source, np.nan).astype(np.float32))
+            if anomaly is not None:
+                error = np.abs(out - reconstruction.normalise(values, ok)).mean(axis=0)
+                anomaly.write(row, np.where(ok, error, np.nan).astype(np.float32)[None])
 
-            rows(write_both)
-    return [files.classes, files.probabilities]
+        rows(write)
+    return files.paths()
 
 
 def predict_raster_pixels(
@@ -95,6 +138,7 @@ def predict_raster_pixels(
     batch_size: int = 16,
     tags: dict[str, str] | None = None,
     on_row: Callable[[], None] | None = None,
+    reconstruction: Reconstruction | None = None,
 ) -> list[Path]:
     """Per-pixel class maps: the argmax of the blended scores, uint8, nodata 255 where the input
     has no data; the scene's CRS, transform, width and height.
@@ -111,22 +155,26 @@ def predict_raster_pixels(
         batch_size: Windows per call of ``predict``.
         tags: Lineage written into the files' metadata.
         on_row: Called after each row of windows.
+        reconstruction: With the reconstruction's channels after the K probabilities that
+            ``predict`` returns, write ``files.reconstruction`` and ``files.anomaly``.
     """
     height, width = scene.plane_shape
+    channels = len(class_names) + (len(reconstruction.bands) if reconstruction else 0)
 
     def read(r: int, c: int, h: int, w: int) -> np.ndarray:
         return normalise(*scene_valid(scene, r, c, h, w))
 
-    def rows(write: Callable[[int, np.ndarray, np.ndarray], None]) -> None:
-        def stitched(row: int, probs: np.ndarray) -> None:
-            write(row, probs, scene_valid(scene, row, 0, probs.shape[1], width)[1])
+    def rows(write: RowWriter) -> None:
+        def stitched(row: int, scores: np.ndarray) -> None:
+            values, ok = scene_valid(scene, row, 0, scores.shape[1], width)
+            write(row, scores, ok, values)
 
         stitch_plane(
-            read, predict, stitched, height, width, size, overlap, len(class_names), blend,
+            read, predict, stitched, height, width, size, overlap, channels, blend,
             batch_size, on_row,
         )  # fmt: skip
 
-    return write_maps(files, scene.grid, class_names, tags or {}, rows)
+    return write_maps(files, scene.grid, class_names, tags or {}, rows, reconstruction)
 
 
 def predict_raster_windows(
@@ -180,9 +228,9 @@ def predict_raster_windows(
             probs[:, 0, batch] = np.asarray(predict(np.stack(windows)), dtype=np.float32).T
         return probs, ok
 
-    def rows(write: Callable[[int, np.ndarray, np.ndarray], None]) -> None:
+    def rows(write: RowWriter) -> None:
         for i in range(n_rows):
-            write(i, *cell_row(i))
+            write(i, *cell_row(i), None)
             if on_row is not None:
                 on_row()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tessera.models.descriptor import DESCRIPTOR_FILE
+from tessera.models.serving import RECONSTRUCTION_FILE, load_exported
 from tessera.tasks.registry.mlflow_registry import RegistryError, check_tracking, using_tracking
 
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
@@ -30,6 +31,7 @@ class RegisteredModel:
     name: str
     version: str
     tags: dict[str, str] = field(default_factory=dict)
+    reconstruction: Any = None
 
 
 def parse_model_uri(ref: str) -> tuple[str, str | None, str | None]:
@@ -98,4 +100,8 @@ def _download_and_load(uri: str, ref: str, mv: Any, tracking_uri: str) -> Regist
         except Exception as exc:
             first = (str(exc).splitlines() or [type(exc).__name__])[0]
             raise RegistryError(f"{ref}: does not load: {first[:300]}") from None
-        return RegisteredModel(module, card.read_bytes(), mv.name, str(mv.version), dict(mv.tags))
+        graph = local / "extra_files" / RECONSTRUCTION_FILE
+        reconstruction = load_exported(graph) if graph.is_file() else None
+        return RegisteredModel(
+            module, card.read_bytes(), mv.name, str(mv.version), dict(mv.tags), reconstruction
+        )

@@ -11,6 +11,7 @@ import numpy as np
 
 from tessera.models.config import CHECKPOINT_DIR, SUMMARY_FILE, RunConfig
 from tessera.models.descriptor import DESCRIPTOR_FILE, DIGEST_TAG, ModelDescriptor
+from tessera.models.serving import RECONSTRUCTION_FILE, save_exported
 from tessera.tasks.evaluation.report import METRICS_FILE, PLOTS, REPORT_FILE
 from tessera.tasks.registry.gate import CHAMPION, Direction
 from tessera.tasks.registry.lineage import model_fingerprint
@@ -37,9 +38,9 @@ def primary_metric(model_type: str, configured: str | None) -> str:
 
 def serving_example(
     run: RunConfig, n_tiles: int
-) -> tuple[Any, np.ndarray, np.ndarray, ModelDescriptor]:
+) -> tuple[Any, np.ndarray, np.ndarray, ModelDescriptor, Any]:
     """The best checkpoint's serving module, ``n_tiles`` normalised test tiles, its output,
-    and the model's ``tessera_model.json``."""
+    the model's ``tessera_model.json``, and its reconstruction module (None without one)."""
     import torch
 
     from tessera.models.evaluate import load_task
@@ -54,7 +55,7 @@ def serving_example(
     with torch.no_grad():
         expected = model(example).numpy()
     descriptor = ModelDescriptor.build(run, StoreInfo.read(Path(run.store)), task.serving_output)
-    return model, example.numpy(), expected, descriptor
+    return model, example.numpy(), expected, descriptor, task.reconstruction_module()
 
 
 def is_registry_record(path: Path) -> bool:
@@ -102,8 +103,10 @@ def register_experiment(
         "direction": direction,
         "value": value,
     }  # what both records (registered or unchanged) say
-    model, example, expected, descriptor = serving_example(run, example_tiles)
+    model, example, expected, descriptor, reconstruction = serving_example(run, example_tiles)
     judged = metrics_path.read_bytes() + metric.encode() + descriptor.to_bytes()
+    if reconstruction is not None:  # a version without the reconstruction graph is not this one
+        judged += RECONSTRUCTION_FILE.encode()
     fingerprint = model_fingerprint(model, judged)
     same = version_with_fingerprint(run.tracking_uri, name, fingerprint)
     if same is not None and same[1]:  # the same weights and evaluation, judged: nothing new
@@ -125,6 +128,12 @@ def register_experiment(
         with tempfile.TemporaryDirectory(prefix="tessera-model-") as tmp:
             card = Path(tmp) / DESCRIPTOR_FILE
             card.write_bytes(descriptor.to_bytes())
+            extra = [card]
+            if reconstruction is not None:
+                import torch
+
+                graph = Path(tmp) / RECONSTRUCTION_FILE
+                extra.append(save_exported(reconstruction, torch.from_numpy(example), graph))
             candidate = log_candidate(
                 model,
                 example,
@@ -146,7 +155,7 @@ def register_experiment(
                     DIGEST_TAG: descriptor.digest(),
                 },
                 ready_timeout_s,
-                extra_files=[card],
+                extra_files=extra,
             )
     decision = promote(
         candidate, run.tracking_uri, example, expected, metric, value, direction,

@@ -28,6 +28,13 @@ class FirstBandAbove(torch.nn.Module):
         return torch.stack([-x[:, 0], x[:, 0]], dim=1) * 10
 
 
+class Halved(torch.nn.Module):
+    """A reconstruction of half the input: its error is half the input, known everywhere."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 0.5
+
+
 def _model(kind: str, bands: list[str], shift: float, window: int = 16) -> AppliedModel:
     d = ModelDescriptor(
         experiment="toy", model_type="seg_ae", output="class_logits", source="s",
@@ -35,7 +42,9 @@ def _model(kind: str, bands: list[str], shift: float, window: int = 16) -> Appli
         scale=[1.0] * len(bands), window=window, stride=window, axis=2,
         class_names=["low", "high"], nodata=None, store_version=3,
     )  # fmt: skip
-    return AppliedModel(FirstBandAbove().eval(), d, "tessera-toy", "7", "models:/tessera-toy/7")
+    return AppliedModel(
+        FirstBandAbove().eval(), d, "tessera-toy", "7", "models:/tessera-toy/7", {}, Halved()
+    )
 
 
 def _records(paths: list[Path], stack: bool = False) -> list[SceneRecord]:
@@ -111,3 +120,31 @@ def test_misfits_are_rejected_before_any_map_and_foreign_files_refused(tmp_path)
     latent.descriptor = latent.descriptor.model_copy(update={"output": "latent_mean"})
     with pytest.raises(DescriptorError, match="maps class scores only"):
         plan_maps(_records([two]), latent, OPTS, tmp_path / "p")
+
+
+def test_reconstruction_in_source_units_and_the_anomaly_map_equal_their_analytic_values(tmp_path):
+    rng = np.random.default_rng(4)
+    data = rng.integers(1, 1000, (2, 45, 38)).astype(np.uint16)
+    data[:, :5, :7] = 0  # nodata: no value in either map
+    src = write_geotiff(tmp_path / "r.tif", data, nodata=0)
+    (rec,) = _records([src])
+    opts = OPTS.model_copy(update={"reconstruction": True, "blend": "gaussian"})
+    res = predict_scene(rec, tmp_path, _model("geotiff", ["b1", "b2"], 500.0), opts, tmp_path / "o")
+    names = [Path(f).name for f in res["files"]]
+    assert names == ["r_classes.tif", "r_reconstruction.tif", "r_anomaly.tif"]
+    x = data.astype(np.float64)
+    nodata = (data == 0).any(axis=0)
+    with rasterio.open(tmp_path / "o" / "r_reconstruction.tif") as ds:
+        got = ds.read()
+        assert ds.dtypes == ("float32", "float32") and ds.descriptions == ("b1", "b2")
+    want = 0.5 * (x - 500.0) + 500.0  # half the normalised input, back in source units
+    assert np.isnan(got[:, nodata]).all()
+    assert np.allclose(got[:, ~nodata], want[:, ~nodata], atol=1e-3)
+    with rasterio.open(tmp_path / "o" / "r_anomaly.tif") as ds:
+        err = ds.read(1)
+    assert np.allclose(err[~nodata], (0.5 * np.abs(x - 500.0)).mean(axis=0)[~nodata], atol=1e-3)
+    assert np.isnan(err[nodata]).all()
+    no_rec = _model("geotiff", ["b1", "b2"], 500.0)
+    no_rec.reconstruction = None
+    with pytest.raises(DescriptorError, match="--reconstruction: no reconstruction"):
+        plan_maps([rec], no_rec, opts, tmp_path / "p")

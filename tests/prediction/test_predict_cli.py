@@ -44,9 +44,14 @@ def test_evaluation_scores_the_stitched_map_beside_the_tile_dice(trained):
 def test_the_champion_maps_a_scene_on_its_exact_grid_once_per_version(trained, cli):
     ref = "models:/tessera-tiny-seg@champion"
     rc, out, err = cli("predict", "--model", ref, "--input", "scene.tif", "--out", "maps",
-                       "--probabilities", cwd=trained)  # fmt: skip
+                       "--probabilities", "--reconstruction", cwd=trained)  # fmt: skip
     assert rc == 0, err
-    assert "predicted with tessera-tiny-seg 1: 2 maps" in out
+    assert "predicted with tessera-tiny-seg 1: 4 maps" in out
+    with rasterio.open(trained / "maps" / "scene_reconstruction.tif") as ds:
+        assert ds.count == 4 and ds.dtypes[0] == "float32"  # from the registered graph
+        assert 200 < float(np.nanmean(ds.read(1))) < 20000  # source units, not z-scores
+    with rasterio.open(trained / "maps" / "scene_anomaly.tif") as ds:
+        assert ds.count == 1 and float(np.nanmin(ds.read(1))) >= 0
     classes = trained / "maps" / "scene_classes.tif"
     sha = hashlib.sha256((trained / "scene.tif").read_bytes()).hexdigest()
     with rasterio.open(classes) as ds, rasterio.open(trained / "scene.tif") as src:
@@ -60,12 +65,12 @@ def test_the_champion_maps_a_scene_on_its_exact_grid_once_per_version(trained, c
     # the same version again: skipped, the file untouched; --force maps it again
     stamp = classes.stat().st_mtime_ns
     rc, out, _ = cli("predict", "--model", ref, "--input", "scene.tif", "--out", "maps",
-                     "--probabilities", cwd=trained)  # fmt: skip
+                     "--probabilities", "--reconstruction", cwd=trained)  # fmt: skip
     assert rc == 0 and "0 maps, 1 scenes already mapped" in out
     assert classes.stat().st_mtime_ns == stamp
     rc, out, _ = cli("predict", "--model", ref, "--input", "scene.tif", "--out", "maps",
-                     "--probabilities", "--force", cwd=trained)  # fmt: skip
-    assert rc == 0 and "2 maps" in out and classes.stat().st_mtime_ns != stamp
+                     "--probabilities", "--reconstruction", "--force", cwd=trained)  # fmt: skip
+    assert rc == 0 and "4 maps" in out and classes.stat().st_mtime_ns != stamp
     # the experiment's checkpoint is the same model: the same map from the graph and the module
     rc, _, err = cli("predict", "--model", "tiny-seg", "--input", "scene.tif", "--out", "ckpt",
                      cwd=trained)  # fmt: skip
