@@ -193,7 +193,10 @@ def test_deployments_are_run_by_a_real_worker_on_a_real_prefect_server(
             project, env,
         )  # fmt: skip
         assert res.returncode == 0, res.stdout + res.stderr
-        res = sh([str(bin_dir / "prefect"), "--no-prompt", "deploy", "--all"], project, env, 120)
+        # prefect.yaml's pull step runs flows in {{ $PWD }}: the folder deployed from
+        deploy_env = {**env, "PWD": str(project)}
+        res = sh([str(bin_dir / "prefect"), "--no-prompt", "deploy", "--all"], project,
+                 deploy_env, 120)  # fmt: skip
         assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
         found = wait_for(lambda: post_json(f"{api}/deployments/filter", {}), 60, "the deployments")
         names = {d["name"] for d in found}

@@ -148,12 +148,13 @@ def test_the_scheduled_deployment_maps_new_files_once_per_version_by_a_real_work
         res = sh([prefect, "work-pool", "create", "tessera-process", "--type", "process"],
                  trained, env)  # fmt: skip
         assert res.returncode == 0, res.stdout + res.stderr
+        # prefect.yaml's pull step runs flows in {{ $PWD }}: the folder deployed from
         res = sh([prefect, "--no-prompt", "deploy", "--name", "tessera-predict-incoming"],
-                 trained, env, 120)  # fmt: skip
+                 trained, {**env, "PWD": str(trained)}, 120)  # fmt: skip
         assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
         params = {
             "params": {
-                "root": str(trained),
+                "root": ".",
                 "folder": "incoming",
                 "model": "models:/tessera-tiny-seg@champion",
                 "out": "incoming-maps",
