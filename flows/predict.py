@@ -14,6 +14,7 @@ from tessera.flows.config import IngestParams
 from tessera.flows.failures import failing_in_one_line
 from tessera.flows.ingest import failed_on, inspect_all
 from tessera.flows.markdown import artifact_key, predictions_markdown
+from tessera.tasks.prediction.loading import pinned
 from tessera.tasks.prediction.model import ModelSource
 from tessera.tasks.prediction.options import PredictOptions
 from tessera.tasks.sources.specs import SourceSpec
@@ -45,8 +46,9 @@ def predict_flow(params: PredictFlowParams) -> State[Any]:
         return failed_on(rejected)
     if not kept:
         return Failed(message=f"{model.ref}: no input to predict")
+    source = pinned(params.model, model)  # what each task loads (once per process)
     results = predict_scene_step.map(
-        kept, unmapped(root), unmapped(model), unmapped(opts), unmapped(out),
+        kept, unmapped(root), unmapped(source), unmapped(opts), unmapped(out),
         desc="predict", unit="scene",
     )  # fmt: skip
     summary = {

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 from tessera.models.descriptor import ModelDescriptor
 from tessera.tasks.prediction.model import AppliedModel, ModelSource, checkpoint_model
+from tessera.tasks.prediction.options import PredictOptions
+from tessera.tasks.sources.records import SceneRecord
+
+_LOADED: dict[str, AppliedModel] = {}  # one model per process, shared by its threads
+_LOCK = threading.Lock()
 
 
 def load_model(source: ModelSource) -> AppliedModel:
@@ -28,3 +35,31 @@ def load_model(source: ModelSource) -> AppliedModel:
     model = checkpoint_model(source.run, Path(source.checkpoint or ""), source.ref)
     model.tags["git_sha"] = git_sha(Path.cwd())
     return model
+
+
+def pinned(source: ModelSource, model: AppliedModel) -> ModelSource:
+    """``source`` naming the exact version loaded (an alias may move during a run), for the
+    tasks that load it again in other processes (a Dask cluster)."""
+    if source.run is None:
+        return source.model_copy(update={"ref": f"models:/{model.name}/{model.version}"})
+    return source
+
+
+def cached_model(source: ModelSource) -> AppliedModel:
+    """The model ``source`` names, loaded once per process (a loaded graph does not pickle,
+    so mapped tasks receive the source and load it where they run)."""
+    key = source.model_dump_json()
+    with _LOCK:
+        if key not in _LOADED:
+            _LOADED.clear()
+            _LOADED[key] = load_model(source)
+        return _LOADED[key]
+
+
+def predict_scene_with(
+    rec: SceneRecord, base: Path, source: ModelSource, options: PredictOptions, out_dir: Path
+) -> dict[str, Any]:
+    """:func:`~tessera.tasks.prediction.apply.predict_scene` with the model ``source`` names."""
+    from tessera.tasks.prediction.apply import predict_scene
+
+    return predict_scene(rec, base, cached_model(source), options, out_dir)

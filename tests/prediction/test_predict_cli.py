@@ -79,12 +79,21 @@ def test_the_champion_maps_a_scene_on_its_exact_grid_once_per_version(trained, c
         assert (ds.read(1) == registered).mean() > 0.999
 
 
-def test_a_per_window_model_maps_at_the_tile_stride(trained, cli):
-    rc, _, err = cli("predict", "--model", "tiny-ssvae", "--input", "scene.tif", "--out", "w",
-                     cwd=trained)  # fmt: skip
+@pytest.mark.slow
+def test_a_per_window_model_maps_at_the_tile_stride_on_a_dask_cluster(trained, cli):
+    import shutil
+
+    shutil.copy(trained / "scene.tif", trained / "again.tif")
+    rc, out, err = cli("predict", "--model", "tiny-ssvae", "--input", "scene.tif",
+                       "--input", "again.tif", "--out", "w", "--task-runner", "dask",
+                       cwd=trained)  # fmt: skip
     assert rc == 0, err
+    assert "2 maps" in out  # each task loaded the model in its own worker process
     with rasterio.open(trained / "w" / "scene_classes.tif") as ds:
         assert ds.shape == (8, 8) and ds.tags()["cell_pixels"] == "16"  # 128 px / 16 px tiles
+        first = ds.read(1)
+    with rasterio.open(trained / "w" / "again_classes.tif") as ds:
+        assert np.array_equal(ds.read(1), first)
 
 
 def test_misfits_unknown_models_and_a_down_store_are_one_line_and_write_nothing(trained, cli):
