@@ -148,3 +148,21 @@ def test_reconstruction_in_source_units_and_the_anomaly_map_equal_their_analytic
     no_rec.reconstruction = None
     with pytest.raises(DescriptorError, match="--reconstruction: no reconstruction"):
         plan_maps([rec], no_rec, opts, tmp_path / "p")
+
+
+def test_a_dicom_gets_a_nifti_on_the_series_affine_in_ras_order(tmp_path):
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    from tessera.tasks.sources.volume import load_volume
+
+    ct = Path(shutil.copy(get_testdata_file("CT_small.dcm"), tmp_path / "ct.dcm"))
+    (rec,) = _records([ct])
+    vol = load_volume(ct, "dicom")
+    model = _model("dicom", ["c0"], 0.0)
+    res = predict_scene(rec, tmp_path, model, OPTS, tmp_path / "o")
+    img = nib.load(res["files"][0])
+    assert res["files"][0].endswith("ct_classes.nii.gz")
+    assert img.shape == vol.array.shape[1:] and np.allclose(img.affine, vol.affine)
+    assert np.array_equal(np.asarray(img.dataobj), (vol.array[0] > 0).astype(np.uint8))
