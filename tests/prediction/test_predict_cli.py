@@ -103,6 +103,17 @@ def test_misfits_unknown_models_and_a_down_store_are_one_line_and_write_nothing(
     junk = trained / "models" / "tiny-seg" / "checkpoints" / "junk.ckpt"
     junk.write_bytes(b"not a checkpoint")
     down = f"train.tracking_uri=http://127.0.0.1:{free_port()}"
+    # a version registered the old way, without tessera_model.json
+    import torch
+    from mlflow import MlflowClient
+
+    from tessera.tasks.registry.mlflow_registry import log_candidate
+
+    uri = f"sqlite:///{trained / 'mlflow.db'}"
+    old = torch.nn.Conv2d(4, 3, 1).eval()
+    example = np.zeros((2, 4, 16, 16), np.float32)
+    cand = log_candidate(old, example, "tessera-old", uri, "old", None, None)
+    MlflowClient(uri).set_registered_model_alias("tessera-old", "champion", cand.version)
     cases = [
         (["--model", "tiny-seg", "--input", three],
          "tessera: three.tif: 3 bands (b1, b2, b3), but tiny-seg reads 4"),
@@ -113,6 +124,8 @@ def test_misfits_unknown_models_and_a_down_store_are_one_line_and_write_nothing(
         (["--model", "models:/tessera-tiny-seg@champion", "--input", "scene.tif",
           "--set", down, "--set", "registry.retries=0"], "tracking store unreachable"),
         (["--model", str(junk), "--input", "scene.tif"], f"{junk}: not a readable checkpoint"),
+        (["--model", "models:/tessera-old@champion", "--input", "scene.tif"],
+         "models:/tessera-old@champion: v1 has no tessera_model.json"),
     ]  # fmt: skip
     for args, words in cases:
         rc, _, err = cli("predict", *args, "--out", "refused", cwd=trained)
