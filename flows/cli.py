@@ -9,9 +9,10 @@ from typing import Annotated
 
 import typer
 
-from tessera.flows.commands import UserError, load, run_stage
+from tessera.flows.commands import BadOpt, RunnerOpt, SetOpt, UserError, load, run_stage
 from tessera.flows.env import configure_environment
 from tessera.flows.pipeline_cli import run_pipeline, serve
+from tessera.flows.predict_cli import predict
 from tessera.flows.server_cli import prefect_home, server_app
 
 app = typer.Typer(
@@ -22,9 +23,6 @@ app = typer.Typer(
 )
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="The params file.")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key: a.b=c.")]
-RunnerOpt = Annotated[str | None, typer.Option("--task-runner", help="threads or dask.")]
-BadOpt = Annotated[str | None, typer.Option("--on-bad-input", help="fail or skip.")]
 
 
 @app.command()
@@ -191,102 +189,7 @@ def register(
         )
 
 
-@app.command()
-def predict(
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="models:/NAME@ALIAS, models:/NAME/VERSION, an experiment or a checkpoint."
-        ),
-    ] = None,
-    input_: Annotated[
-        list[Path] | None,
-        typer.Option("--input", help="A GeoTIFF, NIfTI or DICOM (file or series folder)."),
-    ] = None,
-    source: Annotated[
-        list[str] | None, typer.Option(help="A source of ingest.sources in params.yaml.")
-    ] = None,
-    experiment: Annotated[
-        str | None,
-        typer.Option(help="Its best checkpoint on its own sources, into <out>/<experiment>."),
-    ] = None,
-    stack: Annotated[
-        bool, typer.Option(help="The --input GeoTIFFs are bands of one scene.")
-    ] = False,
-    out: Annotated[Path | None, typer.Option(help="Folder of the maps.")] = None,
-    overlap: Annotated[float | None, typer.Option(help="Share of the window overlapped.")] = None,
-    blend: Annotated[str | None, typer.Option(help="gaussian or constant.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Windows per forward pass.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    probabilities: Annotated[
-        bool | None, typer.Option("--probabilities", help="Also one uint8 band per class.")
-    ] = None,
-    reconstruction: Annotated[
-        bool | None,
-        typer.Option(
-            "--reconstruction",
-            help="seg_ae: also the reconstruction (source units) and an anomaly map.",
-        ),
-    ] = None,
-    on_bad_input: BadOpt = None,
-    force: Annotated[
-        bool | None, typer.Option("--force", help="Redo maps this model version made.")
-    ] = None,
-    params: Annotated[
-        Path | None,
-        typer.Option("--params", help="The params file (default: params.yaml when present)."),
-    ] = None,
-    set_: SetOpt = None,
-    task_runner: RunnerOpt = None,
-) -> None:
-    """Apply a model to whole scenes and volumes: class maps as COG or NIfTI on the input's grid."""
-    if params is None and Path("params.yaml").is_file():
-        params = Path("params.yaml")
-    p = load(
-        params,
-        set_,
-        predict={
-            "out": str(out) if out is not None else None,
-            "overlap": overlap,
-            "blend": blend,
-            "batch_size": batch_size,
-            "device": device,
-            "probabilities": probabilities,
-            "reconstruction": reconstruction,
-            "on_bad_input": on_bad_input,
-            "force": force,
-        },
-        runner={"kind": task_runner},
-    )
-    sources = None
-    if input_:
-        from tessera.tasks.sources.adhoc import adhoc_sources
-
-        try:
-            sources = adhoc_sources(list(input_), None, stack)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-    elif stack:
-        raise UserError("--stack needs --input")
-    res = run_stage(
-        "predict",
-        p,
-        params,
-        model=model,
-        experiment=[experiment] if experiment else [],
-        sources=sources,
-        source_names=list(source or []),
-        base=str(Path.cwd()),
-    )
-    for path in res["maps"]:
-        typer.echo(f"wrote {path}")
-    typer.echo(
-        f"predicted with {res['model']} {res['version']}: {len(res['maps'])} maps, "
-        f"{len(res['skipped'])} scenes already mapped by this version (--force redoes them), "
-        f"{len(res['rejected'])} rejected -> {res['out']}"
-    )
-
-
+app.command()(predict)
 app.command(name="run")(run_pipeline)
 app.command()(serve)
 app.add_typer(server_app, name="server")

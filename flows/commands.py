@@ -4,7 +4,13 @@ through the stage table, and turn a failure into one line (:class:`UserError`)."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
+
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key: a.b=c.")]
+RunnerOpt = Annotated[str | None, typer.Option("--task-runner", help="threads or dask.")]
+BadOpt = Annotated[str | None, typer.Option("--on-bad-input", help="fail or skip.")]
 
 
 class UserError(Exception):

@@ -9,6 +9,7 @@ from tessera.flows.config import TesseraParams
 from tessera.flows.experiments import default_tracking, resolve_experiment
 from tessera.flows.predict import PredictFlowParams
 from tessera.models.config import CHECKPOINT_DIR, RunConfig
+from tessera.tasks.evaluation.clusters import CLUSTERS_FILE
 from tessera.tasks.prediction.model import ModelSource
 from tessera.tasks.prediction.options import PredictOptions
 from tessera.tasks.sources.specs import SourceSpec
@@ -25,19 +26,29 @@ def model_source(params: TesseraParams, ref: str) -> ModelSource:
     if ref in params.experiments:
         run = resolve_experiment(params, ref).run
         best = Path(run.out_dir) / CHECKPOINT_DIR / "best.ckpt"
-        return ModelSource(ref=ref, run=run, checkpoint=str(best))
+        return ModelSource(ref=ref, run=run, checkpoint=str(best), clusters=_clusters(params, run))
     path = Path(ref)
     if path.is_file():
         for folder in (path.parent, path.parent.parent):
             if (folder / RUN_CONFIG_FILE).is_file():
                 run = RunConfig.model_validate_json((folder / RUN_CONFIG_FILE).read_text())
-                return ModelSource(ref=ref, run=run, checkpoint=str(path.resolve()))
+                return ModelSource(
+                    ref=ref,
+                    run=run,
+                    checkpoint=str(path.resolve()),
+                    clusters=_clusters(params, run),
+                )
         raise ValueError(f"{ref}: no {RUN_CONFIG_FILE} beside the checkpoint or one folder up")
     known = ", ".join(sorted(params.experiments)) or "none"
     raise ValueError(
         f"{ref}: not a model URI (models:/NAME@ALIAS), an experiment of params.yaml "
         f"({known}) or a checkpoint file"
     )
+
+
+def _clusters(params: TesseraParams, run: RunConfig) -> str:
+    """The run's evaluation clusters (a vae's windows are mapped to them)."""
+    return str(Path(params.evaluate.out) / run.experiment / CLUSTERS_FILE)
 
 
 def named_sources(params: TesseraParams, names: list[str]) -> list[SourceSpec]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from tessera.models.evaluate import Inference
 from tessera.tasks.evaluation.cluster_maps import write_tile_map, write_volume_tile_map
+from tessera.tasks.evaluation.clusters import write_clusters
 from tessera.tasks.evaluation.latents import LatentReport
 from tessera.tasks.store.files import atomic_write_bytes, atomic_write_json
 from tessera.tasks.store.format import StoreInfo
@@ -209,12 +210,6 @@ def report_markdown(
     return "\n".join(lines) + "\n"
 
 
-def write_metrics(out: Path, metrics: dict[str, float | None]) -> Path:
-    """``metrics.json``, atomically."""
-    atomic_write_json(out / METRICS_FILE, metrics)
-    return out / METRICS_FILE
-
-
 def write_report(out: Path, text: str) -> Path:
     """``report.md``, atomically."""
     atomic_write_bytes(out / REPORT_FILE, text.encode())
@@ -288,7 +283,8 @@ def write_evaluation(
     }
     text = report_markdown(experiment, metrics, info, plots, maps, tmp)
     write_report(tmp, text)
-    write_metrics(tmp, metrics)
+    atomic_write_json(tmp / METRICS_FILE, metrics)
+    write_clusters(tmp, rep.kmeans.cluster_centers_, rep.k, inf.model_type)
     (tmp / STAGING_MARKER).unlink()
     _swap_into_place(tmp, out)
     return {

@@ -23,7 +23,7 @@ from tessera.tasks.sources.records import SceneRecord
 from tessera.tasks.store.outputs import check_output_file
 
 PIXEL_OUTPUTS = {"class_logits"}  # the model answers per pixel: stitched at full resolution
-WINDOW_OUTPUTS = {"class_probabilities"}  # once per window: painted at window stride
+WINDOW_OUTPUTS = {"class_probabilities", "latent_mean"}  # per window: at the window stride
 INPUT_TAG = "tessera_input_sha256"
 MAP_PATTERNS = (
     "*_classes.tif",
@@ -99,7 +99,12 @@ def plan_maps(
     if d.output not in PIXEL_OUTPUTS | WINDOW_OUTPUTS:
         raise DescriptorError(
             f"{model.ref}: a {d.model_type} model answers with {d.output}; tessera predict maps "
-            "class scores only (segmentation and semi-supervised models)"
+            "classes (seg_ae, ssvae) and a vae's clusters only"
+        )
+    if d.output == "latent_mean" and model.centroids is None:
+        raise DescriptorError(
+            f"{model.ref}: no clusters.json to map this {d.model_type}'s latents with: "
+            "`tessera evaluate` writes it, and `tessera register` logs it with the model"
         )
     if options.reconstruction and (model.reconstruction is None or d.is_volume):
         why = "volumes" if d.is_volume else f"this {d.model_type} model"
@@ -181,13 +186,13 @@ def predict_scene(
         elif d.output in PIXEL_OUTPUTS:
             with _bar(rec, scene.plane_shape[0], d.window - overlap) as bar:
                 written = predict_raster_pixels(
-                    scene, files, predict, d.normalise, d.class_names, d.window, overlap,
+                    scene, files, predict, d.normalise, model.map_classes(), d.window, overlap,
                     options.blend, options.batch_size, lineage, bar.update, rec_maps,
                 )  # fmt: skip
         else:
             with _bar(rec, scene.plane_shape[0], d.stride) as bar:
                 written = predict_raster_windows(
-                    scene, files, predict, d.normalise, d.class_names, d.window, d.stride,
+                    scene, files, predict, d.normalise, model.map_classes(), d.window, d.stride,
                     options.batch_size, lineage, bar.update,
                 )  # fmt: skip
     finally:
@@ -217,7 +222,7 @@ def _volume(
     )
 
     d, rec = model.descriptor, scene.rec
-    k = len(d.class_names)
+    k = len(model.map_classes())
     if d.output in PIXEL_OUTPUTS:
         with tqdm(total=scene.n_planes, desc=rec.scene_id, unit="slice", leave=False,
                   disable=None) as bar:  # fmt: skip
@@ -226,9 +231,11 @@ def _volume(
                 options.batch_size, bar.update,
             )  # fmt: skip
         source = base / rec.files[0] if rec.kind == "nifti" else None
-        return write_volume_maps(files, probs, ok, scene.affine, d.class_names, lineage, source)
+        return write_volume_maps(
+            files, probs, ok, scene.affine, model.map_classes(), lineage, source
+        )
     probs, ok, affine = predict_volume_windows(
         scene, predict, d.normalise, k, d.window, d.stride, options.batch_size
     )
     tags = lineage | {"cell_voxels": str(d.stride)}
-    return write_volume_maps(files, probs, ok, affine, d.class_names, tags)
+    return write_volume_maps(files, probs, ok, affine, model.map_classes(), tags)

@@ -28,12 +28,16 @@ def load_model(source: ModelSource) -> AppliedModel:
         descriptor = ModelDescriptor.parse(reg.descriptor_text, source.ref)
         return AppliedModel(
             reg.module, descriptor, reg.name, reg.version, source.ref, reg.tags,
-            reg.reconstruction,
+            reg.reconstruction, reg.centroids,
         )  # fmt: skip
     from tessera.tasks.registry.lineage import git_sha
 
     model = checkpoint_model(source.run, Path(source.checkpoint or ""), source.ref)
     model.tags["git_sha"] = git_sha(Path.cwd())
+    if source.clusters and model.descriptor.output == "latent_mean":
+        from tessera.tasks.evaluation.clusters import read_centroids
+
+        model.centroids = read_centroids(Path(source.clusters))
     return model
 
 

@@ -26,6 +26,7 @@ class ModelSource(BaseModel):
     tracking_uri: str | None = None
     run: RunConfig | None = None
     checkpoint: str | None = None
+    clusters: str | None = None  # a checkpoint's evaluation clusters.json (latent-only models)
 
 
 @dataclass
@@ -39,6 +40,13 @@ class AppliedModel:
     ref: str
     tags: dict[str, str] = field(default_factory=dict)
     reconstruction: Any = None  # the per-pixel reconstruction module, where the model has one
+    centroids: Any = None  # (k, D) k-means centroids of a latent-only model's evaluation
+
+    def map_classes(self) -> list[str]:
+        """What a map's values name: the model's classes, or the evaluation's clusters."""
+        if self.descriptor.output == "latent_mean" and self.centroids is not None:
+            return [f"cluster_{i}" for i in range(len(self.centroids))]
+        return list(self.descriptor.class_names)
 
     def lineage(self) -> dict[str, str]:
         """What every output's metadata says of the model."""
@@ -88,6 +96,7 @@ def batch_predictor(
 
     module = on_device(model.module)
     rec = on_device(model.reconstruction) if reconstruction else None
+    centroids = model.centroids if model.descriptor.output == "latent_mean" else None
 
     def predict(x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
@@ -100,6 +109,11 @@ def batch_predictor(
                 y = torch.softmax(y.float(), dim=1)
             if rec is not None:
                 y = torch.cat([y.float(), rec(t).float()], dim=1)
-        return y[:n].float().cpu().numpy()
+        out = y[:n].float().cpu().numpy()
+        if centroids is None:
+            return out
+        from tessera.tasks.evaluation.clusters import nearest  # μ → its cluster, one-hot
+
+        return np.eye(len(centroids), dtype=np.float32)[nearest(out, centroids)]
 
     return predict

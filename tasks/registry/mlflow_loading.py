@@ -17,6 +17,7 @@ from typing import Any
 
 from tessera.models.descriptor import DESCRIPTOR_FILE
 from tessera.models.serving import RECONSTRUCTION_FILE, load_exported
+from tessera.tasks.evaluation.clusters import CLUSTERS_FILE, read_centroids
 from tessera.tasks.registry.mlflow_registry import RegistryError, check_tracking, using_tracking
 
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
@@ -32,6 +33,7 @@ class RegisteredModel:
     version: str
     tags: dict[str, str] = field(default_factory=dict)
     reconstruction: Any = None
+    centroids: Any = None  # a latent-only model's k-means centroids (clusters.json)
 
 
 def parse_model_uri(ref: str) -> tuple[str, str | None, str | None]:
@@ -102,6 +104,8 @@ def _download_and_load(uri: str, ref: str, mv: Any, tracking_uri: str) -> Regist
             raise RegistryError(f"{ref}: does not load: {first[:300]}") from None
         graph = local / "extra_files" / RECONSTRUCTION_FILE
         reconstruction = load_exported(graph) if graph.is_file() else None
+        centroids = read_centroids(local / "extra_files" / CLUSTERS_FILE)
         return RegisteredModel(
-            module, card.read_bytes(), mv.name, str(mv.version), dict(mv.tags), reconstruction
-        )
+            module, card.read_bytes(), mv.name, str(mv.version), dict(mv.tags), reconstruction,
+            centroids,
+        )  # fmt: skip

@@ -12,6 +12,7 @@ import numpy as np
 from tessera.models.config import CHECKPOINT_DIR, SUMMARY_FILE, RunConfig
 from tessera.models.descriptor import DESCRIPTOR_FILE, DIGEST_TAG, ModelDescriptor
 from tessera.models.serving import RECONSTRUCTION_FILE, save_exported
+from tessera.tasks.evaluation.clusters import CLUSTERS_FILE
 from tessera.tasks.evaluation.report import METRICS_FILE, PLOTS, REPORT_FILE
 from tessera.tasks.registry.gate import CHAMPION, Direction
 from tessera.tasks.registry.lineage import model_fingerprint
@@ -107,6 +108,10 @@ def register_experiment(
     judged = metrics_path.read_bytes() + metric.encode() + descriptor.to_bytes()
     if reconstruction is not None:  # a version without the reconstruction graph is not this one
         judged += RECONSTRUCTION_FILE.encode()
+    clusters = eval_dir / CLUSTERS_FILE  # what maps a latent-only model's windows to clusters
+    with_clusters = descriptor.output == "latent_mean" and clusters.is_file()
+    if with_clusters:
+        judged += clusters.read_bytes()
     fingerprint = model_fingerprint(model, judged)
     same = version_with_fingerprint(run.tracking_uri, name, fingerprint)
     if same is not None and same[1]:  # the same weights and evaluation, judged: nothing new
@@ -134,6 +139,8 @@ def register_experiment(
 
                 graph = Path(tmp) / RECONSTRUCTION_FILE
                 extra.append(save_exported(reconstruction, torch.from_numpy(example), graph))
+            if with_clusters:
+                extra.append(clusters)
             candidate = log_candidate(
                 model,
                 example,

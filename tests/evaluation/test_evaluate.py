@@ -29,6 +29,10 @@ def trained(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def kind_of(name: str) -> str:
+    return str(EXPERIMENTS[name]["model"]["type"])
+
+
 def _eval(root: Path, name: str) -> Path:
     return root / "outputs" / "eval" / name
 
@@ -54,6 +58,9 @@ def test_evaluate_writes_metrics_plots_maps_and_report(trained, cli, name):
     assert 0 <= m["linear_probe_accuracy"] <= 1
     assert 0 <= m["retrieval_top1"] <= 1 and m["info_nce"] > 0
     assert m["active_units"] <= m["latent_dim"]
+    clusters = json.loads((folder / "clusters.json").read_text())  # kept for new scenes
+    assert clusters["k"] == 3 and len(clusters["centroids"]) == 3
+    assert len(clusters["centroids"][0]) == m["latent_dim"] or kind_of(name) == "seg_ae"
     plots = {p.name for p in (folder / "plots").iterdir()}
     assert {"reconstructions.png", "embedding.png", "loss_curve.png"} <= plots
     assert {"silhouette_sweep.csv", "embedding.csv", "loss_curve.csv"} <= plots

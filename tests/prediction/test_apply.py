@@ -166,3 +166,29 @@ def test_a_dicom_gets_a_nifti_on_the_series_affine_in_ras_order(tmp_path):
     assert res["files"][0].endswith("ct_classes.nii.gz")
     assert img.shape == vol.array.shape[1:] and np.allclose(img.affine, vol.affine)
     assert np.array_equal(np.asarray(img.dataobj), (vol.array[0] > 0).astype(np.uint8))
+
+
+class WindowMean(torch.nn.Module):
+    """A latent-only model: μ is the window's mean of the first band (N, 1)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1].mean(dim=(2, 3))
+
+
+def test_a_vae_paints_each_window_with_its_nearest_evaluation_cluster(tmp_path):
+    data = np.full((1, 32, 48), 100, np.uint16)
+    data[:, :, 24:] = 900
+    src = write_geotiff(tmp_path / "v.tif", data)
+    (rec,) = _records([src])
+    model = _model("geotiff", ["b1"], 500.0, window=8)
+    model.module = WindowMean()
+    model.descriptor = model.descriptor.model_copy(update={"output": "latent_mean"})
+    model.centroids = None
+    with pytest.raises(DescriptorError, match=r"no clusters\.json"):
+        plan_maps([rec], model, OPTS, tmp_path / "o")
+    model.centroids = np.array([[300.0], [-300.0]], np.float32)  # cluster 1: low values
+    res = predict_scene(rec, tmp_path, model, OPTS, tmp_path / "o")
+    with rasterio.open(res["files"][0]) as ds:
+        got, tags = ds.read(1), ds.tags()
+    assert got.shape == (4, 6) and tags["classes"] == "cluster_0,cluster_1"
+    assert np.array_equal(got, np.where(np.arange(6) < 3, 1, 0)[None].repeat(4, 0))

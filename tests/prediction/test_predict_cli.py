@@ -12,12 +12,13 @@ import rasterio
 
 from tests.helpers import TINY_EXPERIMENTS, training_dir, write_geotiff
 
-EXPERIMENTS = {k: TINY_EXPERIMENTS[k] for k in ("tiny-seg", "tiny-ssvae")}
+EXPERIMENTS = {k: TINY_EXPERIMENTS[k] for k in ("tiny-seg", "tiny-ssvae", "tiny-vae")}
 
 
 @pytest.fixture(scope="module")
 def trained(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tiny-seg and tiny-ssvae trained; tiny-seg evaluated and registered as champion."""
+    """tiny-seg, tiny-ssvae and tiny-vae trained; tiny-seg and tiny-vae evaluated and
+    registered as champions."""
     from tessera.flows.cli import run
 
     root = training_dir(tmp_path_factory.mktemp("predict"), EXPERIMENTS, catalogued=True)
@@ -27,8 +28,9 @@ def trained(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from contextlib import chdir
 
     with chdir(root):  # the catalogue's scenes and the outputs are the project's
-        assert run(["evaluate", "--experiment", "tiny-seg"]) == 0
-        assert run(["register", "--experiment", "tiny-seg"]) == 0
+        for name in ("tiny-seg", "tiny-vae"):
+            assert run(["evaluate", "--experiment", name]) == 0
+            assert run(["register", "--experiment", name]) == 0
     return root
 
 
@@ -94,6 +96,22 @@ def test_a_per_window_model_maps_at_the_tile_stride_on_a_dask_cluster(trained, c
         first = ds.read(1)
     with rasterio.open(trained / "w" / "again_classes.tif") as ds:
         assert np.array_equal(ds.read(1), first)
+
+
+def test_a_vae_maps_windows_to_its_evaluation_clusters_from_the_registry_or_checkpoint(
+    trained, cli
+):
+    maps = []
+    for ref in ("models:/tessera-tiny-vae@champion", "tiny-vae"):
+        out = f"vae-{len(maps)}"
+        rc, _, err = cli("predict", "--model", ref, "--input", "scene.tif", "--out", out,
+                         cwd=trained)  # fmt: skip
+        assert rc == 0, err
+        with rasterio.open(trained / out / "scene_classes.tif") as ds:
+            assert ds.shape == (8, 8) and ds.tags()["classes"] == "cluster_0,cluster_1,cluster_2"
+            maps.append(ds.read(1))
+    assert set(np.unique(maps[0])) <= {0, 1, 2} and len(np.unique(maps[0])) >= 2
+    assert (maps[0] == maps[1]).mean() > 0.95  # the registered graph and the checkpoint agree
 
 
 def test_misfits_unknown_models_and_a_down_store_are_one_line_and_write_nothing(trained, cli):
