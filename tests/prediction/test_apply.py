@@ -116,9 +116,9 @@ def test_misfits_are_rejected_before_any_map_and_foreign_files_refused(tmp_path)
     with pytest.raises(OutputRefusedError, match="exists and is not a Tessera prediction map"):
         plan_maps(_records([two]), model, OPTS, tmp_path / "o")
     assert (tmp_path / "o" / "two_classes.tif").read_text() == "the user's own file"
-    latent = _model("geotiff", ["b1", "b2"], 0.0)
-    latent.descriptor = latent.descriptor.model_copy(update={"output": "latent_mean"})
-    with pytest.raises(DescriptorError, match="maps class scores only"):
+    latent = _model("geotiff", ["b1", "b2"], 0.0)  # a cvae: μ under each class hypothesis
+    latent.descriptor = latent.descriptor.model_copy(update={"output": "latent_mean_per_class"})
+    with pytest.raises(DescriptorError, match=r"maps classes \(seg_ae, ssvae\) and a vae's"):
         plan_maps(_records([two]), latent, OPTS, tmp_path / "p")
 
 
