@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
 from tqdm import tqdm
 
 from tessera.models.descriptor import DescriptorError
@@ -25,6 +26,7 @@ from tessera.tasks.store.outputs import check_output_file
 PIXEL_OUTPUTS = {"class_logits"}  # the model answers per pixel: stitched at full resolution
 WINDOW_OUTPUTS = {"class_probabilities", "latent_mean"}  # per window: at the window stride
 INPUT_TAG = "tessera_input_sha256"
+GDAL_CACHE_MB = 256
 MAP_PATTERNS = (
     "*_classes.tif",
     "*_probabilities.tif",
@@ -176,27 +178,30 @@ def predict_scene(
         shift, scale = (np.asarray(v, np.float32)[:, None, None] for v in (d.shift, d.scale))
         rec_maps = Reconstruction(d.bands, d.normalise, shift, scale)
     overlap = min(round(options.overlap * d.window), d.window - 1)
-    if d.is_volume:
-        scene: Any = VolumeScene(rec, base, d.axis)
-    else:
-        scene = RasterScene(_ordered(rec, order), base)
-    try:
+    # GDAL's block cache holds what was read (5 % of RAM by default, the whole scene on a big
+    # machine): a few rows of blocks are all that stitching reads again
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         if d.is_volume:
-            written = _volume(scene, files, predict, model, options, overlap, lineage, base)
-        elif d.output in PIXEL_OUTPUTS:
-            with _bar(rec, scene.plane_shape[0], d.window - overlap) as bar:
-                written = predict_raster_pixels(
-                    scene, files, predict, d.normalise, model.map_classes(), d.window, overlap,
-                    options.blend, options.batch_size, lineage, bar.update, rec_maps,
-                )  # fmt: skip
+            scene: Any = VolumeScene(rec, base, d.axis)
         else:
-            with _bar(rec, scene.plane_shape[0], d.stride) as bar:
-                written = predict_raster_windows(
-                    scene, files, predict, d.normalise, model.map_classes(), d.window, d.stride,
-                    options.batch_size, lineage, bar.update,
-                )  # fmt: skip
-    finally:
-        scene.close()
+            scene = RasterScene(_ordered(rec, order), base)
+        try:
+            if d.is_volume:
+                written = _volume(scene, files, predict, model, options, overlap, lineage, base)
+            elif d.output in PIXEL_OUTPUTS:
+                with _bar(rec, scene.plane_shape[0], d.window - overlap) as bar:
+                    written = predict_raster_pixels(
+                        scene, files, predict, d.normalise, model.map_classes(), d.window, overlap,
+                        options.blend, options.batch_size, lineage, bar.update, rec_maps,
+                    )  # fmt: skip
+            else:
+                with _bar(rec, scene.plane_shape[0], d.stride) as bar:
+                    written = predict_raster_windows(
+                        scene, files, predict, d.normalise, model.map_classes(), d.window, d.stride,
+                        options.batch_size, lineage, bar.update,
+                    )  # fmt: skip
+        finally:
+            scene.close()
     return result | {"files": [str(p) for p in written]}
 
 
