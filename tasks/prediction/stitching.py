@@ -11,6 +11,7 @@ held, whatever the plane's height.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -97,25 +98,37 @@ def stitch_plane(
     scores = np.zeros((channels_out, span, width), dtype=np.float32)
     weights = np.zeros((span, width), dtype=np.float32)
     top = 0  # the plane row that scores[:, 0] holds
-    for i, r in enumerate(rows):
-        for batch in _batches(cols, batch_size):
-            x = np.stack([_padded(read(r, c, h_win, w_win), size) for c in batch])
-            y = np.asarray(predict(x), dtype=np.float32)
-            if y.shape != (len(batch), channels_out, size, size):
-                raise ValueError(
-                    f"the model returned {y.shape}, expected "
-                    f"{(len(batch), channels_out, size, size)}"
-                )
-            for c, out in zip(batch, y, strict=True):
-                wv = weight[:h_win, :w_win]
-                scores[:, r - top : r - top + h_win, c : c + w_win] += out[:, :h_win, :w_win] * wv
-                weights[r - top : r - top + h_win, c : c + w_win] += wv
-        if on_row is not None:
-            on_row()
-        done = (rows[i + 1] if i + 1 < len(rows) else height) - top  # rows no window adds to
-        write(top, scores[:, :done] / weights[None, :done])
-        scores = np.roll(scores, -done, axis=1)
-        weights = np.roll(weights, -done, axis=0)
-        scores[:, span - done :] = 0
-        weights[span - done :] = 0
-        top += done
+
+    def windows(r: int, batch: list[int]) -> np.ndarray:
+        return np.stack([_padded(read(r, c, h_win, w_win), size) for c in batch])
+
+    # the next batch of a row is read while the model runs on this one; reading never
+    # overlaps ``write`` (which may read the same files), as a row's batches end before it
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tessera-read") as reader:
+        for i, r in enumerate(rows):
+            batches = list(_batches(cols, batch_size))
+            pending = reader.submit(windows, r, batches[0])
+            for j, batch in enumerate(batches):
+                x = pending.result()
+                if j + 1 < len(batches):
+                    pending = reader.submit(windows, r, batches[j + 1])
+                y = np.asarray(predict(x), dtype=np.float32)
+                if y.shape != (len(batch), channels_out, size, size):
+                    raise ValueError(
+                        f"the model returned {y.shape}, expected "
+                        f"{(len(batch), channels_out, size, size)}"
+                    )
+                for c, out in zip(batch, y, strict=True):
+                    wv = weight[:h_win, :w_win]
+                    block = out[:, :h_win, :w_win] * wv
+                    scores[:, r - top : r - top + h_win, c : c + w_win] += block
+                    weights[r - top : r - top + h_win, c : c + w_win] += wv
+            if on_row is not None:
+                on_row()
+            done = (rows[i + 1] if i + 1 < len(rows) else height) - top  # no window adds to these
+            write(top, scores[:, :done] / weights[None, :done])
+            scores = np.roll(scores, -done, axis=1)
+            weights = np.roll(weights, -done, axis=0)
+            scores[:, span - done :] = 0
+            weights[span - done :] = 0
+            top += done
