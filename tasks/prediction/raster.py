@@ -62,6 +62,24 @@ def scene_valid(
     return window, ok if mask is None else ok & mask
 
 
+def cell_window(
+    scene: RasterScene | VolumeScene,
+    r: int,
+    c: int,
+    size: int,
+    normalise: Normaliser,
+    plane: int = 0,
+) -> tuple[np.ndarray, bool]:
+    """The ``size`` window starting at (r, c) in the model's units, zero-padded past the
+    plane's edge, and whether any of its pixels has data (a per-window model's cell)."""
+    height, width = scene.plane_shape
+    h, w = min(size, height - r), min(size, width - c)
+    values, valid = scene_valid(scene, r, c, h, w, plane)
+    x = np.zeros((values.shape[0], size, size), dtype=np.float32)
+    x[:, :h, :w] = normalise(values, valid)
+    return x, bool(valid.any())
+
+
 def _class_tags(class_names: Sequence[str]) -> dict[str, str]:
     return {f"class_{i}": n for i, n in enumerate(class_names)} | {"classes": ",".join(class_names)}
 
@@ -218,13 +236,8 @@ def predict_raster_windows(
         for b in range(0, n_cols, batch_size):
             batch, windows = starts[b : b + batch_size], []
             for j in batch:
-                r, c = i * stride, j * stride
-                h, w = min(size, height - r), min(size, width - c)
-                values, valid = scene_valid(scene, r, c, h, w)
-                x = np.zeros((values.shape[0], size, size), dtype=np.float32)
-                x[:, :h, :w] = normalise(values, valid)
+                x, ok[0, j] = cell_window(scene, i * stride, j * stride, size, normalise)
                 windows.append(x)
-                ok[0, j] = bool(valid.any())
             probs[:, 0, batch] = np.asarray(predict(np.stack(windows)), dtype=np.float32).T
         return probs, ok
 

@@ -21,7 +21,7 @@ import nibabel.orientations as nio
 import numpy as np
 
 from tessera.tasks.prediction.cog import CLASS_NODATA
-from tessera.tasks.prediction.raster import MapFiles, Normaliser, scene_valid
+from tessera.tasks.prediction.raster import MapFiles, Normaliser, cell_window, scene_valid
 from tessera.tasks.prediction.stitching import Blend, Predictor, stitch_plane
 from tessera.tasks.store.files import named
 from tessera.tasks.tiling.grid import slice_axes
@@ -96,15 +96,11 @@ def predict_volume_windows(
     for b in range(0, len(cells), batch_size):
         batch, windows = cells[b : b + batch_size], []
         for p, i, j in batch:
-            r, c = i * stride, j * stride
-            h, w = min(size, height - r), min(size, width - c)
-            values, valid = scene_valid(scene, r, c, h, w, p)
-            x = np.zeros((values.shape[0], size, size), dtype=np.float32)
-            x[:, :h, :w] = normalise(values, valid)
+            x, any_valid = cell_window(scene, i * stride, j * stride, size, normalise, p)
             windows.append(x)
             idx = [0, 0, 0]
             idx[rows_ax], idx[cols_ax], idx[scene.axis] = i, j, p
-            ok[tuple(idx)] = bool(valid.any())
+            ok[tuple(idx)] = any_valid
         out = np.rint(np.clip(np.asarray(predict(np.stack(windows))), 0, 1) * 255)
         for (p, i, j), v in zip(batch, out.astype(np.uint8), strict=True):
             idx = [0, 0, 0]
