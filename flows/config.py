@@ -96,6 +96,10 @@ class RegistryParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     min_improvement: float = Field(default=0.0, ge=0)
+    require_beats_baseline: bool = Field(
+        default=False,
+        description="Champion only for a model that beats its evaluation's best baseline.",
+    )
     out: str = "outputs/registry"
     retries: int = Field(default=4, ge=0, description="HTTP retries per MLflow request.")
     backoff_s: int = Field(default=1, ge=0, description="Backoff factor in s (1, 2, 4 … s).")

@@ -46,6 +46,7 @@ def register_flow(params: RegisterFlowParams) -> State[Any]:
                 Path(reg.out) / f"{run.experiment}.json",
                 reg.example_tiles,
                 reg.ready_timeout_s,
+                reg.require_beats_baseline,
             )
         )
     create_markdown_artifact(decisions_markdown(records), key=artifact_key("tessera", "registry"))

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from tessera.flows.config import TesseraParams
+from tessera.tasks.evaluation.baselines import versus_line
 from tessera.tasks.pipeline.report import (
+    HEADLINE,
     experiment_outputs,
     headline,
     read_json_or_empty,
@@ -34,7 +36,8 @@ def experiments_table(p: TesseraParams) -> Any:
     from rich.table import Table
 
     t = Table(title="Experiments")
-    for col in ("experiment", "metrics", "registered", "alias", "champion", "report, maps"):
+    columns = ("experiment", "metrics", "versus baseline", "registered", "alias", "champion")
+    for col in (*columns, "report, maps"):
         t.add_column(col, overflow="fold")
     for exp in sorted(p.experiments):
         out = Path(p.evaluate.out) / exp
@@ -45,6 +48,7 @@ def experiments_table(p: TesseraParams) -> Any:
         t.add_row(
             exp,
             headline(m, digits=3) or "not evaluated",
+            versus_line(m, HEADLINE) or "-",
             version_label(r),
             r.get("alias", "-"),
             champion,

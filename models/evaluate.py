@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from tessera.models.baselines import BaselineResults, TrainBudget, pooled_pixels
 from tessera.models.config import RunConfig
 from tessera.models.data import TileDataset, collate_batch
 from tessera.models.datamodule import dihedral, tile_classes
@@ -44,6 +45,8 @@ class Inference:
     samples: dict[str, np.ndarray] = field(default_factory=dict)
     map_latents: np.ndarray | None = None  # every tile of the sources, for the cluster maps
     map_metas: list[dict[str, Any]] = field(default_factory=list)
+    raw: np.ndarray | None = None  # the tiles' own pixels (pooled), for k-means on raw pixels
+    baselines: BaselineResults = field(default_factory=BaselineResults)
 
 
 def load_task(config: RunConfig, checkpoint: Path) -> tuple[Any, Any]:
@@ -62,6 +65,7 @@ def load_task(config: RunConfig, checkpoint: Path) -> tuple[Any, Any]:
     if not isinstance(state, dict) or "state_dict" not in state:
         raise ValueError(f"{checkpoint}: not a Lightning checkpoint")
     module.load_state_dict(state["state_dict"])
+    module.trained_steps = int(state.get("global_step", 0))
     return dm, module.eval()
 
 
@@ -186,6 +190,7 @@ def run_inference(
         col.add("view1", module.embed(augment_view(x, b["valid"], noise, g), y))
         col.add("view2", module.embed(augment_view(x, b["valid"], noise, g), y))
         col.add("target", y)
+        col.add("raw", pooled_pixels(x))
         metas.extend(b["meta"])
     cat = {key: torch.cat(v) for key, v in col.lists.items()}
     metrics = {f"rec_{name}": v for name, v in col.rec.compute().items()}
@@ -207,6 +212,10 @@ def run_inference(
     if samples_per_class:
         drawn = module.class_samples(samples_per_class, class_names)
         samples = {name: t.cpu().numpy() for name, t in drawn.items()}
+    budget = TrainBudget(
+        module.trained_steps, config.loader.batch_size, config.dataset.augment, seed
+    )
+    baselines = module.baselines(dm.datasets["train"], ds, budget)
     map_latents, map_metas = None, []
     if map_splits:
         everything = eval_dataset(dm, list(map_splits), tile_class)
@@ -231,4 +240,6 @@ def run_inference(
         samples=samples,
         map_latents=map_latents,
         map_metas=map_metas,
+        raw=cat["raw"].numpy(),
+        baselines=baselines,
     )

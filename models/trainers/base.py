@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tessera.models.baselines import BaselineResults, TrainBudget
+from tessera.models.data import TileDataset
 from tessera.models.diagnostics import active_units, collapse_message
 from tessera.models.losses import kl_weight, rec_channels, reconstruction_mean
 from tessera.models.vae_nets import GaussianDecoder, GaussianEncoder
@@ -83,6 +85,13 @@ class BaseTask(pl.LightningModule):
     def class_samples(self, n: int, class_names: list[str]) -> dict[str, torch.Tensor]:
         """``n`` generated images per class (class-conditional models only)."""
         return {}
+
+    def baselines(
+        self, train: TileDataset, test: TileDataset, budget: TrainBudget
+    ) -> BaselineResults:
+        """What a user would train instead of this model, fitted on ``train`` and applied to
+        ``test`` (none by default; k-means on raw pixels is judged for every model)."""
+        return BaselineResults()
 
     def __init__(self) -> None:
         super().__init__()

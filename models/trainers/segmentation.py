@@ -9,7 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from tessera.models.baselines import BaselineResults, TrainBudget, forest_segmentation_scores
 from tessera.models.blocks import ActKind, ConvKind, NormKind
+from tessera.models.data import TileDataset
 from tessera.models.losses import (
     LatentReg,
     MaskedDiceCELoss,
@@ -132,6 +134,16 @@ class SegAETask(BaseTask):
         if self.segmentation_classes and batch["label"] is not None:
             out["pred_map"] = o["seg"].argmax(1)
         return out
+
+    def baselines(
+        self, train: TileDataset, test: TileDataset, budget: TrainBudget
+    ) -> BaselineResults:
+        """A per-pixel random forest on band values (``rf_dice_mean``, …)."""
+        k = self.hparams["num_classes"]
+        if k == 0:
+            return BaselineResults()
+        scores = forest_segmentation_scores(train, test, k, budget.seed)
+        return BaselineResults(scores={f"rf_{name}": v for name, v in scores.items()})
 
     @property
     def serving_output(self) -> str:

@@ -9,7 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tessera.models.baselines import (
+    BaselineResults,
+    TrainBudget,
+    predict_tiles,
+    train_labels_only,
+)
 from tessera.models.blocks import ActKind, ConvKind, NormKind
+from tessera.models.data import TileDataset
 from tessera.models.losses import (
     RecLoss,
     Warmup,
@@ -105,17 +112,23 @@ class SSVAETask(_KLMixin, BaseTask):
         hp = self.hparams
         if hp["num_classes"] < 2:
             raise ValueError("ssvae needs tile classes (num_classes >= 2)")
-        widths = hp["widths"] or [32, 64]
-        k = hp["num_classes"]
-        self.classifier = TileClassifier(
-            hp["in_channels"],
-            k,
-            hp["classifier_widths"] or widths,
-            hp["norm"],
-            hp["act"],
-            hp["dropout"],
+        self.classifier = self._new_classifier()
+        self._configure_vae(hp["num_classes"])
+
+    def _new_classifier(self) -> TileClassifier:
+        hp = self.hparams
+        widths = hp["classifier_widths"] or hp["widths"] or [32, 64]
+        return TileClassifier(
+            hp["in_channels"], hp["num_classes"], widths, hp["norm"], hp["act"], hp["dropout"]
         )
-        self._configure_vae(k)
+
+    def baselines(
+        self, train: TileDataset, test: TileDataset, budget: TrainBudget
+    ) -> BaselineResults:
+        """The same classifier q(y|x) trained on the labelled tiles alone (``labels_only``)."""
+        hp = self.hparams
+        clf = train_labels_only(self._new_classifier, train, budget, hp["lr"], hp["weight_decay"])
+        return BaselineResults(tile_predictions={"labels_only": predict_tiles(clf, test)})
 
     def configure_metrics(self) -> None:
         super().configure_metrics()

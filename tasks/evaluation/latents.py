@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from tessera.models.evaluate import Inference
+from tessera.tasks.evaluation.baselines import baseline_metrics
 from tessera.tasks.evaluation.metrics import (
     assignment_scores,
     classification_scores,
@@ -92,4 +93,5 @@ def score_latents(
     if inf.class_pred is not None:
         scores, confusion = classification_scores(labels, inf.class_pred, n_classes)
         metrics.update(scores)
+    metrics.update(baseline_metrics(inf, k, seed))
     return LatentReport(metrics, k, kmeans, clusters, sweep, confusion, embed_2d(z, seed, tsne))

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from tessera.models.evaluate import Inference
+from tessera.tasks.evaluation.baselines import versus_markdown
 from tessera.tasks.evaluation.cluster_maps import write_tile_map, write_volume_tile_map
 from tessera.tasks.evaluation.clusters import write_clusters
 from tessera.tasks.evaluation.latents import LatentReport
@@ -191,7 +192,8 @@ def report_markdown(
     """The metrics table, with the PNGs linked (relative to ``out``) and the maps listed."""
     lines = [f"# Evaluation: {experiment}", ""]
     lines += [f"- {k}: {v}" for k, v in info.items()]
-    lines += ["", "| metric | value |", "| --- | --- |"]
+    lines += ["", *versus] if (versus := versus_markdown(metrics)) else []
+    lines += ["", "## Metrics", "", "| metric | value |", "| --- | --- |"]
     lines += [
         f"| {k} | {_fmt(v)} |" for k, v in metrics.items() if not k.startswith("silhouette_k")
     ]

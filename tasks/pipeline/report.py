@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tessera.tasks.evaluation.baselines import versus_line
+
 HEADLINE = ("dice_mean", "accuracy", "balanced_accuracy", "silhouette", "nmi", "rec_psnr")
 
 
@@ -45,12 +47,13 @@ def run_summary(
     """Markdown: stages run, each experiment's headline metrics, its registry version."""
     lines = ["# Tessera pipeline", "", f"Ran: {', '.join(ran) or 'nothing (all current)'}"]
     lines += [f"Current already: {', '.join(skipped) or 'none'}", ""]
-    lines += ["| experiment | metrics | registered | alias | reason | plots |"]
-    lines += ["| --- | --- | --- | --- | --- | --- |"]
+    lines += ["| experiment | metrics | versus baseline | registered | alias | reason | plots |"]
+    lines += ["| --- | --- | --- | --- | --- | --- | --- |"]
     for exp in experiments:
         m, r = experiment_outputs(root, eval_out, registry_out, exp)
         moved = "register" in ran and r.get("registered") and r.get("alias") == "champion"
         alias = f"{r.get('alias', '-')}{' (moved)' if moved else ''}"
-        cells = [exp, headline(m) or "-", version_label(r), alias, r.get("reason", "-")]
+        versus = versus_line(m, HEADLINE) or "-"
+        cells = [exp, headline(m) or "-", versus, version_label(r), alias, r.get("reason", "-")]
         lines.append(f"| {' | '.join(cells)} | {eval_out}/{exp}/report.md |")
     return "\n".join(lines)

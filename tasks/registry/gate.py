@@ -17,6 +17,15 @@ CHAMPION: Alias = "champion"
 CHALLENGER: Alias = "challenger"
 
 
+@dataclass(frozen=True)
+class Bar:
+    """A baseline the candidate must beat before any comparison with the champion
+    (``registry.require_beats_baseline``): what it is and its value of the metric."""
+
+    name: str
+    value: float
+
+
 @dataclass
 class GateDecision:
     """Where the candidate goes, and why."""
@@ -34,10 +43,20 @@ def gate(
     direction: Direction,
     min_improvement: float,
     champion_version: str | None = None,
+    bar: Bar | None = None,
 ) -> GateDecision:
-    """Champion if there is none, or if the candidate beats it by ``min_improvement`` (> 0)."""
+    """Champion if there is none, or if the candidate beats it by ``min_improvement`` (> 0);
+    never while it does not beat ``bar`` (its baseline) when one is given."""
     if candidate is None or not math.isfinite(candidate):
         return GateDecision(CHALLENGER, f"candidate has no {metric}", champion_version, champion)
+    if bar is not None:
+        beats = candidate > bar.value if direction == "max" else candidate < bar.value
+        if not beats:
+            reason = (
+                f"{metric} {candidate:.4g} does not beat its baseline ({bar.name}) "
+                f"{bar.value:.4g}, and registry.require_beats_baseline is set"
+            )
+            return GateDecision(CHALLENGER, reason, champion_version, champion)
     if champion_version is None:
         return GateDecision(CHAMPION, "first model: no champion yet", None, None)
     if champion is None or not math.isfinite(champion):

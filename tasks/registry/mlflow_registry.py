@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tessera.tasks.registry.gate import CHAMPION, Direction, GateDecision, gate
+from tessera.tasks.registry.gate import CHAMPION, Bar, Direction, GateDecision, gate
 
 PRIMARY_METRIC_TAG, PRIMARY_VALUE_TAG = "tessera.primary_metric", "tessera.primary_value"
 FINGERPRINT_TAG = "tessera.fingerprint"
@@ -270,8 +270,10 @@ def promote(
     direction: Direction,
     min_improvement: float,
     ready_timeout_s: float = 120.0,
+    bar: Bar | None = None,
 ) -> GateDecision:
-    """READY → load back and check → gate → move one alias. Raises before any alias moves."""
+    """READY → load back and check → gate (against ``bar`` too, when given) → move one alias.
+    Raises before any alias moves."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)
@@ -288,7 +290,7 @@ def promote(
         raise
     client.set_model_version_tag(name, version, "tessera.validation", "passed")
     champ_version, champ_value = champion_record(client, name, metric)
-    decision = gate(metric, value, champ_value, direction, min_improvement, champ_version)
+    decision = gate(metric, value, champ_value, direction, min_improvement, champ_version, bar)
     client.set_model_version_tag(name, version, "tessera.gate", decision.reason)
     client.set_registered_model_alias(name, decision.alias, version)
     return decision

@@ -12,9 +12,10 @@ import numpy as np
 from tessera.models.config import CHECKPOINT_DIR, SUMMARY_FILE, RunConfig
 from tessera.models.descriptor import DESCRIPTOR_FILE, DIGEST_TAG, ModelDescriptor
 from tessera.models.serving import RECONSTRUCTION_FILE, save_exported
+from tessera.tasks.evaluation.baselines import BASELINE_NAMES, best_baseline
 from tessera.tasks.evaluation.clusters import CLUSTERS_FILE
 from tessera.tasks.evaluation.report import METRICS_FILE, PLOTS, REPORT_FILE
-from tessera.tasks.registry.gate import CHAMPION, Direction
+from tessera.tasks.registry.gate import CHAMPION, Bar, Direction
 from tessera.tasks.registry.lineage import model_fingerprint
 from tessera.tasks.registry.mlflow_registry import (
     FINGERPRINT_TAG,
@@ -80,8 +81,12 @@ def register_experiment(
     record_path: Path,
     example_tiles: int = 4,
     ready_timeout_s: float = 120.0,
+    require_beats_baseline: bool = False,
 ) -> dict[str, Any]:
-    """Log, register, validate and gate one experiment; write its record JSON."""
+    """Log, register, validate and gate one experiment; write its record JSON.
+
+    With ``require_beats_baseline`` the candidate becomes champion only if it beats the best
+    baseline of its evaluation on the gate metric (where it has one)."""
     record_path = check_record_output(record_path)
     metrics_path = eval_dir / METRICS_FILE
     if not metrics_path.exists():
@@ -164,9 +169,11 @@ def register_experiment(
                 ready_timeout_s,
                 extra_files=extra,
             )
+    best = best_baseline(metrics, metric) if require_beats_baseline else None
+    bar = Bar(BASELINE_NAMES[best[0]], best[1]) if best else None
     decision = promote(
         candidate, run.tracking_uri, example, expected, metric, value, direction,
-        min_improvement, ready_timeout_s,
+        min_improvement, ready_timeout_s, bar,
     )  # fmt: skip
     record: dict[str, Any] = base | {
         "version": candidate.version,

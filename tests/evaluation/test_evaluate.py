@@ -58,6 +58,10 @@ def test_evaluate_writes_metrics_plots_maps_and_report(trained, cli, name):
     assert 0 <= m["linear_probe_accuracy"] <= 1
     assert 0 <= m["retrieval_top1"] <= 1 and m["info_nce"] > 0
     assert m["active_units"] <= m["latent_dim"]
+    # beside the model: what a user would pick instead, on the same split
+    assert (
+        0 <= m["baseline_kmeans_raw_nmi"] <= 1 and m["baseline_nmi"] >= m["baseline_kmeans_raw_nmi"]
+    )
     clusters = json.loads((folder / "clusters.json").read_text())  # kept for new scenes
     assert clusters["k"] == 3 and len(clusters["centroids"]) == 3
     assert len(clusters["centroids"][0]) == m["latent_dim"] or kind_of(name) == "seg_ae"
@@ -69,6 +73,8 @@ def test_evaluate_writes_metrics_plots_maps_and_report(trained, cli, name):
         assert 0 <= m["dice_mean"] <= 1 and 0 <= m["iou_mean"] <= 1
         assert all(f"dice_{c}" in m for c in CLASSES)  # per class, by name
         assert "segmentation.png" in plots
+        assert 0.5 < m["baseline_rf_dice_mean"] <= 1  # bands separate the classes
+        assert all(f"baseline_rf_dice_{c}" in m for c in CLASSES)
         summary = json.loads((trained / "models" / name / "train_summary.json").read_text())
         assert m["compression_ratio"] == pytest.approx(summary["compression_ratio"])
     else:
@@ -76,6 +82,9 @@ def test_evaluate_writes_metrics_plots_maps_and_report(trained, cli, name):
     if kind == "ssvae":
         assert 0 <= m["accuracy"] <= 1 and 0 <= m["macro_f1"] <= 1
         assert {"confusion.png", "confusion.csv"} <= plots
+        assert m["baseline_majority_accuracy"] == m["majority_accuracy"]
+        assert 0 <= m["baseline_labels_only_accuracy"] <= 1
+        assert m["baseline_accuracy"] >= m["baseline_majority_accuracy"]
     if kind in ("ssvae", "cvae"):
         assert "samples.png" in plots
     # the sweep table behind the plot
@@ -91,7 +100,8 @@ def test_evaluate_writes_metrics_plots_maps_and_report(trained, cli, name):
     assert grid.shape == (8, 8) and set(np.unique(grid)) <= {-1, 0, 1, 2}
     assert (grid >= 0).sum() == 64  # all splits painted
     report = (folder / "report.md").read_text()
-    assert "| silhouette |" in report
+    assert "| silhouette |" in report and "## Model versus baseline" in report
+    assert "k-means on raw pixels" in report
     for link in report.split("](")[1:]:
         assert (folder / link.split(")")[0]).exists()
     assert not list(folder.parent.glob(".*tmp"))

@@ -15,7 +15,7 @@ import torch
 from tessera.flows.local_api import free_port, healthy
 from tessera.models.serving import ClassifierServing
 from tessera.models.vae_nets import TileClassifier
-from tessera.tasks.registry.gate import gate
+from tessera.tasks.registry.gate import Bar, gate
 from tessera.tasks.registry.mlflow_registry import RegistryError, log_candidate, promote
 from tests.helpers import stop_process_group
 
@@ -35,6 +35,21 @@ from tests.helpers import stop_process_group
 )
 def test_gate_decisions(candidate, champion, direction, min_imp, alias, words):
     d = gate("m", candidate, champion, direction, min_imp, None if champion is None else "1")
+    assert d.alias == alias and words in d.reason
+
+
+@pytest.mark.parametrize(
+    ("candidate", "direction", "alias", "words"),
+    [
+        (0.7, "max", "challenger", "does not beat its baseline (per-pixel random forest) 0.98"),
+        (0.98, "max", "challenger", "require_beats_baseline"),  # equal is not better
+        (0.99, "max", "champion", "first model"),
+        (0.1, "min", "champion", "first model"),
+    ],
+)
+def test_gate_holds_back_a_model_that_loses_to_its_baseline(candidate, direction, alias, words):
+    bar = Bar("per-pixel random forest", 0.98 if direction == "max" else 0.2)
+    d = gate("dice_mean", candidate, None, direction, 0.0, None, bar)
     assert d.alias == alias and words in d.reason
 
 
