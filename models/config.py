@@ -13,6 +13,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 SUMMARY_FILE = "train_summary.json"
+RUN_FILE = "train_run.json"
+"""What differs between two runs of the same training: wall time and MLflow run id (kept out
+of the summary, which DVC versions and which is the same on every machine)."""
 CHECKPOINT_DIR = "checkpoints"
 PLOT_DIR = "plots"
 
@@ -38,6 +41,18 @@ class TrainerParams(BaseModel):
     deterministic: bool | Literal["warn"] = Field(
         default=True,
         description="Deterministic algorithms; 'warn' where one has none (grid_sample on CUDA).",
+    )
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="Intra-op CPU threads of each training process (None: torch's default, "
+        "one per core). CPU results depend on it: pin it to reproduce them on other machines.",
+    )
+    cpu_isa: Literal["SSE41", "AVX2", "AVX512_CORE", "DEFAULT"] = Field(
+        default="DEFAULT",
+        description="Highest instruction set oneDNN may use for CPU kernels "
+        "(ONEDNN_MAX_CPU_ISA; DEFAULT: the best the CPU has). AVX2 and AVX-512 kernels "
+        "round differently: pin it to reproduce CPU results across CPU generations.",
     )
     log_every_n_steps: int = Field(default=10, ge=1)
     monitor: str = Field(default="val_loss", description="Metric that picks best.ckpt.")

@@ -51,8 +51,9 @@ class Inference:
 
 def load_task(config: RunConfig, checkpoint: Path) -> tuple[Any, Any]:
     """The run's DataModule (set up) and its LightningModule with the checkpoint's weights."""
-    from tessera.models.train import build
+    from tessera.models.train import build, pin_cpu_kernels
 
+    pin_cpu_kernels(None, config.trainer.cpu_isa)  # the training's kernels, if none ran yet
     if not checkpoint.exists():
         raise FileNotFoundError(f"{checkpoint}: no checkpoint (run `tessera train` first)")
     dm, module = build(config)

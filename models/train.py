@@ -20,12 +20,23 @@ import torch
 from tessera.models.config import (
     CHECKPOINT_DIR,
     PLOT_DIR,
+    RUN_FILE,
     SUMMARY_FILE,
     RunConfig,
     validate_model_params,
 )
 from tessera.tasks.store.errors import debugging, one_line
 from tessera.tasks.store.files import atomic_write_json
+
+
+def pin_cpu_kernels(threads: int | None, cpu_isa: str) -> None:
+    """Fix what CPU arithmetic depends on beyond the seed: the intra-op thread count (it
+    splits reductions) and oneDNN's instruction set (read at its first kernel, so this must
+    run before any convolution; the launcher also sets it before the process starts)."""
+    if threads:
+        torch.set_num_threads(threads)
+    if cpu_isa != "DEFAULT":
+        os.environ["ONEDNN_MAX_CPU_ISA"] = cpu_isa
 
 
 def build(config: RunConfig) -> tuple[Any, Any]:
@@ -107,10 +118,11 @@ def _logger(config: RunConfig) -> Any:
 
 def _trainer(config: RunConfig, out: Path, logger: Any) -> tuple[Any, Any, Any]:
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from tessera.models.checkpoints import PortableCheckpoint
 
     t = config.trainer
-    ckpt = ModelCheckpoint(
+    ckpt = PortableCheckpoint(
         dirpath=out / CHECKPOINT_DIR,
         filename="best",
         monitor=t.monitor,
@@ -121,7 +133,7 @@ def _trainer(config: RunConfig, out: Path, logger: Any) -> tuple[Any, Any, Any]:
     )
     # Lightning 2.6 refreshes save_last only when a top-k save happens, so "last" has its own
     # callback: the latest epoch, every epoch, for --resume
-    last = ModelCheckpoint(
+    last = PortableCheckpoint(
         dirpath=out / CHECKPOINT_DIR,
         filename="last",
         monitor=None,
@@ -193,6 +205,7 @@ def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
 
     start = time.perf_counter()
     out = Path(config.out_dir)
+    pin_cpu_kernels(config.trainer.threads, config.trainer.cpu_isa)
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
     dm, module = build(config)
     last = out / CHECKPOINT_DIR / "last.ckpt"
@@ -232,8 +245,6 @@ def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
         },
         "final_metrics": fit_metrics,
         "test_metrics": test_metrics,
-        "wall_time_s": round(time.perf_counter() - start, 2),
-        "mlflow_run_id": run_id,
         "plots": [os.path.relpath(p, out) for p in plots],
         "data": {
             **dm.info,
@@ -252,7 +263,9 @@ def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
             if v is not None:
                 client.log_metric(run_id, k, v)
     atomic_write_json(out / SUMMARY_FILE, summary)
-    return summary
+    this_run = {"wall_time_s": round(time.perf_counter() - start, 2), "mlflow_run_id": run_id}
+    atomic_write_json(out / RUN_FILE, this_run)
+    return summary | this_run
 
 
 def main(argv: list[str] | None = None) -> int:

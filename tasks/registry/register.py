@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from tessera.models.config import CHECKPOINT_DIR, SUMMARY_FILE, RunConfig
+from tessera.models.config import CHECKPOINT_DIR, RUN_FILE, RunConfig
 from tessera.models.descriptor import DESCRIPTOR_FILE, DIGEST_TAG, ModelDescriptor
 from tessera.models.serving import RECONSTRUCTION_FILE, save_exported
 from tessera.tasks.evaluation.baselines import BASELINE_NAMES, best_baseline
@@ -97,10 +97,8 @@ def register_experiment(
     if metric not in metrics:
         known = ", ".join(sorted(metrics))
         raise RegistryError(f"{metrics_path}: no primary metric {metric!r} (has: {known})")
-    summary_path = Path(run.out_dir) / SUMMARY_FILE
-    train_run = (
-        json.loads(summary_path.read_text()).get("mlflow_run_id") if summary_path.exists() else None
-    )
+    run_path = Path(run.out_dir) / RUN_FILE  # absent in a fresh clone: a new run then
+    train_run = json.loads(run_path.read_text()).get("mlflow_run_id") if run_path.exists() else None
     value = metrics[metric]
     base: dict[str, Any] = {
         "experiment": run.experiment,

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
-from tessera.models.config import SUMMARY_FILE, RunConfig
+from tessera.models.config import RUN_FILE, SUMMARY_FILE, RunConfig
 from tessera.tasks.store.errors import debugging
 from tessera.tasks.store.files import atomic_write_json
 from tessera.tasks.store.outputs import check_output, json_keys
@@ -148,8 +148,8 @@ def launch_training(
     if config.tracking_uri:
         create_tracking_store(config.tracking_uri)
     summary_path = config_path.parent / SUMMARY_FILE
-    if summary_path.exists():
-        summary_path.unlink()
+    for stale in (summary_path, config_path.parent / RUN_FILE):
+        stale.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         error_file = Path(tmp) / "error.txt"  # the child's one-line reason, if it fails
         env = {**os.environ, "TESSERA_ERROR_FILE": str(error_file)}
@@ -163,4 +163,5 @@ def launch_training(
     if not summary_path.exists():
         raise TrainingError(f"{summary_path}: training finished without a summary")
     summary: dict[str, Any] = json.loads(summary_path.read_text())
-    return summary
+    run_path = config_path.parent / RUN_FILE
+    return summary | (json.loads(run_path.read_text()) if run_path.exists() else {})
