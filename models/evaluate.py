@@ -51,7 +51,8 @@ class Inference:
 
 def load_task(config: RunConfig, checkpoint: Path) -> tuple[Any, Any]:
     """The run's DataModule (set up) and its LightningModule with the checkpoint's weights."""
-    from tessera.models.train import build, pin_cpu_kernels
+    from tessera.models.cpu import pin_cpu_kernels
+    from tessera.models.train import build
 
     pin_cpu_kernels(None, config.trainer.cpu_isa)  # the training's kernels, if none ran yet
     if not checkpoint.exists():

@@ -25,18 +25,9 @@ from tessera.models.config import (
     RunConfig,
     validate_model_params,
 )
+from tessera.models.cpu import pin_cpu_kernels
 from tessera.tasks.store.errors import debugging, one_line
 from tessera.tasks.store.files import atomic_write_json
-
-
-def pin_cpu_kernels(threads: int | None, cpu_isa: str) -> None:
-    """Fix what CPU arithmetic depends on beyond the seed: the intra-op thread count (it
-    splits reductions) and oneDNN's instruction set (read at its first kernel, so this must
-    run before any convolution; the launcher also sets it before the process starts)."""
-    if threads:
-        torch.set_num_threads(threads)
-    if cpu_isa != "DEFAULT":
-        os.environ["ONEDNN_MAX_CPU_ISA"] = cpu_isa
 
 
 def build(config: RunConfig) -> tuple[Any, Any]:
