@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tessera.models.palette import CLASS_PALETTE, class_cmap, legend_handles
 from tessera.tasks.store.format import IGNORE
+
+
+def _class_colours() -> dict[str, Any]:
+    """imshow/scatter arguments that draw class id c in the palette's colour c."""
+    return {"cmap": class_cmap(), "vmin": -0.5, "vmax": len(CLASS_PALETTE) - 0.5}
 
 
 def _pyplot() -> Any:
@@ -58,10 +65,12 @@ def plot_reconstructions(
     title: str,
     label_keys: tuple[str, ...] = (),
     overlay_on: str | None = None,
-) -> None:
+    class_names: Sequence[str] = (),
+) -> list[str]:
     """A grid: one row per tile, one column per entry of ``columns`` ((N, C, H, W) or (N, H, W)).
 
-    Columns named in ``label_keys`` are class maps, drawn over ``overlay_on`` when given.
+    Columns named in ``label_keys`` are class maps in the class palette, drawn over
+    ``overlay_on`` when given, with a legend of ``class_names``. Returns the legend's labels.
     """
     plt = _pyplot()
     n = min(len(v) for v in columns.values())
@@ -75,15 +84,22 @@ def plot_reconstructions(
                     ax.imshow(_show(columns[overlay_on][i]), cmap="gray")
                     alpha = 0.5
                 known = np.ma.masked_equal(arr[i], IGNORE)  # unknown pixels stay blank
-                ax.imshow(known, cmap="tab10", vmin=0, vmax=9, interpolation="nearest", alpha=alpha)
+                ax.imshow(known, interpolation="nearest", alpha=alpha, **_class_colours())
             else:
                 ax.imshow(_show(arr[i]), cmap="gray")
             ax.set_axis_off()
             if i == 0:
                 ax.set_title(name)
+    labels: list[str] = []
+    if label_keys and class_names:
+        legend = fig.legend(
+            handles=legend_handles(class_names), loc="lower center", ncol=len(class_names)
+        )
+        labels = [t.get_text() for t in legend.get_texts()]
     fig.suptitle(title)
     _save(fig, path)
     plt.close(fig)
+    return labels
 
 
 def plot_embedding(
@@ -106,7 +122,7 @@ def plot_embedding(
             ax = axes[i][j]
             known = c >= 0
             ax.scatter(*xy[~known].T, s=8, c="lightgrey")
-            sc = ax.scatter(*xy[known].T, s=8, c=c[known], cmap="tab10", vmin=0, vmax=9)
+            sc = ax.scatter(*xy[known].T, s=8, c=c[known], **_class_colours())
             if known.any():
                 handles, texts = sc.legend_elements()
                 names = (legend_names or {}).get(name)

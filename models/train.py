@@ -178,7 +178,9 @@ def _plot(
         cols = {k: v.cpu().numpy() for k, v in shown.items()}
         if len(cols) > 1:
             paths.append(out / PLOT_DIR / "reconstructions.png")
-            plot_reconstructions(cols, paths[-1], config.experiment, label_keys)
+            plot_reconstructions(
+                cols, paths[-1], config.experiment, label_keys, None, dm.info["class_names"]
+            )
     return paths
 
 

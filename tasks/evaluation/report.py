@@ -128,8 +128,9 @@ def write_plots(
         paths.append(d / "segmentation.png")
         cols = {k: ex[k] for k in ("input", "label", "prediction")}
         plot_reconstructions(
-            cols, paths[-1], f"{title}: label and prediction", ("label", "prediction"), "input"
-        )
+            cols, paths[-1], f"{title}: label and prediction", ("label", "prediction"), "input",
+            inf.class_names,
+        )  # fmt: skip
     paths.append(d / "embedding.png")
     colours = {f"k-means (k={rep.k})": rep.clusters, "label": inf.targets}
     names = {"label": inf.class_names} if inf.class_names else None

@@ -18,22 +18,17 @@ import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.shutil import copy as rio_copy
 
+from tessera.models.palette import CLASS_PALETTE
 from tessera.tasks.sources.raster import Grid
 from tessera.tasks.store.files import named
 
 BLOCK = 512
 CLASS_NODATA = 255
 
-# distinct colours for class maps (Tableau 10, then greys); index = class id
-PALETTE = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-]  # fmt: skip
-
 
 def class_colours(n_classes: int) -> dict[int, tuple[int, int, int, int]]:
     """A colour table for ``n_classes`` class ids (the nodata value transparent)."""
-    table = {i: (*PALETTE[i % len(PALETTE)], 255) for i in range(n_classes)}
+    table = {i: (*CLASS_PALETTE[i % len(CLASS_PALETTE)], 255) for i in range(n_classes)}
     return table | {CLASS_NODATA: (0, 0, 0, 0)}
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from tessera.tasks.prediction.cog import CLASS_NODATA, PALETTE
+from tessera.models.palette import CLASS_PALETTE
+from tessera.tasks.prediction.cog import CLASS_NODATA
 from tessera.tasks.prediction.raster import (
     MapFiles,
     predict_raster_pixels,
@@ -58,7 +59,7 @@ def test_class_map_is_a_cog_on_the_input_grid_with_nodata_kept(tmp_path):
         assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         assert ds.profile["tiled"] and ds.overviews(1)  # internal overviews
         assert np.array_equal(ds.read(1), expected)
-        assert ds.colormap(1)[1][:3] == PALETTE[1]
+        assert ds.colormap(1)[1][:3] == CLASS_PALETTE[1]  # the plots' legend colour
         assert ds.tags()["class_1"] == "high" and ds.tags()["tessera_model"] == "threshold"
     with rasterio.open(files.probabilities) as ds:
         assert ds.count == 2 and ds.descriptions == ("low", "high") and ds.nodata is None
