@@ -55,6 +55,12 @@ class TrainerParams(BaseModel):
         "round differently: pin it to reproduce CPU results across CPU generations.",
     )
     log_every_n_steps: int = Field(default=10, ge=1)
+    early_stopping_patience: int | None = Field(
+        default=None,
+        ge=1,
+        description="Stop after this many validations without a better monitored metric "
+        "(None: run max_epochs).",
+    )
     monitor: str = Field(default="val_loss", description="Metric that picks best.ckpt.")
     monitor_mode: Literal["min", "max"] = "min"
 

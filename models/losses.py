@@ -112,16 +112,29 @@ class MaskedDiceCELoss(nn.Module):
     unlabelled tiles) with 255, so the Dice part masks probabilities and one-hot targets.
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = IGNORE) -> None:
+    def __init__(
+        self, num_classes: int, ignore_index: int = IGNORE, focal_gamma: float = 0.0
+    ) -> None:
         super().__init__()
         self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.focal_gamma = focal_gamma
         self.dice = DiceLoss(include_background=True, softmax=False, batch=True)
+
+    def _cross_entropy(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over known pixels; with ``focal_gamma`` > 0 the focal loss (Lin et al.
+        2017): each pixel's term scaled by (1 - p_true)^γ, so easy pixels count less."""
+        if self.focal_gamma == 0:
+            return F.cross_entropy(logits, label, ignore_index=self.ignore_index)
+        per_px = F.cross_entropy(logits, label, ignore_index=self.ignore_index, reduction="none")
+        known = label != self.ignore_index
+        scale = (1 - torch.exp(-per_px)).pow(self.focal_gamma)
+        return (scale * per_px)[known].mean()
 
     def forward(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         known = label != self.ignore_index
         if not known.any():
             return logits.sum() * 0.0
-        ce = F.cross_entropy(logits, label.long(), ignore_index=self.ignore_index)
+        ce = self._cross_entropy(logits, label.long())
         target = torch.where(known, label.long(), 0)
         onehot = F.one_hot(target, self.num_classes).permute(0, 3, 1, 2).to(logits.dtype)
         m = known.unsqueeze(1).to(logits.dtype)

@@ -23,6 +23,7 @@ from tessera.models.blocks import (
 )
 
 CapacityMode = Literal["undercomplete", "complete", "overcomplete"]
+Skips = Literal["none", "seg", "all"]
 
 
 def capacity_mode(ratio: float) -> CapacityMode:
@@ -74,6 +75,15 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
 
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The stem's output and each stage's, finest first (the last is :meth:`forward`'s)."""
+        out = self.layers[0](x)
+        feats = [out]
+        for i in range(1, len(self.layers), 2):
+            out = self.layers[i + 1](self.layers[i](out))
+            feats.append(out)
+        return feats
+
 
 class Decoder(nn.Module):
     """Transposed-conv up-sampling stages mirroring :class:`Encoder`.
@@ -111,6 +121,80 @@ class Decoder(nn.Module):
         return self.layers(x)
 
 
+class UpFuse(nn.Module):
+    """One U-Net up-sampling stage: transposed conv ×2, then a convolution over it and the
+    encoder's feature map of that resolution, concatenated.
+
+    Args:
+        in_ch: Channels coming up.
+        out_ch: Channels out, and of the encoder's skip feature map.
+        conv: Kind of the fusing convolution: standard, dilated, depthwise_separable, group,
+            deformable or transposed.
+        norm: Normalisation after each convolution: batch, instance, group or none.
+        act: Activation: relu, leaky_relu, prelu, gelu, silu or none.
+        groups: Groups of the group convolution kind.
+        dilation: Dilation of the dilated convolution kind.
+    """
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        conv: ConvKind = "standard",
+        norm: NormKind = "batch",
+        act: ActKind = "relu",
+        groups: int = 1,
+        dilation: int = 2,
+    ) -> None:
+        super().__init__()
+        self.up = nn.Sequential(
+            make_conv("transposed", in_ch, out_ch, stride=2), _norm_act(norm, act, out_ch)
+        )
+        fuse_conv: ConvKind = "standard" if conv == "group" else conv
+        d = _conv_dilation(conv, dilation)
+        self.fuse = ConvNormAct(2 * out_ch, out_ch, fuse_conv, norm, act, dilation=d)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.fuse(torch.cat([self.up(x), skip], dim=1))
+
+
+class SkipDecoder(nn.Module):
+    """:class:`Decoder`'s stages with the encoder's feature maps joined at each resolution
+    (U-Net skip connections).
+
+    Args:
+        widths: The encoder's widths; the stages run them in reverse.
+        conv: Kind of the fusing convolutions: standard, dilated, depthwise_separable,
+            group, deformable or transposed.
+        norm: Normalisation after each convolution: batch, instance, group or none.
+        act: Activation: relu, leaky_relu, prelu, gelu, silu or none.
+        groups: Groups of the group convolution kind.
+        dilation: Dilation of the dilated convolution kind.
+    """
+
+    def __init__(
+        self,
+        widths: Sequence[int],
+        conv: ConvKind = "standard",
+        norm: NormKind = "batch",
+        act: ActKind = "relu",
+        groups: int = 1,
+        dilation: int = 2,
+    ) -> None:
+        super().__init__()
+        rev = list(widths)[::-1]
+        self.stages = nn.ModuleList(
+            UpFuse(a, b, conv, norm, act, groups, dilation) for a, b in itertools.pairwise(rev)
+        )
+        self.out_channels = rev[-1]
+
+    def forward(self, x: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
+        """``feats``: :meth:`Encoder.features` (finest first); the deepest is not used."""
+        for stage, skip in zip(self.stages, feats[-2::-1], strict=True):
+            x = stage(x, skip)
+        return x
+
+
 def _norm_act(norm: NormKind, act: ActKind, ch: int) -> nn.Sequential:
     return nn.Sequential(make_norm(norm, ch), make_act(act))
 
@@ -135,6 +219,11 @@ class SegAutoEncoder(nn.Module):
         groups: Groups of the group convolution kind.
         conv_dilation: Dilation of the dilated convolution kind.
         stn: Put a spatial transformer in front of the encoder.
+        skips: U-Net skip connections from the encoder: none; seg (the segmentation head gets
+            its own decoder with them while the reconstruction still passes the bottleneck
+            alone, so the latent keeps describing the tile); all (one decoder with them for
+            both heads).
+        dropout: Spatial dropout on the context module's output (0: none).
     """
 
     def __init__(
@@ -151,16 +240,23 @@ class SegAutoEncoder(nn.Module):
         groups: int = 1,
         conv_dilation: int = 2,
         stn: bool = False,
+        skips: Skips = "none",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.in_channels, self.latent_channels = in_channels, latent_channels
+        self.in_channels, self.latent_channels, self.skips = in_channels, latent_channels, skips
         self.stn = SpatialTransformer(in_channels) if stn else None
         self.encoder = Encoder(in_channels, widths, conv, norm, act, groups, conv_dilation)
         top = self.encoder.out_channels
         self.context = DilatedContext(top, dilations, norm, act)
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.to_latent = nn.Conv2d(top, latent_channels, 1)
         self.from_latent = ConvNormAct(latent_channels, top, "standard", norm, act)
-        self.decoder = Decoder(widths, conv, norm, act, groups, conv_dilation)
+        decoding = (conv, norm, act, groups, conv_dilation)
+        self.decoder: Decoder | SkipDecoder = (
+            SkipDecoder(widths, *decoding) if skips == "all" else Decoder(widths, *decoding)
+        )
+        self.seg_decoder = SkipDecoder(widths, *decoding) if skips == "seg" else None
         self.rec_head = nn.Conv2d(self.decoder.out_channels, rec_channels, 1)
         self.seg_head = nn.Conv2d(self.decoder.out_channels, max(num_classes, 1), 1)
 
@@ -177,9 +273,15 @@ class SegAutoEncoder(nn.Module):
         theta = None
         if self.stn is not None:
             x, theta = self.stn(x)
-        z = self.to_latent(self.context(self.encoder(x)))
-        h = self.decoder(self.from_latent(z))
-        rec, seg = self.rec_head(h), self.seg_head(h)
+        feats = self.encoder.features(x)
+        z = self.to_latent(self.dropout(self.context(feats[-1])))
+        up = self.from_latent(z)
+        if isinstance(self.decoder, SkipDecoder):  # skips: all
+            h = hs = self.decoder(up, feats)
+        else:
+            h = self.decoder(up)
+            hs = h if self.seg_decoder is None else self.seg_decoder(up, feats)
+        rec, seg = self.rec_head(h), self.seg_head(hs)
         if theta is not None:
             rec = SpatialTransformer.unwarp(rec, theta)
             seg = SpatialTransformer.unwarp(seg, theta)

@@ -9,7 +9,7 @@ a model needs, its embedding for clustering, its evaluation outputs, its serving
 from __future__ import annotations
 
 import warnings
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -21,6 +21,8 @@ from tessera.models.data import TileDataset
 from tessera.models.diagnostics import active_units, collapse_message
 from tessera.models.losses import kl_weight, rec_channels, reconstruction_mean
 from tessera.models.vae_nets import GaussianDecoder, GaussianEncoder
+
+LrSchedule = Literal["constant", "cosine", "one_cycle"]
 
 
 class BaseTask(pl.LightningModule):
@@ -111,9 +113,19 @@ class BaseTask(pl.LightningModule):
         self._val_mu: list[torch.Tensor] = []
 
     def configure_optimizers(self) -> Any:
-        return torch.optim.Adam(
-            self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
-        )
+        """Adam, with the model's ``lr_schedule`` (constant when it has none) stepped per
+        optimiser step over the whole planned training."""
+        hp = self.hparams
+        opt = torch.optim.Adam(self.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+        schedule = hp.get("lr_schedule", "constant")
+        if schedule == "constant":
+            return opt
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        if schedule == "cosine":
+            sched: Any = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+        else:
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp["lr"], total_steps=total)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def _log_all(self, prefix: str, values: dict[str, torch.Tensor], batch_size: int) -> None:
         for k, v in values.items():

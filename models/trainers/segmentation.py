@@ -23,9 +23,9 @@ from tessera.models.losses import (
     reconstruction_nll,
 )
 from tessera.models.metrics import SegmentationScores
-from tessera.models.nets import SegAutoEncoder
+from tessera.models.nets import SegAutoEncoder, Skips
 from tessera.models.serving import ReconstructionServing, SegServing
-from tessera.models.trainers.base import BaseTask
+from tessera.models.trainers.base import BaseTask, LrSchedule
 from tessera.tasks.store.format import IGNORE
 
 
@@ -51,15 +51,23 @@ class SegAETask(BaseTask):
         norm: Normalisation after each convolution: batch, instance, group or none.
         act: Activation: relu, leaky_relu, prelu, gelu, silu or none.
         stn: Put a spatial transformer in front of the encoder.
+        skips: U-Net skip connections: none; seg (the segmentation head gets its own
+            decoder with them, the reconstruction still passes the bottleneck alone, so
+            the latent stays meaningful for clustering); all (both heads).
+        dropout: Spatial dropout on the bottleneck's context features (0: none).
         rec_loss: Reconstruction likelihood: mse, l1, bce (inputs in [0, 1]) or
             gaussian_nll (the decoder also predicts a log-variance per channel).
         rec_weight: Weight of the reconstruction loss.
         seg_weight: Weight of the Dice + cross-entropy loss on labelled tiles.
+        focal_gamma: Focal exponent of the cross-entropy part (0: plain cross-entropy;
+            2 is Lin et al.'s choice for imbalanced classes).
         latent_reg: Penalty on the bottleneck: none, l1 (sparse) or l2.
         latent_reg_weight: Weight of that penalty.
         ortho_weight: Weight of the penalty on correlated latent channels (0: off).
-        lr: Adam learning rate.
+        lr: Adam learning rate (the peak, under a schedule).
         weight_decay: Adam weight decay.
+        lr_schedule: Learning rate over training, per optimiser step: constant, cosine
+            (annealed to 0) or one_cycle (Smith's warm-up then annealing).
     """
 
     net: SegAutoEncoder
@@ -78,14 +86,18 @@ class SegAETask(BaseTask):
         norm: NormKind = "batch",
         act: ActKind = "relu",
         stn: bool = False,
+        skips: Skips = "none",
+        dropout: float = 0.0,
         rec_loss: RecLoss = "mse",
         rec_weight: float = 1.0,
         seg_weight: float = 1.0,
+        focal_gamma: float = 0.0,
         latent_reg: LatentReg = "none",
         latent_reg_weight: float = 0.0,
         ortho_weight: float = 0.0,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        lr_schedule: LrSchedule = "constant",
     ) -> None:
         super().__init__()
 
@@ -104,10 +116,13 @@ class SegAETask(BaseTask):
             hp["groups"],
             hp["conv_dilation"],
             hp["stn"],
+            hp["skips"],
+            hp["dropout"],
         )
 
     def configure_losses(self) -> None:
-        self.seg_loss = MaskedDiceCELoss(max(self.hparams["num_classes"], 1))
+        hp = self.hparams
+        self.seg_loss = MaskedDiceCELoss(max(hp["num_classes"], 1), focal_gamma=hp["focal_gamma"])
 
     def configure_metrics(self) -> None:
         super().configure_metrics()

@@ -133,3 +133,29 @@ def test_capacity_mode_and_compression_ratio(latent, widths, mode):
     z = net(x)["z"]
     assert net.compression_ratio == pytest.approx(z.numel() / x.numel())
     assert net.mode == mode
+
+
+@pytest.mark.parametrize("skips", ["none", "seg", "all"])
+def test_skips_keep_the_outputs_on_the_input_grid(skips):
+    torch.manual_seed(0)
+    net = SegAutoEncoder(3, 4, 3, [8, 16, 32], 8, [1, 2], skips=skips, dropout=0.1).eval()
+    out = net(torch.randn(2, 3, 32, 32))
+    assert out["seg"].shape == (2, 4, 32, 32) and out["rec"].shape == (2, 3, 32, 32)
+    assert out["z"].shape == (2, 8, 8, 8)
+    assert (net.seg_decoder is not None) == (skips == "seg")
+
+
+def test_seg_skips_reach_the_segmentation_but_never_the_reconstruction():
+    """With skips="seg" the reconstruction depends on the input only through the latent."""
+    torch.manual_seed(0)
+    net = SegAutoEncoder(2, 3, 2, [8, 16], 4, [1], norm="none", skips="seg").eval()
+    x = torch.randn(1, 2, 16, 16, requires_grad=True)
+    out = net(x)
+    (g_rec,) = torch.autograd.grad(out["rec"].sum(), out["z"], retain_graph=True)
+    assert g_rec.abs().sum() > 0
+    # the seg head sees the stem's full-resolution features: a pixel's own value moves its
+    # class scores directly, beyond what passes the 2× down-sampled bottleneck
+    skipless = SegAutoEncoder(2, 3, 2, [8, 16], 4, [1], norm="none", skips="none").eval()
+    skipless.load_state_dict(net.state_dict(), strict=False)
+    assert not torch.equal(net(x)["seg"], skipless(x)["seg"])
+    assert torch.equal(net(x)["rec"], skipless(x)["rec"])  # same weights, same bottleneck path

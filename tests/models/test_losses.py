@@ -165,3 +165,13 @@ def test_dec_soft_assignment_and_target_sharpening():
     assert float(dec_loss(q)) >= 0.0
     flat = torch.full((4, 2), 0.5)
     assert float(dec_loss(flat)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_focal_term_discounts_easy_pixels():
+    label = torch.tensor([[[0, 1]]])
+    logits = torch.tensor([[[[4.0, 0.0]], [[0.0, 0.0]]]])  # pixel 0 easy, pixel 1 a coin toss
+    plain = MaskedDiceCELoss(2)._cross_entropy(logits, label)
+    focal = MaskedDiceCELoss(2, focal_gamma=2.0)._cross_entropy(logits, label)
+    assert 0 < float(focal) < float(plain)
+    easy_share = lambda loss: float(loss._cross_entropy(logits[..., :1], label[..., :1]))  # noqa: E731
+    assert easy_share(MaskedDiceCELoss(2, focal_gamma=2.0)) < 1e-3 * easy_share(MaskedDiceCELoss(2))

@@ -176,3 +176,20 @@ def test_a_failing_rank_gives_one_line_not_torchruns_traceback(fresh_dir, subpro
     assert "Traceback" not in res.stderr and "ChildFailedError" not in res.stderr, res.stderr
     mine = [ln for ln in res.stderr.splitlines() if ln.startswith("tessera:")]
     assert len(mine) == 1 and "nope" in mine[0], res.stderr
+
+
+def test_cosine_schedule_anneals_and_early_stopping_stops(train_dir, cli):
+    sets = ["--set", "experiments.tiny-seg.model.lr_schedule=cosine"]
+    rc, _, err = cli("train", "--experiment", "tiny-seg", *sets, cwd=train_dir)
+    assert rc == 0, err
+    last = torch.load(train_dir / "models" / "tiny-seg" / "checkpoints" / "last.ckpt",
+                      weights_only=True)  # fmt: skip
+    (sched,) = last["lr_schedulers"]
+    assert sched["last_epoch"] == last["global_step"] and sched["_last_lr"][0] < 1e-6
+    # val_reg is 0 at every validation (no latent penalty): it never improves, so training
+    # stops after the first validation plus a patience of one
+    sets = ["--set", "train.trainer.max_epochs=6", "--set", "train.trainer.monitor=val_reg",
+            "--set", "train.trainer.early_stopping_patience=1"]  # fmt: skip
+    rc, _, err = cli("train", "--experiment", "tiny-seg", *sets, cwd=train_dir)
+    assert rc == 0, err
+    assert _summary(train_dir, "tiny-seg")["epochs"] == 2

@@ -1,4 +1,7 @@
-"""Checkpoints that hold no machine path: Lightning's ``ModelCheckpoint`` state made relative.
+"""Lightning callbacks of a training run: checkpoints that hold no machine path, and early
+stopping.
+
+Checkpoints: Lightning's ``ModelCheckpoint`` state made relative.
 
 Lightning records its checkpoint folder and the best files' absolute paths inside every
 checkpoint, so the same training on another machine or in another folder writes other bytes.
@@ -11,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 HERE = "."
 _PATHS = ("best_model_path", "kth_best_model_path", "last_model_path")
@@ -50,3 +53,15 @@ class PortableCheckpoint(ModelCheckpoint):
                 _absolute(p, folder): v for p, v in state.get("best_k_models", {}).items()
             }
         super().load_state_dict(state)
+
+
+def early_stopping(trainer: Any) -> list[EarlyStopping]:
+    """Early stopping on the monitored metric when ``trainer`` (the run's trainer settings)
+    sets a patience; none otherwise."""
+    if trainer.early_stopping_patience is None:
+        return []
+    return [
+        EarlyStopping(
+            trainer.monitor, patience=trainer.early_stopping_patience, mode=trainer.monitor_mode
+        )
+    ]
