@@ -128,11 +128,11 @@ class UpFuse(nn.Module):
     Args:
         in_ch: Channels coming up.
         out_ch: Channels out, and of the encoder's skip feature map.
-        conv: Kind of the fusing convolution: standard, dilated, depthwise_separable, group,
-            deformable or transposed.
+        conv: Kind of the fusing convolution: standard, dilated, depthwise_separable,
+            deformable or transposed (group fuses with a standard one: the concatenated
+            channels need not divide into the groups).
         norm: Normalisation after each convolution: batch, instance, group or none.
         act: Activation: relu, leaky_relu, prelu, gelu, silu or none.
-        groups: Groups of the group convolution kind.
         dilation: Dilation of the dilated convolution kind.
     """
 
@@ -143,7 +143,6 @@ class UpFuse(nn.Module):
         conv: ConvKind = "standard",
         norm: NormKind = "batch",
         act: ActKind = "relu",
-        groups: int = 1,
         dilation: int = 2,
     ) -> None:
         super().__init__()
@@ -168,7 +167,8 @@ class SkipDecoder(nn.Module):
             group, deformable or transposed.
         norm: Normalisation after each convolution: batch, instance, group or none.
         act: Activation: relu, leaky_relu, prelu, gelu, silu or none.
-        groups: Groups of the group convolution kind.
+        groups: Unused (the fusing convolutions of the group kind are standard); kept so
+            both decoders take the same arguments.
         dilation: Dilation of the dilated convolution kind.
     """
 
@@ -184,7 +184,7 @@ class SkipDecoder(nn.Module):
         super().__init__()
         rev = list(widths)[::-1]
         self.stages = nn.ModuleList(
-            UpFuse(a, b, conv, norm, act, groups, dilation) for a, b in itertools.pairwise(rev)
+            UpFuse(a, b, conv, norm, act, dilation) for a, b in itertools.pairwise(rev)
         )
         self.out_channels = rev[-1]
 
