@@ -1,0 +1,170 @@
+"""Does seg_ae segment better than what a user would train instead? Not a test.
+
+For each segmentation experiment of ``params.yaml`` (Landsat 8 BQA classes, MNI152 tissue),
+on the same tiles, split and optimiser-step budget, in one run:
+
+- ``seg_ae`` as configured (dilated context module);
+- its undilated twin (``dilations: [1]``);
+- MONAI's ``UNet`` (channels 16-32-64-128, strides 2-2-2, two residual units: the MONAI
+  tutorials' 2-D U-Net), trained with the same Dice + cross-entropy loss, optimiser, learning
+  rate, schedule, batch size, dihedral augmentation and number of optimiser steps as seg_ae,
+  keeping the weights of its best validation Dice;
+- the per-pixel random forest on band values that ``tessera evaluate`` reports as baseline.
+
+Every model is scored by the same mean test Dice over the classes (pixel counts pooled over
+the held-out test split). Usage, from the project root after ``tessera tile``:
+``python benchmarks/bench_seg_quality.py [--experiment NAME ...] [--out DIR]``. Prints a line
+per model and one JSON line per dataset; the target is seg_ae above all three (ratios > 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from tessera.flows.config import TesseraParams
+from tessera.flows.experiments import resolve_experiment
+from tessera.models.baselines import forest_segmentation_scores
+from tessera.models.config import RunConfig
+from tessera.models.data import TileDataset, collate_batch
+from tessera.models.datamodule import augment_batch
+from tessera.models.losses import MaskedDiceCELoss
+from tessera.models.metrics import SegmentationScores
+from tessera.models.train import fit
+from tessera.tasks.store.format import IGNORE
+
+EXPERIMENTS = ("landsat8-seg_ae", "mni152-seg_ae")
+
+
+def train_seg_ae(run: RunConfig, out: str, dilations: list[int] | None = None) -> dict[str, Any]:
+    """seg_ae trained by ``tessera.models.train`` (best checkpoint by the run's monitor)."""
+    model = dict(run.model, **({"dilations": dilations} if dilations else {}))
+    cfg = run.model_copy(update={"model": model, "out_dir": out, "tracking_uri": None})
+    start = time.perf_counter()
+    summary = fit(cfg)
+    assert summary is not None
+    return {
+        "dice": summary["test_metrics"]["test_dice"],
+        "steps": summary["optimizer_steps"],
+        "wall_s": time.perf_counter() - start,
+    }
+
+
+@torch.no_grad()
+def test_dice(net: torch.nn.Module, ds: TileDataset, k: int) -> float:
+    """Mean Dice over the classes present, pixel counts pooled over ``ds``."""
+    net.eval()
+    scores = SegmentationScores(k)
+    for start in range(0, len(ds), 32):
+        b = collate_batch(ds.__getitems__(list(range(start, min(start + 32, len(ds))))))
+        if b["label"] is None:
+            continue
+        known = b["valid"] & (b["label"] != IGNORE)
+        scores.update(net(b["image"]).argmax(1), torch.where(known, b["label"], IGNORE))
+    return scores.scores()["dice_mean"]
+
+
+def train_unet(
+    run: RunConfig, datasets: dict[str, TileDataset], k: int, steps: int
+) -> dict[str, Any]:
+    """MONAI's UNet on seg_ae's budget: same loss, optimiser, schedule, batches and steps."""
+    from monai.networks.nets import UNet
+
+    start = time.perf_counter()
+    seed, hp = run.trainer.seed, run.model
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    c = datasets["train"].__getitems__([0])["image"].shape[1]
+    net = UNet(2, c, k, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=2)
+    opt = torch.optim.Adam(net.parameters(), lr=hp["lr"], weight_decay=hp.get("weight_decay", 0))
+    sched: Any = None
+    if hp.get("lr_schedule") == "one_cycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp["lr"], total_steps=steps)
+    elif hp.get("lr_schedule") == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    loss_fn = MaskedDiceCELoss(k)
+    train, bs = datasets["train"], run.loader.batch_size
+    per_epoch = max(1, len(train) // bs)
+    best, best_state, done = -1.0, None, 0
+    while done < steps:
+        net.train()
+        order = torch.randperm(len(train), generator=g).tolist()
+        for i in range(per_epoch):
+            b = collate_batch(train.__getitems__(order[i * bs : (i + 1) * bs]))
+            if run.dataset.augment:
+                b = augment_batch(b, g)
+            label = torch.where(b["valid"], b["label"], IGNORE)
+            loss = loss_fn(net(b["image"]), label)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            done += 1
+            if done == steps:
+                break
+        val = test_dice(net, datasets["val"], k)
+        if val > best:
+            best, best_state = val, {n: t.clone() for n, t in net.state_dict().items()}
+    assert best_state is not None
+    net.load_state_dict(best_state)
+    dice = test_dice(net, datasets["test"], k)
+    return {"dice": dice, "steps": done, "wall_s": time.perf_counter() - start}
+
+
+def bench(params: TesseraParams, experiment: str, out: Path) -> dict[str, Any]:
+    run = resolve_experiment(params, experiment).run
+    sources = run.dataset.sources
+    splits = ("train", "val", "test")
+    ds = {s: TileDataset(run.store, sources, [s], run.dataset.normalisation) for s in splits}
+    k = len(ds["train"].store.info.sources[sources[0]].class_names)
+    seg = train_seg_ae(run, str(out / experiment / "seg_ae"))
+    flat = train_seg_ae(run, str(out / experiment / "undilated"), [1])
+    unet = train_unet(run, ds, k, seg["steps"])
+    start = time.perf_counter()
+    rf = forest_segmentation_scores(ds["train"], ds["test"], k, run.trainer.seed)["dice_mean"]
+    rf_wall = time.perf_counter() - start
+    for name, r in (("seg_ae", seg), ("undilated", flat), ("MONAI UNet", unet)):
+        print(f"{experiment} {name:>11}: test Dice {r['dice']:.4f} ({r['steps']} steps, "
+              f"{r['wall_s']:.0f} s)")  # fmt: skip
+    print(f"{experiment} random forest: test Dice {rf:.4f} ({rf_wall:.0f} s)")
+    return {
+        "dataset": experiment.split("-")[0],
+        "seg_ae_dice": round(seg["dice"], 4),
+        "undilated_dice": round(flat["dice"], 4),
+        "unet_dice": round(unet["dice"], 4),
+        "rf_dice": round(rf, 4),
+        "steps": seg["steps"],
+        "seg_ae_wall_s": round(seg["wall_s"], 1),
+        "undilated_wall_s": round(flat["wall_s"], 1),
+        "unet_wall_s": round(unet["wall_s"], 1),
+        "rf_wall_s": round(rf_wall, 1),
+        "ratio_vs_rf": round(seg["dice"] / rf, 4),
+        "ratio_vs_unet": round(seg["dice"] / unet["dice"], 4),
+        "ratio_vs_undilated": round(seg["dice"] / flat["dice"], 4),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--experiment", nargs="*", default=list(EXPERIMENTS))
+    ap.add_argument("--out", default="outputs/bench/seg_quality")
+    args = ap.parse_args()
+    params = TesseraParams.model_validate(yaml.safe_load(Path("params.yaml").read_text()))
+    lines = [bench(params, exp, Path(args.out)) for exp in args.experiment]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS {peak:.0f} MiB; target: every ratio > 1 (seg_ae above each peer)")
+    for line in lines:
+        won = all(line[key] > 1 for key in ("ratio_vs_rf", "ratio_vs_unet", "ratio_vs_undilated"))
+        print(json.dumps(line | {"peak_rss_mib": round(peak), "target_met": bool(won)}))
+
+
+if __name__ == "__main__":
+    main()
