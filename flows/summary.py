@@ -32,29 +32,30 @@ def store_table(tiles: Path) -> Any:
 
 
 def experiments_table(p: TesseraParams) -> Any:
-    """One row per experiment: headline metrics, registered version, alias, champion."""
+    """One row per experiment in two tables (its headline metrics beside its best baselines;
+    its registered version, alias and champion), then where its report and maps are."""
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
-    t = Table(title="Experiments")
-    columns = ("experiment", "metrics", "versus baseline", "registered", "alias", "champion")
-    for col in (*columns, "report, maps"):
-        t.add_column(col, overflow="fold")
+    scores = Table(title="Experiments: model versus baseline")
+    registry = Table(title="Experiments: registry")
+    for col in ("experiment", "metrics", "versus baseline"):
+        scores.add_column(col, overflow="fold")
+    for col in ("experiment", "registered", "alias", "champion"):
+        registry.add_column(col, no_wrap=True)
+    where = ["Reports and maps:"]
     for exp in sorted(p.experiments):
         out = Path(p.evaluate.out) / exp
         m, r = experiment_outputs(Path("."), p.evaluate.out, p.registry.out, exp)
-        champion = f"v{r['champion_version']}" if r.get("champion_version") else "-"
-        maps = sorted(x.name for x in (out / "maps").glob("*")) if (out / "maps").is_dir() else []
-        where = f"{out}/report.md" + "".join(f"\n{out}/maps/{x}" for x in maps)
-        t.add_row(
-            exp,
-            headline(m, digits=3) or "not evaluated",
-            versus_line(m, HEADLINE) or "-",
-            version_label(r),
-            r.get("alias", "-"),
-            champion,
-            where,
+        scores.add_row(
+            exp, headline(m, digits=3) or "not evaluated", versus_line(m, HEADLINE) or "-"
         )
-    return t
+        champion = f"v{r['champion_version']}" if r.get("champion_version") else "-"
+        registry.add_row(exp, version_label(r), r.get("alias", "-"), champion)
+        maps = sorted(x.name for x in (out / "maps").glob("*")) if (out / "maps").is_dir() else []
+        where += [f"  {out}/report.md", *(f"  {out}/maps/{x}" for x in maps)]
+    return Group(scores, registry, Text("\n".join(where), no_wrap=True))
 
 
 def predictions_table(root: Path) -> Any:
