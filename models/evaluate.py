@@ -8,6 +8,7 @@ classification figures.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from tessera.models.baselines import BaselineResults, TrainBudget, pooled_pixels
-from tessera.models.config import RunConfig
+from tessera.models.config import SUMMARY_FILE, RunConfig
 from tessera.models.data import TileDataset, collate_batch
 from tessera.models.datamodule import dihedral, tile_classes
 from tessera.models.diagnostics import active_units
@@ -69,6 +70,18 @@ def load_task(config: RunConfig, checkpoint: Path) -> tuple[Any, Any]:
     module.load_state_dict(state["state_dict"])
     module.trained_steps = int(state.get("global_step", 0))
     return dm, module.eval()
+
+
+def training_steps(config: RunConfig, checkpoint_steps: int) -> int:
+    """The optimiser steps the whole training took (its summary), which a trained baseline
+    gets too; the checkpoint's own step count where no summary is left (best.ckpt may come
+    from an earlier epoch than the last)."""
+    summary = Path(config.out_dir) / SUMMARY_FILE
+    if summary.is_file():
+        steps = json.loads(summary.read_text()).get("optimizer_steps")
+        if isinstance(steps, int) and steps > 0:
+            return steps
+    return checkpoint_steps
 
 
 def value_range(ds: TileDataset) -> float:
@@ -215,8 +228,9 @@ def run_inference(
         drawn = module.class_samples(samples_per_class, class_names)
         samples = {name: t.cpu().numpy() for name, t in drawn.items()}
     budget = TrainBudget(
-        module.trained_steps, config.loader.batch_size, config.dataset.augment, seed
-    )
+        training_steps(config, module.trained_steps), config.loader.batch_size,
+        config.dataset.augment, seed,
+    )  # fmt: skip
     baselines = module.baselines(dm.datasets["train"], ds, budget)
     map_latents, map_metas = None, []
     if map_splits:

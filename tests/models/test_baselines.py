@@ -74,3 +74,16 @@ def test_pooled_pixels_bound_the_vector_length():
     assert pooled_pixels(x).shape == (2, 3 * 16 * 16)
     small = torch.ones(2, 3, 8, 8)
     assert torch.equal(pooled_pixels(small), small.flatten(1))
+
+
+def test_a_trained_baseline_gets_the_whole_training_budget(tmp_path):
+    from tessera.models.config import RunConfig
+    from tessera.models.evaluate import training_steps
+
+    run = RunConfig(
+        experiment="e", store="s", out_dir=str(tmp_path), dataset={"sources": ["x"]},
+        model={"type": "ssvae"},
+    )  # fmt: skip
+    assert training_steps(run, 60) == 60  # no summary: the checkpoint's own count
+    (tmp_path / "train_summary.json").write_text('{"optimizer_steps": 80}')
+    assert training_steps(run, 60) == 80  # best.ckpt from an earlier epoch than the last
