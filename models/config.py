@@ -50,8 +50,9 @@ class TrainerParams(BaseModel):
     )
     cpu_isa: Literal["SSE41", "AVX2", "AVX512_CORE", "DEFAULT"] = Field(
         default="DEFAULT",
-        description="Highest instruction set oneDNN may use for CPU kernels "
-        "(ONEDNN_MAX_CPU_ISA; DEFAULT: the best the CPU has). AVX2 and AVX-512 kernels "
+        description="Highest instruction set of the CPU kernels of ATen, oneDNN and MKL "
+        "(ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, MKL_CBWR; DEFAULT: the best the CPU has). "
+        "AVX2 and AVX-512 kernels "
         "round differently: pin it to reproduce CPU results across CPU generations.",
     )
     log_every_n_steps: int = Field(default=10, ge=1)

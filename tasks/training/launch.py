@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tessera.models.config import RUN_FILE, SUMMARY_FILE, RunConfig
+from tessera.models.cpu import cpu_kernel_environment
 from tessera.tasks.store.errors import debugging
 from tessera.tasks.store.files import atomic_write_json
 from tessera.tasks.store.outputs import check_output, json_keys
@@ -152,7 +153,11 @@ def launch_training(
         stale.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         error_file = Path(tmp) / "error.txt"  # the child's one-line reason, if it fails
-        env = {**os.environ, "TESSERA_ERROR_FILE": str(error_file)}
+        env = {
+            **os.environ,
+            **cpu_kernel_environment(config.trainer.cpu_isa),  # pinned before torch starts
+            "TESSERA_ERROR_FILE": str(error_file),
+        }
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
         assert proc.stderr is not None
         relay_without_traceback(proc.stderr.fileno(), sys.stderr)

@@ -1,8 +1,10 @@
 """The same training in two places: bit-identical checkpoints, summaries and metrics.
 
 Two project folders (different paths, so different working directories) train the same tiny
-experiment in separate processes under different ``OMP_NUM_THREADS``, with the thread count
-and oneDNN's instruction set pinned in ``params.yaml`` as the demo pins them.
+experiment in separate processes whose environments choose different thread counts and kernel
+instruction sets (as two machines would: ``OMP_NUM_THREADS``, ATen's ``ATEN_CPU_CAPABILITY``,
+``ONEDNN_MAX_CPU_ISA``, ``MKL_CBWR``), with the thread count and instruction set pinned in
+``params.yaml`` as the demo pins them.
 """
 
 from __future__ import annotations
@@ -41,8 +43,18 @@ def projects(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> list
 
 
 def test_training_is_bit_identical_across_folders_and_thread_settings(projects, cli, monkeypatch):
-    for root, omp in zip(projects, ("1", "2"), strict=True):
-        monkeypatch.setenv("OMP_NUM_THREADS", omp)  # what the machine would choose
+    machines = (
+        {"OMP_NUM_THREADS": "1"},
+        {
+            "OMP_NUM_THREADS": "2",
+            "ATEN_CPU_CAPABILITY": "default",  # measured: changes a conv net's weights here
+            "ONEDNN_MAX_CPU_ISA": "SSE41",
+            "MKL_CBWR": "COMPATIBLE",
+        },
+    )
+    for root, machine in zip(projects, machines, strict=True):
+        for name, value in machine.items():  # what that machine would choose
+            monkeypatch.setenv(name, value)
         for stage in ("train", "evaluate"):
             rc, _, err = cli(stage, "--experiment", EXPERIMENT, cwd=root)
             assert rc == 0, err
