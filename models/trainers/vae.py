@@ -22,17 +22,19 @@ from tessera.models.losses import (
     reconstruction_nll,
     total_correlation,
 )
+from tessera.models.mixture import MixturePrior
 from tessera.models.serving import EncoderServing
 from tessera.models.trainers.base import BaseTask, _KLMixin, reparameterise
 
-ClusterReg = Literal["none", "dec"]
+ClusterReg = Literal["none", "dec", "vade"]
 
 
 class VAETask(_KLMixin, BaseTask):
     """VAE (``vae``) or conditional VAE (``cvae``), with β, KL warm-up, free bits, a FactorVAE
-    total-correlation penalty (second optimiser for the discriminator) and an optional DEC
-    clustering regulariser on μ (Student-t soft assignment to learnable centroids, seeded by
-    k-means on μ after ``cluster_warmup_epochs``).
+    total-correlation penalty (second optimiser for the discriminator) and an optional
+    clustering regulariser, seeded on μ after ``cluster_warmup_epochs``: DEC (Student-t soft
+    assignment to learnable centroids seeded by k-means) or VaDE (the standard-normal prior
+    replaced by a learnable Gaussian mixture seeded by a diagonal mixture fit).
 
     Args:
         in_channels: Bands of a tile (from the store).
@@ -61,12 +63,13 @@ class VAETask(_KLMixin, BaseTask):
         tc_weight: Weight of FactorVAE's total-correlation penalty (0: off); a
             discriminator learns it with a second optimiser.
         disc_lr: Learning rate of that discriminator.
-        cluster_reg: none, or dec: pull μ towards learnable centroids by Student-t
-            soft assignment.
-        n_clusters: Centroids of the DEC regulariser.
-        cluster_weight: Weight of the DEC loss.
-        cluster_warmup_epochs: Epochs before the centroids are seeded by k-means on
-            μ and DEC starts.
+        cluster_reg: none; dec: pull μ towards learnable centroids by Student-t
+            soft assignment; vade: a mixture-of-Gaussians prior (Jiang et al. 2017).
+        n_clusters: Centroids of the DEC regulariser, or components of the mixture.
+        cluster_weight: Weight of the DEC loss; for vade, of the mixture prior's KL
+            (1: the VaDE ELBO), which then replaces the standard-normal KL.
+        cluster_warmup_epochs: Epochs of plain VAE training before the centroids or
+            the mixture are seeded on μ and the regulariser starts.
     """
 
     dec_ready: torch.Tensor
@@ -167,6 +170,8 @@ class VAETask(_KLMixin, BaseTask):
             if hp["cluster_reg"] == "dec"
             else None
         )
+        vade = hp["cluster_reg"] == "vade"
+        self.mixture = MixturePrior(hp["n_clusters"], hp["latent_dim"]) if vade else None
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
@@ -212,6 +217,9 @@ class VAETask(_KLMixin, BaseTask):
         kl = per_dim.sum(1)
         w = self._kl_annealing()
         penalised = free_bits_kl(per_dim, hp["free_bits"]) if hp["free_bits"] > 0 else kl.mean()
+        if self.mixture is not None and bool(self.dec_ready):
+            kl = self.mixture.kl(out["mu"], out["logvar"], out["z"])
+            penalised = hp["cluster_weight"] * kl.mean()
         loss = rec.mean() + hp["beta"] * w * penalised
         terms = {"rec": rec.mean(), "kl": kl.mean(), "kl_weight": torch.tensor(w)}
         if self.discriminator is not None:
@@ -227,9 +235,10 @@ class VAETask(_KLMixin, BaseTask):
         return terms, out
 
     def on_train_epoch_start(self) -> None:
-        """DEC: after ``cluster_warmup_epochs``, seed the centroids by k-means on μ (rank 0's)."""
+        """After ``cluster_warmup_epochs``, seed the DEC centroids (k-means) or the VaDE mixture
+        on μ of the training tiles (rank 0's, broadcast)."""
         hp = self.hparams
-        if self.centroids is None or bool(self.dec_ready):
+        if (self.centroids is None and self.mixture is None) or bool(self.dec_ready):
             return
         if self.current_epoch < hp["cluster_warmup_epochs"]:
             return
@@ -237,17 +246,24 @@ class VAETask(_KLMixin, BaseTask):
 
         was_training = self.training
         self.eval()
-        mus = []
+        mus, variances = [], []
         with torch.no_grad():
             for batch in self.trainer.train_dataloader or []:
                 x = batch["image"].to(self.device)
-                mus.append(self.encode(x, self._condition({**batch, "image": x}))[0].cpu())
+                mu, logvar = self.encode(x, self._condition({**batch, "image": x}))
+                mus.append(mu.cpu())
+                variances.append(logvar.exp().cpu())
         self.train(was_training)
-        km = KMeans(hp["n_clusters"], n_init=4, random_state=0).fit(torch.cat(mus).numpy())
-        centres = torch.as_tensor(km.cluster_centers_, dtype=self.centroids.dtype)
-        centres = self.trainer.strategy.broadcast(centres.to(self.device), src=0)
-        with torch.no_grad():
-            self.centroids.copy_(centres)
+        if self.mixture is not None:
+            self.mixture.seed(torch.cat(mus).numpy(), torch.cat(variances).numpy())
+            for p in self.mixture.parameters():
+                p.data = self.trainer.strategy.broadcast(p.data, src=0)
+        if self.centroids is not None:
+            km = KMeans(hp["n_clusters"], n_init=4, random_state=0).fit(torch.cat(mus).numpy())
+            centres = torch.as_tensor(km.cluster_centers_, dtype=self.centroids.dtype)
+            centres = self.trainer.strategy.broadcast(centres.to(self.device), src=0)
+            with torch.no_grad():
+                self.centroids.copy_(centres)
         self.dec_ready.fill_(True)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:

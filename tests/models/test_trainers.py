@@ -88,6 +88,35 @@ def test_vae_factor_and_dec_options_train_with_two_optimisers():
     assert bool(vae.dec_ready)  # centroids seeded by k-means on μ at the first epoch
 
 
+def test_vade_prior_is_seeded_then_separates_the_two_classes():
+    pl.seed_everything(0, verbose=False)
+    vade = VAETask(
+        in_channels=1,
+        image_size=8,
+        latent_dim=2,
+        widths=[8, 16],
+        rec_loss="bce",
+        cluster_reg="vade",
+        n_clusters=2,
+        cluster_warmup_epochs=2,
+    )
+    assert vade.mixture is not None and vade.centroids is None
+    samples = _two_class_images(128)
+    _fit(vade, samples, epochs=2)
+    assert not bool(vade.dec_ready)  # still the standard-normal prior
+    before = vade.mixture.means.detach().clone()
+    _fit(vade, samples, epochs=6)
+    assert bool(vade.dec_ready)
+    assert not torch.equal(before, vade.mixture.means.detach())
+    vade.eval()
+    x = torch.stack([s["image"] for s in samples])
+    truth = torch.stack([s["target"] for s in samples])
+    with torch.no_grad():
+        own = vade.mixture.responsibilities(vade.encode(x)[0]).argmax(1)
+    agree = float((own == truth).float().mean())
+    assert max(agree, 1 - agree) > 0.95
+
+
 def test_active_units_and_posterior_collapse_warning():
     torch.manual_seed(0)
     mu = torch.cat([torch.randn(100, 2), torch.full((100, 1), 0.3)], dim=1)
