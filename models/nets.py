@@ -269,12 +269,21 @@ class SegAutoEncoder(nn.Module):
     def mode(self) -> CapacityMode:
         return capacity_mode(self.compression_ratio)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The bottleneck z alone (no decoder): what embeddings need."""
+        return self._encode(x)[0]
+
+    def _encode(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
         theta = None
         if self.stn is not None:
             x, theta = self.stn(x)
         feats = self.encoder.features(x)
-        z = self.to_latent(self.dropout(self.context(feats[-1])))
+        return self.to_latent(self.dropout(self.context(feats[-1]))), feats, theta
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        z, feats, theta = self._encode(x)
         up = self.from_latent(z)
         if isinstance(self.decoder, SkipDecoder):  # skips: all
             h = hs = self.decoder(up, feats)

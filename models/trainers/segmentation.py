@@ -140,7 +140,7 @@ class SegAETask(BaseTask):
 
     def embed(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """The bottleneck, pooled over the tile."""
-        return self(x)["z"].mean(dim=(2, 3))
+        return self.net.encode(x).mean(dim=(2, 3))
 
     def evaluate_batch(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         x = batch["image"]

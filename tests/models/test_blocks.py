@@ -143,6 +143,8 @@ def test_skips_keep_the_outputs_on_the_input_grid(skips):
     assert out["seg"].shape == (2, 4, 32, 32) and out["rec"].shape == (2, 3, 32, 32)
     assert out["z"].shape == (2, 8, 8, 8)
     assert (net.seg_decoder is not None) == (skips == "seg")
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(net.encode(x), net(x)["z"])  # embeddings skip the decoders, same z
 
 
 def test_seg_skips_reach_the_segmentation_but_never_the_reconstruction():
