@@ -36,6 +36,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader
 
 from tessera.models.trainers import SSVAETask, VAETask
+from tessera.models.trainers.vae import ClusterReg
 from tessera.models.vae_nets import TileClassifier
 
 WIDTHS = [32, 64, 128]
@@ -94,7 +95,7 @@ def train_ssvae(
 
 
 def train_vae(
-    everything: list, epochs: int, reg: str, weight: float, latent: int, warmup: int
+    everything: list, epochs: int, reg: ClusterReg, weight: float, latent: int, warmup: int
 ) -> VAETask:
     vae = VAETask(
         in_channels=1,
@@ -102,7 +103,7 @@ def train_vae(
         latent_dim=latent,
         widths=WIDTHS,
         rec_loss="bce",
-        cluster_reg=reg if weight > 0 else "none",  # type: ignore[arg-type]
+        cluster_reg=reg if weight > 0 else "none",
         n_clusters=10,
         cluster_weight=weight,
         cluster_warmup_epochs=warmup,
@@ -183,8 +184,14 @@ def main() -> None:
     vae_nmi, vae_ari = kmeans_scores(mu, y)
 
     pl.seed_everything(args.seed, verbose=False)
-    vade_args = (args.vade_epochs, "vade", args.vade_weight, args.vade_latent, args.vade_warmup)
-    vade = train_vae(samples(x, y), *vade_args)
+    vade = train_vae(
+        samples(x, y),
+        args.vade_epochs,
+        "vade",
+        args.vade_weight,
+        args.vade_latent,
+        args.vade_warmup,
+    )
     vade.eval()
     with torch.no_grad():
         mu_v = vade.encode(x_all)[0]

@@ -213,13 +213,15 @@ class VAETask(_KLMixin, BaseTask):
         cond = self._condition(batch)
         out = self(x, cond)
         rec, _ = reconstruction_nll(hp["rec_loss"], out["rec"], x, valid)
-        per_dim = kl_normal(out["mu"], out["logvar"])
-        kl = per_dim.sum(1)
         w = self._kl_annealing()
-        penalised = free_bits_kl(per_dim, hp["free_bits"]) if hp["free_bits"] > 0 else kl.mean()
-        if self.mixture is not None and bool(self.dec_ready):
+        if self.mixture is not None and bool(self.dec_ready):  # VaDE: KL to the mixture prior
             kl = self.mixture.kl(out["mu"], out["logvar"], out["z"])
             penalised = hp["cluster_weight"] * kl.mean()
+        else:
+            per_dim = kl_normal(out["mu"], out["logvar"])
+            kl = per_dim.sum(1)
+            free = hp["free_bits"]
+            penalised = free_bits_kl(per_dim, free) if free > 0 else kl.mean()
         loss = rec.mean() + hp["beta"] * w * penalised
         terms = {"rec": rec.mean(), "kl": kl.mean(), "kl_weight": torch.tensor(w)}
         if self.discriminator is not None:
@@ -254,16 +256,19 @@ class VAETask(_KLMixin, BaseTask):
                 mus.append(mu.cpu())
                 variances.append(logvar.exp().cpu())
         self.train(was_training)
+        mu_all = torch.cat(mus).numpy()
         if self.mixture is not None:
-            self.mixture.seed(torch.cat(mus).numpy(), torch.cat(variances).numpy())
-            for p in self.mixture.parameters():
-                p.data = self.trainer.strategy.broadcast(p.data, src=0)
-        if self.centroids is not None:
-            km = KMeans(hp["n_clusters"], n_init=4, random_state=0).fit(torch.cat(mus).numpy())
-            centres = torch.as_tensor(km.cluster_centers_, dtype=self.centroids.dtype)
-            centres = self.trainer.strategy.broadcast(centres.to(self.device), src=0)
+            self.mixture.seed(mu_all, torch.cat(variances).numpy())
+            seeded = list(self.mixture.parameters())
+        else:
+            assert self.centroids is not None
+            km = KMeans(hp["n_clusters"], n_init=4, random_state=0).fit(mu_all)
             with torch.no_grad():
-                self.centroids.copy_(centres)
+                self.centroids.copy_(torch.as_tensor(km.cluster_centers_))
+            seeded = [self.centroids]
+        with torch.no_grad():  # every rank starts from rank 0's seeding
+            for p in seeded:
+                p.copy_(self.trainer.strategy.broadcast(p.detach().clone(), src=0))
         self.dec_ready.fill_(True)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:

@@ -43,18 +43,14 @@ def _fit(module: pl.LightningModule, samples: list[dict], epochs: int) -> None:
     trainer.fit(module, loader, loader)
 
 
+def _tiny_vae(**options) -> VAETask:
+    """A VAETask on 8×8 single-channel tiles with widths [8, 16], plus ``options``."""
+    return VAETask(in_channels=1, image_size=8, widths=[8, 16], **options)
+
+
 def test_cvae_sample_shapes_and_class_conditioning():
     pl.seed_everything(0, verbose=False)
-    cvae = VAETask(
-        in_channels=1,
-        image_size=8,
-        num_classes=2,
-        model_type="cvae",
-        latent_dim=2,
-        widths=[8, 16],
-        rec_loss="bce",
-        norm="none",
-    )
+    cvae = _tiny_vae(num_classes=2, model_type="cvae", latent_dim=2, rec_loss="bce", norm="none")
     with pytest.raises(ValueError, match="class y"):
         cvae.sample(3)
     assert cvae.sample(5, 1).shape == (5, 1, 8, 8)
@@ -67,11 +63,8 @@ def test_cvae_sample_shapes_and_class_conditioning():
 
 def test_vae_factor_and_dec_options_train_with_two_optimisers():
     pl.seed_everything(0, verbose=False)
-    vae = VAETask(
-        in_channels=1,
-        image_size=8,
+    vae = _tiny_vae(
         latent_dim=4,
-        widths=[8, 16],
         tc_weight=2.0,
         cluster_reg="dec",
         n_clusters=2,
@@ -90,15 +83,8 @@ def test_vae_factor_and_dec_options_train_with_two_optimisers():
 
 def test_vade_prior_is_seeded_then_separates_the_two_classes():
     pl.seed_everything(0, verbose=False)
-    vade = VAETask(
-        in_channels=1,
-        image_size=8,
-        latent_dim=2,
-        widths=[8, 16],
-        rec_loss="bce",
-        cluster_reg="vade",
-        n_clusters=2,
-        cluster_warmup_epochs=2,
+    vade = _tiny_vae(
+        latent_dim=2, rec_loss="bce", cluster_reg="vade", n_clusters=2, cluster_warmup_epochs=2
     )
     assert vade.mixture is not None and vade.centroids is None
     samples = _two_class_images(128)
