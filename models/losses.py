@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
 from torch import nn
 
+from tessera.models.kinds import LatentReg, RecLoss, Warmup
 from tessera.tasks.store.format import IGNORE
-
-RecLoss = Literal["mse", "l1", "bce", "gaussian_nll"]
-LatentReg = Literal["none", "l1", "l2"]
-Warmup = Literal["none", "linear", "cyclical"]
 
 
 def rec_channels(kind: RecLoss, channels: int) -> int:

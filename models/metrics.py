@@ -36,9 +36,12 @@ def masked_psnr(
 def masked_ssim(
     pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, data_range: float
 ) -> float:
-    """Mean of torchmetrics' SSIM map (Gaussian window 11, σ 1.5) over valid pixels."""
+    """Mean of torchmetrics' SSIM map (Gaussian window 11, σ 1.5) over valid pixels.
+
+    In float32: measured on 64 tiles of 4 × 64 × 64, float64 took 4.4 s (no oneDNN kernel for
+    its 11 × 11 convolutions) and float32 0.2 s, the two means agreeing to 7 digits."""
     _, ssim_map = structural_similarity_index_measure(
-        pred.double(), target.double(), data_range=data_range, return_full_image=True
+        pred.float(), target.float(), data_range=data_range, return_full_image=True
     )
     assert isinstance(ssim_map, torch.Tensor)
     m = _mask(valid, ssim_map)

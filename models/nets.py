@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import nn
@@ -21,9 +20,7 @@ from tessera.models.blocks import (
     make_conv,
     make_norm,
 )
-
-CapacityMode = Literal["undercomplete", "complete", "overcomplete"]
-Skips = Literal["none", "seg", "all"]
+from tessera.models.kinds import CapacityMode, Skips
 
 
 def capacity_mode(ratio: float) -> CapacityMode:

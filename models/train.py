@@ -110,7 +110,7 @@ def _logger(config: RunConfig) -> Any:
 def _trainer(config: RunConfig, out: Path, logger: Any) -> tuple[Any, Any, Any]:
     import lightning.pytorch as pl
 
-    from tessera.models.callbacks import PortableCheckpoint, early_stopping
+    from tessera.models.callbacks import PortableCheckpoint, early_stopping, progress_bar
 
     t = config.trainer
     ckpt = PortableCheckpoint(
@@ -150,7 +150,7 @@ def _trainer(config: RunConfig, out: Path, logger: Any) -> tuple[Any, Any, Any]:
         deterministic=t.deterministic,
         log_every_n_steps=t.log_every_n_steps,
         logger=logger,
-        callbacks=[ckpt, last, curves, RngState(), *early_stopping(t)],
+        callbacks=[ckpt, last, curves, RngState(), progress_bar(), *early_stopping(t)],
         default_root_dir=str(out),
         enable_model_summary=False,
     )

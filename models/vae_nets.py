@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from tessera.models.blocks import ActKind, ConvKind, NormKind
+from tessera.models.kinds import ActKind, ConvKind, NormKind
 from tessera.models.nets import Decoder, Encoder
 
 # log σ² is soft-bounded to ±6 (σ² in [0.0025, 403]): an unbounded head can return e^30 for an

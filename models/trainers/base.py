@@ -9,7 +9,7 @@ a model needs, its embedding for clustering, its evaluation outputs, its serving
 from __future__ import annotations
 
 import warnings
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
@@ -21,8 +21,6 @@ from tessera.models.data import TileDataset
 from tessera.models.diagnostics import active_units, collapse_message
 from tessera.models.losses import kl_weight, rec_channels, reconstruction_mean
 from tessera.models.vae_nets import GaussianDecoder, GaussianEncoder
-
-LrSchedule = Literal["constant", "cosine", "one_cycle"]
 
 
 class BaseTask(pl.LightningModule):

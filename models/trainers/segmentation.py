@@ -10,12 +10,10 @@ import torch
 from torch import nn
 
 from tessera.models.baselines import BaselineResults, TrainBudget, forest_segmentation_scores
-from tessera.models.blocks import ActKind, ConvKind, NormKind
 from tessera.models.data import TileDataset
+from tessera.models.kinds import ActKind, ConvKind, LatentReg, LrSchedule, NormKind, RecLoss, Skips
 from tessera.models.losses import (
-    LatentReg,
     MaskedDiceCELoss,
-    RecLoss,
     latent_penalty,
     orthogonality_penalty,
     rec_channels,
@@ -23,9 +21,9 @@ from tessera.models.losses import (
     reconstruction_nll,
 )
 from tessera.models.metrics import SegmentationScores
-from tessera.models.nets import SegAutoEncoder, Skips
+from tessera.models.nets import SegAutoEncoder
 from tessera.models.serving import ReconstructionServing, SegServing
-from tessera.models.trainers.base import BaseTask, LrSchedule
+from tessera.models.trainers.base import BaseTask
 from tessera.tasks.store.format import IGNORE
 
 

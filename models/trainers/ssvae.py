@@ -15,11 +15,9 @@ from tessera.models.baselines import (
     predict_tiles,
     train_labels_only,
 )
-from tessera.models.blocks import ActKind, ConvKind, NormKind
 from tessera.models.data import TileDataset
+from tessera.models.kinds import ActKind, ConvKind, NormKind, RecLoss, Warmup
 from tessera.models.losses import (
-    RecLoss,
-    Warmup,
     kl_normal,
     m2_labelled_loss,
     m2_unlabelled_loss,

@@ -8,11 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tessera.models.blocks import ActKind, ConvKind, NormKind
+from tessera.models.kinds import ActKind, ClusterReg, ConvKind, NormKind, RecLoss, Warmup
 from tessera.models.losses import (
-    RecLoss,
     TCDiscriminator,
-    Warmup,
     dec_loss,
     dec_soft_assignment,
     discriminator_loss,
@@ -25,8 +23,6 @@ from tessera.models.losses import (
 from tessera.models.mixture import MixturePrior
 from tessera.models.serving import EncoderServing
 from tessera.models.trainers.base import BaseTask, _KLMixin, reparameterise
-
-ClusterReg = Literal["none", "dec", "vade"]
 
 
 class VAETask(_KLMixin, BaseTask):
