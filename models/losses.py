@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceLoss
 from torch import nn
 
 from tessera.models.kinds import LatentReg, RecLoss, Warmup
@@ -101,6 +101,16 @@ def orthogonality_penalty(z: torch.Tensor) -> torch.Tensor:
     return off.pow(2).sum() / max(c * (c - 1), 1)
 
 
+@functools.cache
+def _dice_loss() -> nn.Module:
+    """MONAI's Dice loss (stateless), imported at the first segmentation step: importing MONAI
+    loads all its submodules (~3.5 s), which evaluation, registration and prediction and the
+    VAE trainings never need."""
+    from monai.losses import DiceLoss
+
+    return DiceLoss(include_background=True, softmax=False, batch=True)
+
+
 class MaskedDiceCELoss(nn.Module):
     """MONAI's Dice + cross-entropy, with pixels of label ``ignore_index`` left out of both.
 
@@ -114,7 +124,6 @@ class MaskedDiceCELoss(nn.Module):
         super().__init__()
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.focal_gamma = focal_gamma
-        self.dice = DiceLoss(include_background=True, softmax=False, batch=True)
 
     def _cross_entropy(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """Cross-entropy over known pixels; with ``focal_gamma`` > 0 the focal loss (Lin et al.
@@ -135,7 +144,7 @@ class MaskedDiceCELoss(nn.Module):
         onehot = F.one_hot(target, self.num_classes).permute(0, 3, 1, 2).to(logits.dtype)
         m = known.unsqueeze(1).to(logits.dtype)
         probs = torch.softmax(logits, dim=1) * m
-        return ce + self.dice(probs, onehot * m)
+        return ce + _dice_loss()(probs, onehot * m)
 
 
 def permute_dims(z: torch.Tensor) -> torch.Tensor:
