@@ -107,7 +107,11 @@ def _logger(config: RunConfig) -> Any:
     )
 
 
-def _trainer(config: RunConfig, out: Path, logger: Any) -> tuple[Any, Any, Any]:
+def _trainer(
+    config: RunConfig, out: Path, logger: Any, unused_parameters: bool = False
+) -> tuple[Any, Any, Any]:
+    """The Lightning trainer and its checkpoint and curve callbacks. ``unused_parameters``: the
+    module has parameters without a gradient in some steps, which plain DDP refuses."""
     import lightning.pytorch as pl
 
     from tessera.models.callbacks import PortableCheckpoint, early_stopping, progress_bar
@@ -137,7 +141,7 @@ def _trainer(config: RunConfig, out: Path, logger: Any) -> tuple[Any, Any, Any]:
 
     strategy = t.strategy
     if strategy == "auto" and t.devices * t.num_nodes > 1:
-        strategy = "ddp"
+        strategy = "ddp_find_unused_parameters_true" if unused_parameters else "ddp"
     trainer = pl.Trainer(
         accelerator=t.accelerator,
         devices=t.devices,
@@ -205,7 +209,7 @@ def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
     if resume and not last.exists():
         raise FileNotFoundError(f"{last}: no checkpoint to resume from")
     logger = _logger(config)
-    trainer, ckpt, curves = _trainer(config, out, logger)
+    trainer, ckpt, curves = _trainer(config, out, logger, module.unused_parameters_at_start)
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
     fit_metrics = _finite(trainer.callback_metrics)
     # testing restores callback state from the best checkpoint: keep the full run's record

@@ -48,6 +48,11 @@ class BaseTask(pl.LightningModule):
         """Classes of a per-pixel segmentation head (0: none)."""
         return 0
 
+    @property
+    def unused_parameters_at_start(self) -> bool:
+        """Whether some parameters take no gradient in the first steps (DDP must look for them)."""
+        return False
+
     def embed(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """One latent vector per tile, for clustering (``y``: tile classes, -1 unknown)."""
         raise NotImplementedError

@@ -232,6 +232,11 @@ class VAETask(_KLMixin, BaseTask):
         terms["elbo"] = -(rec + kl).mean()
         return terms, out
 
+    @property
+    def unused_parameters_at_start(self) -> bool:
+        """The DEC centroids and the VaDE mixture take no gradient until they are seeded."""
+        return self.centroids is not None or self.mixture is not None
+
     def on_train_epoch_start(self) -> None:
         """After ``cluster_warmup_epochs``, seed the DEC centroids (k-means) or the VaDE mixture
         on μ of the training tiles (rank 0's, broadcast)."""

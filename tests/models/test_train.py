@@ -125,6 +125,28 @@ def test_ddp_with_two_processes_on_gloo(train_dir, cli):
     assert s["steps"] == 2 * per_rank_batches  # each rank reads its own half per epoch
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("reg", ["dec", "vade"])
+def test_ddp_trains_the_clustering_priors_seeded_after_warmup(train_dir, cli, reg):
+    """Under DDP the DEC centroids and the VaDE mixture take no gradient until they are seeded
+    (after one epoch here); both ranks still train, and every rank holds rank 0's seeding."""
+    model = "experiments.tiny-vae.model"
+    rc, _, err = cli(
+        "train", "--experiment", "tiny-vae", "--devices", "2",
+        "--set", f"{model}.cluster_reg={reg}", "--set", f"{model}.n_clusters=2",
+        "--set", f"{model}.cluster_warmup_epochs=1", "--set", f"{model}.cluster_weight=1.0",
+        cwd=train_dir,
+    )  # fmt: skip
+    assert rc == 0, err
+    s = _summary(train_dir, "tiny-vae")
+    assert s["world_size"] == 2 and s["epochs"] == 2
+    last = torch.load(train_dir / "models/tiny-vae/checkpoints/last.ckpt", weights_only=True)
+    state = last["state_dict"]
+    assert bool(state["dec_ready"])
+    prior = state["centroids"] if reg == "dec" else state["mixture.means"]
+    assert torch.isfinite(prior).all() and prior.abs().sum() > 0
+
+
 @pytest.fixture(scope="module")
 def fresh_dir(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project as a fresh clone has it: no MLflow store yet, the default tracking URI."""
