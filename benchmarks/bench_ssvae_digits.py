@@ -15,7 +15,9 @@
   posterior mean of its class latent, E[y] = q(y|x) (this one has seen the 100 labels).
 
 Targets: ssvae ≥ labels-only + 5 points; vade NMI ≥ 0.85. Ends with one JSON line.
-Usage: ``python benchmarks/bench_ssvae_digits.py [--epochs N] [--seed S]``.
+Also draws ``accuracy_curve.png`` (``--out``): test accuracy of both classifiers against
+optimiser steps. Usage: ``python benchmarks/bench_ssvae_digits.py [--epochs N] [--seed S]
+[--no-clustering]``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import json
 import resource
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -51,8 +54,9 @@ def samples(x: np.ndarray, y: np.ndarray) -> list[dict[str, Any]]:
     ]
 
 
-def trainer(epochs: int) -> pl.Trainer:
+def trainer(epochs: int, callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
     return pl.Trainer(
+        callbacks=callbacks,
         max_epochs=epochs,
         accelerator="cpu",
         logger=False,
@@ -75,8 +79,41 @@ def accuracy(clf: torch.nn.Module, x: torch.Tensor, y: np.ndarray) -> float:
         return float((clf(x).argmax(1).numpy() == y).mean())
 
 
+class AccuracyCurve(pl.Callback):
+    """Test accuracy of a module's classifier after every ``every`` epochs (the curves of the
+    ssvae and the labels-only classifier, drawn against optimiser steps)."""
+
+    def __init__(self, pick: str, x: torch.Tensor, y: np.ndarray, every: int) -> None:
+        self.pick, self.x, self.y, self.every = pick, x, y, every
+        self.points: list[tuple[int, float]] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every == 0 or trainer.current_epoch == 0:
+            clf = getattr(module, self.pick)
+            self.points.append((trainer.global_step, accuracy(clf, self.x, self.y)))
+            clf.train()
+
+
+def plot_curves(curves: dict[str, list[tuple[int, float]]], path: Path) -> None:
+    """Test accuracy against optimiser steps, one line per model, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, points in curves.items():
+        ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=name)
+    ax.set(xlabel="optimiser steps", ylabel="test accuracy (digits, 100 labels)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
 def train_ssvae(
-    labelled: list, unlabelled: list, epochs: int, args: argparse.Namespace
+    labelled: list, unlabelled: list, epochs: int, args: argparse.Namespace, curve: pl.Callback
 ) -> SSVAETask:
     m2 = SSVAETask(
         in_channels=1,
@@ -90,7 +127,7 @@ def train_ssvae(
         lr=1e-3,
     )
     data = unlabelled + labelled * args.repeat  # labelled tiles oversampled into every batch
-    trainer(epochs).fit(m2, DataLoader(data, batch_size=64, shuffle=True))
+    trainer(epochs, [curve]).fit(m2, DataLoader(data, batch_size=64, shuffle=True))
     return m2
 
 
@@ -142,6 +179,9 @@ def main() -> None:
     ap.add_argument("--vade-epochs", type=int, default=200)
     ap.add_argument("--vade-latent", type=int, default=5)
     ap.add_argument("--vade-warmup", type=int, default=20, help="plain-VAE epochs before seeding")
+    ap.add_argument("--curve-every", type=int, default=5, help="epochs between curve points")
+    ap.add_argument("--no-clustering", action="store_true", help="the ssvae comparison only")
+    ap.add_argument("--out", type=Path, default=Path("outputs/bench/ssvae_digits"))
     args = ap.parse_args()
     start = time.perf_counter()
     pl.seed_everything(args.seed, verbose=False)
@@ -159,7 +199,9 @@ def main() -> None:
     x_test = torch.from_numpy(x[idx_test].reshape(-1, 1, 8, 8) / 16.0).float()
     x_all = torch.from_numpy(x.reshape(-1, 1, 8, 8) / 16.0).float()
 
-    m2 = train_ssvae(labelled, unlabelled, args.epochs, args)
+    y_test = y[idx_test]
+    m2_curve = AccuracyCurve("classifier", x_test, y_test, args.curve_every)
+    m2 = train_ssvae(labelled, unlabelled, args.epochs, args, m2_curve)
     ssvae_acc = accuracy(m2.classifier, x_test, y[idx_test])
     steps = args.epochs * int(np.ceil((len(unlabelled) + args.repeat * len(labelled)) / 64))
     m2.eval()
@@ -171,8 +213,21 @@ def main() -> None:
     pl.seed_everything(args.seed, verbose=False)
     base = LabelsOnly()
     base_epochs = max(1, steps // int(np.ceil(len(labelled) / 64)))  # same optimiser steps
-    trainer(base_epochs).fit(base, DataLoader(labelled, batch_size=64, shuffle=True))
+    every = max(1, args.curve_every * base_epochs // args.epochs)  # curve points at equal steps
+    base_curve = AccuracyCurve("net", x_test, y_test, every)
+    trainer(base_epochs, [base_curve]).fit(base, DataLoader(labelled, batch_size=64, shuffle=True))
     base_acc = accuracy(base.net, x_test, y[idx_test])
+    curve_png = args.out / "accuracy_curve.png"
+    plot_curves({"ssvae (M2)": m2_curve.points, "labels only": base_curve.points}, curve_png)
+    for name, curve in (("ssvae", m2_curve), ("labels-only", base_curve)):
+        print(f"{name} curve (step, accuracy):", [(k, round(a, 4)) for k, a in curve.points])
+    print(f"accuracy curves: {curve_png}")
+    if args.no_clustering:
+        gain = 100 * (ssvae_acc - base_acc)
+        print(f"ssvae {ssvae_acc:.4f} vs labels-only {base_acc:.4f}: gain {gain:+.1f} points")
+        print(json.dumps({"ssvae_accuracy": round(ssvae_acc, 4),
+                          "labels_only_accuracy": round(base_acc, 4)}))  # fmt: skip
+        return
 
     pl.seed_everything(args.seed, verbose=False)
     vae = train_vae(
