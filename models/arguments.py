@@ -54,6 +54,7 @@ def _type(node: ast.expr, where: str) -> Any:
     return eval(code, {"__builtins__": {}}, dict(_NAMES))
 
 
+@functools.cache
 def _tasks() -> dict[str, str]:
     """Model type -> class name, from ``MODEL_TASKS`` in ``trainers/__init__.py``."""
     tree = ast.parse((TRAINERS / "__init__.py").read_text())
@@ -69,6 +70,7 @@ def _tasks() -> dict[str, str]:
     raise LookupError("MODEL_TASKS not found in models/trainers/__init__.py")
 
 
+@functools.cache
 def _constructors() -> dict[str, tuple[str, ast.FunctionDef]]:
     """Class name -> (file, its own ``__init__``) for every class in ``trainers/``."""
     found = {}
