@@ -15,6 +15,9 @@ Every model is scored by the same mean test Dice over the classes (pixel counts 
 the held-out test split). Usage, from the project root after ``tessera tile``:
 ``python benchmarks/bench_seg_quality.py [--experiment NAME ...] [--out DIR]``. Prints a line
 per model and one JSON line per dataset; the target is seg_ae above all three (ratios > 1).
+``--seeds 1 2`` also trains seg_ae and its undilated twin again under those training seeds
+(same tiles and split) and adds each one's Dice per seed, mean and spread: whether a gap
+between the two is larger than what the seed alone moves.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -119,7 +123,27 @@ def train_unet(
     return {"dice": dice, "steps": done, "wall_s": time.perf_counter() - start}
 
 
-def bench(params: TesseraParams, experiment: str, out: Path) -> dict[str, Any]:
+def seed_spread(
+    run: RunConfig, out: Path, seeds: list[int], first: dict[str, float]
+) -> dict[str, Any]:
+    """seg_ae and its undilated twin under more training seeds: Dice per seed, mean, stdev."""
+    dice = {name: [value] for name, value in first.items()}
+    for seed in seeds:
+        reseeded = run.model_copy(update={"trainer": run.trainer.model_copy(update={"seed": seed})})
+        dice["seg_ae"].append(train_seg_ae(reseeded, str(out / f"seg_ae_seed{seed}"))["dice"])
+        flat = train_seg_ae(reseeded, str(out / f"undilated_seed{seed}"), [1])
+        dice["undilated"].append(flat["dice"])
+    line: dict[str, Any] = {"seeds": [run.trainer.seed, *seeds]}
+    for name, values in dice.items():
+        mean, spread = statistics.mean(values), statistics.stdev(values)
+        print(f"{name:>11} over seeds {line['seeds']}: Dice {[round(v, 4) for v in values]}, "
+              f"mean {mean:.4f} ± {spread:.4f}")  # fmt: skip
+        line |= {f"{name}_dice_seeds": [round(v, 4) for v in values]}
+        line |= {f"{name}_dice_mean": round(mean, 4), f"{name}_dice_stdev": round(spread, 4)}
+    return line
+
+
+def bench(params: TesseraParams, experiment: str, out: Path, seeds: list[int]) -> dict[str, Any]:
     run = resolve_experiment(params, experiment).run
     sources = run.dataset.sources
     splits = ("train", "val", "test")
@@ -135,6 +159,8 @@ def bench(params: TesseraParams, experiment: str, out: Path) -> dict[str, Any]:
         print(f"{experiment} {name:>11}: test Dice {r['dice']:.4f} ({r['steps']} steps, "
               f"{r['wall_s']:.0f} s)")  # fmt: skip
     print(f"{experiment} random forest: test Dice {rf:.4f} ({rf_wall:.0f} s)")
+    firsts = {"seg_ae": seg["dice"], "undilated": flat["dice"]}
+    spread = seed_spread(run, out / experiment, seeds, firsts) if seeds else {}
     return {
         "dataset": experiment.split("-")[0],
         "seg_ae_dice": round(seg["dice"], 4),
@@ -149,16 +175,17 @@ def bench(params: TesseraParams, experiment: str, out: Path) -> dict[str, Any]:
         "ratio_vs_rf": round(seg["dice"] / rf, 4),
         "ratio_vs_unet": round(seg["dice"] / unet["dice"], 4),
         "ratio_vs_undilated": round(seg["dice"] / flat["dice"], 4),
-    }
+    } | spread
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--experiment", nargs="*", default=list(EXPERIMENTS))
     ap.add_argument("--out", default="outputs/bench/seg_quality")
+    ap.add_argument("--seeds", type=int, nargs="*", default=[], help="more training seeds")
     args = ap.parse_args()
     params = TesseraParams.model_validate(yaml.safe_load(Path("params.yaml").read_text()))
-    lines = [bench(params, exp, Path(args.out)) for exp in args.experiment]
+    lines = [bench(params, exp, Path(args.out), args.seeds) for exp in args.experiment]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak:.0f} MiB; target: every ratio > 1 (seg_ae above each peer)")
     for line in lines:

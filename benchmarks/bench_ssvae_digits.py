@@ -4,19 +4,26 @@
   the training part, the rest of it unlabelled.
 - ``ssvae_accuracy``: the M2 classifier q(y|x) on the test split.
 - ``labels_only_accuracy``: the same classifier architecture trained on the 100 labels alone,
-  for the same number of optimiser steps.
+  for the same number of optimiser steps. ``--augment`` shifts every image of both by up to
+  one pixel (the same augmentation on both sides).
+- ``label_spreading_accuracy``: label spreading on a k-NN graph of the training pixels (same
+  labels, same unlabelled pool), the classic semi-supervised reference.
 - ``latent_nmi``/``latent_ari``: k-means (k=10, k-means++, n_init=4, random_state=0) on the
   posterior means μ of a ``vae`` trained without labels on all 1,797 digits, with the DEC
   clustering regulariser (centroids seeded by k-means on μ half-way); ``raw_nmi``/``raw_ari``:
-  the same k-means on raw pixels. ``vade_nmi``/``vade_ari``: the same k-means on μ of a
-  ``vae`` with the VaDE mixture-of-Gaussians prior instead of DEC (5 latents, 200 epochs, the
-  mixture seeded after 20 on the aggregate posterior); ``vade_mixture_nmi``: the mixture's
-  own assignment argmax_c q(c|μ). ``ssvae_latent_nmi``/``_ari``: k-means on the ssvae's
-  posterior mean of its class latent, E[y] = q(y|x) (this one has seen the 100 labels).
+  the same k-means on raw pixels; ``spectral_raw_nmi``: spectral clustering on raw pixels.
+  ``m1_logistic_accuracy`` against ``raw_logistic_accuracy``: a logistic regression on the
+  100 labels over that vae's μ (the M1 features of Kingma's M1+M2 stack) and over pixels.
+  ``vade_nmi``/``vade_ari``: the same k-means on μ of a ``vae`` with the VaDE
+  mixture-of-Gaussians prior instead of DEC (5 latents, 200 epochs, the mixture seeded after
+  20 on the aggregate posterior); ``vade_mixture_nmi``: the mixture's own assignment
+  argmax_c q(c|μ). ``ssvae_latent_nmi``/``_ari``: k-means on the ssvae's posterior mean of
+  its class latent, E[y] = q(y|x) (this one has seen the 100 labels).
 
 Targets: ssvae ≥ labels-only + 5 points; vade NMI ≥ 0.85. Ends with one JSON line.
-Also draws ``accuracy_curve.png`` (``--out``): test accuracy of both classifiers against
-optimiser steps. Usage: ``python benchmarks/bench_ssvae_digits.py [--epochs N] [--seed S]
+Draws (``--out``) ``accuracy_curve.png``: test accuracy of both classifiers against optimiser
+steps, and ``vade_nmi_curve.png``: the VaDE latent's k-means NMI while it trains. Usage:
+``python benchmarks/bench_ssvae_digits.py [--epochs N] [--seed S] [--augment]
 [--no-clustering]``.
 """
 
@@ -25,145 +32,43 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
 from sklearn.datasets import load_digits
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.metrics import normalized_mutual_info_score
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader
 
-from tessera.models.kinds import ClusterReg
-from tessera.models.trainers import SSVAETask, VAETask
-from tessera.models.vae_nets import TileClassifier
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-WIDTHS = [32, 64, 128]
-
-
-def samples(x: np.ndarray, y: np.ndarray) -> list[dict[str, Any]]:
-    """Digits as tile-store-like sample dicts (image 1×8×8 in [0, 1], valid mask, target)."""
-    img = torch.from_numpy(x.reshape(-1, 1, 8, 8) / 16.0).float()
-    return [
-        {"image": img[i], "valid": torch.ones(8, 8, dtype=torch.bool), "target": int(y[i])}
-        for i in range(len(x))
-    ]
-
-
-def trainer(epochs: int, callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
-    return pl.Trainer(
-        callbacks=callbacks,
-        max_epochs=epochs,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=True,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-    )
-
-
-def kmeans_scores(feats: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    pred = KMeans(10, init="k-means++", n_init=4, random_state=0).fit_predict(feats)
-    return normalized_mutual_info_score(y, pred), adjusted_rand_score(y, pred)
-
-
-def accuracy(clf: torch.nn.Module, x: torch.Tensor, y: np.ndarray) -> float:
-    clf.eval()
-    with torch.no_grad():
-        return float((clf(x).argmax(1).numpy() == y).mean())
-
-
-class AccuracyCurve(pl.Callback):
-    """Test accuracy of a module's classifier after every ``every`` epochs (the curves of the
-    ssvae and the labels-only classifier, drawn against optimiser steps)."""
-
-    def __init__(self, pick: str, x: torch.Tensor, y: np.ndarray, every: int) -> None:
-        self.pick, self.x, self.y, self.every = pick, x, y, every
-        self.points: list[tuple[int, float]] = []
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if (trainer.current_epoch + 1) % self.every == 0 or trainer.current_epoch == 0:
-            clf = getattr(module, self.pick)
-            self.points.append((trainer.global_step, accuracy(clf, self.x, self.y)))
-            clf.train()
-
-
-def plot_curves(curves: dict[str, list[tuple[int, float]]], path: Path) -> None:
-    """Test accuracy against optimiser steps, one line per model, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, points in curves.items():
-        ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=name)
-    ax.set(xlabel="optimiser steps", ylabel="test accuracy (digits, 100 labels)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-
-
-def train_ssvae(
-    labelled: list, unlabelled: list, epochs: int, args: argparse.Namespace, curve: pl.Callback
-) -> SSVAETask:
-    m2 = SSVAETask(
-        in_channels=1,
-        image_size=8,
-        num_classes=10,
-        latent_dim=args.ssvae_latent,
-        widths=WIDTHS,
-        rec_loss="bce",
-        alpha=args.alpha,
-        dropout=0.2,
-        lr=1e-3,
-    )
-    data = unlabelled + labelled * args.repeat  # labelled tiles oversampled into every batch
-    trainer(epochs, [curve]).fit(m2, DataLoader(data, batch_size=64, shuffle=True))
-    return m2
-
-
-def train_vae(
-    everything: list, epochs: int, reg: ClusterReg, weight: float, latent: int, warmup: int
-) -> VAETask:
-    vae = VAETask(
-        in_channels=1,
-        image_size=8,
-        latent_dim=latent,
-        widths=WIDTHS,
-        rec_loss="bce",
-        cluster_reg=reg if weight > 0 else "none",
-        n_clusters=10,
-        cluster_weight=weight,
-        cluster_warmup_epochs=warmup,
-    )
-    trainer(epochs).fit(vae, DataLoader(everything, batch_size=64, shuffle=True))
-    return vae
-
-
-class LabelsOnly(pl.LightningModule):
-    """The M2 classifier's architecture trained with cross-entropy on labelled tiles only."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = TileClassifier(1, 10, WIDTHS, dropout=0.2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(self(batch["image"]), batch["target"])
-
-    def configure_optimizers(self) -> Any:
-        return torch.optim.Adam(self.parameters(), lr=1e-3)
+from benchmarks.digits_models import (  # noqa: E402
+    LabelsOnly,
+    collate,
+    kmeans_scores,
+    latent_means,
+    samples,
+    train_ssvae,
+    train_vae,
+    trainer,
+)
+from benchmarks.digits_references import (  # noqa: E402
+    label_spreading_accuracy,
+    logistic_accuracy,
+    spectral_nmi,
+)
+from benchmarks.learning_curves import (  # noqa: E402
+    MetricCurve,
+    accuracy,
+    accuracy_curve,
+    plot_curves,
+)
+from tessera.models.trainers import SSVAETask  # noqa: E402
 
 
 def main() -> None:
@@ -173,6 +78,7 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=126.0, help="ssvae α (Kingma: 0.1·N)")
     ap.add_argument("--repeat", type=int, default=4, help="labelled tiles' oversampling")
     ap.add_argument("--ssvae-latent", type=int, default=4)
+    ap.add_argument("--augment", action="store_true", help="±1-px shifts for both classifiers")
     ap.add_argument("--vae-latent", type=int, default=10)
     ap.add_argument("--dec-weight", type=float, default=100.0, help="0: no DEC regulariser")
     ap.add_argument("--vade-weight", type=float, default=1.0, help="mixture prior's KL weight")
@@ -199,7 +105,7 @@ def main() -> None:
     x_test = torch.from_numpy(x[idx_test].reshape(-1, 1, 8, 8) / 16.0).float()
 
     y_test = y[idx_test]
-    m2_curve = AccuracyCurve("classifier", x_test, y_test, args.curve_every)
+    m2_curve = accuracy_curve("classifier", x_test, y_test, args.curve_every)
     m2 = train_ssvae(labelled, unlabelled, args.epochs, args, m2_curve)
     ssvae_acc = accuracy(m2.classifier, x_test, y_test)
     steps = args.epochs * int(np.ceil((len(unlabelled) + args.repeat * len(labelled)) / 64))
@@ -208,31 +114,49 @@ def main() -> None:
     base = LabelsOnly()
     base_epochs = max(1, steps // int(np.ceil(len(labelled) / 64)))  # same optimiser steps
     every = max(1, args.curve_every * base_epochs // args.epochs)  # curve points at equal steps
-    base_curve = AccuracyCurve("net", x_test, y_test, every)
-    trainer(base_epochs, [base_curve]).fit(base, DataLoader(labelled, batch_size=64, shuffle=True))
+    base_curve = accuracy_curve("net", x_test, y_test, every)
+    loader = DataLoader(labelled, batch_size=64, shuffle=True, collate_fn=collate(args))
+    trainer(base_epochs, [base_curve]).fit(base, loader)
     base_acc = accuracy(base.net, x_test, y_test)
     curve_png = args.out / "accuracy_curve.png"
-    plot_curves({"ssvae (M2)": m2_curve.points, "labels only": base_curve.points}, curve_png)
+    shifts = " (±1-px shifts)" if args.augment else ""
+    plot_curves(
+        {f"ssvae (M2){shifts}": m2_curve.points, f"labels only{shifts}": base_curve.points},
+        "test accuracy (digits, 100 labels)",
+        curve_png,
+    )
     for name, curve in (("ssvae", m2_curve), ("labels-only", base_curve)):
         print(f"{name} curve (step, accuracy):", [(k, round(a, 4)) for k, a in curve.points])
     print(f"accuracy curves: {curve_png}")
+    spreading = label_spreading_accuracy(x / 16.0, y, idx_train, lab_idx, idx_test)
     gain = 100 * (ssvae_acc - base_acc)
     print(
-        f"ssvae accuracy {ssvae_acc:.3f} vs labels-only {base_acc:.3f}: "
-        f"gain {gain:+.1f} points, ratio {ssvae_acc / base_acc:.3f} (target: gain >= +5)"
+        f"ssvae accuracy {ssvae_acc:.3f} vs labels-only {base_acc:.3f}{shifts}: "
+        f"gain {gain:+.1f} points, ratio {ssvae_acc / base_acc:.3f} (target: gain >= +5); "
+        f"label spreading on a k-NN graph of the pixels {spreading:.3f}"
     )
-    result = {"ssvae_accuracy": ssvae_acc, "labels_only_accuracy": base_acc}
+    result = {
+        "ssvae_accuracy": ssvae_acc,
+        "labels_only_accuracy": base_acc,
+        "label_spreading_accuracy": spreading,
+    }
     if not args.no_clustering:
-        result |= clustering(args, x, y, m2)
+        result |= clustering(args, x, y, m2, lab_idx, idx_test)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"wall {time.perf_counter() - start:.0f} s, peak RSS {peak_mib:.0f} MiB")
     print(json.dumps({key: round(value, 4) for key, value in result.items()}))
 
 
 def clustering(
-    args: argparse.Namespace, x: np.ndarray, y: np.ndarray, m2: SSVAETask
+    args: argparse.Namespace,
+    x: np.ndarray,
+    y: np.ndarray,
+    m2: SSVAETask,
+    lab_idx: np.ndarray,
+    idx_test: np.ndarray,
 ) -> dict[str, float]:
-    """k-means scores on the latents of the DEC and VaDE VAEs, of the ssvae and of raw pixels."""
+    """k-means scores on the latents of the DEC and VaDE VAEs, of the ssvae and of raw pixels;
+    the references: spectral clustering, and logistic regression on μ against on pixels."""
     x_all = torch.from_numpy(x.reshape(-1, 1, 8, 8) / 16.0).float()
     m2.eval()
     with torch.no_grad():  # the M2 posterior means of both latents: E[y] = q(y|x), E[z]
@@ -244,12 +168,15 @@ def clustering(
     vae = train_vae(
         samples(x, y), args.epochs, "dec", args.dec_weight, args.vae_latent, args.epochs // 2
     )
-    vae.eval()
-    with torch.no_grad():
-        mu = vae.encode(x_all)[0].numpy()
+    mu = latent_means(vae, x_all).numpy()
     vae_nmi, vae_ari = kmeans_scores(mu, y)
+    m1_acc = logistic_accuracy(mu, y, lab_idx, idx_test)
+    raw_acc = logistic_accuracy(x / 16.0, y, lab_idx, idx_test)
 
     pl.seed_everything(args.seed, verbose=False)
+    nmi_curve = MetricCurve(
+        lambda vade: kmeans_scores(latent_means(vade, x_all).numpy(), y)[0], args.curve_every * 2
+    )
     vade = train_vae(
         samples(x, y),
         args.vade_epochs,
@@ -257,15 +184,20 @@ def clustering(
         args.vade_weight,
         args.vade_latent,
         args.vade_warmup,
+        [nmi_curve],
     )
-    vade.eval()
+    mu_v = latent_means(vade, x_all)
     with torch.no_grad():
-        mu_v = vade.encode(x_all)[0]
         own = vade.mixture.responsibilities(mu_v).argmax(1).numpy() if vade.mixture else None
     vade_nmi, vade_ari = kmeans_scores(mu_v.numpy(), y)
     mix_nmi = normalized_mutual_info_score(y, own) if own is not None else float("nan")
     raw_nmi, raw_ari = kmeans_scores(x, y)
+    spectral = spectral_nmi(x / 16.0, y)
     zy_nmi, _ = kmeans_scores(np.concatenate([q.numpy(), mu_z.numpy()], 1), y)
+    nmi_png = args.out / "vade_nmi_curve.png"
+    plot_curves({"VaDE latent, k-means": nmi_curve.points}, "NMI (digits)", nmi_png)
+    print("vade NMI curve (step, NMI):", [(k, round(a, 4)) for k, a in nmi_curve.points])
+    print(f"vade NMI curve: {nmi_png}")
 
     print(f"k-means NMI/ARI, raw pixels: {raw_nmi:.3f}/{raw_ari:.3f}")
     print(
@@ -279,7 +211,11 @@ def clustering(
     print(
         f"  vae mu (unsupervised, VaDE prior): {vade_nmi:.3f}/{vade_ari:.3f}, ratio to raw "
         f"{vade_nmi / raw_nmi:.2f}; the mixture's own assignment NMI {mix_nmi:.3f} "
-        "(target NMI >= 0.85)"
+        f"(target NMI >= 0.85); spectral clustering on raw pixels NMI {spectral:.3f}"
+    )
+    print(
+        f"logistic regression on the 100 labels: vae mu (M1 features) {m1_acc:.3f}, "
+        f"raw pixels {raw_acc:.3f}"
     )
     return {
         "latent_nmi": vae_nmi,
@@ -291,6 +227,9 @@ def clustering(
         "ssvae_latent_ari": m2_ari,
         "raw_nmi": raw_nmi,
         "raw_ari": raw_ari,
+        "spectral_raw_nmi": spectral,
+        "m1_logistic_accuracy": m1_acc,
+        "raw_logistic_accuracy": raw_acc,
     }
 
 

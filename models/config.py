@@ -57,6 +57,12 @@ class TrainerParams(BaseModel):
         "round differently: pin it to reproduce CPU results across CPU generations.",
     )
     log_every_n_steps: int = Field(default=10, ge=1)
+    gradient_clip_val: float | None = Field(
+        default=None,
+        gt=0,
+        description="Clip the gradients' global L2 norm to this before each optimiser step "
+        "(None: no clipping). Guards a high peak learning rate against one diverging step.",
+    )
     early_stopping_patience: int | None = Field(
         default=None,
         ge=1,

@@ -108,10 +108,16 @@ def _logger(config: RunConfig) -> Any:
 
 
 def _trainer(
-    config: RunConfig, out: Path, logger: Any, unused_parameters: bool = False
+    config: RunConfig,
+    out: Path,
+    logger: Any,
+    unused_parameters: bool = False,
+    automatic_optimization: bool = True,
 ) -> tuple[Any, Any, Any]:
     """The Lightning trainer and its checkpoint and curve callbacks. ``unused_parameters``: the
-    module has parameters without a gradient in some steps, which plain DDP refuses."""
+    module has parameters without a gradient in some steps, which plain DDP refuses. Lightning
+    clips gradients only under automatic optimisation; a module that steps its own optimisers
+    clips them itself (``BaseTask.gradient_clip_val``)."""
     import lightning.pytorch as pl
 
     from tessera.models.callbacks import PortableCheckpoint, early_stopping, progress_bar
@@ -153,6 +159,7 @@ def _trainer(
         limit_val_batches=t.limit_val_batches,
         deterministic=t.deterministic,
         log_every_n_steps=t.log_every_n_steps,
+        gradient_clip_val=t.gradient_clip_val if automatic_optimization else None,
         logger=logger,
         callbacks=[ckpt, last, curves, RngState(), progress_bar(), *early_stopping(t)],
         default_root_dir=str(out),
@@ -209,7 +216,10 @@ def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
     if resume and not last.exists():
         raise FileNotFoundError(f"{last}: no checkpoint to resume from")
     logger = _logger(config)
-    trainer, ckpt, curves = _trainer(config, out, logger, module.unused_parameters_at_start)
+    module.gradient_clip_val = config.trainer.gradient_clip_val
+    trainer, ckpt, curves = _trainer(
+        config, out, logger, module.unused_parameters_at_start, module.automatic_optimization
+    )
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
     fit_metrics = _finite(trainer.callback_metrics)
     # testing restores callback state from the best checkpoint: keep the full run's record

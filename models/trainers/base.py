@@ -48,6 +48,10 @@ class BaseTask(pl.LightningModule):
         """Classes of a per-pixel segmentation head (0: none)."""
         return 0
 
+    # the trainer's gradient-norm bound, for a module that steps its own optimisers (Lightning
+    # clips only under automatic optimisation); set by tessera.models.train
+    gradient_clip_val: float | None = None
+
     @property
     def unused_parameters_at_start(self) -> bool:
         """Whether some parameters take no gradient in the first steps (DDP must look for them)."""

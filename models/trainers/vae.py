@@ -278,6 +278,8 @@ class VAETask(_KLMixin, BaseTask):
         terms, out = self._losses(batch)
         opt_vae.zero_grad()
         self.manual_backward(terms["loss"])
+        if self.gradient_clip_val is not None:
+            self.clip_gradients(opt_vae.optimizer, self.gradient_clip_val, "norm")
         opt_vae.step()
         if self.discriminator is not None and isinstance(opts, list):
             d_loss = discriminator_loss(self.discriminator, out["z"], out["z"])

@@ -215,3 +215,40 @@ def test_cosine_schedule_anneals_and_early_stopping_stops(train_dir, cli):
     rc, _, err = cli("train", "--experiment", "tiny-seg", *sets, cwd=train_dir)
     assert rc == 0, err
     assert _summary(train_dir, "tiny-seg")["epochs"] == 2
+
+
+@pytest.mark.parametrize("name", ["tiny-seg", "tiny-vae"])
+def test_a_gradient_norm_bound_limits_every_update(train_dir, cli, name):
+    """A vanishing gradient-norm bound leaves the weights where they started (Adam's ε then
+    dominates each step), under Lightning's automatic optimisation (seg_ae) and under the
+    VAE's own optimiser steps; without it they move."""
+    import lightning.pytorch as pl
+
+    from tessera.models.config import RunConfig
+    from tessera.models.train import build
+
+    moved = {}
+    for bound in ("null", "1e-12"):
+        out = f"models-clip-{bound}"
+        rc, _, err = cli(
+            "train",
+            "--experiment",
+            name,
+            "--set",
+            f"train.out={out}",
+            "--set",
+            f"train.trainer.gradient_clip_val={bound}",
+            cwd=train_dir,
+        )
+        assert rc == 0, err
+        folder = train_dir / out / name
+        config = RunConfig.model_validate_json((folder / "run_config.json").read_text())
+        pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
+        _, module = build(config)  # the weights the training started from
+        last = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        moved[bound] = max(
+            (last[key] - value.detach()).abs().max().item()
+            for key, value in module.named_parameters()
+        )
+    assert moved["null"] > 1e-3, moved
+    assert moved["1e-12"] < 1e-5, moved
