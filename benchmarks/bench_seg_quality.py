@@ -7,8 +7,8 @@ on the same tiles, split and optimiser-step budget, in one run:
 - its undilated twin (``dilations: [1]``);
 - MONAI's ``UNet`` (channels 16-32-64-128, strides 2-2-2, two residual units: the MONAI
   tutorials' 2-D U-Net), trained with the same Dice + cross-entropy loss, optimiser, learning
-  rate, schedule, batch size, dihedral augmentation and number of optimiser steps as seg_ae,
-  keeping the weights of its best validation Dice;
+  rate, schedule, gradient-norm bound, batch size, dihedral augmentation and number of
+  optimiser steps as seg_ae, keeping the weights of its best validation Dice;
 - the per-pixel random forest on band values that ``tessera evaluate`` reports as baseline.
 
 Every model is scored by the same mean test Dice over the classes (pixel counts pooled over
@@ -78,7 +78,8 @@ def test_dice(net: torch.nn.Module, ds: TileDataset, k: int) -> float:
 def train_unet(
     run: RunConfig, datasets: dict[str, TileDataset], k: int, steps: int
 ) -> dict[str, Any]:
-    """MONAI's UNet on seg_ae's budget: same loss, optimiser, schedule, batches and steps."""
+    """MONAI's UNet on seg_ae's budget: same loss, optimiser, schedule, gradient bound,
+    batches and steps."""
     from monai.networks.nets import UNet
 
     start = time.perf_counter()
@@ -108,6 +109,8 @@ def train_unet(
             loss = loss_fn(net(b["image"]), label)
             opt.zero_grad()
             loss.backward()
+            if run.trainer.gradient_clip_val is not None:  # the bound seg_ae trains under
+                torch.nn.utils.clip_grad_norm_(net.parameters(), run.trainer.gradient_clip_val)
             opt.step()
             if sched is not None:
                 sched.step()
