@@ -53,19 +53,16 @@ def quiet_third_party() -> None:
     import logging
     import warnings
 
+    from tessera.tasks.sources.quiet import quiet_decoders
+
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
-    warnings.filterwarnings("ignore", module="rasterio")
-    warnings.filterwarnings("ignore", category=UserWarning, module="monai")  # reader fallbacks
-    warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")  # VR guesses
     # decoder failures are logged with a traceback, then raised: Tessera reports them in one line
-    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
-    logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
+    quiet_decoders()
     for name, level in (
         ("dvc", logging.WARNING),  # "Updating lock file" per stage
         ("EventsWorker", logging.ERROR),  # "still processing items" at exit
-        ("rasterio", logging.ERROR),  # GDAL's warnings; its errors are raised and reported
         ("urllib3", logging.ERROR),  # each HTTP retry; the last failure is reported
     ):
         logging.getLogger(name).setLevel(level)

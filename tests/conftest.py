@@ -47,10 +47,15 @@ def cli(prefect_api: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytes
     return invoke
 
 
-@pytest.fixture
-def subprocess_env(prefect_api: str) -> dict[str, str]:
+def child_env(prefect_api: str) -> dict[str, str]:
     """Environment for child processes: the session's Prefect API, the venv on PATH."""
     env = dict(os.environ)
     env["PREFECT_API_URL"] = prefect_api
     env["PATH"] = f"{Path(os.sys.executable).parent}:{env.get('PATH', '')}"
     return env
+
+
+@pytest.fixture
+def subprocess_env(prefect_api: str) -> dict[str, str]:
+    """A fresh :func:`child_env` for one test."""
+    return child_env(prefect_api)

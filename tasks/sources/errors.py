@@ -10,6 +10,8 @@ from typing import Any, ParamSpec, TypeVar
 P = ParamSpec("P")
 R = TypeVar("R")
 
+MAX_VOLUME_BYTES = 4 << 30  # a volume whose header claims more is refused before reading
+
 
 class BadInputError(Exception):
     """An input file Tessera refuses, with the reason in one line."""
@@ -44,3 +46,11 @@ def rejecting_bad_input(fn: Callable[P, R]) -> Callable[P, R | dict[str, Any]]:
             return {"rejected": exc.as_dict()}
 
     return wrapper
+
+
+def check_exists(path: Path) -> None:
+    """Refuse a missing path or an empty file."""
+    if not path.exists():
+        raise BadInputError(path, "file not found")
+    if path.is_file() and path.stat().st_size == 0:
+        raise BadInputError(path, "empty file (0 bytes)")

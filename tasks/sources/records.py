@@ -48,6 +48,23 @@ class SceneRecord(BaseModel):
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
 
 
+def _magic(path: Path) -> str | None:
+    """The kind a file's first bytes say: DICOM's ``DICM`` after its 128-byte preamble, or a
+    NIfTI (or ANALYZE) header (a ``.hdr`` of a pair)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(544)
+    except OSError:
+        return None
+    if head[128:132] == b"DICM":
+        return "dicom"
+    if head[344:348] in (b"ni1\0", b"n+1\0") or head[4:8] in (b"ni2\0", b"n+2\0"):
+        return "nifti"
+    if path.suffix.lower() == ".hdr" and head[:4] in (b"\x5c\x01\0\0", b"\0\0\x01\x5c"):
+        return "nifti"  # sizeof_hdr 348 without NIfTI's magic: ANALYZE 7.5, refused by name
+    return None
+
+
 def _volume_kind(path: Path) -> str | None:
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):
@@ -57,6 +74,8 @@ def _volume_kind(path: Path) -> str | None:
     if path.is_dir():  # a DICOM series, unless it holds rasters
         rasters = any(p.name.lower().endswith(RASTER_SUFFIXES) for p in path.iterdir())
         return None if rasters else "dicom"
+    if path.is_file() and not name.endswith(RASTER_SUFFIXES):
+        return _magic(path)  # DICOM files often have no suffix at all
     return None
 
 

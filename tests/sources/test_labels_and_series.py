@@ -119,7 +119,8 @@ def test_geojson_outside_the_image_is_an_extent_mismatch(tmp_path, cli):
     assert not (tmp_path / "outputs").exists()
 
 
-def _write_series(folder, z_offsets):
+def _write_series(folder, z_offsets, instance_numbers=None, edit=None):
+    """CT_small's slice at each z offset; ``edit(ds, k)`` changes slice k before saving."""
     folder.mkdir()
     base = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     x0, y0, z0 = (float(v) for v in base.ImagePositionPatient)
@@ -128,11 +129,22 @@ def _write_series(folder, z_offsets):
         ds = copy.deepcopy(base)
         ds.SeriesInstanceUID = uid
         ds.SOPInstanceUID = generate_uid()
-        ds.InstanceNumber = k + 1
+        number = (instance_numbers or list(range(1, len(z_offsets) + 1)))[k]
+        if number is not None:
+            ds.InstanceNumber = number
+        else:
+            del ds.InstanceNumber
         ds.ImagePositionPatient = [x0, y0, z0 + dz]
         ds.SliceLocation = z0 + dz
+        if edit is not None:
+            edit(ds, k)
         ds.save_as(folder / f"slice{k}.dcm")
     return folder
+
+
+def _by_slice(store):
+    """Tile of each slice (one tile per slice at this size)."""
+    return {store[i]["meta"]["slice"]: store[i] for i in range(len(store))}
 
 
 def test_dicom_series_folder_becomes_one_volume(tmp_path, cli):
@@ -148,6 +160,65 @@ def test_dicom_series_folder_becomes_one_volume(tmp_path, cli):
     # Slice positions come from ImagePositionPatient (2.5 mm), not SliceThickness (5 mm)
     np.testing.assert_allclose(np.diff([a[2, 3] for a in affines]), 2.5, atol=1e-4)
     np.testing.assert_allclose(affines[0][2, 3], -75.699997, atol=1e-4)
+
+
+def test_a_series_is_ordered_by_position_whatever_its_instance_numbers(tmp_path, cli):
+    def mark(ds, k):  # slice k's pixels all equal k + 1 (raw), so -1023 + k in HU
+        ds.PixelData = np.full((ds.Rows, ds.Columns), k + 1, np.int16).tobytes()
+
+    # MONAI's reader ordered by InstanceNumber and skipped a slice without one
+    series = _write_series(tmp_path / "s", [0.0, 2.5, 5.0], [3, None, 1], mark)
+    out = tmp_path / "t"
+    rc, _, err = cli("tile", "--input", series, "--out", out, "--size", 128,
+                     "--set", "tile.split.slab_buffer=0", cwd=tmp_path)  # fmt: skip
+    assert rc == 0, err
+    slices = _by_slice(TileStore.open(out))
+    assert sorted(slices) == [0, 1, 2]
+    zs = [np.array(slices[k]["meta"]["affine"]).reshape(4, 4)[2, 3] for k in range(3)]
+    assert np.all(np.diff(zs) > 0)  # RAS: slice index grows with z
+    assert [int(np.unique(slices[k]["image"])[0]) for k in range(3)] == [-1023, -1022, -1021]
+
+
+def test_a_rescaled_series_keeps_pydicoms_float64_values(tmp_path, cli):
+    def rescale(ds, k):
+        ds.RescaleSlope, ds.RescaleIntercept = "0.37", "-5.5"
+
+    series = _write_series(tmp_path / "pet", [0.0, 2.5], edit=rescale)
+    out = tmp_path / "t"
+    rc, _, err = cli("tile", "--input", series, "--out", out, "--size", 128,
+                     "--set", "tile.split.slab_buffer=0", cwd=tmp_path)  # fmt: skip
+    assert rc == 0, err
+    raw = pydicom.dcmread(series / "slice0.dcm").pixel_array.astype(np.float64)
+    tile = _by_slice(TileStore.open(out))[0]
+    assert tile["image"].dtype == np.float64
+    got = np.sort(tile["image"][0][tile["valid"]])
+    np.testing.assert_array_equal(got, np.sort((raw * 0.37 - 5.5).ravel()))
+
+
+def test_a_folder_of_two_series_is_refused(tmp_path, cli):
+    def other(ds, k):
+        if k == 1:
+            ds.SeriesInstanceUID = generate_uid()
+
+    series = _write_series(tmp_path / "mixed", [0.0, 2.5], edit=other)
+    rc, _, err = cli("tile", "--input", series, "--out", tmp_path / "t", cwd=tmp_path)
+    assert rc == 1 and "mixed" in err and "2 different series" in err
+
+
+def test_a_dicom_without_preamble_or_file_meta_tiles_like_the_original(tmp_path, cli):
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    original = ds.pixel_array
+    ds.file_meta, ds.preamble = pydicom.dataset.FileMetaDataset(), None
+    pydicom.dcmwrite(tmp_path / "acr_nema.dcm", ds, implicit_vr=True, little_endian=True)
+    with pytest.raises(pydicom.errors.InvalidDicomError):  # no preamble, no file meta
+        pydicom.dcmread(tmp_path / "acr_nema.dcm")
+    out = tmp_path / "t"
+    rc, _, err = cli("tile", "--input", tmp_path / "acr_nema.dcm", "--out", out, "--size", 64,
+                     cwd=tmp_path)  # fmt: skip
+    assert rc == 0, err
+    tile = TileStore.open(out)[0]
+    assert tile["image"].dtype == np.int16
+    np.testing.assert_array_equal(np.sort(tile["image"].ravel()), np.sort(original.ravel()))
 
 
 def test_irregular_dicom_series_is_refused(tmp_path, cli):
