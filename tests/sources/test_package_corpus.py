@@ -3,8 +3,10 @@ real process: each tiles with the values its own library returns, at the voxel i
 puts them, or is refused in one line, with nothing else on stderr.
 
 The inputs are whole folders, not a choice: every NIfTI (and NIfTI or ANALYZE header) and
-DICOM in nibabel's test data, and every file and folder below pydicom's ``test_files``. A file
-a new release adds must tile exactly or be refused for a reason listed in ``REFUSED``.
+DICOM in nibabel's test data, every file and folder below pydicom's ``test_files``, and every
+file of rasterio's package that GDAL opens as a raster (rasterio and GDAL ship no test rasters;
+the one raster there is GDAL's icon). A file a new release adds must tile exactly or be refused
+for a reason listed in ``REFUSED``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+import rasterio
 
 from tessera.tasks.store.reader import TileStore
 from tests.conftest import child_env
@@ -25,6 +28,7 @@ from tests.sources.references import check_scene, dicom_reference, nifti_referen
 
 NIBABEL = Path(nib.__file__).parent
 PYDICOM = Path(pydicom.__file__).parent / "data" / "test_files"
+RASTERIO = Path(rasterio.__file__).parent  # its wheel carries GDAL's support files
 SIZE = 64
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom, reading references
 
@@ -63,6 +67,7 @@ REFUSED: list[tuple[str, str]] = [
     ("*row_major.dconn.nii", "CIFTI-2"),  # a connectivity matrix, not a volume
     ("*nifti[12].hdr", "is missing"),  # NIfTI pair headers shipped without their .img
     ("*analyze.hdr", "ANALYZE 7.5"),  # no orientation: guessing one would misplace voxels
+    ("*gdalicon.png", "not georeferenced"),  # GDAL's icon, the one raster rasterio ships
     # series folders that are not one evenly spaced series
     ("test_files", "no pixel data"),  # the whole folder: the first DICOM without pixels
     ("*dicomdirtests", "no pixel data"),
@@ -78,20 +83,33 @@ def _is_nifti(f: Path) -> bool:
     return f.name.endswith((".nii", ".nii.gz", ".hdr"))
 
 
+def gdal_rasters(root: Path) -> list[Path]:
+    """Every file below ``root`` that GDAL opens as a raster (code and libraries aside)."""
+    found = []
+    for f in sorted(root.rglob("*")):
+        if f.is_file() and f.suffix not in (".py", ".pyc", ".so") and ".so." not in f.name:
+            try:
+                with rasterio.open(f):
+                    found.append(f)
+            except rasterio.errors.RasterioIOError:
+                pass
+    return found
+
+
 def corpus_inputs() -> list[Path]:
     """The whole folders: nibabel's NIfTI and DICOM test files, every file and every folder
-    below pydicom's ``test_files`` (a folder is a series)."""
+    below pydicom's ``test_files`` (a folder is a series), every raster rasterio ships."""
     nibabel = [f for f in sorted((NIBABEL / "tests" / "data").iterdir()) if _is_nifti(f)]
     nibabel += sorted(NIBABEL.glob("tests/data/*.dcm"))
     nibabel += sorted(NIBABEL.glob("nicom/tests/data/*.dcm"))
     below = sorted(PYDICOM.rglob("*"))
     folders = [PYDICOM] + [d for d in below if d.is_dir() and any(p.is_file() for p in d.iterdir())]
-    return nibabel + [f for f in below if f.is_file()] + folders
+    return nibabel + [f for f in below if f.is_file()] + folders + gdal_rasters(RASTERIO)
 
 
 def _name(path: Path) -> str:
     """The path below its package's folder: what ``REFUSED`` matches."""
-    for root in (PYDICOM.parent, NIBABEL):
+    for root in (PYDICOM.parent, NIBABEL, RASTERIO):
         if path.is_relative_to(root):
             return str(path.relative_to(root))
     return str(path)
