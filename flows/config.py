@@ -13,6 +13,7 @@ from tessera.tasks.prediction.options import PredictOptions
 from tessera.tasks.sources.specs import SourceSpec
 from tessera.tasks.store.files import read_yaml_mapping
 from tessera.tasks.tiling.params import TileParams
+from tessera.tasks.training.slurm import SlurmParams
 
 PARAMS_FILE = "params.yaml"  # the project's one config, at its root
 OnBadInput = Literal["fail", "skip"]
@@ -26,13 +27,34 @@ def updated(model: M, **changes: Any) -> M:
 
 
 class RunnerParams(BaseModel):
-    """Where mapped tasks run: threads in-process, or a Dask cluster via prefect-dask."""
+    """Where the work runs, not what it computes (no stage's outputs depend on it, so DVC does
+    not track it): mapped tasks on threads or Dask, trainings here or as Slurm jobs."""
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["threads", "dask"] = "threads"
     address: str | None = Field(default=None, description="Dask scheduler; None: a LocalCluster.")
-    n_workers: int = Field(default=2, ge=1)
+    cluster_class: str | None = Field(
+        default=None,
+        description="A Dask cluster class to start per flow run (dask_jobqueue.SLURMCluster).",
+    )
+    cluster_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Its arguments (cores, memory, queue, walltime...)."
+    )
+    n_workers: int = Field(default=2, ge=1, description="Dask workers (LocalCluster, cluster).")
     max_workers: int = Field(default=2, ge=1, description="Threads for the thread runner.")
+    connect_timeout_s: float = Field(
+        default=60, gt=0, description="Bound on reaching the scheduler and its workers."
+    )
+    training: Literal["local", "slurm"] = Field(
+        default="local", description="local: here (torchrun for several); slurm: a Slurm job."
+    )
+    slurm: SlurmParams = Field(default_factory=SlurmParams)
+    max_restarts: int = Field(
+        default=0, ge=0, description="torchrun restarts after a rank dies; each resumes the run."
+    )
+    rdzv_timeout_s: int = Field(
+        default=300, ge=10, description="How long a node waits for the others to join."
+    )
 
 
 class IngestParams(BaseModel):

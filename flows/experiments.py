@@ -16,6 +16,7 @@ from tessera.models.config import (
     validate_model_params,
 )
 from tessera.tasks.prediction.options import Blend
+from tessera.tasks.training.launch import LaunchParams
 
 
 def default_tracking(root: Path) -> tuple[str, str | None]:
@@ -31,10 +32,7 @@ class TrainFlowParams(BaseModel):
     """A resolved experiment plus how to launch it."""
 
     run: RunConfig
-    resume: bool = False
-    rdzv_endpoint: str | None = None
-    devices: int = Field(default=1, ge=1)
-    num_nodes: int = Field(default=1, ge=1)
+    launch: LaunchParams = Field(default_factory=LaunchParams)
 
 
 def resolve_experiment(
@@ -69,13 +67,18 @@ def resolve_experiment(
         trainer=TrainerParams.model_validate(trainer),
         loader=train.loader.model_copy(update=exp.loader),
     )
-    return TrainFlowParams(
-        run=run,
-        resume=resume,
-        rdzv_endpoint=train.rdzv_endpoint,
+    runner = params.runner
+    launch = LaunchParams(
+        launcher=runner.training,
         devices=run.trainer.devices,
         num_nodes=run.trainer.num_nodes,
+        resume=resume,
+        rdzv_endpoint=train.rdzv_endpoint,
+        rdzv_timeout_s=runner.rdzv_timeout_s,
+        max_restarts=runner.max_restarts,
+        slurm=runner.slurm,
     )
+    return TrainFlowParams(run=run, launch=launch)
 
 
 class EvaluateFlowParams(BaseModel):

@@ -8,12 +8,11 @@ from pathlib import Path
 from tessera.flows.config import TesseraParams
 from tessera.flows.experiments import default_tracking, resolve_experiment
 from tessera.flows.predict import PredictFlowParams
-from tessera.models.config import CHECKPOINT_DIR, RunConfig
+from tessera.models.config import CHECKPOINT_DIR, RUN_CONFIG_FILE, RunConfig
 from tessera.tasks.evaluation.clusters import CLUSTERS_FILE
 from tessera.tasks.prediction.model import ModelSource
 from tessera.tasks.prediction.options import PredictOptions
 from tessera.tasks.sources.specs import SourceSpec
-from tessera.tasks.training.launch import RUN_CONFIG_FILE
 
 
 def model_source(params: TesseraParams, ref: str) -> ModelSource:

@@ -19,6 +19,8 @@ RUN_FILE = "train_run.json"
 of the summary, which DVC versions and which is the same on every machine)."""
 CHECKPOINT_DIR = "checkpoints"
 PLOT_DIR = "plots"
+RUN_CONFIG_FILE = "run_config.json"
+LAUNCH_ENV = "TESSERA_LAUNCH_ID"  # the launch a training process belongs to (in train_run.json)
 
 ModelType = Literal["seg_ae", "vae", "cvae", "ssvae"]
 Precision = Literal["32", "16-mixed", "bf16-mixed"]

@@ -1,8 +1,9 @@
 """Training entry point: ``python -m tessera.models.train --config RUN.json [--resume]``.
 
 Run it as it is for one process, under ``torchrun --nproc_per_node N`` for DDP, or under
-``srun`` on SLURM: Lightning reads the launcher's environment. Rank zero writes
-``train_summary.json``, the loss curves and the reconstructions under the run's ``out_dir``.
+``srun`` on SLURM: Lightning reads the launcher's environment. Everything is written into the
+run's staging folder beside ``out_dir``; rank zero writes ``train_summary.json``, the loss
+curves and the reconstructions, then moves the run over ``out_dir``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from tessera.models.config import (
     CHECKPOINT_DIR,
+    LAUNCH_ENV,
     PLOT_DIR,
     RUN_FILE,
     SUMMARY_FILE,
@@ -26,6 +28,7 @@ from tessera.models.config import (
     validate_model_params,
 )
 from tessera.models.cpu import pin_cpu_kernels
+from tessera.models.run_folder import LAST, promote, staging_dir
 from tessera.tasks.store.errors import debugging, one_line
 from tessera.tasks.store.files import atomic_write_json
 
@@ -203,24 +206,38 @@ def _finite(metrics: dict[str, Any]) -> dict[str, float]:
     return out  # type: ignore[return-value]
 
 
+def restarted() -> bool:
+    """Whether this process is a restart of the run: torchrun restarted the worker group
+    (``--max-restarts``) or Slurm requeued the job."""
+    counts = (os.environ.get(k, "") for k in ("TORCHELASTIC_RESTART_COUNT", "SLURM_RESTART_COUNT"))
+    return any(c.isdigit() and int(c) > 0 for c in counts)
+
+
 def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
-    """Train, test the best checkpoint, and (rank zero) write the summary; returns it on rank 0."""
+    """Train, test the best checkpoint, and (rank zero) write the summary; returns it on rank 0.
+
+    Everything is written into the run's staging folder; rank zero moves it over the
+    experiment's folder once the summary is written (:mod:`tessera.models.run_folder`). A
+    resumed or restarted run continues from the staging folder's last checkpoint."""
     import lightning.pytorch as pl
 
     start = time.perf_counter()
     out = Path(config.out_dir)
+    stage = staging_dir(out)
     pin_cpu_kernels(config.trainer.threads, config.trainer.cpu_isa)
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
     dm, module = build(config)
-    last = out / CHECKPOINT_DIR / "last.ckpt"
+    last = stage / CHECKPOINT_DIR / LAST
     if resume and not last.exists():
         raise FileNotFoundError(f"{last}: no checkpoint to resume from")
+    from_last = (resume or restarted()) and last.exists()
     logger = _logger(config)
     module.gradient_clip_val = config.trainer.gradient_clip_val
     trainer, ckpt, curves = _trainer(
-        config, out, logger, module.unused_parameters_at_start, module.automatic_optimization
+        config, stage, logger, module.unused_parameters_at_start, module.automatic_optimization
     )
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
+    ckpt_path = str(last) if from_last else None
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     fit_metrics = _finite(trainer.callback_metrics)
     # testing restores callback state from the best checkpoint: keep the full run's record
     steps, history = curves.batches, {k: list(v) for k, v in curves.history.items()}
@@ -233,7 +250,7 @@ def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
         test_metrics = _finite(results[0]) if results else {}
     if not trainer.is_global_zero:
         return None
-    plots = _plot(module, dm, out, config, history)
+    plots = _plot(module, dm, stage, config, history)
     run_id = getattr(logger, "run_id", None) if logger else None
     summary: dict[str, Any] = {
         "experiment": config.experiment,
@@ -242,7 +259,7 @@ def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
         "epochs": trainer.current_epoch,
         "steps": steps,
         "optimizer_steps": trainer.global_step,
-        "best_checkpoint": os.path.relpath(best, out) if best else None,
+        "best_checkpoint": os.path.relpath(best, stage) if best else None,
         "best_val_loss": min(history["val_loss"]) if history["val_loss"] else None,
         "history": history,
         "monitor": {
@@ -252,7 +269,7 @@ def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
         },
         "final_metrics": fit_metrics,
         "test_metrics": test_metrics,
-        "plots": [os.path.relpath(p, out) for p in plots],
+        "plots": [os.path.relpath(p, stage) for p in plots],
         "data": {
             **dm.info,
             "sources": config.dataset.sources,
@@ -269,9 +286,14 @@ def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
         for k, v in test_metrics.items():
             if v is not None:
                 client.log_metric(run_id, k, v)
-    atomic_write_json(out / SUMMARY_FILE, summary)
-    this_run = {"wall_time_s": round(time.perf_counter() - start, 2), "mlflow_run_id": run_id}
-    atomic_write_json(out / RUN_FILE, this_run)
+    this_run = {
+        "wall_time_s": round(time.perf_counter() - start, 2),
+        "mlflow_run_id": run_id,
+        "launch": os.environ.get(LAUNCH_ENV),
+    }
+    atomic_write_json(stage / RUN_FILE, this_run)
+    atomic_write_json(stage / SUMMARY_FILE, summary)
+    promote(stage, out)
     return summary | this_run
 
 
@@ -283,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = RunConfig.model_validate_json(args.config.read_text())
-        Path(config.out_dir).mkdir(parents=True, exist_ok=True)
+        staging_dir(config.out_dir).mkdir(parents=True, exist_ok=True)
         fit(config, args.resume)
     except Exception as exc:  # one line for users; TESSERA_DEBUG=1 shows the traceback
         if debugging():

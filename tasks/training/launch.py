@@ -1,29 +1,48 @@
-"""Launching a training run: the resolved run config, the launcher command, the summary."""
+"""Launching a training run: its staging folder and run config, the processes (one, torchrun
+on this node or across nodes, or a Slurm job), the wait, and the summary of the promoted run.
+
+Nothing of the previous run is touched until the new one is complete
+(:mod:`tessera.models.run_folder`): a refused, failed or killed training leaves the last
+summary and checkpoints as they were.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import re
+import socket
 import subprocess
 import sys
-import tempfile
+import time
+import uuid
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal
 
-from tessera.models.config import RUN_FILE, SUMMARY_FILE, RunConfig
+from pydantic import BaseModel, ConfigDict, Field
+
+from tessera.models.config import (
+    LAUNCH_ENV,
+    RUN_CONFIG_FILE,
+    RUN_FILE,
+    SUMMARY_FILE,
+    RunConfig,
+)
 from tessera.models.cpu import cpu_kernel_environment
-from tessera.tasks.store.errors import debugging
+from tessera.models.run_folder import (
+    discard_unresumable,
+    is_stage,
+    prepare_stage,
+    staging_dir,
+)
 from tessera.tasks.store.files import atomic_write_json
 from tessera.tasks.store.outputs import check_output, json_keys
+from tessera.tasks.training.relay import relay_without_traceback
+from tessera.tasks.training.slurm import SlurmParams, last_output_line, run_slurm_job
+from tessera.tasks.training.tracking import check_tracking_server, create_tracking_store
 
-RUN_CONFIG_FILE = "run_config.json"
-
-
-def is_training_run(path: Path) -> bool:
-    """A folder written by ``tessera train``: its ``run_config.json``, or the summary that git
-    keeps of one (a fresh clone, before ``dvc pull``)."""
-    return (path / RUN_CONFIG_FILE).is_file() or "experiment" in json_keys(path / SUMMARY_FILE)
+ERROR_FILE = "error.txt"  # in the staging folder: the first failing rank's one-line reason
+PEER_WAIT_S = 120.0  # how long a node that is not rank zero waits for the promoted run
 
 
 class TrainingError(Exception):
@@ -32,141 +51,198 @@ class TrainingError(Exception):
     one_line = True
 
 
-def create_tracking_store(uri: str) -> None:
-    """Create an embedded (sqlite) MLflow store once, before several processes open it.
+class LaunchParams(BaseModel):
+    """How ``tessera train`` starts the training processes and waits for them."""
 
-    Two ranks creating it at once fail on MLflow's schema migration (``alembic_version``).
-    """
-    if not uri.startswith("sqlite:///"):
-        return
-    path = Path(uri.removeprefix("sqlite:///"))
-    if path.exists() and path.stat().st_size > 0:
-        return
-    code = (
-        "import sys; from mlflow import MlflowClient; "
-        "MlflowClient(sys.argv[1]).search_experiments()"
+    model_config = ConfigDict(extra="forbid")
+    launcher: Literal["local", "slurm"] = Field(
+        default="local", description="local: here (torchrun for several); slurm: one Slurm job."
     )
-    # in a child process, so that this one holds no connection to the new store
-    res = subprocess.run([sys.executable, "-c", code, uri], capture_output=True, text=True)
-    if res.returncode != 0:
-        why = (res.stderr.strip().splitlines() or ["failed"])[-1]
-        raise TrainingError(f"{path}: cannot create the MLflow store: {why}")
+    devices: int = Field(default=1, ge=1, description="Processes (GPUs) per node.")
+    num_nodes: int = Field(default=1, ge=1)
+    resume: bool = Field(default=False, description="Continue from the last checkpoint.")
+    rdzv_endpoint: str | None = Field(default=None, description="host:port, several nodes.")
+    rdzv_timeout_s: int = Field(
+        default=300, ge=10, description="How long a node waits for the others to join."
+    )
+    max_restarts: int = Field(
+        default=0, ge=0, description="torchrun restarts of the ranks; each resumes the run."
+    )
+    launch_id: str | None = Field(
+        default=None,
+        description="Shared by every node of one run (torchrun's rendezvous id); None: "
+        "$TESSERA_RUN_ID, else $SLURM_JOB_ID, else one made from the run's folder.",
+    )
+    slurm: SlurmParams = Field(default_factory=SlurmParams)
 
 
-_TRACEBACK = b"Traceback (most recent call last):"
-# torchrun's own chatter: its log lines, and the OMP_NUM_THREADS banner
-_LAUNCHER_LINE = re.compile(
-    rb"^(?:[IWE]\d{4} [\d:.]+ \d+ torch/distributed/.*|\*{20,}|Setting OMP_NUM_THREADS .*)\r?$"
-)
+def is_training_run(path: Path) -> bool:
+    """A folder written by ``tessera train``: its ``run_config.json``, or the summary that git
+    keeps of one (a fresh clone, before ``dvc pull``)."""
+    return (path / RUN_CONFIG_FILE).is_file() or "experiment" in json_keys(path / SUMMARY_FILE)
 
 
-def _without_launcher_lines(text: bytes) -> bytes:
-    lines = text.split(b"\n")
-    return b"\n".join(ln for ln in lines if not _LAUNCHER_LINE.match(ln.strip(b" ")))
+def write_run_config(config: RunConfig, resume: bool = False) -> Path:
+    """Prepare the run's staging folder, write ``run_config.json`` into it and return its path.
 
-
-def relay_without_traceback(fd: int, sink: TextIO) -> None:
-    """Copy bytes from ``fd`` to ``sink`` as they come (progress bars included) and stop
-    copying at the first Python traceback: only torchrun prints one, since each rank reports
-    its failure in one line (to the launcher). torchrun's log lines are left out too.
-    ``TESSERA_DEBUG=1`` copies everything."""
-    keep_all = debugging()
-    pending, muted = b"", False
-    while chunk := os.read(fd, 1 << 16):
-        if muted:
-            continue
-        pending += chunk
-        cut = max(pending.rfind(b"\n"), pending.rfind(b"\r")) + 1
-        head, pending = pending[:cut], pending[cut:]
-        at = head.find(_TRACEBACK)
-        if at >= 0 and not keep_all:
-            head, muted = head[:at], True
-        if not keep_all:
-            head = _without_launcher_lines(head)
-        sink.write(head.decode(errors="replace"))
-        sink.flush()
-    if not muted and pending:
-        sink.write(pending.decode(errors="replace"))
-        sink.flush()
-
-
-def write_run_config(config: RunConfig) -> Path:
-    """Write ``run_config.json`` into the experiment's folder (atomically) and return its path.
-
-    A folder that holds anything but a training run's files is refused before anything is
-    written (:func:`tessera.tasks.store.outputs.check_output` with :func:`is_training_run`).
+    A folder that holds anything but a training run's files, or a staging folder Tessera did
+    not make, is refused before anything is written.
     """
     out = Path(config.out_dir)
-    check_output(out, is_training_run, "Tessera training run")
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / RUN_CONFIG_FILE
+    stage = staging_dir(out)
+    check_output(out, is_training_run, "Tessera training run", siblings={stage: is_stage})
+    try:
+        prepare_stage(out, resume)
+    except FileNotFoundError as exc:
+        raise TrainingError(str(exc)) from None
+    path = stage / RUN_CONFIG_FILE
     atomic_write_json(path, config.model_dump(mode="json"))
     return path
 
 
-def training_command(
-    config_path: Path,
-    devices: int,
-    num_nodes: int,
-    resume: bool = False,
-    rdzv_endpoint: str | None = None,
-) -> list[str]:
-    """``python -m tessera.models.train`` for one process, or under torchrun for several.
+def launch_id(launch: LaunchParams, config_path: Path) -> str:
+    """The id every process of this run shares: given, the environment's, or (one node) new."""
+    given = launch.launch_id or os.environ.get("TESSERA_RUN_ID") or os.environ.get("SLURM_JOB_ID")
+    if given:
+        return given
+    if launch.launcher == "local" and launch.num_nodes > 1:  # the same on every node
+        digest = hashlib.sha256(str(config_path.resolve()).encode()).hexdigest()
+        return f"tessera-{digest[:16]}"
+    return uuid.uuid4().hex[:16]
 
-    One node runs torchrun ``--standalone``; several nodes meet at ``rdzv_endpoint`` (c10d),
-    and the same command is started on every node.
-    """
-    entry = ["-m", "tessera.models.train", "--config", str(config_path)] + (
+
+def _entry(config_path: Path, resume: bool) -> list[str]:
+    return ["-m", "tessera.models.train", "--config", str(config_path)] + (
         ["--resume"] if resume else []
     )
-    if devices * num_nodes == 1:
+
+
+def check_endpoint(endpoint: str, within_s: float = 10.0) -> None:
+    """Fail in one line unless ``host:port`` resolves (a name that does not would hang)."""
+    host, _, port = endpoint.rpartition(":")
+    if not host or not port.isdigit():
+        raise TrainingError(f"train.rdzv_endpoint {endpoint!r}: expected host:port")
+    done: list[Any] = []
+
+    def resolve() -> None:
+        try:
+            done.append(socket.getaddrinfo(host, int(port)))
+        except OSError as exc:
+            done.append(exc)
+
+    import threading
+
+    t = threading.Thread(target=resolve, daemon=True)
+    t.start()
+    t.join(within_s)
+    if not done or isinstance(done[0], OSError):
+        why = done[0] if done else f"no answer within {within_s:.0f} s"
+        raise TrainingError(f"train.rdzv_endpoint {endpoint}: {host} does not resolve ({why})")
+
+
+def training_command(config_path: Path, launch: LaunchParams, run_id: str) -> list[str]:
+    """``python -m tessera.models.train`` for one process, or under torchrun for several (or
+    for restarts). One node runs torchrun ``--standalone``; several nodes meet at the c10d
+    rendezvous ``rdzv_endpoint`` under ``run_id``, each waiting ``rdzv_timeout_s`` at most."""
+    entry = _entry(config_path, launch.resume)
+    if launch.devices * launch.num_nodes == 1 and launch.max_restarts == 0:
         return [sys.executable, *entry]
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={devices}"]
-    if num_nodes == 1:
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={launch.devices}",
+        f"--max_restarts={launch.max_restarts}",
+    ]
+    if launch.num_nodes == 1:
         cmd.append("--standalone")
     else:
-        if not rdzv_endpoint:
+        if not launch.rdzv_endpoint:
             raise TrainingError("num_nodes > 1 needs train.rdzv_endpoint (host:port)")
-        cmd += [f"--nnodes={num_nodes}", "--rdzv_backend=c10d", f"--rdzv_endpoint={rdzv_endpoint}"]
+        t = launch.rdzv_timeout_s
+        cmd += [
+            f"--nnodes={launch.num_nodes}",
+            "--rdzv_backend=c10d",
+            f"--rdzv_endpoint={launch.rdzv_endpoint}",
+            f"--rdzv_id={run_id}",
+            f"--rdzv_conf=join_timeout={t},read_timeout={t}",
+        ]
     return cmd + entry
 
 
-def launch_training(
-    config_path: Path,
-    devices: int = 1,
-    num_nodes: int = 1,
-    resume: bool = False,
-    rdzv_endpoint: str | None = None,
-) -> dict[str, Any]:
-    """Run training in child processes (never in this one), wait, and read the summary back.
+def _environment(config: RunConfig, stage: Path, run_id: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        **cpu_kernel_environment(config.trainer.cpu_isa),  # pinned before torch starts
+        "TESSERA_ERROR_FILE": str((stage / ERROR_FILE).resolve()),
+        LAUNCH_ENV: run_id,
+    }
 
-    The MLflow store is created here first, so that the ranks never race to create it; what
-    the children print is passed on, less torchrun's own traceback when a rank fails (the
-    rank's one-line reason is reported instead).
+
+def _run_here(cmd: list[str], env: dict[str, str]) -> int:
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    relay_without_traceback(proc.stderr.fileno(), sys.stderr)
+    return proc.wait()
+
+
+def _promoted(out: Path, run_id: str, wait_s: float) -> dict[str, Any] | None:
+    """This run's record once rank zero has moved it over ``out`` (waiting up to ``wait_s``:
+    on a node other than rank zero's, the processes may end first)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            run = json.loads((out / RUN_FILE).read_text())
+        except (OSError, ValueError):
+            run = {}
+        if run.get("launch") == run_id and (out / SUMMARY_FILE).is_file():
+            return dict(run)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(1)
+
+
+def launch_training(config_path: Path, launch: LaunchParams) -> dict[str, Any]:
+    """Run the training in child processes (never in this one) or as a Slurm job, wait, and
+    read the summary of the run rank zero promoted.
+
+    The MLflow store is created (or its server reached) first, so that no rank races to
+    create it or waits on a server that is down; what the processes print is passed on, less
+    torchrun's own traceback (the failing rank's one-line reason is reported instead).
     """
-    cmd = training_command(config_path, devices, num_nodes, resume, rdzv_endpoint)
     config = RunConfig.model_validate_json(config_path.read_text())
     if config.tracking_uri:
+        check_tracking_server(config.tracking_uri)
         create_tracking_store(config.tracking_uri)
-    summary_path = config_path.parent / SUMMARY_FILE
-    for stale in (summary_path, config_path.parent / RUN_FILE):
-        stale.unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        error_file = Path(tmp) / "error.txt"  # the child's one-line reason, if it fails
-        env = {
-            **os.environ,
-            **cpu_kernel_environment(config.trainer.cpu_isa),  # pinned before torch starts
-            "TESSERA_ERROR_FILE": str(error_file),
-        }
-        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
-        assert proc.stderr is not None
-        relay_without_traceback(proc.stderr.fileno(), sys.stderr)
-        rc = proc.wait()
-        reason = error_file.read_text().strip() if error_file.exists() else ""
+    out = Path(config.out_dir)
+    stage = config_path.parent
+    (stage / ERROR_FILE).unlink(missing_ok=True)
+    run_id = launch_id(launch, config_path)
+    env = _environment(config, stage, run_id)
+    if launch.launcher == "slurm":
+        job = run_slurm_job(_entry(config_path, launch.resume), launch, config, stage, env)
+        rc, where = job.returncode, f"Slurm job {job.job_id}"
+    else:
+        if launch.num_nodes > 1 and launch.rdzv_endpoint:
+            check_endpoint(launch.rdzv_endpoint)
+        rc, where = _run_here(training_command(config_path, launch, run_id), env), "training"
     if rc != 0:
-        raise TrainingError(reason or f"{config_path}: training exited with status {rc}")
-    if not summary_path.exists():
-        raise TrainingError(f"{summary_path}: training finished without a summary")
-    summary: dict[str, Any] = json.loads(summary_path.read_text())
-    run_path = config_path.parent / RUN_FILE
-    return summary | (json.loads(run_path.read_text()) if run_path.exists() else {})
+        reason = _reason(stage)
+        if not reason and launch.launcher == "slurm":
+            reason = last_output_line(stage, job.job_id)
+        discard_unresumable(stage)
+        raise TrainingError(
+            f"{where}: {reason}" if reason else f"{config_path}: {where} exited with status {rc}"
+        )
+    run = _promoted(out, run_id, PEER_WAIT_S if launch.num_nodes > 1 else 5.0)
+    if run is None:
+        raise TrainingError(f"{out / SUMMARY_FILE}: {where} finished without a summary")
+    summary: dict[str, Any] = json.loads((out / SUMMARY_FILE).read_text())
+    return summary | run | ({"slurm_job": job.job_id} if launch.launcher == "slurm" else {})
+
+
+def _reason(stage: Path) -> str:
+    try:
+        return (stage / ERROR_FILE).read_text().strip()
+    except OSError:
+        return ""

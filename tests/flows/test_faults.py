@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
+from tessera.models.run_folder import staging_dir
 from tessera.tasks.pipeline.dvc_stages import pipeline_lock
 from tessera.tasks.store.writer import lock_path
 from tests.helpers import TINY_EXPERIMENTS, training_dir, write_geotiff
@@ -119,7 +120,7 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_metrics(long_training, su
     root = long_training
     whole = _tessera(["train", "--experiment", "whole"], root, subprocess_env)
     assert whole.returncode == 0, whole.stderr
-    last = root / "models" / "killed" / "checkpoints" / "last.ckpt"
+    last = staging_dir(root / "models" / "killed") / "checkpoints" / "last.ckpt"
     proc = subprocess.Popen(
         [TESSERA, "train", "--experiment", "killed"], cwd=root, env=subprocess_env,
         start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -143,3 +144,86 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_metrics(long_training, su
     assert a["test_metrics"].keys() == b["test_metrics"].keys()
     for k, v in a["test_metrics"].items():
         assert b["test_metrics"][k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
+
+
+def _files(folder: Path) -> dict[str, str]:
+    """Every file below ``folder`` and its sha256."""
+    import hashlib
+
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project whose experiment ``keep`` has a finished run (2 epochs)."""
+    root = training_dir(tmp_path_factory.mktemp("keep"), {"keep": TINY_EXPERIMENTS["tiny-vae"]})
+    from contextlib import chdir
+
+    from tessera.flows.cli import run
+
+    with chdir(root):
+        assert run(["train", "--experiment", "keep"]) == 0
+    return root
+
+
+def test_a_refused_training_keeps_the_previous_run(trained, subprocess_env):
+    folder = trained / "models" / "keep"
+    before = _files(folder)
+    assert "train_summary.json" in before and "checkpoints/best.ckpt" in before
+    res = _tessera(
+        ["train", "--experiment", "keep", "--set", f"train.store={trained / 'no-store'}"],
+        trained, subprocess_env,
+    )  # fmt: skip
+    assert "no-store" in _one_line(res)
+    assert _files(folder) == before
+    assert not staging_dir(folder).exists()  # nothing to resume: nothing left beside it
+
+
+@pytest.mark.slow
+def test_a_killed_training_keeps_the_previous_run_and_resumes(trained, subprocess_env):
+    folder = trained / "models" / "keep"
+    before = _files(folder)
+    last = staging_dir(folder) / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen(
+        [TESSERA, "train", "--experiment", "keep", "--set", "train.trainer.max_epochs=30"],
+        cwd=trained, env=subprocess_env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and not last.exists():
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert _files(folder) == before  # the previous run, byte for byte
+    assert last.exists()  # the killed run, kept for --resume
+    resumed = _tessera(
+        ["train", "--experiment", "keep", "--resume", "--set", "train.trainer.max_epochs=30"],
+        trained, subprocess_env,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((folder / "train_summary.json").read_text())["epochs"] == 30
+    assert not staging_dir(folder).exists()
+
+
+def test_a_tracking_server_that_is_down_fails_in_one_line_and_keeps_the_run(
+    trained, subprocess_env
+):
+    from tessera.flows.local_api import free_port
+
+    folder = trained / "models" / "keep"
+    before = _files(folder)
+    uri = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    res = _tessera(
+        ["train", "--experiment", "keep", "--set", f"train.tracking_uri={uri}"],
+        trained, subprocess_env,
+    )  # fmt: skip
+    took = time.monotonic() - started
+    line = _one_line(res)
+    assert uri in line and "did not answer" in line and took < 60, (line, took)
+    assert _files(folder) == before

@@ -1,0 +1,90 @@
+"""An experiment's folder and the run that replaces it: a training writes into a staging
+folder beside it, and its files take the place of the previous run's only once it is complete.
+
+A run that is refused, fails or is killed at any step leaves the previous summary and
+checkpoints exactly as they were. An unfinished run's staging folder is kept, so that
+``--resume`` (or a restarted rank or requeued job) continues it from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from tessera.models.config import (
+    CHECKPOINT_DIR,
+    PLOT_DIR,
+    RUN_CONFIG_FILE,
+    RUN_FILE,
+    SUMMARY_FILE,
+)
+from tessera.tasks.store.outputs import STAGING_MARKER
+
+# what a training writes into its folder; the summary last, so that it marks a complete run
+RUN_ITEMS = (RUN_CONFIG_FILE, CHECKPOINT_DIR, PLOT_DIR, RUN_FILE, SUMMARY_FILE)
+LAST = "last.ckpt"
+
+
+def staging_dir(out_dir: str | Path) -> Path:
+    """Where the run for ``out_dir`` writes until it is complete: a hidden sibling."""
+    out = Path(out_dir)
+    return out.parent / f".{out.name}.partial"
+
+
+def _aside(path: Path) -> Path:
+    return path.parent / f".{path.name}.replaced"
+
+
+def promote(stage: Path, out: Path) -> None:
+    """Move a complete run's files from ``stage`` over ``out``, item by item (a folder moves
+    aside, the new one takes its name, the old one is deleted); items of the previous run
+    that this one did not write are removed, anything else in ``out`` is left alone."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in RUN_ITEMS:
+        new, old = stage / name, out / name
+        if new.is_dir():
+            if old.exists():
+                shutil.rmtree(_aside(old), ignore_errors=True)
+                os.replace(old, _aside(old))
+            os.replace(new, old)
+            shutil.rmtree(_aside(old), ignore_errors=True)
+        elif new.is_file():
+            os.replace(new, old)
+        elif old.is_dir():
+            shutil.rmtree(old)
+        elif old.exists():
+            old.unlink()
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def prepare_stage(out: Path, resume: bool) -> Path:
+    """The staging folder of a new run for ``out``.
+
+    Without ``resume``, a previous unfinished run's folder is discarded. With it, an unfinished
+    run continues where it stopped; else the last complete run's checkpoints are copied in,
+    so that its epochs go on. Raises FileNotFoundError when there is nothing to resume.
+    """
+    stage = staging_dir(out)
+    if stage.exists() and not resume:
+        shutil.rmtree(stage)
+    if resume and not (stage / CHECKPOINT_DIR / LAST).is_file():
+        done = out / CHECKPOINT_DIR
+        if not (done / LAST).is_file():
+            raise FileNotFoundError(f"{done / LAST}: no checkpoint to resume from")
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.copytree(done, stage / CHECKPOINT_DIR)
+    stage.mkdir(parents=True, exist_ok=True)
+    (stage / STAGING_MARKER).touch()
+    return stage
+
+
+def is_stage(path: Path) -> bool:
+    """A staging folder a training run made (it carries the staging marker)."""
+    return (path / STAGING_MARKER).is_file()
+
+
+def discard_unresumable(stage: Path) -> None:
+    """Remove a failed run's staging folder unless it holds a checkpoint to resume from."""
+    if is_stage(stage) and not (stage / CHECKPOINT_DIR / LAST).is_file():
+        shutil.rmtree(stage, ignore_errors=True)

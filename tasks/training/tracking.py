@@ -1,0 +1,75 @@
+"""The MLflow tracking store a training logs to: created once, checked before any rank starts.
+
+Neither function imports MLflow into the calling process (it costs seconds at start-up).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REACH_TIMEOUT_S = 30.0  # how long a tracking server may take to answer before training starts
+
+
+class TrackingError(Exception):
+    """The tracking store cannot be used; the message is one line."""
+
+    one_line = True
+
+
+def create_tracking_store(uri: str) -> None:
+    """Create an embedded (sqlite) MLflow store once, before several processes open it.
+
+    Two ranks, or two nodes' launchers, creating it at once fail on MLflow's schema migration
+    (``alembic_version``): the creation holds a lock file beside the database.
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.create.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # held for as long as one creation takes
+        if path.exists() and path.stat().st_size > 0:
+            return
+        code = (
+            "import sys; from mlflow import MlflowClient; "
+            "MlflowClient(sys.argv[1]).search_experiments()"
+        )
+        # in a child process, so that this one holds no connection to the new store
+        res = subprocess.run(
+            [sys.executable, "-c", code, uri], capture_output=True, text=True, timeout=300
+        )
+    if res.returncode != 0:
+        why = (res.stderr.strip().splitlines() or ["failed"])[-1]
+        raise TrackingError(f"{path}: cannot create the MLflow store: {why}")
+
+
+def check_tracking_server(uri: str, within_s: float = REACH_TIMEOUT_S) -> None:
+    """Fail in one line, within ``within_s``, unless the tracking server at an ``http(s)``
+    ``uri`` answers its health check; other stores (files, databases) are not checked here."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    deadline = time.monotonic() + within_s
+    why = "no answer"
+    while True:
+        wait = max(0.5, min(5.0, deadline - time.monotonic()))
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=wait) as r:
+                if r.status == 200:
+                    return
+                why = f"HTTP {r.status}"
+        except urllib.error.HTTPError as exc:
+            why = f"HTTP {exc.code}"
+        except (OSError, ValueError) as exc:
+            why = str(getattr(exc, "reason", exc)) or type(exc).__name__
+        if deadline - time.monotonic() <= 1:
+            raise TrackingError(
+                f"MLflow tracking server {uri} did not answer within {within_s:.0f} s ({why}); "
+                "nothing was changed"
+            )
+        time.sleep(1)
