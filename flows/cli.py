@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from tessera.flows.cluster_cli import cluster_app
 from tessera.flows.commands import BadOpt, RunnerOpt, SetOpt, UserError, load, run_stage
 from tessera.flows.env import configure_environment
 from tessera.flows.pipeline_cli import run_pipeline, serve
@@ -193,6 +194,7 @@ app.command()(predict)
 app.command(name="run")(run_pipeline)
 app.command()(serve)
 app.add_typer(server_app, name="server")
+app.add_typer(cluster_app, name="cluster")
 
 
 @app.command()
@@ -218,10 +220,10 @@ def run(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         from click import exceptions as click_exc  # type: ignore[no-redef]
 
-    configure_environment()
     from tessera.tasks.store.errors import debugging, expected, user_message
 
     try:
+        configure_environment()
         result = app(args=argv, standalone_mode=False, prog_name="tessera")
         return result if isinstance(result, int) else 0
     except typer.Exit as exc:

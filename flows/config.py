@@ -184,7 +184,14 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+def validated_params(raw: dict[str, Any]) -> TesseraParams:
+    """``params.yaml``'s mapping validated, with the active profile's ``runner`` over it."""
+    from tessera.flows.profile import with_profile
+
+    return TesseraParams.model_validate(with_profile(raw))
+
+
 def load_params(path: Path | None, overrides: list[str] | None = None) -> TesseraParams:
     """Read, override and validate ``params.yaml``; no file (None) means all defaults."""
     raw = read_yaml_mapping(path) if path is not None else {}
-    return TesseraParams.model_validate(apply_overrides(raw, overrides or []))
+    return validated_params(apply_overrides(raw, overrides or []))

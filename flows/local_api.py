@@ -21,7 +21,6 @@ import fcntl
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
+
+from tessera.tasks.cluster.processes import free_port
 
 STATE_FILE = "tessera-server.json"
 USERS_FILE = "tessera-server.users"  # commands hold a shared lock on it while they run
@@ -96,13 +97,6 @@ def running_url(home: Path) -> str | None:
     if state and _alive(int(state["pid"])) and healthy(str(state["url"])):
         return str(state["url"])
     return None
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _log_tail(path: Path) -> str:

@@ -18,7 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, Failed, State
 from pydantic import BaseModel, Field
 
-from tessera.flows.config import PARAMS_FILE, TesseraParams
+from tessera.flows.config import PARAMS_FILE, validated_params
 from tessera.flows.failures import failing_in_one_line
 from tessera.flows.markdown import artifact_key
 from tessera.flows.stages import parse_stage_command, stage_call
@@ -67,7 +67,7 @@ def pipeline_flow(params: PipelineParams) -> State[Any]:
 
 def _run_stages(params: PipelineParams, root: Path) -> State[Any]:
     os.chdir(root)  # every stage reads and writes paths relative to the project
-    p = TesseraParams.model_validate(read_params_step(root / PARAMS_FILE))
+    p = validated_params(read_params_step(root / PARAMS_FILE))
     ran: list[str] = []
     skipped: list[str] = []
     for stage in pipeline_stages_step(root):

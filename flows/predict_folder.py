@@ -11,7 +11,7 @@ from prefect import flow
 from prefect.states import Completed, State
 from pydantic import BaseModel, Field
 
-from tessera.flows.config import PARAMS_FILE, TesseraParams
+from tessera.flows.config import PARAMS_FILE, validated_params
 from tessera.flows.failures import failing_in_one_line
 from tessera.flows.predict import predict_flow
 from tessera.flows.predictions import resolve_prediction
@@ -37,7 +37,7 @@ def predict_folder_flow(params: FolderParams) -> State[Any]:
     """List the folder, then map its files with the model (the predict flow as a subflow);
     files the same model version mapped before are skipped there."""
     root = Path(params.root).resolve()
-    p = TesseraParams.model_validate(read_params_step(root / PARAMS_FILE))
+    p = validated_params(read_params_step(root / PARAMS_FILE))
     if params.out is not None:
         p = p.model_copy(update={"predict": p.predict.model_copy(update={"out": params.out})})
     files = list_inputs_step(root / params.folder, params.pattern)

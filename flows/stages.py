@@ -27,7 +27,9 @@ class StageOptions(BaseModel):
     num_nodes: int | None = Field(default=None, ge=1, description="train: nodes.")
     resume: bool = Field(default=False, description="train: from the last checkpoint.")
     sources: list[SourceSpec] | None = Field(default=None, description="tile: ad-hoc inputs.")
-    base: str = Field(default=".", description="tile: what relative input paths start from.")
+    base: str = Field(
+        default=".", description="What relative input paths start from (made absolute)."
+    )
     model: str | None = Field(default=None, description="predict: a model reference.")
     source_names: list[str] = Field(default_factory=list, description="predict: --source.")
 
@@ -38,17 +40,27 @@ class StageOptions(BaseModel):
         return self.experiment[0]
 
 
+def _base(o: StageOptions) -> str:
+    """The project folder, absolute: a Dask worker's working folder is not the command's."""
+    from pathlib import Path
+
+    return str(Path(o.base).resolve())
+
+
 def _ingest(p: TesseraParams, o: StageOptions) -> dict[str, Any]:
-    return {"params": p.ingest}
+    return {"params": p.ingest, "base": _base(o)}
 
 
 def _tile(p: TesseraParams, o: StageOptions) -> dict[str, Any]:
-    return {"params": p.tile, "sources": o.sources, "base": o.base}
+    return {"params": p.tile, "sources": o.sources, "base": _base(o)}
 
 
 def _train(p: TesseraParams, o: StageOptions) -> dict[str, Any]:
     from tessera.flows.experiments import resolve_experiment
+    from tessera.tasks.registry.mlflow_registry import configure_http_retries
 
+    # the training processes log to the tracking server with these (they inherit them)
+    configure_http_retries(p.registry.retries, p.registry.backoff_s)
     name = o.one_experiment("train")
     return {"params": resolve_experiment(p, name, o.devices, o.num_nodes, o.resume)}
 
@@ -78,7 +90,7 @@ def _predict(p: TesseraParams, o: StageOptions) -> dict[str, Any]:
     if len(o.experiment) > 1:
         raise ValueError("tessera predict takes one --experiment")
     exp = o.experiment[0] if o.experiment else None
-    return {"params": resolve_prediction(p, o.model, exp, o.sources, o.source_names, o.base)}
+    return {"params": resolve_prediction(p, o.model, exp, o.sources, o.source_names, _base(o))}
 
 
 def _flow(module: str, name: str) -> Callable[[], Any]:

@@ -244,7 +244,7 @@ def prefect_server(home: Path, env: dict[str, str]) -> Iterator[dict[str, str]]:
     import subprocess
     import sys
 
-    from tessera.flows.local_api import free_port
+    from tessera.tasks.cluster.processes import free_port
 
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"

@@ -213,7 +213,7 @@ def test_a_killed_training_keeps_the_previous_run_and_resumes(trained, subproces
 def test_a_tracking_server_that_is_down_fails_in_one_line_and_keeps_the_run(
     trained, subprocess_env
 ):
-    from tessera.flows.local_api import free_port
+    from tessera.tasks.cluster.processes import free_port
 
     folder = trained / "models" / "keep"
     before = _files(folder)

@@ -115,7 +115,7 @@ def test_a_vae_maps_windows_to_its_evaluation_clusters_from_the_registry_or_chec
 
 
 def test_misfits_unknown_models_and_a_down_store_are_one_line_and_write_nothing(trained, cli):
-    from tessera.flows.local_api import free_port
+    from tessera.tasks.cluster.processes import free_port
 
     three = write_geotiff(trained / "three.tif", np.ones((3, 32, 32), np.uint16))
     junk = trained / "models" / "tiny-seg" / "checkpoints" / "junk.ckpt"

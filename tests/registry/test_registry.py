@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from tessera.flows.local_api import free_port, healthy
+from tessera.flows.local_api import healthy
 from tessera.models.serving import ClassifierServing
 from tessera.models.vae_nets import TileClassifier
+from tessera.tasks.cluster.processes import free_port
 from tessera.tasks.registry.gate import Bar, gate
 from tessera.tasks.registry.mlflow_registry import RegistryError, log_candidate, promote
 from tests.helpers import stop_process_group
