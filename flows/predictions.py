@@ -23,7 +23,7 @@ def model_source(params: TesseraParams, ref: str) -> ModelSource:
         uri = params.train.tracking_uri or default_tracking(Path.cwd())[0]
         return ModelSource(ref=ref, tracking_uri=uri)
     if ref in params.experiments:
-        run = resolve_experiment(params, ref).run
+        run = _absolute(resolve_experiment(params, ref).run)
         best = Path(run.out_dir) / CHECKPOINT_DIR / "best.ckpt"
         return ModelSource(ref=ref, run=run, checkpoint=str(best), clusters=_clusters(params, run))
     path = Path(ref)
@@ -33,7 +33,7 @@ def model_source(params: TesseraParams, ref: str) -> ModelSource:
                 run = RunConfig.model_validate_json((folder / RUN_CONFIG_FILE).read_text())
                 return ModelSource(
                     ref=ref,
-                    run=run,
+                    run=_absolute(run),
                     checkpoint=str(path.resolve()),
                     clusters=_clusters(params, run),
                 )
@@ -45,9 +45,20 @@ def model_source(params: TesseraParams, ref: str) -> ModelSource:
     )
 
 
+def _absolute(run: RunConfig) -> RunConfig:
+    """``run`` with its store and folder made absolute against the working directory: the
+    model may be loaded by a Dask worker, whose working folder is not the command's."""
+    return run.model_copy(
+        update={
+            "store": str(Path(run.store).resolve()),
+            "out_dir": str(Path(run.out_dir).resolve()),
+        }
+    )
+
+
 def _clusters(params: TesseraParams, run: RunConfig) -> str:
     """The run's evaluation clusters (a vae's windows are mapped to them)."""
-    return str(Path(params.evaluate.out) / run.experiment / CLUSTERS_FILE)
+    return str((Path(params.evaluate.out) / run.experiment / CLUSTERS_FILE).resolve())
 
 
 def named_sources(params: TesseraParams, names: list[str]) -> list[SourceSpec]:

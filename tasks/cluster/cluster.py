@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from tessera.tasks.cluster import dask as dask_daemons
-from tessera.tasks.cluster.postgres import start_postgres
+from tessera.tasks.cluster.postgres import data_folder, start_postgres
 from tessera.tasks.cluster.processes import ClusterError, Daemon, free_port, ours, stop
 from tessera.tasks.cluster.s3 import client_environment, start_s3
 from tessera.tasks.cluster.servers import start_mlflow, start_prefect
@@ -142,7 +143,7 @@ def up(
 
     try:
         t = time.monotonic()
-        started("postgres", start_postgres(folder / "postgres", ports["postgres"]), t)
+        started("postgres", start_postgres(data_folder(folder), ports["postgres"]), t)
         t = time.monotonic()
         started("s3", start_s3(folder, ports["s3"]), t)
         t = time.monotonic()
@@ -237,6 +238,8 @@ def down(folder: Path) -> list[str]:
             stopped.append(d.name)
     if state.dvc:
         _unpoint_dvc(state.dvc)
+    # the cluster's database: moto's objects are gone with it, so its records go too
+    shutil.rmtree(data_folder(folder), ignore_errors=True)
     (folder / STATE_FILE).unlink(missing_ok=True)
     return stopped
 

@@ -7,10 +7,12 @@ module's control; its socket lives in the cluster's folder, never in /var/run.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 from tessera.tasks.cluster.processes import ClusterError, Daemon, start, wait_until
@@ -50,12 +52,20 @@ def url(port: int, database: str, driver: str = "psycopg2") -> str:
     return f"postgresql+{driver}://{ROLE}:{PASSWORD}@127.0.0.1:{port}/{database}"
 
 
+def data_folder(cluster: Path) -> Path:
+    """Where the server of the cluster in ``cluster`` keeps its data: the postgres user must
+    reach it, which a folder below a private one (a home, pytest's temporary folders) is
+    not, so it lives in the system's temporary folder, named after the cluster's."""
+    digest = hashlib.sha256(str(cluster.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"tessera-postgres-{digest}"
+
+
 def start_postgres(folder: Path, port: int, within_s: float = 60) -> Daemon:
-    """Initialise ``folder/data`` (once), start the server on ``port`` and create the role and
-    databases; the server is stopped again if any step fails."""
+    """Initialise ``folder`` (once; see :func:`data_folder`), start the server on ``port``
+    and create the role and databases; the server is stopped again if any step fails."""
     data, sock, log = folder / "data", folder / "socket", folder / "postgres.log"
-    for d in (folder, sock):
-        d.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    sock.mkdir(exist_ok=True)
     shutil.chown(folder, USER, USER)
     shutil.chown(sock, USER, USER)
     if not (data / "PG_VERSION").is_file():

@@ -1,0 +1,78 @@
+"""Small projects for the cluster tier, and running ``tessera`` in them on the cluster."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from tests.helpers import write_geotiff
+
+TESSERA = str(Path(sys.executable).parent / "tessera")
+
+
+def scene_project(root: Path, experiments: dict[str, Any], size: int = 128) -> Path:
+    """A labelled 4-band scene (3 classes) as the source ``scene`` of ``params.yaml``, tiled
+    into 16-px tiles under ``tiles/``, trained into ``models/``; nothing run yet."""
+    rng = np.random.default_rng(0)
+    label = np.zeros((size, size), np.uint8)
+    label[:, size * 3 // 8 : size * 3 // 4] = 1
+    label[size * 5 // 8 :, :] = 2
+    means = np.array([[1000, 3000, 6000], [2000, 2500, 500], [800, 4000, 3000], [500, 600, 9000]])
+    image = means[:, label] + rng.integers(0, 300, (4, size, size))
+    root.mkdir(parents=True, exist_ok=True)
+    write_geotiff(root / "scene.tif", image.astype(np.uint16), nodata=0)
+    write_geotiff(root / "mask.tif", label)
+    source = {"name": "scene", "kind": "geotiff", "paths": ["scene.tif"]}
+    params = {
+        "ingest": {"sources": [source | {"label": {"kind": "raster", "path": "mask.tif"}}]},
+        "tile": {"out": "tiles", "size": 16, "stride": 16, "split": {"block_size": 32}},
+        "train": {
+            "store": "tiles",
+            "out": "models",
+            "trainer": {"max_epochs": 2, "log_every_n_steps": 1},
+            "loader": {"batch_size": 8},
+        },
+        "predict": {"out": "predictions"},
+        "experiments": experiments,
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
+def tessera(
+    args: list[Any], cwd: Path, env: dict[str, str], timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """``tessera ARGS`` in ``cwd``, bounded in time."""
+    return subprocess.run(
+        [TESSERA, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def ok(res: subprocess.CompletedProcess[str]) -> str:
+    """Its stdout, once it succeeded (else the failure, stderr's tail included)."""
+    assert res.returncode == 0, f"rc {res.returncode}: {res.stderr[-3000:]}"
+    return res.stdout
+
+
+def one_line(res: subprocess.CompletedProcess[str]) -> str:
+    """The whole of stderr, which must be one ``tessera:`` line, of a failed command."""
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 1 and len(lines) == 1, res.stderr[-3000:]
+    assert lines[0].startswith("tessera: ") and "Traceback" not in res.stderr
+    return lines[0]
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """Every file below ``folder`` and its sha256."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
