@@ -19,7 +19,7 @@ from tessera.tasks.steps.train import launch_training_step, write_run_config_ste
 def train_flow(params: TrainFlowParams) -> State[Any]:
     """Write the run config, launch ``tessera.models.train`` (under torchrun for DDP), read the
     summary."""
-    config_path = write_run_config_step(params.run, params.launch.resume)
+    config_path = write_run_config_step(params.run, params.launch)
     summary = launch_training_step(config_path, params.launch)
     key = artifact_key("tessera-train", params.run.experiment)
     create_markdown_artifact(summary_markdown(summary), key=key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 from tessera.models.config import (
@@ -58,15 +59,17 @@ def promote(stage: Path, out: Path) -> None:
     shutil.rmtree(stage, ignore_errors=True)
 
 
-def prepare_stage(out: Path, resume: bool) -> Path:
-    """The staging folder of a new run for ``out``.
+def prepare_stage(out: Path, resume: bool, launch: str, peers_within_s: float = 0) -> Path:
+    """The staging folder of launch ``launch`` for ``out``.
 
-    Without ``resume``, a previous unfinished run's folder is discarded. With it, an unfinished
-    run continues where it stopped; else the last complete run's checkpoints are copied in,
-    so that its epochs go on. Raises FileNotFoundError when there is nothing to resume.
+    Without ``resume``, a previous unfinished run's folder is discarded, unless it belongs to
+    this same launch and was made within ``peers_within_s`` (another node of a multi-node run
+    made it). With ``resume``, an unfinished run continues where it stopped; else the last
+    complete run's checkpoints are copied in, so that its epochs go on. Raises
+    FileNotFoundError when there is nothing to resume.
     """
     stage = staging_dir(out)
-    if stage.exists() and not resume:
+    if stage.exists() and not resume and not _same_launch(stage, launch, peers_within_s):
         shutil.rmtree(stage)
     if resume and not (stage / CHECKPOINT_DIR / LAST).is_file():
         done = out / CHECKPOINT_DIR
@@ -75,8 +78,21 @@ def prepare_stage(out: Path, resume: bool) -> Path:
         shutil.rmtree(stage, ignore_errors=True)
         shutil.copytree(done, stage / CHECKPOINT_DIR)
     stage.mkdir(parents=True, exist_ok=True)
-    (stage / STAGING_MARKER).touch()
+    (stage / STAGING_MARKER).write_text(launch)
     return stage
+
+
+def _same_launch(stage: Path, launch: str, within_s: float) -> bool:
+    marker = stage / STAGING_MARKER
+    try:
+        return marker.read_text() == launch and time.time() - marker.stat().st_mtime < within_s
+    except OSError:
+        return False
+
+
+def launch_of(stage: Path) -> str:
+    """The launch a staging folder was prepared for."""
+    return (stage / STAGING_MARKER).read_text()
 
 
 def is_stage(path: Path) -> bool:

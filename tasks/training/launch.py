@@ -32,6 +32,7 @@ from tessera.models.cpu import cpu_kernel_environment
 from tessera.models.run_folder import (
     discard_unresumable,
     is_stage,
+    launch_of,
     prepare_stage,
     staging_dir,
 )
@@ -82,17 +83,21 @@ def is_training_run(path: Path) -> bool:
     return (path / RUN_CONFIG_FILE).is_file() or "experiment" in json_keys(path / SUMMARY_FILE)
 
 
-def write_run_config(config: RunConfig, resume: bool = False) -> Path:
+def write_run_config(config: RunConfig, launch: LaunchParams) -> Path:
     """Prepare the run's staging folder, write ``run_config.json`` into it and return its path.
 
     A folder that holds anything but a training run's files, or a staging folder Tessera did
-    not make, is refused before anything is written.
+    not make, is refused before anything is written. The nodes of one multi-node launch share
+    the staging folder the first of them made.
     """
     out = Path(config.out_dir)
     stage = staging_dir(out)
     check_output(out, is_training_run, "Tessera training run", siblings={stage: is_stage})
+    peers = launch.launcher == "local" and launch.num_nodes > 1
     try:
-        prepare_stage(out, resume)
+        prepare_stage(
+            out, launch.resume, launch_id(launch, out), launch.rdzv_timeout_s if peers else 0
+        )
     except FileNotFoundError as exc:
         raise TrainingError(str(exc)) from None
     path = stage / RUN_CONFIG_FILE
@@ -100,13 +105,14 @@ def write_run_config(config: RunConfig, resume: bool = False) -> Path:
     return path
 
 
-def launch_id(launch: LaunchParams, config_path: Path) -> str:
-    """The id every process of this run shares: given, the environment's, or (one node) new."""
+def launch_id(launch: LaunchParams, out: Path) -> str:
+    """The id every process of this run shares: given, the environment's, made from the run's
+    folder (several nodes started by hand must agree on it), or new."""
     given = launch.launch_id or os.environ.get("TESSERA_RUN_ID") or os.environ.get("SLURM_JOB_ID")
     if given:
         return given
-    if launch.launcher == "local" and launch.num_nodes > 1:  # the same on every node
-        digest = hashlib.sha256(str(config_path.resolve()).encode()).hexdigest()
+    if launch.launcher == "local" and launch.num_nodes > 1:
+        digest = hashlib.sha256(str(out.resolve()).encode()).hexdigest()
         return f"tessera-{digest[:16]}"
     return uuid.uuid4().hex[:16]
 
@@ -173,7 +179,8 @@ def training_command(config_path: Path, launch: LaunchParams, run_id: str) -> li
 def _environment(config: RunConfig, stage: Path, run_id: str) -> dict[str, str]:
     return {
         **os.environ,
-        **cpu_kernel_environment(config.trainer.cpu_isa),  # pinned before torch starts
+        # pinned before torch starts, whatever the launcher
+        **cpu_kernel_environment(config.trainer.cpu_isa, config.trainer.threads),
         "TESSERA_ERROR_FILE": str((stage / ERROR_FILE).resolve()),
         LAUNCH_ENV: run_id,
     }
@@ -217,7 +224,7 @@ def launch_training(config_path: Path, launch: LaunchParams) -> dict[str, Any]:
     out = Path(config.out_dir)
     stage = config_path.parent
     (stage / ERROR_FILE).unlink(missing_ok=True)
-    run_id = launch_id(launch, config_path)
+    run_id = launch_of(stage)
     env = _environment(config, stage, run_id)
     if launch.launcher == "slurm":
         job = run_slurm_job(_entry(config_path, launch.resume), launch, config, stage, env)

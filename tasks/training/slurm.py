@@ -84,6 +84,7 @@ def sbatch_command(launch: Any, config: RunConfig, stage: Path, env: dict[str, s
         f"--time={s.time_limit}",
         f"--chdir={Path.cwd()}",
         f"--output={(stage / OUTPUT).resolve()}",
+        "--open-mode=append",  # a requeued job's output follows the first run's
         "--export=ALL",
         "--requeue" if s.requeue else "--no-requeue",
     ]

@@ -13,7 +13,7 @@ from tessera.tasks.registry.register import check_record_output
 from tessera.tasks.sources.samples import copy_samples, sample_files
 from tessera.tasks.store.outputs import OutputRefusedError
 from tessera.tasks.store.reader import TileStore
-from tessera.tasks.training.launch import write_run_config
+from tessera.tasks.training.launch import LaunchParams, write_run_config
 from tests.helpers import write_geotiff
 
 
@@ -150,15 +150,17 @@ def test_training_does_not_write_into_a_user_folder(tmp_path):
         }
     )
     with pytest.raises(OutputRefusedError, match="not a Tessera training run"):
-        write_run_config(config)
+        write_run_config(config, LaunchParams())
     assert os.listdir(user) == ["weights.pt"]
     fresh = config.model_copy(update={"out_dir": str(tmp_path / "models" / "new")})
-    assert write_run_config(fresh).is_file()
-    assert write_run_config(fresh).is_file()  # its own folder: written again
+    assert write_run_config(fresh, LaunchParams()).is_file()
+    assert write_run_config(fresh, LaunchParams()).is_file()  # its own folder: written again
     cloned = tmp_path / "models" / "cloned"  # what git keeps of a run: its summary alone
     cloned.mkdir()
     (cloned / "train_summary.json").write_text(json.dumps({"experiment": "exp", "epochs": 3}))
-    assert write_run_config(config.model_copy(update={"out_dir": str(cloned)})).is_file()
+    assert write_run_config(
+        config.model_copy(update={"out_dir": str(cloned)}), LaunchParams()
+    ).is_file()
 
 
 def test_samples_never_overwrite_a_changed_file(tmp_path):

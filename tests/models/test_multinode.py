@@ -1,0 +1,139 @@
+"""Training across nodes with torchrun (two nodes of one process on this host, gloo): the same
+weights as two processes on one node; a rendezvous that cannot complete fails within its join
+timeout; a killed rank is restarted and the run resumes to the uninterrupted run's result."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tessera.models.run_folder import staging_dir
+from tessera.tasks.cluster.processes import free_port
+from tessera.tasks.training.launch import LaunchParams, training_command
+from tests.helpers import TINY_EXPERIMENTS, training_dir
+
+TESSERA = str(Path(sys.executable).parent / "tessera")
+EXP = TINY_EXPERIMENTS["tiny-seg"]
+LONG = {**TINY_EXPERIMENTS["tiny-vae"], "trainer": {"max_epochs": 30}}
+
+
+@pytest.fixture(scope="module")
+def project(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    exps = {"one-node": EXP, "two-nodes": EXP, "alone": EXP, "whole": LONG, "killed": LONG}
+    return training_dir(tmp_path_factory.mktemp("nodes"), exps)
+
+
+def _tessera(args: list, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [TESSERA, *map(str, args)], cwd=cwd, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def _done(proc: subprocess.Popen[str], timeout: float = 600) -> str:
+    _, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+    return err
+
+
+def _summary(root: Path, name: str) -> dict:
+    return json.loads((root / "models" / name / "train_summary.json").read_text())
+
+
+def _weights(root: Path, name: str) -> dict[str, torch.Tensor]:
+    ckpt = root / "models" / name / "checkpoints" / "last.ckpt"
+    return torch.load(ckpt, weights_only=True)["state_dict"]
+
+
+def test_the_rendezvous_has_a_per_run_id_and_a_bounded_join():
+    launch = LaunchParams(num_nodes=2, rdzv_endpoint="h:29400", rdzv_timeout_s=42)
+    cmd = training_command(Path("run_config.json"), launch, "run-7")
+    assert "--rdzv_id=run-7" in cmd and "--rdzv_conf=join_timeout=42,read_timeout=42" in cmd
+
+
+@pytest.mark.slow
+def test_two_nodes_by_torchrun_give_the_weights_of_two_processes_on_one_node(
+    project, subprocess_env
+):
+    pinned = ["--set", "train.trainer.threads=1"]  # the arithmetic of each rank: the same
+    one = ["train", "--experiment", "one-node", "--devices", 2, *pinned]
+    _done(_tessera(one, project, subprocess_env))
+    endpoint = f"127.0.0.1:{free_port()}"
+    node = ["train", "--experiment", "two-nodes", "--num-nodes", 2, "--devices", 1, *pinned,
+            "--set", f"train.rdzv_endpoint={endpoint}"]  # fmt: skip
+    nodes = [_tessera(node, project, subprocess_env) for _ in range(2)]
+    for proc in nodes:
+        _done(proc)
+    a, b = _summary(project, "one-node"), _summary(project, "two-nodes")
+    assert a["world_size"] == b["world_size"] == 2 and a["steps"] == b["steps"]
+    wa, wb = _weights(project, "one-node"), _weights(project, "two-nodes")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0, msg=k)
+
+
+def test_a_node_whose_peer_never_comes_fails_within_the_join_timeout(project, subprocess_env):
+    args = ["train", "--experiment", "alone", "--num-nodes", 2, "--devices", 1,
+            "--set", f"train.rdzv_endpoint=127.0.0.1:{free_port()}",
+            "--set", "runner.rdzv_timeout_s=20"]  # fmt: skip
+    started = time.monotonic()
+    proc = _tessera(args, project, subprocess_env)
+    _, err = proc.communicate(timeout=180)
+    took = time.monotonic() - started
+    lines = [ln for ln in err.splitlines() if ln.startswith("tessera:")]
+    assert proc.returncode == 1 and len(lines) == 1, err[-3000:]
+    assert took < 20 + 40, took  # the join timeout, plus the launcher's start-up
+    assert not (project / "models" / "alone").exists()
+
+
+def test_an_endpoint_that_does_not_resolve_fails_at_once(project, subprocess_env):
+    args = ["train", "--experiment", "alone", "--num-nodes", 2,
+            "--set", "train.rdzv_endpoint=no-such-host.invalid:29400"]  # fmt: skip
+    proc = _tessera(args, project, subprocess_env)
+    _, err = proc.communicate(timeout=120)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert proc.returncode == 1 and len(lines) == 1, err
+    assert "no-such-host.invalid does not resolve" in lines[0]
+
+
+def _rank_process(rank: int) -> int | None:
+    """The PID of a training process of rank ``rank`` (torchrun sets RANK in its env)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes()
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"tessera.models.train" in cmd and f"RANK={rank}".encode() in env:
+            return int(proc.name)
+    return None
+
+
+@pytest.mark.slow
+def test_a_killed_rank_is_restarted_and_the_run_resumes_to_the_same_result(project, subprocess_env):
+    two = ["--devices", 2, "--set", "runner.max_restarts=1"]
+    _done(_tessera(["train", "--experiment", "whole", *two], project, subprocess_env))
+    last = staging_dir(project / "models" / "killed") / "checkpoints" / "last.ckpt"
+    proc = _tessera(["train", "--experiment", "killed", *two], project, subprocess_env)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and not last.exists():
+        time.sleep(0.05)
+    rank = _rank_process(1)
+    assert proc.poll() is None and rank is not None, "no rank to kill"
+    os.kill(rank, signal.SIGKILL)
+    _done(proc)
+    a, b = _summary(project, "whole"), _summary(project, "killed")
+    assert a["epochs"] == b["epochs"] == 30 and a["steps"] == b["steps"]
+    assert b["best_val_loss"] == pytest.approx(a["best_val_loss"], rel=1e-6, abs=1e-9)
+    for k, v in a["test_metrics"].items():
+        assert b["test_metrics"][k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
