@@ -143,10 +143,16 @@ def train(
     test = ", ".join(
         f"{k}={v:.4g}" for k, v in sorted(res["test_metrics"].items()) if v is not None
     )
+    where = [f"Slurm job {res['slurm_job']}"] if res.get("slurm_job") else []
+    if res.get("restarts"):
+        where.append(f"restarted {res['restarts']}x from its last checkpoint")
+    if res.get("mlflow_run_id"):
+        where.append(f"MLflow run {res['mlflow_run_id']} on {res['tracking_uri']}")
     typer.echo(
         f"trained {experiment}: world size {res['world_size']}, {res['epochs']} epochs, "
         f"best val_loss {res['best_val_loss'] or float('nan'):.4g} -> {res['out_dir']}"
         + (f"; {test}" if test else "")
+        + (f" ({'; '.join(where)})" if where else "")
     )
 
 

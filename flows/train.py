@@ -23,4 +23,5 @@ def train_flow(params: TrainFlowParams) -> State[Any]:
     summary = launch_training_step(config_path, params.launch)
     key = artifact_key("tessera-train", params.run.experiment)
     create_markdown_artifact(summary_markdown(summary), key=key)
-    return Completed(data=summary | {"out_dir": params.run.out_dir})
+    where = {"out_dir": params.run.out_dir, "tracking_uri": params.run.tracking_uri}
+    return Completed(data=summary | where)

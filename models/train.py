@@ -206,11 +206,11 @@ def _finite(metrics: dict[str, Any]) -> dict[str, float]:
     return out  # type: ignore[return-value]
 
 
-def restarted() -> bool:
-    """Whether this process is a restart of the run: torchrun restarted the worker group
-    (``--max-restarts``) or Slurm requeued the job."""
+def restarts() -> int:
+    """How often this run was restarted: torchrun restarted its ranks (``--max-restarts``)
+    or Slurm requeued its job."""
     counts = (os.environ.get(k, "") for k in ("TORCHELASTIC_RESTART_COUNT", "SLURM_RESTART_COUNT"))
-    return any(c.isdigit() and int(c) > 0 for c in counts)
+    return sum(int(c) for c in counts if c.isdigit())
 
 
 def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
@@ -230,7 +230,7 @@ def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
     last = stage / CHECKPOINT_DIR / LAST
     if resume and not last.exists():
         raise FileNotFoundError(f"{last}: no checkpoint to resume from")
-    from_last = (resume or restarted()) and last.exists()
+    from_last = (resume or restarts() > 0) and last.exists()
     logger = _logger(config)
     module.gradient_clip_val = config.trainer.gradient_clip_val
     trainer, ckpt, curves = _trainer(
@@ -290,6 +290,7 @@ def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
         "wall_time_s": round(time.perf_counter() - start, 2),
         "mlflow_run_id": run_id,
         "launch": os.environ.get(LAUNCH_ENV),
+        "restarts": restarts(),
     }
     atomic_write_json(stage / RUN_FILE, this_run)
     atomic_write_json(stage / SUMMARY_FILE, summary)
@@ -303,14 +304,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, type=Path, help="run config JSON")
     parser.add_argument("--resume", action="store_true", help="continue from last.ckpt")
     args = parser.parse_args(argv)
+    where = str(args.config)
     try:
         config = RunConfig.model_validate_json(args.config.read_text())
+        where = config.out_dir  # the experiment's folder, not its staging copy of the config
         staging_dir(config.out_dir).mkdir(parents=True, exist_ok=True)
         fit(config, args.resume)
     except Exception as exc:  # one line for users; TESSERA_DEBUG=1 shows the traceback
         if debugging():
             raise
-        line = f"{args.config}: {one_line(exc)}"
+        line = f"{where}: {one_line(exc)}"
         error_file = os.environ.get("TESSERA_ERROR_FILE")
         if error_file:  # the launcher reports it as its own one-line error; the first rank
             try:  # to fail holds the cause (the others then lose their peer): keep its line

@@ -1,5 +1,6 @@
 """What the training processes print, passed on to the user less launcher noise: torchrun's
-log lines and banner, and any Python traceback (each rank reports its failure in one line)."""
+log lines and banner, srun's and slurmstepd's error lines, and any Python traceback (each rank
+reports its failure in one line)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from tessera.tasks.store.errors import debugging
 _TRACEBACK = b"Traceback (most recent call last):"
 # torchrun's own chatter: its log lines, and the OMP_NUM_THREADS banner
 _LAUNCHER_LINE = re.compile(
-    rb"^(?:[IWE]\d{4} [\d:.]+ \d+ torch/distributed/.*|\*{20,}|Setting OMP_NUM_THREADS .*)\r?$"
+    rb"^(?:[IWE]\d{4} [\d:.]+ \d+ torch/distributed/.*|\*{20,}|Setting OMP_NUM_THREADS .*"
+    rb"|srun: error: .*|slurmstepd: error: .*)\r?$"  # Slurm's own word on a failed task
 )
 
 

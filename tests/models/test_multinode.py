@@ -133,6 +133,8 @@ def test_a_killed_rank_is_restarted_and_the_run_resumes_to_the_same_result(proje
     os.kill(rank, signal.SIGKILL)
     _done(proc)
     a, b = _summary(project, "whole"), _summary(project, "killed")
+    run = json.loads((project / "models" / "killed" / "train_run.json").read_text())
+    assert run["restarts"] == 1
     assert a["epochs"] == b["epochs"] == 30 and a["steps"] == b["steps"]
     assert b["best_val_loss"] == pytest.approx(a["best_val_loss"], rel=1e-6, abs=1e-9)
     for k, v in a["test_metrics"].items():

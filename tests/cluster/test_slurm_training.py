@@ -1,0 +1,106 @@
+"""Training as Slurm jobs on the cluster's two nodes: world size 2 across ``n1`` and ``n2`` with
+the weights of two processes on one node; a node that fails mid-training requeues the job,
+which resumes from its last checkpoint and ends with the uninterrupted run's metrics; a
+failing job is reported in one line with its own reason."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tessera.models.run_folder import staging_dir
+from tests.cluster.conftest import client_env
+from tests.cluster.projects import TESSERA, ok, one_line, scene_project, tessera
+from tests.helpers import TINY_EXPERIMENTS
+
+pytestmark = pytest.mark.cluster
+LONG = {**TINY_EXPERIMENTS["tiny-vae"], "trainer": {"max_epochs": 30}}
+
+
+@pytest.fixture(scope="module")
+def project(cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    exps = {"local": TINY_EXPERIMENTS["tiny-seg"], "slurm": TINY_EXPERIMENTS["tiny-seg"],
+            "whole": LONG, "requeued": LONG, "broken": TINY_EXPERIMENTS["tiny-seg"]}  # fmt: skip
+    root = scene_project(tmp_path_factory.mktemp("slurm"), exps)
+    env = client_env(cluster, profile=False)
+    ok(tessera(["ingest"], root, env))
+    ok(tessera(["tile"], root, env))
+    return root
+
+
+def _summary(root: Path, name: str) -> dict:
+    return json.loads((root / "models" / name / "train_summary.json").read_text())
+
+
+def _weights(root: Path, name: str) -> dict[str, torch.Tensor]:
+    ckpt = root / "models" / name / "checkpoints" / "last.ckpt"
+    return torch.load(ckpt, weights_only=True)["state_dict"]
+
+
+def test_a_job_on_two_nodes_trains_the_weights_of_two_processes_on_one_node(
+    cluster, project, cluster_env
+):
+    pinned = ["--set", "train.trainer.threads=1"]
+    ok(tessera(["train", "--experiment", "local", "--devices", 2, *pinned], project,
+               client_env(cluster, profile=False)))  # fmt: skip
+    out = ok(tessera(["train", "--experiment", "slurm", "--num-nodes", 2, "--devices", 1,
+                      *pinned], project, cluster_env))  # fmt: skip
+    s = _summary(project, "slurm")
+    assert s["world_size"] == 2 and "Slurm job" in out
+    run = json.loads((project / "models" / "slurm" / "train_run.json").read_text())
+    assert run["mlflow_run_id"]  # logged to the cluster's MLflow server
+    a, b = _weights(project, "local"), _weights(project, "slurm")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def _job_node(env: dict[str, str], name: str) -> tuple[str, str] | None:
+    """(job id, node list) of the running job called ``name``."""
+    res = subprocess.run(["squeue", "-h", "-n", name, "-t", "RUNNING", "-o", "%i %N"],
+                         capture_output=True, text=True, env=env, timeout=10)  # fmt: skip
+    parts = res.stdout.split()
+    return (parts[0], parts[1]) if len(parts) == 2 else None
+
+
+@pytest.mark.slow
+def test_a_node_failure_requeues_the_job_which_resumes_to_the_same_result(project, cluster_env):
+    ok(tessera(["train", "--experiment", "whole"], project, cluster_env))
+    last = staging_dir(project / "models" / "requeued") / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen(
+        [TESSERA, "train", "--experiment", "requeued"], cwd=project, env=cluster_env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and not last.exists():
+        time.sleep(0.1)
+    job = _job_node(cluster_env, "tessera-requeued")
+    assert proc.poll() is None and job is not None, "no running job to fail"
+    job_id, node = job
+    scontrol = ["scontrol", "update", f"nodename={node}"]
+    subprocess.run([*scontrol, "state=down", "reason=test"], env=cluster_env, check=True)
+    back = time.monotonic() + 60  # a node still completing its killed job refuses "resume"
+    while subprocess.run([*scontrol, "state=resume"], env=cluster_env).returncode != 0:
+        assert time.monotonic() < back, f"{node} did not come back"
+        time.sleep(1)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    run = json.loads((project / "models" / "requeued" / "train_run.json").read_text())
+    assert run["restarts"] == 1 and f"Slurm job {job_id}" in out and "restarted 1x" in out
+    a, b = _summary(project, "whole"), _summary(project, "requeued")
+    assert a["epochs"] == b["epochs"] == 30 and a["steps"] == b["steps"]
+    assert b["best_val_loss"] == pytest.approx(a["best_val_loss"], rel=1e-6, abs=1e-9)
+    for k, v in a["test_metrics"].items():
+        assert b["test_metrics"][k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
+
+
+def test_a_failing_job_is_one_line_with_its_reason(project, cluster_env):
+    res = tessera(["train", "--experiment", "broken", "--set", "train.store=no-store"],
+                  project, cluster_env)  # fmt: skip
+    line = one_line(res)
+    assert "Slurm job" in line and "no-store" in line
+    assert not (project / "models" / "broken").exists()
