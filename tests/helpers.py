@@ -288,3 +288,18 @@ def run_by_worker(
         why = [f"{r['name']}: {r['state']['type']} {r['state'].get('message')}" for r in runs]
         raise AssertionError("\n".join([*why, res.stdout[-3000:], res.stderr[-3000:]]))
     return state
+
+
+def run_summary(root: Path, name: str) -> dict[str, Any]:
+    """``models/<name>/train_summary.json`` of a project made by :func:`training_dir`."""
+    import json
+
+    return dict(json.loads((root / "models" / name / "train_summary.json").read_text()))
+
+
+def last_weights(root: Path, name: str) -> dict[str, Any]:
+    """The state dict of ``models/<name>/checkpoints/last.ckpt``."""
+    import torch
+
+    ckpt = root / "models" / name / "checkpoints" / "last.ckpt"
+    return dict(torch.load(ckpt, weights_only=True)["state_dict"])

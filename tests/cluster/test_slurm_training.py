@@ -16,7 +16,7 @@ import torch
 from tessera.models.run_folder import staging_dir
 from tests.cluster.conftest import client_env
 from tests.cluster.projects import TESSERA, ok, one_line, scene_project, tessera
-from tests.helpers import TINY_EXPERIMENTS
+from tests.helpers import TINY_EXPERIMENTS, last_weights, run_summary
 
 pytestmark = pytest.mark.cluster
 LONG = {**TINY_EXPERIMENTS["tiny-vae"], "trainer": {"max_epochs": 30}}
@@ -33,15 +33,6 @@ def project(cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _summary(root: Path, name: str) -> dict:
-    return json.loads((root / "models" / name / "train_summary.json").read_text())
-
-
-def _weights(root: Path, name: str) -> dict[str, torch.Tensor]:
-    ckpt = root / "models" / name / "checkpoints" / "last.ckpt"
-    return torch.load(ckpt, weights_only=True)["state_dict"]
-
-
 def test_a_job_on_two_nodes_trains_the_weights_of_two_processes_on_one_node(
     cluster, project, cluster_env
 ):
@@ -50,11 +41,11 @@ def test_a_job_on_two_nodes_trains_the_weights_of_two_processes_on_one_node(
                client_env(cluster, profile=False)))  # fmt: skip
     out = ok(tessera(["train", "--experiment", "slurm", "--num-nodes", 2, "--devices", 1,
                       *pinned], project, cluster_env))  # fmt: skip
-    s = _summary(project, "slurm")
+    s = run_summary(project, "slurm")
     assert s["world_size"] == 2 and "Slurm job" in out
     run = json.loads((project / "models" / "slurm" / "train_run.json").read_text())
     assert run["mlflow_run_id"]  # logged to the cluster's MLflow server
-    a, b = _weights(project, "local"), _weights(project, "slurm")
+    a, b = last_weights(project, "local"), last_weights(project, "slurm")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
 
@@ -91,7 +82,7 @@ def test_a_node_failure_requeues_the_job_which_resumes_to_the_same_result(projec
     assert proc.returncode == 0, err[-3000:]
     run = json.loads((project / "models" / "requeued" / "train_run.json").read_text())
     assert run["restarts"] == 1 and f"Slurm job {job_id}" in out and "restarted 1x" in out
-    a, b = _summary(project, "whole"), _summary(project, "requeued")
+    a, b = run_summary(project, "whole"), run_summary(project, "requeued")
     assert a["epochs"] == b["epochs"] == 30 and a["steps"] == b["steps"]
     assert b["best_val_loss"] == pytest.approx(a["best_val_loss"], rel=1e-6, abs=1e-9)
     for k, v in a["test_metrics"].items():

@@ -18,7 +18,7 @@ import torch
 from tessera.models.run_folder import staging_dir
 from tessera.tasks.cluster.processes import free_port
 from tessera.tasks.training.launch import LaunchParams, training_command
-from tests.helpers import TINY_EXPERIMENTS, training_dir
+from tests.helpers import TINY_EXPERIMENTS, last_weights, run_summary, training_dir
 
 TESSERA = str(Path(sys.executable).parent / "tessera")
 EXP = TINY_EXPERIMENTS["tiny-seg"]
@@ -44,15 +44,6 @@ def _done(proc: subprocess.Popen[str], timeout: float = 600) -> str:
     return err
 
 
-def _summary(root: Path, name: str) -> dict:
-    return json.loads((root / "models" / name / "train_summary.json").read_text())
-
-
-def _weights(root: Path, name: str) -> dict[str, torch.Tensor]:
-    ckpt = root / "models" / name / "checkpoints" / "last.ckpt"
-    return torch.load(ckpt, weights_only=True)["state_dict"]
-
-
 def test_the_rendezvous_has_a_per_run_id_and_a_bounded_join():
     launch = LaunchParams(num_nodes=2, rdzv_endpoint="h:29400", rdzv_timeout_s=42)
     cmd = training_command(Path("run_config.json"), launch, "run-7")
@@ -72,9 +63,9 @@ def test_two_nodes_by_torchrun_give_the_weights_of_two_processes_on_one_node(
     nodes = [_tessera(node, project, subprocess_env) for _ in range(2)]
     for proc in nodes:
         _done(proc)
-    a, b = _summary(project, "one-node"), _summary(project, "two-nodes")
+    a, b = run_summary(project, "one-node"), run_summary(project, "two-nodes")
     assert a["world_size"] == b["world_size"] == 2 and a["steps"] == b["steps"]
-    wa, wb = _weights(project, "one-node"), _weights(project, "two-nodes")
+    wa, wb = last_weights(project, "one-node"), last_weights(project, "two-nodes")
     assert wa.keys() == wb.keys()
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0, msg=k)
@@ -132,7 +123,7 @@ def test_a_killed_rank_is_restarted_and_the_run_resumes_to_the_same_result(proje
     assert proc.poll() is None and rank is not None, "no rank to kill"
     os.kill(rank, signal.SIGKILL)
     _done(proc)
-    a, b = _summary(project, "whole"), _summary(project, "killed")
+    a, b = run_summary(project, "whole"), run_summary(project, "killed")
     run = json.loads((project / "models" / "killed" / "train_run.json").read_text())
     assert run["restarts"] == 1
     assert a["epochs"] == b["epochs"] == 30 and a["steps"] == b["steps"]
