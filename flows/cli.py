@@ -69,12 +69,14 @@ def tile(
     ] = None,
     set_: SetOpt = None,
     input_: Annotated[
-        list[Path] | None,
+        list[str] | None,
         typer.Option(
-            "--input", help="Ad-hoc mode: a GeoTIFF, NIfTI or DICOM (file or series folder)."
+            "--input",
+            help="Ad-hoc mode: a GeoTIFF, NIfTI or DICOM (file or series folder), or a "
+            "raster in S3 (s3://bucket/key, read by ranges).",
         ),
     ] = None,
-    label: Annotated[Path | None, typer.Option(help="Label mask for a single --input.")] = None,
+    label: Annotated[str | None, typer.Option(help="Label mask for a single --input.")] = None,
     stack: Annotated[
         bool, typer.Option(help="Treat the --input GeoTIFFs as bands of one scene.")
     ] = False,
@@ -106,9 +108,11 @@ def tile(
     sources = None
     if adhoc:
         from tessera.tasks.sources.adhoc import adhoc_sources
+        from tessera.tasks.sources.paths import as_path
 
         try:
-            sources = adhoc_sources(list(input_ or []), label, stack)
+            inputs = [as_path(i) for i in input_ or []]
+            sources = adhoc_sources(inputs, as_path(label) if label else None, stack)
         except ValueError as exc:
             raise UserError(str(exc)) from None
     elif label or stack:

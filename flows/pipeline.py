@@ -86,13 +86,13 @@ def _run_stages(params: PipelineParams, root: Path) -> State[Any]:
         with failing_as(f"{stage.name}: "):
             commit_stage_step(root, stage.name)
         ran.append(stage.name)
-    pushed = 0
+    pushed = None
     if params.push and ran and isinstance(_remote(root), str):
         with failing_as("dvc push: "):
             pushed = push_outputs_step(root)
     with failing_as("summary: "):
         summary = run_summary_step(
-            root, p.evaluate.out, p.registry.out, sorted(p.experiments), ran, skipped
+            root, p.evaluate.out, p.registry.out, sorted(p.experiments), ran, skipped, pushed
         )
     create_markdown_artifact(summary, key=artifact_key("tessera", "pipeline"))
     return Completed(data={"ran": ran, "skipped": skipped, "pushed": pushed, "summary": summary})

@@ -18,8 +18,12 @@ def predict(
         ),
     ] = None,
     input_: Annotated[
-        list[Path] | None,
-        typer.Option("--input", help="A GeoTIFF, NIfTI or DICOM (file or series folder)."),
+        list[str] | None,
+        typer.Option(
+            "--input",
+            help="A GeoTIFF, NIfTI or DICOM (file or series folder), or a raster in S3 "
+            "(s3://bucket/key, read by ranges).",
+        ),
     ] = None,
     source: Annotated[
         list[str] | None, typer.Option(help="A source of ingest.sources in params.yaml.")
@@ -79,9 +83,10 @@ def predict(
     sources = None
     if input_:
         from tessera.tasks.sources.adhoc import adhoc_sources
+        from tessera.tasks.sources.paths import as_path
 
         try:
-            sources = adhoc_sources(list(input_), None, stack)
+            sources = adhoc_sources([as_path(i) for i in input_], None, stack)
         except ValueError as exc:
             raise UserError(str(exc)) from None
     elif stack:

@@ -244,6 +244,21 @@ def down(folder: Path) -> list[str]:
     return stopped
 
 
+def restart_postgres(folder: Path) -> Daemon:
+    """Stop the cluster's PostgreSQL and start it again on its port (as an operator would
+    restart a database under a running service); the record follows the new process."""
+    folder = folder.resolve()
+    state = read_state(folder)
+    if state is None:
+        raise ClusterError(f"{folder}: no cluster")
+    old = next(d for d in state.daemons if d.name == "postgres")
+    stop(old)
+    new = start_postgres(data_folder(folder), state.ports["postgres"])
+    state.daemons = [new if d.name == "postgres" else d for d in state.daemons]
+    _save(state)
+    return new
+
+
 def status(folder: Path) -> dict[str, bool]:
     """Each recorded daemon and whether it still runs."""
     state = read_state(folder.resolve())

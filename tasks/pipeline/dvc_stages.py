@@ -102,7 +102,9 @@ def default_remote(root: Path) -> str | None:
         return str(remote) if remote else None
 
 
-def push_outputs(root: Path) -> int:
-    """``dvc push`` to the default remote; returns how many files went."""
+def push_outputs(root: Path) -> str:
+    """``dvc push`` to the default remote; says how many files went where."""
     with _repo(root) as repo:
-        return int(repo.push())
+        name = repo.config.get("core", {}).get("remote")
+        url = repo.config.get("remote", {}).get(name, {}).get("url", "?")
+        return f"{int(repo.push())} files to {name} ({url})"

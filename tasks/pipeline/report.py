@@ -43,10 +43,13 @@ def run_summary(
     experiments: list[str],
     ran: list[str],
     skipped: list[str],
+    pushed: str | None = None,
 ) -> str:
-    """Markdown: stages run, each experiment's headline metrics, its registry version."""
+    """Markdown: stages run, where DVC pushed them, each experiment's headline metrics, its
+    registry version."""
     lines = ["# Tessera pipeline", "", f"Ran: {', '.join(ran) or 'nothing (all current)'}"]
-    lines += [f"Current already: {', '.join(skipped) or 'none'}", ""]
+    lines += [f"Current already: {', '.join(skipped) or 'none'}"]
+    lines += [f"Pushed: {pushed or 'nothing (no default DVC remote, or nothing ran)'}", ""]
     lines += ["| experiment | metrics | versus baseline | registered | alias | reason | plots |"]
     lines += ["| --- | --- | --- | --- | --- | --- | --- |"]
     for exp in experiments:

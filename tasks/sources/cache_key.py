@@ -8,7 +8,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from tessera.tasks.sources.paths import resolve_paths, sha256_file
+from tessera.tasks.sources.paths import as_path, exists, resolve_paths, sha256_file
 
 _SOURCES = Path(__file__).parent
 _INSPECTION_CODE = ("catalog", "inspect_raster", "inspect_volume", "raster", "records", "volume")
@@ -31,8 +31,9 @@ def source_cache_key(context: Any, parameters: dict[str, Any]) -> str:
     h.update(str(base.resolve()).encode())
     paths = resolve_paths(spec.paths, spec.glob, base)
     if spec.label:
-        paths += [base / p for p in ([spec.label.path] if spec.label.path else spec.label.paths)]
+        labels = [spec.label.path] if spec.label.path else spec.label.paths
+        paths += [base / as_path(p) for p in labels]
     for p in paths:
         h.update(str(p).encode())
-        h.update(sha256_file(p).encode() if p.exists() else b"missing")
+        h.update(sha256_file(p).encode() if exists(p) else b"missing")
     return f"inspect-{h.hexdigest()}"

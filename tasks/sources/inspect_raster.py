@@ -9,7 +9,7 @@ import rasterio
 
 from tessera.tasks.sources.errors import BadInputError
 from tessera.tasks.sources.labels import load_geojson
-from tessera.tasks.sources.paths import display_path, natural_key, sha256_file
+from tessera.tasks.sources.paths import display_path, is_remote, natural_key, sha256_file
 from tessera.tasks.sources.raster import (
     BandRef,
     Grid,
@@ -195,7 +195,7 @@ def _inspect_raster_scene(
         resampled_bands=[n for n in names if not grids[n].same_as(grid)],
         label_kind=spec.label.kind if spec.label else None,
         label_files=[display_path(p, base) for p in label_files],
-        label_sha256=[sha256_file(p) for p in label_files if p.is_file()],
+        label_sha256=[sha256_file(p) for p in label_files if p.is_file() or is_remote(p)],
         class_names=classes,
         label_spec=label_json,
         valid_fraction=valid / (grid.height * grid.width),

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from tessera.tasks.sources.errors import BadInputError
-from tessera.tasks.sources.paths import display_path, sha256_file
+from tessera.tasks.sources.paths import as_url, display_path, is_remote, sha256_file
 from tessera.tasks.sources.records import (
     SceneRecord,
     guess_kind,
@@ -31,6 +31,10 @@ def inspect_volume_source(
     records = []
     for f in files:
         try:
+            if is_remote(f):
+                raise BadInputError(
+                    as_url(f), f"{spec.kind} is read from local files only; copy it here first"
+                )
             check(f)
             records.append(_inspect_volume(spec, base, f, len(files)))
         except BadInputError as exc:

@@ -16,9 +16,60 @@ def natural_key(s: str) -> list[Any]:
     return [int(t) if t.isdigit() else t.lower() for t in _NATURAL.split(s)]
 
 
+# object-store URLs and the GDAL virtual file systems that read them by ranges
+_SCHEMES = {"s3://": "/vsis3/"}
+
+
+def as_path(text: str | Path) -> Path:
+    """A path a user gave: ``s3://bucket/key`` becomes GDAL's ``/vsis3/bucket/key`` (an
+    absolute path, so ``base / path`` leaves it as it is); anything else is a local path."""
+    text = str(text)
+    for scheme, vsi in _SCHEMES.items():
+        if text.startswith(scheme):
+            return Path(vsi + text[len(scheme) :])
+    return Path(text)
+
+
+def is_remote(path: str | Path) -> bool:
+    """Whether ``path`` is in an object store (read through GDAL's ``/vsis3/``)."""
+    return str(path).startswith(tuple(_SCHEMES.values()))
+
+
+def as_url(path: str | Path) -> str:
+    """``/vsis3/bucket/key`` as ``s3://bucket/key`` (a local path as it is)."""
+    text = str(path)
+    for scheme, vsi in _SCHEMES.items():
+        if text.startswith(vsi):
+            return scheme + text[len(vsi) :]
+    return text
+
+
+def _s3_object(path: Path) -> Any:
+    """``head_object`` of an ``/vsis3/`` path (boto3 reads the endpoint and keys from the
+    environment, as GDAL does)."""
+    try:
+        import boto3
+    except ImportError:
+        raise FileNotFoundError(f"{as_url(path)}: S3 needs boto3 (tessera[cluster])") from None
+    bucket, _, key = str(path).removeprefix("/vsis3/").partition("/")
+    return boto3.client("s3").head_object(Bucket=bucket, Key=key)
+
+
+def exists(path: Path) -> bool:
+    """Whether a local file or folder, or an object in the store, exists."""
+    if not is_remote(path):
+        return path.exists()
+    try:
+        _s3_object(path)
+    except Exception:
+        return False
+    return True
+
+
 def resolve_paths(paths: list[str], pattern: str | None, base: Path) -> list[Path]:
-    """Explicit paths plus the matches of ``pattern``, relative to ``base``, without duplicates."""
-    out: list[Path] = [base / p for p in paths]
+    """Explicit paths plus the matches of ``pattern``, relative to ``base``, without duplicates.
+    An ``s3://`` path is an object read in place (:func:`as_path`)."""
+    out: list[Path] = [base / as_path(p) for p in paths]
     if pattern:
         hits = globlib.glob(str(base / pattern), recursive=True)
         out += [Path(h) for h in sorted(hits, key=natural_key)]
@@ -27,7 +78,12 @@ def resolve_paths(paths: list[str], pattern: str | None, base: Path) -> list[Pat
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file (or of every file below a directory, in sorted order)."""
+    """Hex sha256 of a file (or of every file below a directory, in sorted order). An object
+    in a store is named by its ETag and size instead (``s3-etag:...``): reading it whole to
+    hash it would double what tiling reads."""
+    if is_remote(path):
+        head = _s3_object(path)
+        return f"s3-etag:{str(head['ETag']).strip(chr(34))}:{head['ContentLength']}"
     h = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for f in files:
@@ -38,7 +94,10 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 
 
 def display_path(path: Path, base: Path) -> str:
-    """``path`` relative to ``base`` when it lies below it, else absolute."""
+    """``path`` relative to ``base`` when it lies below it, else absolute (an object in a
+    store: its ``/vsis3/`` path, which every reader of the catalogue opens as it is)."""
+    if is_remote(path):
+        return str(path)
     try:
         return str(path.resolve().relative_to(base.resolve()))
     except ValueError:

@@ -15,7 +15,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.windows import Window
 
 from tessera.tasks.sources.errors import BadInputError
-from tessera.tasks.sources.paths import natural_key
+from tessera.tasks.sources.paths import as_url, exists, is_remote, natural_key
 from tessera.tasks.store.stats import valid_values
 
 SUPPORTED_DTYPES = frozenset(
@@ -44,7 +44,13 @@ def gdal_env() -> rasterio.Env:
     ``TESSERA_GDAL_CACHEMAX`` (MB, default 64) bounds it.
     """
     cache = int(os.environ.get("TESSERA_GDAL_CACHEMAX", "64"))
-    return rasterio.Env(GDAL_CACHEMAX=cache, GDAL_NUM_THREADS="ALL_CPUS")
+    return rasterio.Env(
+        GDAL_CACHEMAX=cache,
+        GDAL_NUM_THREADS="ALL_CPUS",
+        # object-store reads: a store that hangs fails in bounded time, not never
+        GDAL_HTTP_TIMEOUT=os.environ.get("GDAL_HTTP_TIMEOUT", "30"),
+        GDAL_HTTP_MAX_RETRY=os.environ.get("GDAL_HTTP_MAX_RETRY", "2"),
+    )
 
 
 @dataclass(frozen=True)
@@ -85,10 +91,14 @@ class Grid:
 
 
 def open_checked(path: Path) -> rasterio.io.DatasetReader:
-    """Open a raster or raise a one-line :class:`BadInputError`."""
-    if not path.exists():
+    """Open a raster (a local file, or an object in a store) or raise a one-line
+    :class:`BadInputError`."""
+    if is_remote(path):
+        if not exists(path):
+            raise BadInputError(as_url(path), "no such object (or the store does not answer)")
+    elif not path.exists():
         raise BadInputError(path, "file not found")
-    if path.is_file() and path.stat().st_size == 0:
+    elif path.is_file() and path.stat().st_size == 0:
         raise BadInputError(path, "empty file (0 bytes)")
     try:
         return rasterio.open(path)

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from tessera.tasks.sources.errors import BadInputError
-from tessera.tasks.sources.paths import display_path, resolve_paths
+from tessera.tasks.sources.paths import as_path, display_path, resolve_paths
 from tessera.tasks.sources.specs import LabelSpec, SourceSpec
 
 
@@ -85,7 +85,7 @@ def guess_kind(path: Path) -> str:
 
 
 def label_paths(label: LabelSpec, base: Path) -> list[Path]:
-    return [base / p for p in ([label.path] if label.path else label.paths)]
+    return [base / as_path(p) for p in ([label.path] if label.path else label.paths)]
 
 
 def label_classes(label: LabelSpec, files: list[Path], grid_values: int | None) -> list[str]:

@@ -100,6 +100,8 @@ def test_tessera_run_does_every_stage_once_and_agrees_with_dvc(project, cli, sub
     record = json.loads((project / "outputs/registry/l8-vae.json").read_text())
     assert record["alias"] == "champion" and record["version"] == "1"
     assert "| l8-vae | silhouette" in out
+    remote = sh(["dvc", "remote", "list"], project, subprocess_env).stdout.split()
+    assert "Pushed: " in out and f"files to local ({remote[1]})" in out, out
     # the outputs went to the default remote: a fresh checkout could pull them
     pushed = sh(["dvc", "status", "--cloud", "--json"], project, subprocess_env)
     assert pushed.returncode == 0 and json.loads(pushed.stdout or "{}") == {}, pushed.stdout
