@@ -196,7 +196,7 @@ def register(
         done = "registered" if r["registered"] else "unchanged"
         typer.echo(
             f"{done} {r['name']} v{r['version']} as {r['alias']} "
-            f"({r['metric']} {r['value']}): {r['reason']}"
+            f"({r['metric']} {r['value']}): {r['reason']} [on {r['tracking_uri']}]"
         )
 
 

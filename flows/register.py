@@ -50,4 +50,7 @@ def register_flow(params: RegisterFlowParams) -> State[Any]:
             )
         )
     create_markdown_artifact(decisions_markdown(records), key=artifact_key("tessera", "registry"))
-    return Completed(data=records)
+    where = [spec.run.tracking_uri for spec in params.experiments]
+    return Completed(
+        data=[r | {"tracking_uri": uri} for r, uri in zip(records, where, strict=True)]
+    )
