@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -298,6 +299,20 @@ def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
     return summary | this_run
 
 
+def check_same_code() -> None:
+    """Refuse to train with another Tessera than the command that launched this rank (a node
+    with an older install would otherwise train, or fail late, on other code)."""
+    from tessera.models.version import FINGERPRINT_ENV, identity
+
+    want = os.environ.get(FINGERPRINT_ENV)
+    if want and identity() != want:
+        node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+        raise RuntimeError(
+            f"node {node} runs Tessera {identity()}, the launching command {want}; "
+            "install the same Tessera on every node"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI of the entry point; bad configs get one line and exit 1."""
     parser = argparse.ArgumentParser(prog="python -m tessera.models.train")
@@ -306,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     where = str(args.config)
     try:
+        check_same_code()
         config = RunConfig.model_validate_json(args.config.read_text())
         where = config.out_dir  # the experiment's folder, not its staging copy of the config
         staging_dir(config.out_dir).mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ from tessera.models.run_folder import (
     prepare_stage,
     staging_dir,
 )
+from tessera.models.version import FINGERPRINT_ENV, identity
 from tessera.tasks.store.files import atomic_write_json
 from tessera.tasks.store.outputs import check_output, json_keys
 from tessera.tasks.training.relay import relay_without_traceback
@@ -183,6 +184,7 @@ def _environment(config: RunConfig, stage: Path, run_id: str) -> dict[str, str]:
         **cpu_kernel_environment(config.trainer.cpu_isa, config.trainer.threads),
         "TESSERA_ERROR_FILE": str((stage / ERROR_FILE).resolve()),
         LAUNCH_ENV: run_id,
+        FINGERPRINT_ENV: identity(),  # every rank checks it runs the same code
     }
 
 

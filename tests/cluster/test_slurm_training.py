@@ -6,17 +6,20 @@ failing job is reported in one line with its own reason."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from tessera.models.run_folder import staging_dir
+from tessera.tasks.cluster.cluster import _runner
 from tests.cluster.conftest import client_env
 from tests.cluster.projects import TESSERA, ok, one_line, scene_project, tessera
-from tests.helpers import TINY_EXPERIMENTS, last_weights, run_summary
+from tests.helpers import REPO, TINY_EXPERIMENTS, last_weights, run_summary
 
 pytestmark = pytest.mark.cluster
 LONG = {**TINY_EXPERIMENTS["tiny-vae"], "trainer": {"max_epochs": 30}}
@@ -94,4 +97,21 @@ def test_a_failing_job_is_one_line_with_its_reason(project, cluster_env):
                   project, cluster_env)  # fmt: skip
     line = one_line(res)
     assert "Slurm job" in line and "no-store" in line
+    assert not (project / "models" / "broken").exists()
+
+
+def test_a_node_running_another_tessera_is_refused_naming_it(cluster, project, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(
+        REPO / "tessera", other / "tessera", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    with open(other / "tessera" / "models" / "train.py", "a") as fh:
+        fh.write("# an older release on the nodes\n")
+    runner = _runner(Path(cluster.folder), "workers", None)
+    runner["slurm"]["env"]["PYTHONPATH"] = str(other)  # what the job's Python imports
+    profile = tmp_path / "stale-nodes.yaml"
+    profile.write_text(yaml.safe_dump({"env": cluster.env, "runner": runner}))
+    env = {**client_env(cluster), "TESSERA_PROFILE": str(profile)}
+    line = one_line(tessera(["train", "--experiment", "broken"], project, env))
+    assert "Slurm job" in line and "node n" in line and "install the same Tessera" in line
     assert not (project / "models" / "broken").exists()

@@ -28,3 +28,13 @@ def test_dask_runner_gives_the_same_store_as_threads(tmp_path, cli):
     d, t = TileStore.open(tmp_path / "dask"), TileStore.open(tmp_path / "threads")
     pd.testing.assert_frame_equal(d.index, t.index)
     assert d.info == t.info and len(d) > 0
+
+
+def test_a_scheduler_address_without_a_prefect_server_is_refused(tmp_path, cli, monkeypatch):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    scene = write_geotiff(tmp_path / "s.tif", np.ones((1, 16, 16), np.uint16))
+    rc, _, err = cli("tile", "--input", scene, "--set", "runner.address=tcp://127.0.0.1:1",
+                     cwd=tmp_path)  # fmt: skip
+    assert rc == 1 and len(err.strip().splitlines()) == 1
+    assert "runner.address" in err and "PREFECT_API_URL" in err
+    assert not (tmp_path / "tiles").exists()
