@@ -14,11 +14,17 @@ from tessera.flows.config import IngestParams
 from tessera.flows.failures import failing_in_one_line
 from tessera.flows.ingest import failed_on, inspect_all
 from tessera.flows.markdown import artifact_key, predictions_markdown
+from tessera.tasks.prediction.apply import row_bands
 from tessera.tasks.prediction.loading import pinned
 from tessera.tasks.prediction.model import ModelSource
 from tessera.tasks.prediction.options import PredictOptions
 from tessera.tasks.sources.specs import SourceSpec
-from tessera.tasks.steps.predict import load_model_step, plan_maps_step, predict_scene_step
+from tessera.tasks.steps.predict import (
+    assemble_scene_step,
+    load_model_step,
+    plan_maps_step,
+    predict_scene_step,
+)
 
 
 class PredictFlowParams(BaseModel):
@@ -47,10 +53,24 @@ def predict_flow(params: PredictFlowParams) -> State[Any]:
     if not kept:
         return Failed(message=f"{model.ref}: no input to predict")
     source = pinned(params.model, model)  # what each task loads (once per process)
-    results = predict_scene_step.map(
-        kept, unmapped(root), unmapped(source), unmapped(opts), unmapped(out),
-        desc="predict", unit="scene",
+    # a task per scene, or per band of rows of a big one (several workers share it)
+    units = [(rec, band) for rec in kept for band in row_bands(rec, model)]
+    parts = predict_scene_step.map(
+        [rec for rec, _ in units], unmapped(root), unmapped(source), unmapped(opts),
+        unmapped(out), [band for _, band in units], desc="predict", unit="part",
     )  # fmt: skip
+    results, banded = [], []
+    for rec in kept:
+        mine = [(band, part) for (r, band), part in zip(units, parts, strict=True) if r is rec]
+        if mine[0][0] is None or mine[0][1]["skipped"]:
+            results.append(mine[0][1])
+        else:
+            banded.append((rec, [band for band, _ in mine]))
+    if banded:
+        results += assemble_scene_step.map(
+            [rec for rec, _ in banded], unmapped(root), unmapped(source), unmapped(opts),
+            unmapped(out), [bands for _, bands in banded], desc="assemble", unit="scene",
+        )  # fmt: skip
     summary = {
         "model": model.name,
         "version": model.version,

@@ -17,7 +17,7 @@ from tessera.tasks.sources.specs import SourceSpec
 from tessera.tasks.steps.tile import finish_store_step, load_catalog_step, tile_scene_step
 from tessera.tasks.store.format import PARTS_DIR
 from tessera.tasks.store.writer import check_store_output, discard_staging, store_writer
-from tessera.tasks.tiling.cut import plan_splits
+from tessera.tasks.tiling.cut import plan_splits, row_bands
 from tessera.tasks.tiling.summary import empty_store_reason, store_info
 
 
@@ -43,24 +43,29 @@ def tile_flow(
     check_store_output(out, [root / f for r in records for f in r.files + r.label_files])
     plan = plan_splits(records, params.split)
     geometry = params.geometry()
+    # a task per scene, or per band of rows of a big one (several workers share it)
+    units = [(rec, band) for rec in records for band in row_bands(rec, geometry)]
     with store_writer(out) as tmp:
         results = tile_scene_step.map(
-            records,
+            [rec for rec, _ in units],
             unmapped(geometry),
-            [plan[r.scene_id] for r in records],
+            [plan[rec.scene_id] for rec, _ in units],
             unmapped(tmp / PARTS_DIR),
             unmapped(root),
             unmapped([out / PARTS_DIR]),
-            unmapped(len(records) == 1),
+            unmapped(len(units) == 1),
+            [band for _, band in units],
             desc="tile",
-            unit="scene",
+            unit="part",
         )
         parts, kept = [], []
-        for rec, part in zip(records, results, strict=True):
-            if "rejected" in part:
-                rejected.append(part["rejected"])
+        for rec in records:
+            mine = [part for (r, _), part in zip(units, results, strict=True) if r is rec]
+            refused = next((part["rejected"] for part in mine if "rejected" in part), None)
+            if refused is not None:
+                rejected.append(refused)
                 continue
-            parts.append(part)
+            parts += mine
             kept.append(rec)
         if rejected and params.on_bad_input == "fail":
             return failed_on(rejected)

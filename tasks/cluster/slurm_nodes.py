@@ -80,6 +80,11 @@ def start_munge(folder: Path, within_s: float = 30) -> Daemon | None:
     """Start munged (as the munge user) unless one already answers; None when it did."""
     if munge_running():
         return None
+    key = Path("/etc/munge/munge.key")
+    if not key.exists():  # Debian's package makes one; a bare install may not have
+        subprocess.run(["mungekey", "--create", f"--keyfile={key}"], check=False, timeout=30)
+        shutil.chown(key, "munge", "munge")
+        key.chmod(0o400)
     MUNGE_SOCKET_DIR.mkdir(parents=True, exist_ok=True)
     shutil.chown(MUNGE_SOCKET_DIR, "munge", "munge")
     log = folder / "munged.log"

@@ -17,6 +17,7 @@ from tessera.tasks.prediction.options import PredictOptions
 from tessera.tasks.prediction.raster import (
     MapFiles,
     Reconstruction,
+    assemble_maps,
     predict_raster_pixels,
     predict_raster_windows,
 )
@@ -154,10 +155,62 @@ def _ordered(rec: SceneRecord, order: list[int]) -> SceneRecord:
     )
 
 
+BAND_PIXELS = 1 << 26  # a scene mapped per pixel larger than this is mapped in row bands
+Rows = tuple[int, int]
+
+
+def row_bands(rec: SceneRecord, model: AppliedModel) -> list[Rows | None]:
+    """The bands of rows a scene is mapped in, each a task of its own so that one big scene
+    keeps several workers busy: ``[None]`` (the whole scene) for volumes, per-window models
+    and scenes up to ``BAND_PIXELS``; else bands of about that many pixels."""
+    d = model.descriptor
+    height, width = rec.shape[-2], rec.shape[-1]
+    if d.is_volume or d.output not in PIXEL_OUTPUTS or height * width <= BAND_PIXELS:
+        return [None]
+    step = max(d.window, BAND_PIXELS // width)
+    return [(r, min(r + step, height)) for r in range(0, height, step)]
+
+
+def piece_files(files: MapFiles, rows: Rows) -> MapFiles:
+    """Where one band of rows of a scene is written before the COGs are assembled."""
+
+    def piece(p: Path) -> Path:
+        return p.parent / f".{p.name}.rows-{rows[0]}-{rows[1]}.tif"
+
+    def maybe(p: Path | None) -> Path | None:
+        return None if p is None else piece(p)
+
+    return MapFiles(
+        piece(files.classes),
+        maybe(files.probabilities),
+        maybe(files.reconstruction),
+        maybe(files.anomaly),
+    )
+
+
+def _reconstruction(model: AppliedModel, options: PredictOptions) -> Reconstruction | None:
+    d = model.descriptor
+    if not options.reconstruction:
+        return None
+    shift, scale = (np.asarray(v, np.float32)[:, None, None] for v in (d.shift, d.scale))
+    return Reconstruction(d.bands, d.normalise, shift, scale)
+
+
+def _lineage(rec: SceneRecord, model: AppliedModel) -> dict[str, str]:
+    return model.lineage() | {INPUT_TAG: input_sha256(rec), "tessera_input": _where(rec)}
+
+
 def predict_scene(
-    rec: SceneRecord, base: Path, model: AppliedModel, options: PredictOptions, out_dir: Path
+    rec: SceneRecord,
+    base: Path,
+    model: AppliedModel,
+    options: PredictOptions,
+    out_dir: Path,
+    rows: Rows | None = None,
 ) -> dict[str, Any]:
-    """Map one catalogued scene or volume with ``model``; returns what was written or skipped.
+    """Map one catalogued scene or volume with ``model`` (or one band of its rows,
+    :func:`row_bands`, into pieces that :func:`assemble_scene` joins); returns what was
+    written or skipped.
 
     Refuses in one line an input the model does not fit (kind, band count, band names) and a
     model whose output is not a class map.
@@ -167,16 +220,15 @@ def predict_scene(
     d, where = model.descriptor, _where(rec)
     order = d.band_order(rec.band_names, rec.kind, where)
     files = check_map_files(map_files(rec, out_dir, options, d.is_volume))
-    lineage = model.lineage() | {INPUT_TAG: input_sha256(rec), "tessera_input": where}
+    lineage = _lineage(rec, model)
     result: dict[str, Any] = {"scene": rec.scene_id, "files": [], "skipped": False}
     if not options.force and _done(files, lineage):
         return result | {"skipped": True, "files": [str(files.classes)]}
+    if rows is not None:
+        files = piece_files(files, rows)
     device = resolve_device(options.device)
     predict = batch_predictor(model, device, d.output == "class_logits", options.reconstruction)
-    rec_maps = None
-    if options.reconstruction:
-        shift, scale = (np.asarray(v, np.float32)[:, None, None] for v in (d.shift, d.scale))
-        rec_maps = Reconstruction(d.bands, d.normalise, shift, scale)
+    rec_maps = _reconstruction(model, options)
     overlap = min(round(options.overlap * d.window), d.window - 1)
     # GDAL's block cache holds what was read (5 % of RAM by default, the whole scene on a big
     # machine): a few rows of blocks are all that stitching reads again
@@ -189,10 +241,11 @@ def predict_scene(
             if d.is_volume:
                 written = _volume(scene, files, predict, model, options, overlap, lineage, base)
             elif d.output in PIXEL_OUTPUTS:
-                with _bar(rec, scene.plane_shape[0], d.window - overlap) as bar:
+                height = scene.plane_shape[0] if rows is None else rows[1] - rows[0]
+                with _bar(rec, height, d.window - overlap) as bar:
                     written = predict_raster_pixels(
                         scene, files, predict, d.normalise, model.map_classes(), d.window, overlap,
-                        options.blend, options.batch_size, lineage, bar.update, rec_maps,
+                        options.blend, options.batch_size, lineage, bar.update, rec_maps, rows,
                     )  # fmt: skip
             else:
                 with _bar(rec, scene.plane_shape[0], d.stride) as bar:
@@ -203,6 +256,32 @@ def predict_scene(
         finally:
             scene.close()
     return result | {"files": [str(p) for p in written]}
+
+
+def assemble_scene(
+    rec: SceneRecord,
+    model: AppliedModel,
+    options: PredictOptions,
+    out_dir: Path,
+    bands: list[Rows],
+    base: Path,
+) -> dict[str, Any]:
+    """The COGs of a scene mapped in ``bands`` of rows, from their pieces."""
+    from tessera.tasks.sources.raster import Grid
+    from tessera.tasks.tiling.scene import RasterScene
+
+    files = map_files(rec, out_dir, options, volume=False)
+    scene = RasterScene(rec, base)
+    try:
+        grid: Grid = scene.grid
+    finally:
+        scene.close()
+    pieces = [(first, piece_files(files, (first, stop))) for first, stop in bands]
+    written = assemble_maps(
+        pieces, files, grid, model.map_classes(), _lineage(rec, model),
+        _reconstruction(model, options),
+    )  # fmt: skip
+    return {"scene": rec.scene_id, "files": [str(p) for p in written], "skipped": False}
 
 
 def _bar(rec: SceneRecord, height: int, step: int) -> Any:

@@ -62,6 +62,7 @@ def cog_writer(
     colours: dict[int, tuple[int, int, int, int]] | None = None,
     overview_resampling: str = "mode",
     masked: bool = False,
+    cog: bool = True,
 ) -> Iterator[BlockWriter]:
     """Yield a writer of rows; on leaving, the COG replaces ``out`` (nothing half-written).
 
@@ -77,6 +78,8 @@ def cog_writer(
         overview_resampling: How the overviews are computed (mode for classes).
         masked: Say which pixels have a value with an internal mask band rather than a
             nodata value (a probability of 255/255 is a value).
+        cog: False: ``out`` is the tiled GeoTIFF itself, no COG copy (one band of rows of a
+            scene mapped in bands, assembled into the COG later).
     """
     staging = out.parent / f".{out.name}.blocks.tif"
     final_tmp = out.parent / f".{out.name}.tmp"
@@ -108,6 +111,9 @@ def cog_writer(
                 ds.write_colormap(1, colours)
                 ds.colorinterp = [ColorInterp.palette]
             yield BlockWriter(ds)
+        if not cog:
+            os.replace(staging, out)
+            return
         with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
             rio_copy(
                 staging,

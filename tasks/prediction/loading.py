@@ -61,9 +61,28 @@ def cached_model(source: ModelSource) -> AppliedModel:
 
 
 def predict_scene_with(
-    rec: SceneRecord, base: Path, source: ModelSource, options: PredictOptions, out_dir: Path
+    rec: SceneRecord,
+    base: Path,
+    source: ModelSource,
+    options: PredictOptions,
+    out_dir: Path,
+    rows: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """:func:`~tessera.tasks.prediction.apply.predict_scene` with the model ``source`` names."""
     from tessera.tasks.prediction.apply import predict_scene
 
-    return predict_scene(rec, base, cached_model(source), options, out_dir)
+    return predict_scene(rec, base, cached_model(source), options, out_dir, rows)
+
+
+def assemble_scene_with(
+    rec: SceneRecord,
+    base: Path,
+    source: ModelSource,
+    options: PredictOptions,
+    out_dir: Path,
+    bands: list[tuple[int, int]],
+) -> dict[str, Any]:
+    """:func:`~tessera.tasks.prediction.apply.assemble_scene` with the model ``source`` names."""
+    from tessera.tasks.prediction.apply import assemble_scene
+
+    return assemble_scene(rec, cached_model(source), options, out_dir, bands, base)

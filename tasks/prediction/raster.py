@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import rasterio
 from affine import Affine
+from rasterio.windows import Window
 
-from tessera.tasks.prediction.cog import CLASS_NODATA, class_colours, cog_writer
+from tessera.tasks.prediction.cog import BLOCK, CLASS_NODATA, BlockWriter, class_colours, cog_writer
 from tessera.tasks.prediction.stitching import Blend, Predictor, stitch_plane
 from tessera.tasks.sources.raster import Grid
 from tessera.tasks.store.stats import valid_values
@@ -88,6 +90,44 @@ RowWriter = Callable[[int, np.ndarray, np.ndarray, np.ndarray | None], None]
 # (first row, (K [+ C], n, width) scores, (n, width) valid, (C, n, width) source values or None)
 
 
+def _writers(
+    stack: ExitStack,
+    files: MapFiles,
+    grid: Grid,
+    class_names: Sequence[str],
+    tags: dict[str, str],
+    reconstruction: Reconstruction | None,
+    cog: bool,
+) -> dict[str, BlockWriter]:
+    """The open writers of ``files`` by kind: ``classes``, and those asked for of
+    ``probabilities``, ``reconstruction``, ``anomaly``."""
+    meta = tags | _class_tags(class_names)
+    k = len(class_names)
+    writers = {
+        "classes": stack.enter_context(
+            cog_writer(files.classes, grid, 1, "uint8", CLASS_NODATA, meta, ["class"],
+                       class_colours(k), cog=cog)
+        )
+    }  # fmt: skip
+    if files.probabilities is not None:
+        writers["probabilities"] = stack.enter_context(
+            cog_writer(files.probabilities, grid, k, "uint8", None, meta, list(class_names),
+                       overview_resampling="average", masked=True, cog=cog)
+        )  # fmt: skip
+    if files.reconstruction is not None and reconstruction is not None:
+        writers["reconstruction"] = stack.enter_context(
+            cog_writer(files.reconstruction, grid, len(reconstruction.bands), "float32",
+                       float("nan"), tags, reconstruction.bands, overview_resampling="average",
+                       cog=cog)
+        )  # fmt: skip
+    if files.anomaly is not None and reconstruction is not None:
+        writers["anomaly"] = stack.enter_context(
+            cog_writer(files.anomaly, grid, 1, "float32", float("nan"), tags,
+                       ["mean_abs_error"], overview_resampling="average", cog=cog)
+        )  # fmt: skip
+    return writers
+
+
 def write_maps(
     files: MapFiles,
     grid: Grid,
@@ -95,53 +135,68 @@ def write_maps(
     tags: dict[str, str],
     rows: Callable[[RowWriter], None],
     reconstruction: Reconstruction | None = None,
+    cog: bool = True,
 ) -> list[Path]:
-    """Open the COGs of ``files`` on ``grid`` and let ``rows`` feed them band by band of rows:
-    probabilities first, then (with ``reconstruction``) the reconstruction's channels."""
-    meta = tags | _class_tags(class_names)
+    """Open the COGs of ``files`` on ``grid`` (plain tiled GeoTIFFs without ``cog``) and let
+    ``rows`` feed them band by band of rows: probabilities first, then (with
+    ``reconstruction``) the reconstruction's channels."""
     k = len(class_names)
     with ExitStack() as stack:
-        classes = stack.enter_context(
-            cog_writer(files.classes, grid, 1, "uint8", CLASS_NODATA, meta, ["class"],
-                       class_colours(k))
-        )  # fmt: skip
-        probabilities = rec = anomaly = None
-        if files.probabilities is not None:
-            probabilities = stack.enter_context(
-                cog_writer(files.probabilities, grid, k, "uint8", None, meta, list(class_names),
-                           overview_resampling="average", masked=True)
-            )  # fmt: skip
-        if files.reconstruction is not None and reconstruction is not None:
-            c = len(reconstruction.bands)
-            rec = stack.enter_context(
-                cog_writer(files.reconstruction, grid, c, "float32", float("nan"), tags,
-                           reconstruction.bands, overview_resampling="average")
-            )  # fmt: skip
-        if files.anomaly is not None and reconstruction is not None:
-            anomaly = stack.enter_context(
-                cog_writer(files.anomaly, grid, 1, "float32", float("nan"), tags,
-                           ["mean_abs_error"], overview_resampling="average")
-            )  # fmt: skip
+        w = _writers(stack, files, grid, class_names, tags, reconstruction, cog)
 
         def write(row: int, scores: np.ndarray, ok: np.ndarray, values: np.ndarray | None) -> None:
             probs = scores[:k]
             best = probs.argmax(axis=0).astype(np.uint8)
-            classes.write(row, np.where(ok, best, CLASS_NODATA)[None])
-            if probabilities is not None:
+            w["classes"].write(row, np.where(ok, best, CLASS_NODATA)[None])
+            if "probabilities" in w:
                 scaled = np.rint(np.clip(probs, 0, 1) * 255).astype(np.uint8)
-                probabilities.write(row, np.where(ok[None], scaled, 0), ok)
+                w["probabilities"].write(row, np.where(ok[None], scaled, 0), ok)
             if reconstruction is None or values is None:
                 return
             out = scores[k:]
-            if rec is not None:
+            if "reconstruction" in w:
                 source = out * reconstruction.scale + reconstruction.shift
-                rec.write(row, np.where(ok[None], source, np.nan).astype(np.float32))
-            if anomaly is not None:
+                w["reconstruction"].write(
+                    row, np.where(ok[None], source, np.nan).astype(np.float32)
+                )
+            if "anomaly" in w:
                 error = np.abs(out - reconstruction.normalise(values, ok)).mean(axis=0)
-                anomaly.write(row, np.where(ok, error, np.nan).astype(np.float32)[None])
+                w["anomaly"].write(row, np.where(ok, error, np.nan).astype(np.float32)[None])
 
         rows(write)
     return files.paths()
+
+
+def assemble_maps(
+    pieces: Sequence[tuple[int, MapFiles]],
+    files: MapFiles,
+    grid: Grid,
+    class_names: Sequence[str],
+    tags: dict[str, str],
+    reconstruction: Reconstruction | None = None,
+) -> list[Path]:
+    """The COGs of a scene mapped in bands of rows, copied block by block from each band's
+    pieces (their first row, their files), in order; the pieces are removed after."""
+    with ExitStack() as stack:
+        w = _writers(stack, files, grid, class_names, tags, reconstruction, cog=True)
+        for first, piece in pieces:
+            for kind, writer in w.items():
+                with rasterio.open(getattr(piece, kind)) as src:
+                    for r in range(0, src.height, BLOCK):
+                        win = Window(0, r, src.width, min(BLOCK, src.height - r))
+                        masked = kind == "probabilities"
+                        valid = src.read_masks(1, window=win) > 0 if masked else None
+                        writer.write(first + r, src.read(window=win), valid)
+    for _, piece in pieces:
+        for path in piece.paths():
+            path.unlink(missing_ok=True)
+    return files.paths()
+
+
+def band_grid(grid: Grid, rows: tuple[int, int]) -> Grid:
+    """The grid of rows [first, stop) of ``grid``."""
+    moved = grid.affine * Affine.translation(0, rows[0])
+    return Grid(grid.crs_wkt, tuple(moved)[:6], rows[1] - rows[0], grid.width)
 
 
 def predict_raster_pixels(
@@ -157,6 +212,7 @@ def predict_raster_pixels(
     tags: dict[str, str] | None = None,
     on_row: Callable[[], None] | None = None,
     reconstruction: Reconstruction | None = None,
+    rows: tuple[int, int] | None = None,
 ) -> list[Path]:
     """Per-pixel class maps: the argmax of the blended scores, uint8, nodata 255 where the input
     has no data; the scene's CRS, transform, width and height.
@@ -175,24 +231,31 @@ def predict_raster_pixels(
         on_row: Called after each row of windows.
         reconstruction: With the reconstruction's channels after the K probabilities that
             ``predict`` returns, write ``files.reconstruction`` and ``files.anomaly``.
+        rows: Only the rows [first, stop), into plain tiled GeoTIFFs on their own grid: one
+            band of a scene mapped in bands (:func:`assemble_maps` makes the COGs).
     """
     height, width = scene.plane_shape
     channels = len(class_names) + (len(reconstruction.bands) if reconstruction else 0)
+    first, stop = rows or (0, height)
 
     def read(r: int, c: int, h: int, w: int) -> np.ndarray:
         return normalise(*scene_valid(scene, r, c, h, w))
 
-    def rows(write: RowWriter) -> None:
+    def fill(write: RowWriter) -> None:
         def stitched(row: int, scores: np.ndarray) -> None:
-            values, ok = scene_valid(scene, row, 0, scores.shape[1], width)
-            write(row, scores, ok, values)
+            lo, hi = max(row, first), min(row + scores.shape[1], stop)  # the band's own rows
+            if lo >= hi:
+                return
+            values, ok = scene_valid(scene, lo, 0, hi - lo, width)
+            write(lo - first, scores[:, lo - row : hi - row], ok, values)
 
         stitch_plane(
             read, predict, stitched, height, width, size, overlap, channels, blend,
-            batch_size, on_row,
+            batch_size, on_row, rows,
         )  # fmt: skip
 
-    return write_maps(files, scene.grid, class_names, tags or {}, rows, reconstruction)
+    grid = scene.grid if rows is None else band_grid(scene.grid, rows)
+    return write_maps(files, grid, class_names, tags or {}, fill, reconstruction, rows is None)
 
 
 def predict_raster_windows(

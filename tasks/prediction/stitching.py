@@ -70,6 +70,7 @@ def stitch_plane(
     blend: Blend = "gaussian",
     batch_size: int = 16,
     on_row: Callable[[], None] | None = None,
+    row_range: tuple[int, int] | None = None,
 ) -> None:
     """Predict a ``height`` × ``width`` plane window by window and ``write`` the blended scores.
 
@@ -87,6 +88,11 @@ def stitch_plane(
         blend: How overlapping windows are weighted: gaussian or constant.
         batch_size: Windows per call of ``predict``.
         on_row: Called after each row of windows (a progress bar's update).
+        row_range: Only the rows [first, stop) of the plane, for one band of a plane mapped in
+            bands: the rows of windows that reach them, on the plane's own window grid, in the
+            same order, so that every row of the band gets exactly the scores it gets when the
+            whole plane is mapped. Rows outside the band may also be written; the writer
+            drops them.
     """
     if not 0 <= overlap < size:
         raise ValueError(f"overlap {overlap} must be at least 0 and below the window {size}")
@@ -94,10 +100,12 @@ def stitch_plane(
     rows, cols = window_origins(height, size, stride), window_origins(width, size, stride)
     weight = blend_weights(size, blend)
     h_win, w_win = min(size, height), min(size, width)
+    if row_range is not None:  # the rows of windows that cover some row of the band
+        rows = [r for r in rows if r < row_range[1] and r + h_win > row_range[0]]
     span = size  # rows held: those of the current row of windows
     scores = np.zeros((channels_out, span, width), dtype=np.float32)
     weights = np.zeros((span, width), dtype=np.float32)
-    top = 0  # the plane row that scores[:, 0] holds
+    top = rows[0]  # the plane row that scores[:, 0] holds
 
     def windows(r: int, batch: list[int]) -> np.ndarray:
         return np.stack([_padded(read(r, c, h_win, w_win), size) for c in batch])
@@ -125,7 +133,8 @@ def stitch_plane(
                     weights[r - top : r - top + h_win, c : c + w_win] += wv
             if on_row is not None:
                 on_row()
-            done = (rows[i + 1] if i + 1 < len(rows) else height) - top  # no window adds to these
+            # rows no later window adds to
+            done = (rows[i + 1] if i + 1 < len(rows) else r + h_win) - top
             write(top, scores[:, :done] / weights[None, :done])
             scores = np.roll(scores, -done, axis=1)
             weights = np.roll(weights, -done, axis=0)

@@ -50,10 +50,34 @@ def plan_splits(records: list[SceneRecord], p: SplitParams) -> dict[str, dict[st
     return plan
 
 
-def part_name(rec: SceneRecord, tile: TileParams, assignment: dict[str, Any]) -> str:
-    """Content-addressed name of a scene's part: file hashes, label, parameters."""
+BAND_PIXELS = 1 << 26  # a raster plane larger than this is cut in row bands, one task each
+Rows = tuple[int, int]  # tile rows [first, stop) of a band, by their top pixel row
+
+
+def row_bands(rec: SceneRecord, tile: TileParams) -> list[Rows | None]:
+    """The bands of rows a scene is cut in, each a task of its own so that one big scene keeps
+    several workers busy: ``[None]`` (the whole scene) for volumes and for rasters up to
+    ``BAND_PIXELS`` pixels; else bands of whole tile rows of about that many pixels."""
+    if rec.kind != "geotiff" or rec.shape[1] * rec.shape[2] <= BAND_PIXELS:
+        return [None]
+    offsets = TileGrid(rec.shape[1], rec.shape[2], tile.size, tile.stride).row_offsets
+    per_band = max(1, BAND_PIXELS // (rec.shape[2] * tile.stride))
+    bands: list[Rows | None] = []
+    for i in range(0, len(offsets), per_band):
+        chunk = offsets[i : i + per_band]
+        bands.append((chunk[0], chunk[-1] + 1))
+    return bands
+
+
+def part_name(
+    rec: SceneRecord, tile: TileParams, assignment: dict[str, Any], rows: Rows | None = None
+) -> str:
+    """Content-addressed name of a scene's part: file hashes, label, parameters (and the band
+    of rows, for a scene cut in bands)."""
+    band = {"rows": list(rows)} if rows else {}
     key = json.dumps(
         {
+            **band,
             "v": STORE_VERSION,
             "sha": rec.sha256,
             "label_sha": rec.label_sha256,
@@ -66,7 +90,7 @@ def part_name(rec: SceneRecord, tile: TileParams, assignment: dict[str, Any]) ->
         },
         sort_keys=True,
     )
-    slug = rec.scene_id.replace("/", "__")
+    slug = rec.scene_id.replace("/", "__") + (f"-r{rows[0]}" if rows else "")
     return f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
@@ -99,6 +123,7 @@ def _tile_plane(
     counts: dict[str, int],
     pool: ThreadPoolExecutor,
     bar: tqdm,
+    rows_of_band: Rows | None = None,
 ) -> None:
     rec = scene.rec
     H, W = scene.plane_shape
@@ -108,6 +133,9 @@ def _tile_plane(
     pad = nodata if nodata is not None else 0
     C = rec.shape[0]
     roffs = grid.row_offsets
+    if rows_of_band is not None:
+        roffs = [r for r in roffs if rows_of_band[0] <= r < rows_of_band[1]]
+    after = {r: n for r, n in zip(grid.row_offsets, grid.row_offsets[1:], strict=False)}
     coffs = grid.col_offsets
     all_valid = np.ones((s, s), dtype=bool)
     step = tile.stats_row_step or max(1, -(-(s * W) // STATS_SAMPLE_PER_STRIP))
@@ -127,7 +155,7 @@ def _tile_plane(
             nxt = pool.submit(fetch, roffs[ri + 1])
         bar.update(1)
         h = strip.shape[1]
-        fresh = (roffs[ri + 1] - r) if ri + 1 < len(roffs) else h
+        fresh = (after[r] - r) if r in after else h  # rows no later strip of the plane reads
         for b in range(C):
             sample = strip[b, :fresh:step]
             stats[b].update(sample if opaque is None else sample[opaque[:fresh:step]], nodata)
@@ -195,12 +223,14 @@ def tile_scene(
     base: Path,
     reuse: list[Path] | None = None,
     progress: bool = True,
+    rows: Rows | None = None,
 ) -> dict[str, Any]:
-    """Tile one scene into ``parts_dir/<content key>/``; reuses a finished part when present.
+    """Tile one scene (or one band of its tile rows, :func:`row_bands`) into
+    ``parts_dir/<content key>/``; reuses a finished part when present.
 
     Returns the part summary: its name, index rows, per-band statistics state and counts.
     """
-    name = part_name(rec, tile, assignment)
+    name = part_name(rec, tile, assignment, rows)
     final = parts_dir / name
     if (final / PART_FILE).exists():
         return dict(json.loads((final / PART_FILE).read_text()))
@@ -226,12 +256,13 @@ def tile_scene(
             rec.label_spec is not None,
             tile.shard_tiles,
         )
-        rows: list[dict[str, Any]] = []
+        index_rows: list[dict[str, Any]] = []
         counts = {"total": 0, "kept": 0, "dropped_border": 0, "dropped_invalid": 0}
         stats = [BandStats.for_dtype(scene.dtype) for _ in rec.band_names]
         split_fn = _split_fn(rec, scene, tile, assignment)
         height, width = scene.plane_shape
-        n_strips = len(TileGrid(height, width, tile.size, tile.stride).row_offsets)
+        offsets = TileGrid(height, width, tile.size, tile.stride).row_offsets
+        n_strips = len([r for r in offsets if rows is None or rows[0] <= r < rows[1]])
         bar = tqdm(
             total=scene.n_planes * n_strips,
             desc=rec.scene_id,
@@ -242,8 +273,9 @@ def tile_scene(
         try:
             for plane in range(scene.n_planes):
                 _tile_plane(
-                    scene, plane, tile, split_fn(plane), shards, stats, rows, counts, pool, bar
-                )
+                    scene, plane, tile, split_fn(plane), shards, stats, index_rows, counts,
+                    pool, bar, rows,
+                )  # fmt: skip
         finally:
             bar.close()
             shards.close()  # waits for the writer thread, also when tiling failed
@@ -252,7 +284,7 @@ def tile_scene(
         "name": name,
         "scene_id": rec.scene_id,
         "source": rec.source,
-        "rows": rows,
+        "rows": index_rows,
         "counts": counts,
         "stats": [s.to_state() for s in stats],
         "dtype": str(scene.dtype),

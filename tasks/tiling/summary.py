@@ -53,7 +53,11 @@ def store_info(
         )
         for r in records
     }
-    counts = {p["scene_id"]: p["counts"] for p in parts}
+    counts: dict[str, dict[str, int]] = {}
+    for p in parts:  # a scene cut in bands of rows has a part per band
+        total = counts.setdefault(p["scene_id"], dict.fromkeys(p["counts"], 0))
+        for k, v in p["counts"].items():
+            total[k] += v
     return StoreInfo.model_validate(
         {
             "params": params.model_dump(),

@@ -209,3 +209,22 @@ def test_the_scheduled_deployment_maps_new_files_once_per_version_by_a_real_work
             assert ds.tags()["tessera_model_version"] == "1" and ds.shape == (40, 56)
         run_by_worker(env, trained, deployment, params, "tessera-process")
         assert [m.stat().st_mtime_ns for m in maps] == stamps  # done for v1: skipped
+
+
+def test_a_scene_mapped_in_row_bands_gives_the_maps_of_one_piece(trained, cli, monkeypatch):
+    from tessera.tasks.prediction import apply
+
+    args = ["predict", "--model", "tiny-seg", "--input", "scene.tif", "--probabilities",
+            "--reconstruction", "--overlap", "0.5"]  # fmt: skip
+    assert cli(*args, "--out", "whole", cwd=trained)[0] == 0
+    monkeypatch.setattr(apply, "BAND_PIXELS", 40 * 128)  # bands of 40 rows of the 128² scene
+    rc, out, err = cli(*args, "--out", "bands", cwd=trained)
+    assert rc == 0 and "4 maps" in out, err
+    for name in ("classes", "probabilities", "reconstruction", "anomaly"):
+        a, b = trained / "whole" / f"scene_{name}.tif", trained / "bands" / f"scene_{name}.tif"
+        with rasterio.open(a) as x, rasterio.open(b) as y:
+            assert (x.transform, x.crs, x.shape, x.count) == (y.transform, y.crs, y.shape, y.count)
+            assert y.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+            np.testing.assert_array_equal(x.read(), y.read(), err_msg=name)
+            np.testing.assert_array_equal(x.read_masks(), y.read_masks(), err_msg=name)
+    assert not list((trained / "bands").glob(".*"))  # no piece left behind
