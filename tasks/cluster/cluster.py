@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -141,6 +143,9 @@ def up(
         _save(state)
         say(f"{name}: up in {state.started_s[name]:.1f} s")
 
+    main = threading.current_thread() is threading.main_thread()
+    # a kill while starting stops what was started (signals reach the main thread only)
+    previous_term = signal.signal(signal.SIGTERM, _interrupted) if main else None
     try:
         t = time.monotonic()
         started("postgres", start_postgres(data_folder(folder), ports["postgres"]), t)
@@ -179,8 +184,16 @@ def up(
         _save(state)
     except BaseException:
         down(folder)
+        shutil.rmtree(data_folder(folder), ignore_errors=True)
         raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous_term)
     return state
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    raise ClusterError("tessera cluster up: interrupted; what it had started is stopped")
 
 
 def _env(state: ClusterState) -> dict[str, str]:

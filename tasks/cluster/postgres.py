@@ -88,7 +88,7 @@ def start_postgres(folder: Path, port: int, within_s: float = 60) -> Daemon:
         for db in DATABASES:
             if db not in have:
                 _as_postgres([*psql, "-c", f"CREATE DATABASE {db} OWNER {ROLE}"])
-    except ClusterError:
+    except BaseException:
         from tessera.tasks.cluster.processes import stop
 
         stop(daemon)

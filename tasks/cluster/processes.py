@@ -105,18 +105,21 @@ def wait_until(check: Callable[[], Any], within_s: float, d: Daemon, what: str) 
     """Call ``check`` until it answers something true, within ``within_s``; a daemon that
     dies or does not get there is stopped and reported in one line with its log's last line."""
     deadline = time.monotonic() + within_s
-    while True:
-        try:
-            got = check()
-        except Exception:
-            got = None
-        if got:
-            return got
-        if not ours(d) or time.monotonic() > deadline:
-            why = "exited" if not ours(d) else f"not {what} within {within_s:.0f} s"
-            stop(d)
-            raise ClusterError(f"{d.name}: {why} (log {d.log}: {log_tail(d.log)})")
-        time.sleep(0.25)
+    try:
+        while True:
+            try:
+                got = check()
+            except Exception:
+                got = None
+            if got:
+                return got
+            if not ours(d) or time.monotonic() > deadline:
+                why = "exited" if not ours(d) else f"not {what} within {within_s:.0f} s"
+                raise ClusterError(f"{d.name}: {why} (log {d.log}: {log_tail(d.log)})")
+            time.sleep(0.25)
+    except BaseException:  # a failure, or the command interrupted while it waited
+        stop(d)
+        raise
 
 
 def stop(d: Daemon, grace_s: float = 20.0) -> bool:

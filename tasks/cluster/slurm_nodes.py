@@ -121,7 +121,7 @@ def start_slurm(
             log = folder / "log" / f"{node}.out"
             daemons.append(start(f"slurmd-{node}", ["slurmd", "-D", "-N", node], log, env=env))
         wait_until(lambda: _idle(env) >= len(node_ports), within_s, ctld, "with idle nodes")
-    except ClusterError:
+    except BaseException:
         for d in reversed(daemons):
             stop(d)
         raise
