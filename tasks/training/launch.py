@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -70,11 +71,6 @@ class LaunchParams(BaseModel):
     max_restarts: int = Field(
         default=0, ge=0, description="torchrun restarts of the ranks; each resumes the run."
     )
-    launch_id: str | None = Field(
-        default=None,
-        description="Shared by every node of one run (torchrun's rendezvous id); None: "
-        "$TESSERA_RUN_ID, else $SLURM_JOB_ID, else one made from the run's folder.",
-    )
     slurm: SlurmParams = Field(default_factory=SlurmParams)
 
 
@@ -107,9 +103,10 @@ def write_run_config(config: RunConfig, launch: LaunchParams) -> Path:
 
 
 def launch_id(launch: LaunchParams, out: Path) -> str:
-    """The id every process of this run shares: given, the environment's, made from the run's
-    folder (several nodes started by hand must agree on it), or new."""
-    given = launch.launch_id or os.environ.get("TESSERA_RUN_ID") or os.environ.get("SLURM_JOB_ID")
+    """The id every process of this run shares (torchrun's rendezvous id): ``TESSERA_RUN_ID``
+    or ``SLURM_JOB_ID`` when set, else one made from the run's folder for several nodes
+    started by hand (they must agree on it), else a new one."""
+    given = os.environ.get("TESSERA_RUN_ID") or os.environ.get("SLURM_JOB_ID")
     if given:
         return given
     if launch.launcher == "local" and launch.num_nodes > 1:
@@ -136,8 +133,6 @@ def check_endpoint(endpoint: str, within_s: float = 10.0) -> None:
             done.append(socket.getaddrinfo(host, int(port)))
         except OSError as exc:
             done.append(exc)
-
-    import threading
 
     t = threading.Thread(target=resolve, daemon=True)
     t.start()

@@ -227,3 +227,48 @@ def test_a_tracking_server_that_is_down_fails_in_one_line_and_keeps_the_run(
     line = _one_line(res)
     assert uri in line and "did not answer" in line and took < 60, (line, took)
     assert _files(folder) == before
+
+
+@pytest.mark.slow
+def test_a_tracking_server_that_dies_mid_training_fails_in_one_line_and_keeps_the_run(
+    trained, subprocess_env, tmp_path
+):
+    from tessera.tasks.cluster.processes import free_port
+    from tests.helpers import stop_process_group, wait_for
+
+    folder = trained / "models" / "keep"
+    before = _files(folder)
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+         f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
+         str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        env=subprocess_env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        from tessera.flows.local_api import healthy
+
+        wait_for(lambda: healthy(uri), 90, "the MLflow server")
+        last = staging_dir(folder) / "checkpoints" / "last.ckpt"
+        proc = subprocess.Popen(
+            [TESSERA, "train", "--experiment", "keep", "--set", "train.trainer.max_epochs=60",
+             "--set", f"train.tracking_uri={uri}"],
+            cwd=trained, env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None and not last.exists():
+            time.sleep(0.05)
+        assert proc.poll() is None, "training finished before the server could be stopped"
+    finally:
+        stop_process_group(server)
+    died = time.monotonic()
+    _, err = proc.communicate(timeout=300)
+    took = time.monotonic() - died
+    lines = [ln for ln in err.splitlines() if ln.startswith("tessera:")]
+    assert proc.returncode == 1 and len(lines) == 1, err[-3000:]
+    assert "Traceback" not in err and took < 60, (lines, took)
+    assert _files(folder) == before  # the previous run, byte for byte
