@@ -13,7 +13,7 @@ from tessera.tasks.prediction.options import PredictOptions
 from tessera.tasks.sources.specs import SourceSpec
 from tessera.tasks.store.files import read_yaml_mapping
 from tessera.tasks.tiling.params import TileParams
-from tessera.tasks.training.slurm import SlurmParams
+from tessera.tasks.training.options import SlurmParams
 
 PARAMS_FILE = "params.yaml"  # the project's one config, at its root
 OnBadInput = Literal["fail", "skip"]

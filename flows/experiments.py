@@ -16,7 +16,7 @@ from tessera.models.config import (
     validate_model_params,
 )
 from tessera.tasks.prediction.options import Blend
-from tessera.tasks.training.launch import LaunchParams
+from tessera.tasks.training.options import LaunchParams
 
 
 def default_tracking(root: Path) -> tuple[str, str | None]:

@@ -18,9 +18,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from tessera.models.config import (
     LAUNCH_ENV,
@@ -40,8 +38,9 @@ from tessera.models.run_folder import (
 from tessera.models.version import FINGERPRINT_ENV, identity
 from tessera.tasks.store.files import atomic_write_json
 from tessera.tasks.store.outputs import check_output, json_keys
+from tessera.tasks.training.options import LaunchParams
 from tessera.tasks.training.relay import relay_without_traceback
-from tessera.tasks.training.slurm import SlurmParams, last_output_line, run_slurm_job
+from tessera.tasks.training.slurm import last_output_line, run_slurm_job
 from tessera.tasks.training.tracking import check_tracking_server, create_tracking_store
 
 ERROR_FILE = "error.txt"  # in the staging folder: the first failing rank's one-line reason
@@ -52,26 +51,6 @@ class TrainingError(Exception):
     """A training process failed; the message is one line."""
 
     one_line = True
-
-
-class LaunchParams(BaseModel):
-    """How ``tessera train`` starts the training processes and waits for them."""
-
-    model_config = ConfigDict(extra="forbid")
-    launcher: Literal["local", "slurm"] = Field(
-        default="local", description="local: here (torchrun for several); slurm: one Slurm job."
-    )
-    devices: int = Field(default=1, ge=1, description="Processes (GPUs) per node.")
-    num_nodes: int = Field(default=1, ge=1)
-    resume: bool = Field(default=False, description="Continue from the last checkpoint.")
-    rdzv_endpoint: str | None = Field(default=None, description="host:port, several nodes.")
-    rdzv_timeout_s: int = Field(
-        default=300, ge=10, description="How long a node waits for the others to join."
-    )
-    max_restarts: int = Field(
-        default=0, ge=0, description="torchrun restarts of the ranks; each resumes the run."
-    )
-    slurm: SlurmParams = Field(default_factory=SlurmParams)
 
 
 def is_training_run(path: Path) -> bool:

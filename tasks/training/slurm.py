@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from tessera.tasks.training.options import SlurmParams
 from tessera.tasks.training.relay import Relay
 
 if TYPE_CHECKING:
@@ -29,25 +28,6 @@ if TYPE_CHECKING:
 SCRIPT = "slurm-job.sh"
 OUTPUT = "slurm-%j.out"
 SUBMIT_TIMEOUT_S = 60.0  # a controller that does not answer: sbatch would retry for long
-
-
-class SlurmParams(BaseModel):
-    """How a training job is submitted to Slurm."""
-
-    model_config = ConfigDict(extra="forbid")
-    partition: str | None = Field(default=None, description="None: the cluster's default.")
-    time_limit: str = Field(default="02:00:00", description="sbatch --time of the job.")
-    requeue: bool = Field(default=True, description="Requeue the job when a node fails.")
-    options: list[str] = Field(
-        default_factory=list, description="More sbatch options, e.g. --gpus-per-node=4."
-    )
-    env: dict[str, str] = Field(
-        default_factory=dict,
-        description="Exported into the job, e.g. MASTER_ADDR where node names do not resolve.",
-    )
-    wait_s: float = Field(
-        default=86400, gt=0, description="Bound on the wait for the job, queueing included."
-    )
 
 
 class SlurmError(Exception):

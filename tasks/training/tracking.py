@@ -31,6 +31,8 @@ def create_tracking_store(uri: str) -> None:
     if not uri.startswith("sqlite:///"):
         return
     path = Path(uri.removeprefix("sqlite:///"))
+    if path.exists() and path.stat().st_size > 0:
+        return  # made already: no lock file needed
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.parent / f".{path.name}.create.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # held for as long as one creation takes

@@ -13,7 +13,8 @@ from tessera.tasks.registry.register import check_record_output
 from tessera.tasks.sources.samples import copy_samples, sample_files
 from tessera.tasks.store.outputs import OutputRefusedError
 from tessera.tasks.store.reader import TileStore
-from tessera.tasks.training.launch import LaunchParams, write_run_config
+from tessera.tasks.training.launch import write_run_config
+from tessera.tasks.training.options import LaunchParams
 from tests.helpers import write_geotiff
 
 

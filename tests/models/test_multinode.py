@@ -17,7 +17,8 @@ import torch
 
 from tessera.models.run_folder import staging_dir
 from tessera.tasks.cluster.processes import free_port
-from tessera.tasks.training.launch import LaunchParams, training_command
+from tessera.tasks.training.launch import training_command
+from tessera.tasks.training.options import LaunchParams
 from tests.helpers import TINY_EXPERIMENTS, last_weights, run_summary, training_dir
 
 TESSERA = str(Path(sys.executable).parent / "tessera")

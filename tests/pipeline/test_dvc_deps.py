@@ -11,11 +11,18 @@ import yaml
 from tests.helpers import REPO
 
 # What a stage computes is its flow, its steps and what they import. Left out: how the
-# Prefect UI shows a run and how a failure reads (never an output), and the schema's
-# reference to the model constructors (it validates every experiment's model arguments
-# while loading params.yaml; the stages that build a model import them themselves).
+# Prefect UI shows a run and how a failure reads (never an output); the schema's reference
+# to the model constructors (it validates every experiment's model arguments while loading
+# params.yaml; the stages that build a model import them themselves); and where the work
+# runs: the profile and the runner's Slurm options (no stage's output depends on them, so
+# that DVC's record holds wherever the stages ran).
 NOT_OUTPUT = {"tessera.flows.markdown", "tessera.flows.failures"}
-SCHEMA_IMPORT = ("tessera.flows.config", "tessera.models.config")
+SCHEMA_IMPORTS = {
+    ("tessera.flows.config", "tessera.models.config"),
+    ("tessera.flows.config", "tessera.flows.profiles"),
+    ("tessera.flows.config", "tessera.tasks.training.options"),
+    ("tessera.flows.experiments", "tessera.tasks.training.options"),
+}
 LAUNCHED = {"train": ["tessera.models.train"]}  # run as `python -m`, not imported
 
 
@@ -31,7 +38,7 @@ def _stage_code(graph: grimp.ImportGraph, stage: str) -> set[str]:
         todo += [
             m
             for m in graph.find_modules_directly_imported_by(module)
-            if m.startswith("tessera.") and (module, m) != SCHEMA_IMPORT
+            if m.startswith("tessera.") and (module, m) not in SCHEMA_IMPORTS
         ]
     return seen
 
