@@ -104,3 +104,8 @@ def discard_unresumable(stage: Path) -> None:
     """Remove a failed run's staging folder unless it holds a checkpoint to resume from."""
     if is_stage(stage) and not (stage / CHECKPOINT_DIR / LAST).is_file():
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def attempt_file(path: Path, attempt: int) -> Path:
+    """``path`` of the first attempt; ``error.2.txt`` for ``error.txt`` of the third."""
+    return path.with_suffix(f".{attempt}{path.suffix}") if attempt else path

@@ -29,7 +29,7 @@ from tessera.models.config import (
     validate_model_params,
 )
 from tessera.models.cpu import pin_cpu_kernels
-from tessera.models.run_folder import LAST, promote, staging_dir
+from tessera.models.run_folder import LAST, attempt_file, promote, staging_dir
 from tessera.tasks.store.errors import debugging, one_line
 from tessera.tasks.store.files import atomic_write_json
 
@@ -332,8 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         line = f"{where}: {one_line(exc)}"
         error_file = os.environ.get("TESSERA_ERROR_FILE")
         if error_file:  # the launcher reports it as its own one-line error; the first rank
-            try:  # to fail holds the cause (the others then lose their peer): keep its line
-                with open(error_file, "x") as fh:
+            try:  # of an attempt to fail holds the cause (the others then lose their peer)
+                with open(attempt_file(Path(error_file), restarts()), "x") as fh:
                     fh.write(line + "\n")
             except FileExistsError:
                 pass

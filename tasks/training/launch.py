@@ -159,6 +159,9 @@ def _environment(config: RunConfig, stage: Path, run_id: str) -> dict[str, str]:
         "TESSERA_ERROR_FILE": str((stage / ERROR_FILE).resolve()),
         LAUNCH_ENV: run_id,
         FINGERPRINT_ENV: identity(),  # every rank checks it runs the same code
+        # a restart's ranks meet in a store of their own: in the store torchrun shares across
+        # restarts, gloo read the killed attempt's addresses and refused (torch 2.13)
+        "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
     }
 
 
@@ -199,7 +202,8 @@ def launch_training(config_path: Path, launch: LaunchParams) -> dict[str, Any]:
         create_tracking_store(config.tracking_uri)
     out = Path(config.out_dir)
     stage = config_path.parent
-    (stage / ERROR_FILE).unlink(missing_ok=True)
+    for old in [stage / ERROR_FILE, *stage.glob("error.*.txt")]:
+        old.unlink(missing_ok=True)
     run_id = launch_of(stage)
     env = _environment(config, stage, run_id)
     if launch.launcher == "slurm":
@@ -210,7 +214,7 @@ def launch_training(config_path: Path, launch: LaunchParams) -> dict[str, Any]:
             check_endpoint(launch.rdzv_endpoint)
         rc, where = _run_here(training_command(config_path, launch, run_id), env), "training"
     if rc != 0:
-        reason = _reason(stage)
+        reason = failure_reason(stage)
         if not reason and launch.launcher == "slurm":
             reason = last_output_line(stage, job.job_id)
         discard_unresumable(stage)
@@ -224,8 +228,17 @@ def launch_training(config_path: Path, launch: LaunchParams) -> dict[str, Any]:
     return summary | run | ({"slurm_job": job.job_id} if launch.launcher == "slurm" else {})
 
 
-def _reason(stage: Path) -> str:
-    try:
-        return (stage / ERROR_FILE).read_text().strip()
-    except OSError:
-        return ""
+def failure_reason(stage: Path) -> str:
+    """The last attempt's reason (each of torchrun's restarts writes its own file)."""
+    files = [stage / ERROR_FILE, *stage.glob("error.*.txt")]
+    for path in sorted(files, key=_attempt, reverse=True):
+        try:
+            return path.read_text().strip()
+        except OSError:
+            continue
+    return ""
+
+
+def _attempt(path: Path) -> int:
+    number = path.suffixes[-2][1:] if len(path.suffixes) > 1 else ""
+    return int(number) if number.isdigit() else 0

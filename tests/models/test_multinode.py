@@ -17,7 +17,7 @@ import torch
 
 from tessera.models.run_folder import staging_dir
 from tessera.tasks.cluster.processes import free_port
-from tessera.tasks.training.launch import training_command
+from tessera.tasks.training.launch import failure_reason, training_command
 from tessera.tasks.training.options import LaunchParams
 from tests.helpers import TINY_EXPERIMENTS, last_weights, run_summary, training_dir
 
@@ -94,6 +94,14 @@ def test_an_endpoint_that_does_not_resolve_fails_at_once(project, subprocess_env
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert proc.returncode == 1 and len(lines) == 1, err
     assert "no-such-host.invalid does not resolve" in lines[0]
+
+
+def test_a_failed_launch_reports_its_last_attempt(tmp_path):
+    (tmp_path / "error.txt").write_text("first attempt: peer lost\n")
+    assert failure_reason(tmp_path) == "first attempt: peer lost"
+    (tmp_path / "error.1.txt").write_text("second attempt: out of memory\n")
+    (tmp_path / "error.10.txt").write_text("eleventh attempt: disk full\n")
+    assert failure_reason(tmp_path) == "eleventh attempt: disk full"
 
 
 def _rank_process(rank: int) -> int | None:
