@@ -45,8 +45,10 @@ imports: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# Two workers (the 2-core target): each module, and the cluster tier, stays on one worker.
+TEST_WORKERS ?= 2
 pytest: setup
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 test: lint imports typecheck pytest
 

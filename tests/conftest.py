@@ -21,6 +21,17 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ["TESSERA_PREFECT_API"] = "ephemeral"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist names each item after its group
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Parallel runs (``pytest -n 2 --dist loadgroup``, as ``make test``) keep each module on
+    one worker, so that its trained fixtures are made once, and the whole cluster tier on one,
+    since it shares one cluster."""
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        group = "cluster" if module.startswith("tests/cluster/") else module
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[str]:
     """One temporary Prefect API for every flow of the session; yields its URL."""

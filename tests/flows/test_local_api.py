@@ -78,7 +78,7 @@ def test_first_command_starts_it_later_ones_reuse_it_and_it_stops_when_idle(tmp_
         assert second.returncode == 0, second.stderr
         assert "starting" not in second.stderr
         assert read_state(home) == state
-        assert took < 15, took  # no new API to start (a generous bound for a loaded machine)
+        assert took < 25, took  # no new API to start (a generous bound for a loaded machine)
         runs = [r for r in _flow_runs(state["url"]) if r["state_type"] == "COMPLETED"]
         assert len(runs) == 2  # both runs recorded by the one server
 

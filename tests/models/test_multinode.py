@@ -104,8 +104,9 @@ def test_a_failed_launch_reports_its_last_attempt(tmp_path):
     assert failure_reason(tmp_path) == "eleventh attempt: disk full"
 
 
-def _rank_process(rank: int) -> int | None:
-    """The PID of a training process of rank ``rank`` (torchrun sets RANK in its env)."""
+def _rank_process(rank: int, stage: Path) -> int | None:
+    """The PID of this run's training process of rank ``rank`` (torchrun sets RANK in its
+    environment, the launcher the run's staging folder): never another test's."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -114,7 +115,12 @@ def _rank_process(rank: int) -> int | None:
             env = (proc / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"tessera.models.train" in cmd and f"RANK={rank}".encode() in env:
+        ours = f"TESSERA_ERROR_FILE={stage}/".encode()
+        if (
+            b"tessera.models.train" in cmd
+            and f"RANK={rank}".encode() in env
+            and any(v.startswith(ours) for v in env)
+        ):
             return int(proc.name)
     return None
 
@@ -128,7 +134,7 @@ def test_a_killed_rank_is_restarted_and_the_run_resumes_to_the_same_result(proje
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None and not last.exists():
         time.sleep(0.05)
-    rank = _rank_process(1)
+    rank = _rank_process(1, last.parents[1].resolve())
     assert proc.poll() is None and rank is not None, "no rank to kill"
     os.kill(rank, signal.SIGKILL)
     _done(proc)
