@@ -105,7 +105,6 @@ def main() -> None:
         result = summarise([r for r, _ in draws])
     if not args.no_clustering:
         m2, lab_idx = draws[0][1]
-        pl.seed_everything(args.seed, verbose=False)
         result |= clustering(args, x, y, m2, lab_idx, idx_test)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"wall {time.perf_counter() - start:.0f} s, peak RSS {peak_mib:.0f} MiB")

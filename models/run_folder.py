@@ -109,3 +109,14 @@ def discard_unresumable(stage: Path) -> None:
 def attempt_file(path: Path, attempt: int) -> Path:
     """``path`` of the first attempt; ``error.2.txt`` for ``error.txt`` of the third."""
     return path.with_suffix(f".{attempt}{path.suffix}") if attempt else path
+
+
+def attempt_files(path: Path) -> list[Path]:
+    """The :func:`attempt_file` s of ``path`` that exist, the last attempt's first."""
+
+    def attempt(p: Path) -> int:
+        number = p.suffixes[-2][1:] if len(p.suffixes) > 1 else ""
+        return int(number) if number.isdigit() else 0
+
+    found = [p for p in [path, *path.parent.glob(f"{path.stem}.*{path.suffix}")] if p.is_file()]
+    return sorted(found, key=attempt, reverse=True)

@@ -29,6 +29,7 @@ from tessera.models.config import (
 )
 from tessera.models.cpu import cpu_kernel_environment
 from tessera.models.run_folder import (
+    attempt_files,
     discard_unresumable,
     is_stage,
     launch_of,
@@ -202,7 +203,7 @@ def launch_training(config_path: Path, launch: LaunchParams) -> dict[str, Any]:
         create_tracking_store(config.tracking_uri)
     out = Path(config.out_dir)
     stage = config_path.parent
-    for old in [stage / ERROR_FILE, *stage.glob("error.*.txt")]:
+    for old in attempt_files(stage / ERROR_FILE):
         old.unlink(missing_ok=True)
     run_id = launch_of(stage)
     env = _environment(config, stage, run_id)
@@ -230,15 +231,9 @@ def launch_training(config_path: Path, launch: LaunchParams) -> dict[str, Any]:
 
 def failure_reason(stage: Path) -> str:
     """The last attempt's reason (each of torchrun's restarts writes its own file)."""
-    files = [stage / ERROR_FILE, *stage.glob("error.*.txt")]
-    for path in sorted(files, key=_attempt, reverse=True):
+    for path in attempt_files(stage / ERROR_FILE):
         try:
             return path.read_text().strip()
         except OSError:
             continue
     return ""
-
-
-def _attempt(path: Path) -> int:
-    number = path.suffixes[-2][1:] if len(path.suffixes) > 1 else ""
-    return int(number) if number.isdigit() else 0

@@ -257,7 +257,7 @@ def test_a_tracking_server_that_dies_mid_training_fails_in_one_line_and_keeps_th
             [TESSERA, "train", "--experiment", "keep", "--set", "train.trainer.max_epochs=60",
              "--set", f"train.tracking_uri={uri}"],
             cwd=trained, env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True,
+            text=True, start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None and not last.exists():
@@ -266,7 +266,10 @@ def test_a_tracking_server_that_dies_mid_training_fails_in_one_line_and_keeps_th
     finally:
         stop_process_group(server)
     died = time.monotonic()
-    _, err = proc.communicate(timeout=300)
+    try:
+        _, err = proc.communicate(timeout=300)
+    finally:  # passed or failed, nothing of the training outlives the test
+        stop_process_group(proc)
     took = time.monotonic() - died
     lines = [ln for ln in err.splitlines() if ln.startswith("tessera:")]
     assert proc.returncode == 1 and len(lines) == 1, err[-3000:]

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,13 @@ from tessera.models.run_folder import staging_dir
 from tessera.tasks.cluster.processes import free_port
 from tessera.tasks.training.launch import failure_reason, training_command
 from tessera.tasks.training.options import LaunchParams
-from tests.helpers import TINY_EXPERIMENTS, last_weights, run_summary, training_dir
+from tests.helpers import (
+    TINY_EXPERIMENTS,
+    last_weights,
+    run_summary,
+    stop_process_group,
+    training_dir,
+)
 
 TESSERA = str(Path(sys.executable).parent / "tessera")
 EXP = TINY_EXPERIMENTS["tiny-seg"]
@@ -32,11 +39,24 @@ def project(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return training_dir(tmp_path_factory.mktemp("nodes"), exps)
 
 
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_what_the_test_started() -> Iterator[None]:
+    """Every launcher a test starts is stopped with its ranks, passed or failed."""
+    yield
+    while _STARTED:
+        stop_process_group(_STARTED.pop())
+
+
 def _tessera(args: list, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [TESSERA, *map(str, args)], cwd=cwd, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
+    _STARTED.append(proc)
+    return proc
 
 
 def _done(proc: subprocess.Popen[str], timeout: float = 600) -> str:
