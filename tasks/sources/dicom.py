@@ -9,6 +9,7 @@ applied by pydicom (float64 where it rescales); a series is ordered along its sl
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,17 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _PIXELS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
+_IMPORTING = threading.Lock()
+
+
+def _load_pydicom() -> None:
+    """Import pydicom and its pixel modules one thread at a time. Their first import from two
+    threads at once (files ingested in parallel) handed one thread a partly initialised
+    ``pydicom.pixels.utils`` (an import cycle inside pydicom): ``cannot import name``."""
+    with _IMPORTING:
+        import pydicom.pixels.utils  # noqa: F401
+
+
 def _undefined_length(elem: Any) -> bool:
     return getattr(elem, "length", None) == 0xFFFFFFFF or bool(
         getattr(elem, "is_undefined_length", False)
@@ -31,6 +43,7 @@ def read_dataset(path: Path, **kwargs: Any) -> Any:
     """pydicom's dataset of ``path``, also of a file without the preamble and file meta
     (ACR-NEMA style, or written without them): its transfer syntax is then the encoding
     pydicom found, which is only ever native (uncompressed) pixel data."""
+    _load_pydicom()
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -55,6 +68,7 @@ def read_dataset(path: Path, **kwargs: Any) -> Any:
 
 def _check_file(f: Path, frames_before: int) -> int:
     """Validate one DICOM file's header and pixel data length; returns its frame count."""
+    _load_pydicom()
     from pydicom.pixels.utils import get_expected_length
 
     try:
@@ -186,6 +200,7 @@ def file_affine(ds: Any, frames: int, path: Path) -> np.ndarray:
 def _pixels(ds: Any, path: Path) -> np.ndarray:
     """(frames, rows, cols, samples) values: pydicom's ``pixel_array``, with its modality LUT
     (or rescale) applied to grey data."""
+    _load_pydicom()
     from pydicom.pixels import apply_modality_lut
 
     try:
