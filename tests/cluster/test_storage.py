@@ -86,9 +86,11 @@ def test_tile_and_predict_read_a_raster_straight_from_s3(project, cluster_env, t
 def test_a_store_that_is_down_fails_the_read_in_one_line(project, cluster_env, tmp_path):
     port = free_port()
     moto = start_s3(tmp_path, port)
-    env = {**cluster_env, **client_environment(port)}
-    _s3(env).upload_file(str(project / "scene.tif"), BUCKET, "scene.tif")
-    stop(moto)
+    try:
+        env = {**cluster_env, **client_environment(port)}
+        _s3(env).upload_file(str(project / "scene.tif"), BUCKET, "scene.tif")
+    finally:  # the fault itself, and the daemon stopped by PID whatever happened
+        stop(moto)
     started = time.monotonic()
     res = tessera(["tile", "--input", f"s3://{BUCKET}/scene.tif", "--out", tmp_path / "t"],
                   tmp_path, env)  # fmt: skip
@@ -122,14 +124,16 @@ def test_a_push_to_a_store_that_is_down_fails_within_a_bound(cluster_env, tmp_pa
 
     port = free_port()
     moto = start_s3(tmp_path, port)
-    env = {**cluster_env, **client_environment(port)}
-    repo = git_dvc_repo(tmp_path / "repo", env)
-    (repo / "data").mkdir()
-    (repo / "data" / "x.txt").write_text("x")
-    sh_all([["dvc", "remote", "add", "-d", "s3", f"s3://{BUCKET}/dvc"],
-            ["dvc", "remote", "modify", "s3", "endpointurl", env["AWS_ENDPOINT_URL"]],
-            ["dvc", "add", "-q", "data"]], repo, env)  # fmt: skip
-    stop(moto)
+    try:
+        env = {**cluster_env, **client_environment(port)}
+        repo = git_dvc_repo(tmp_path / "repo", env)
+        (repo / "data").mkdir()
+        (repo / "data" / "x.txt").write_text("x")
+        sh_all([["dvc", "remote", "add", "-d", "s3", f"s3://{BUCKET}/dvc"],
+                ["dvc", "remote", "modify", "s3", "endpointurl", env["AWS_ENDPOINT_URL"]],
+                ["dvc", "add", "-q", "data"]], repo, env)  # fmt: skip
+    finally:  # the fault itself, and the daemon stopped by PID whatever happened
+        stop(moto)
     code = (
         "import sys, time; from pathlib import Path; "
         "from tessera.tasks.pipeline.dvc_stages import push_outputs\n"
