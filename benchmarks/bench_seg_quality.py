@@ -38,10 +38,10 @@ import yaml
 
 from tessera.flows.config import TesseraParams
 from tessera.flows.experiments import resolve_experiment
+from tessera.models.augment import augment_batch
 from tessera.models.baselines import forest_segmentation_scores
 from tessera.models.config import RunConfig
 from tessera.models.data import TileDataset, collate_batch
-from tessera.models.datamodule import augment_batch
 from tessera.models.losses import MaskedDiceCELoss
 from tessera.models.metrics import SegmentationScores
 from tessera.models.train import fit

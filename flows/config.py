@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tessera.models.config import DatasetParams, LoaderParams, TrainerParams
 from tessera.tasks.prediction.options import PredictOptions
@@ -147,6 +147,19 @@ class ExperimentParams(BaseModel):
     trainer: dict[str, Any] = Field(default_factory=dict)
     loader: dict[str, Any] = Field(default_factory=dict)
     registry: ExperimentRegistry = Field(default_factory=ExperimentRegistry)
+    heldout: list[str] = Field(
+        default_factory=list,
+        description="Catalogued sources with labels that the model never trains on: evaluate "
+        "maps their scenes whole and scores them (heldout_* metrics), and the registry gate "
+        "decides on the held-out score.",
+    )
+
+    @model_validator(mode="after")
+    def _held_out_is_not_trained_on(self) -> ExperimentParams:
+        both = sorted(set(self.heldout) & set(self.dataset.sources))
+        if both:
+            raise ValueError(f"source(s) {both} are both trained on and held out")
+        return self
 
 
 class TesseraParams(BaseModel):
@@ -161,6 +174,15 @@ class TesseraParams(BaseModel):
     registry: RegistryParams = Field(default_factory=RegistryParams)
     predict: PredictOptions = Field(default_factory=PredictOptions)
     experiments: dict[str, ExperimentParams] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _held_out_sources_exist(self) -> TesseraParams:
+        known = {s.name for s in self.ingest.sources}
+        for name, exp in self.experiments.items():
+            unknown = sorted(set(exp.heldout) - known)
+            if unknown:
+                raise ValueError(f"experiments.{name}.heldout: {unknown} not in ingest.sources")
+        return self
 
 
 def _set_key(d: dict[str, Any], dotted: str, value: Any) -> None:

@@ -1,4 +1,5 @@
-"""``tessera evaluate``: one trained experiment judged on the tile store's test split."""
+"""``tessera evaluate``: one trained experiment judged on the tile store's test split and on
+its held-out sources."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from tessera.flows.failures import failing_in_one_line
 from tessera.flows.markdown import artifact_key
 from tessera.tasks.evaluation.report import check_evaluation_output
 from tessera.tasks.steps.evaluate import (
+    heldout_scores_step,
     run_inference_step,
     score_latents_step,
     stitched_scores_step,
@@ -44,8 +46,13 @@ def evaluate_flow(params: EvaluateFlowParams) -> State[Any]:
         run, Path(params.checkpoint), Path(params.catalog), Path.cwd(), ev.split,
         params.overlap, params.blend,
     )  # fmt: skip
+    heldout = heldout_scores_step(
+        run, Path(params.checkpoint), Path(params.catalog), Path.cwd(), params.heldout,
+        params.overlap, params.blend,
+    )  # fmt: skip
     result = write_evaluation_step(
-        Path(params.out_dir), run.experiment, inf, rep, history, Path(run.store), stitched
-    )
+        Path(params.out_dir), run.experiment, inf, rep, history, Path(run.store), stitched,
+        heldout,
+    )  # fmt: skip
     create_markdown_artifact(result["markdown"], key=artifact_key("tessera-eval", run.experiment))
     return Completed(data=result)

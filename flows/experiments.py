@@ -91,6 +91,7 @@ class EvaluateFlowParams(BaseModel):
     catalog: str = Field(default="", description="The scenes, for the stitched-map score.")
     overlap: float = Field(default=0.25, description="Stitching as tessera predict does it.")
     blend: Blend = "gaussian"
+    heldout: list[str] = Field(default_factory=list, description="Held-out sources.")
 
 
 def resolve_evaluation(
@@ -107,4 +108,5 @@ def resolve_evaluation(
         catalog=params.tile.catalog,
         overlap=params.predict.overlap,
         blend=params.predict.blend,
+        heldout=params.experiments[name].heldout,
     )

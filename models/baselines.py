@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tessera.models.augment import augment_batch
 from tessera.models.data import TileDataset, collate_batch
-from tessera.models.datamodule import augment_batch
 from tessera.models.metrics import SegmentationScores
 from tessera.tasks.store.format import IGNORE
 

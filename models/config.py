@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from tessera.models.arguments import constructor_arguments
+from tessera.models.kinds import Augment
+from tessera.models.normalisation import Normalisation
 
 SUMMARY_FILE = "train_summary.json"
 RUN_FILE = "train_run.json"
@@ -89,8 +91,31 @@ class DatasetParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     sources: list[str] = Field(min_length=1)
-    normalisation: Literal["none", "zscore", "percentile"] = "zscore"
-    augment: bool = True
+    normalisation: Normalisation = Field(
+        default="zscore",
+        description="zscore or percentile (the store's statistics), image_zscore (MRI: each "
+        "image's foreground), image_percentile (each scene's 2-98 %), ct (clip to the store's "
+        "0.5-99.5 %, then z-score) or none.",
+    )
+    augment: Augment = Field(
+        default="dihedral",
+        description="dihedral (the 8 rotations and flips), plain (random crops at random "
+        "positions, flips, affine and elastic deformation, bias field, gamma, contrast, noise), "
+        "synthseg (plain on images synthesised from the labels) or none; true and false mean "
+        "dihedral and none.",
+    )
+    crop: float = Field(
+        default=0.75, gt=0, le=1, description="plain, synthseg: the random crop's share of a tile."
+    )
+    synth_probability: float = Field(
+        default=0.5, ge=0, le=1, description="synthseg: the share of images synthesised."
+    )
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _booleans(cls, v: Any) -> Any:
+        return {True: "dihedral", False: "none"}.get(v, v) if isinstance(v, bool) else v
+
     tile_class: Literal["none", "majority", "presence"] = "none"
     presence_threshold: float = Field(default=0.05, ge=0, le=1)
     labels_per_class: int | None = Field(default=None, ge=1)

@@ -1,35 +1,25 @@
-"""Torch access to a tile store: batched reads and normalisation from the stored statistics."""
+"""Torch access to a tile store: batched reads, normalised by a named scheme."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from tessera.models.normalisation import (
+    Normalisation,
+    apply,
+    clip_bounds,
+    image_params,
+    normalisation_params,
+    per_image,
+)
 from tessera.tasks.store.format import IGNORE
 from tessera.tasks.store.reader import TileStore
-
-Normalisation = Literal["none", "zscore", "percentile"]
-
-
-def normalisation_params(
-    stats: dict[str, dict[str, int | float]], bands: list[str], how: Normalisation
-) -> tuple[list[float], list[float]]:
-    """Per band (shift, scale) of ``(x - shift) / scale``: z-score by mean and std, or the
-    2nd to 98th percentile range; a zero spread divides by 1."""
-    if how == "zscore":
-        return (
-            [float(stats[b]["mean"]) for b in bands],
-            [float(stats[b]["std"] or 1.0) for b in bands],
-        )
-    return (
-        [float(stats[b]["p2"]) for b in bands],
-        [float((stats[b]["p98"] - stats[b]["p2"]) or 1.0) for b in bands],
-    )
 
 
 class TileDataset(Dataset[dict[str, Any]]):
@@ -63,30 +53,64 @@ class TileDataset(Dataset[dict[str, Any]]):
             raise ValueError(f"sources {chosen} have different channel layouts")
         self.normalisation = normalisation
         self.targets = targets
-        self._scale = self._shift = None
+        self._shift: torch.Tensor | None = None
+        self._scale: torch.Tensor | None = None
+        self._clip: np.ndarray | None = None
+        self._scene_of_row: np.ndarray | None = None
         if chosen and normalisation != "none":
-            self._shift, self._scale = self._norm_params(chosen[0], normalisation)
+            self._fit(chosen, normalisation)
 
     @property
     def scale(self) -> torch.Tensor | None:
-        """The per-band divisor of the normalisation, (C, 1, 1) (None: not normalised)."""
+        """The per-band divisor of the normalisation, (C, 1, 1): per image, the scenes' mean
+        (None: not normalised)."""
+        if self._scale is not None and self._scene_of_row is not None:
+            return self._scale.mean(dim=0)
         return self._scale
 
-    def _norm_params(self, source: str, how: Normalisation) -> tuple[torch.Tensor, torch.Tensor]:
-        info = self.store.info.sources[source]
-        shift, scale = normalisation_params(info.stats, info.bands, how)
+    def _fit(self, chosen: list[str], how: Normalisation) -> None:
+        """The store's (shift, scale) per band, or one per scene for a per-image scheme."""
+        info = self.store.info.sources[chosen[0]]
         as_t = lambda v: torch.tensor(v, dtype=torch.float32).view(-1, 1, 1)  # noqa: E731
-        return as_t(shift), as_t(scale)
+        if not per_image(how):
+            shift, scale = normalisation_params(info.stats, info.bands, how)
+            self._shift, self._scale = as_t(shift), as_t(scale)
+            bounds = clip_bounds(info.stats, info.bands, how)
+            self._clip = np.asarray(bounds, dtype=np.float32) if bounds else None
+            return
+        idx = self.store.index
+        scenes = idx["scene_id"].astype(str).to_numpy()
+        names = sorted(set(scenes[self.indices]))
+        params = [self._scene_params(np.flatnonzero(scenes == n), info.bands, how) for n in names]
+        self._shift = torch.stack([as_t(p[0]) for p in params])
+        self._scale = torch.stack([as_t(p[1]) for p in params])
+        lookup = {n: i for i, n in enumerate(names)}
+        self._scene_of_row = np.array([lookup.get(n, -1) for n in scenes], dtype=np.int64)
+
+    def _scene_params(
+        self, rows: np.ndarray, bands: list[str], how: Normalisation
+    ) -> tuple[list[float], list[float]]:
+        """One scene's (shift, scale) over all its tiles in the store, of every split: the
+        whole image, as ``tessera predict`` sees it (no labels are read)."""
+        step = 256
+        pieces = (
+            (b["image"], b["valid"])
+            for b in (self.store.get_batch(rows[i : i + step]) for i in range(0, len(rows), step))
+        )
+        return image_params(pieces, bands, how)
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def _image(self, image: np.ndarray, valid: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(image)
+    def _image(self, image: np.ndarray, valid: np.ndarray, rows: np.ndarray) -> torch.Tensor:
         if self._shift is None or self._scale is None:
-            return t
-        v = torch.from_numpy(valid).unsqueeze(-3)
-        return torch.where(v, (t.float() - self._shift) / self._scale, 0.0)
+            return torch.from_numpy(image)
+        shift, scale = self._shift, self._scale
+        if self._scene_of_row is not None:
+            at = torch.from_numpy(self._scene_of_row[rows])
+            shift, scale = shift[at], scale[at]
+        x = apply(image, valid, shift.numpy(), scale.numpy(), self.normalisation, self._clip)
+        return torch.from_numpy(x)
 
     def _target(self, rows: np.ndarray) -> torch.Tensor | None:
         if self.targets is None:
@@ -98,7 +122,7 @@ class TileDataset(Dataset[dict[str, Any]]):
         s = self.store[row]
         label = s["label"]
         return {
-            "image": self._image(s["image"], s["valid"]),
+            "image": self._image(s["image"], s["valid"], np.array(row)),
             "label": torch.from_numpy(label.astype(np.int64)) if label is not None else None,
             "has_label": label is not None,
             "target": self._target(np.array(row)),
@@ -110,7 +134,7 @@ class TileDataset(Dataset[dict[str, Any]]):
         rows = self.indices[np.asarray(items)]
         b = self.store.get_batch(rows)
         return {
-            "image": self._image(b["image"], b["valid"]),
+            "image": self._image(b["image"], b["valid"], rows),
             "label": torch.from_numpy(b["label"].astype(np.int64))
             if b["label"] is not None
             else None,

@@ -1,4 +1,4 @@
-"""Lightning DataModule over a tile store: stored splits and statistics, dihedral augmentation."""
+"""Lightning DataModule over a tile store: stored splits, normalisation and augmentation by name."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from tessera.models.data import Normalisation, TileDataset, collate_batch
+from tessera.models.augment import Augment, augmenter
+from tessera.models.data import TileDataset, collate_batch
+from tessera.models.normalisation import Normalisation
 from tessera.tasks.store.format import INFO_FILE
 from tessera.tasks.store.reader import TileStore
 
@@ -76,28 +78,6 @@ def oversample_labelled(ds: TileDataset, fraction: float) -> int:
     return repeat
 
 
-def dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    """Rotate the last two axes by k·90° and optionally flip the last axis."""
-    x = torch.rot90(x, k, dims=(-2, -1))
-    return torch.flip(x, dims=(-1,)) if flip else x
-
-
-def augment_batch(
-    batch: dict[str, Any], generator: torch.Generator | None = None
-) -> dict[str, Any]:
-    """Apply one random dihedral transform per sample, the same to image, label and valid mask."""
-    out = dict(batch)
-    n = batch["image"].shape[0]
-    ks = torch.randint(0, 4, (n,), generator=generator).tolist()
-    flips = torch.randint(0, 2, (n,), generator=generator).bool().tolist()
-    for key in ("image", "label", "valid"):
-        t = batch.get(key)
-        if t is None:
-            continue
-        out[key] = torch.stack([dihedral(t[i], ks[i], flips[i]) for i in range(n)])
-    return out
-
-
 class TileDataModule(pl.LightningDataModule):
     """Train/val/test loaders over one channel layout of a :class:`TileStore`.
 
@@ -113,7 +93,9 @@ class TileDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         normalisation: Normalisation = "zscore",
-        augment: bool = True,
+        augment: Augment = "dihedral",
+        crop: float = 0.75,
+        synth_probability: float = 0.5,
         tile_class: TileClass = "none",
         presence_threshold: float = 0.05,
         labels_per_class: int | None = None,
@@ -127,6 +109,7 @@ class TileDataModule(pl.LightningDataModule):
         # one shuffling generator for the whole fit, saved in checkpoints: a resumed run
         # shuffles its next epochs as the uninterrupted run would have
         self.shuffle_generator = torch.Generator().manual_seed(seed)
+        self._augment: Any = None
 
     def state_dict(self) -> dict[str, Any]:
         """Checkpointed state: where the shuffling generator stands."""
@@ -232,6 +215,14 @@ class TileDataModule(pl.LightningDataModule):
         return moved
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if self.hparams["augment"] and self.trainer is not None and self.trainer.training:
-            return augment_batch(batch)
-        return batch
+        if self.trainer is None or not self.trainer.training:
+            return batch
+        hp = self.hparams
+        if self._augment is None:  # per rank: each draws its own transforms
+            seed = int(hp["seed"]) + 7919 * int(self.trainer.global_rank)
+            tile = int(batch["image"].shape[-1])
+            how = {True: "dihedral", False: "none"}.get(hp["augment"], hp["augment"])
+            self._augment = augmenter(how, tile, hp["crop"], hp["synth_probability"], seed)
+            if self._augment is None:
+                self._augment = lambda b: b
+        return self._augment(batch)

@@ -11,17 +11,25 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from tessera.models.config import RunConfig
-from tessera.models.data import normalisation_params
+from tessera.models.normalisation import (
+    Normalisation,
+    apply,
+    clip_bounds,
+    image_params,
+    normalisation_params,
+    per_image,
+)
 from tessera.tasks.store.format import StoreInfo
 
 DESCRIPTOR_FILE = "tessera_model.json"
-DESCRIPTOR_VERSION = 1
+DESCRIPTOR_VERSION = 2  # 2: per-image normalisation and clip bounds
 DIGEST_TAG = "tessera.model_descriptor_sha256"
 VOLUME_KINDS = frozenset({"nifti", "dicom"})
 _GENERIC_BAND = re.compile(r"^[bc]\d+$")  # how Tessera names unnamed bands and channels
@@ -42,9 +50,15 @@ class ModelDescriptor(BaseModel):
     source: str = Field(description="The store source the model was trained on.")
     source_kind: Literal["geotiff", "nifti", "dicom"]
     bands: list[str] = Field(description="Input bands, in the order the model reads them.")
-    normalisation: Literal["none", "zscore", "percentile"]
+    normalisation: Normalisation = Field(
+        description="The scheme (tessera.models.normalisation); image_* take shift and scale "
+        "from each input image, so the stored ones are empty."
+    )
     shift: list[float] = Field(description="Per band: subtracted first.")
     scale: list[float] = Field(description="Per band: then divided by.")
+    clip: list[list[float]] | None = Field(
+        default=None, description="Per band [low, high] the values are clipped to first (ct)."
+    )
     window: int = Field(description="Tile side the model was trained on, in pixels.")
     stride: int
     axis: int = Field(description="Volume slicing axis (in RAS) of the training tiles.")
@@ -60,6 +74,8 @@ class ModelDescriptor(BaseModel):
         how = run.dataset.normalisation
         if how == "none":
             shift, scale = [0.0] * len(src.bands), [1.0] * len(src.bands)
+        elif per_image(how):
+            shift, scale = [], []
         else:
             shift, scale = normalisation_params(src.stats, src.bands, how)
         return cls(
@@ -72,6 +88,7 @@ class ModelDescriptor(BaseModel):
             normalisation=how,
             shift=shift,
             scale=scale,
+            clip=clip_bounds(src.stats, src.bands, how),
             window=info.params.size,
             stride=info.params.stride,
             axis=info.params.axis,
@@ -104,16 +121,32 @@ class ModelDescriptor(BaseModel):
             )
         return cls.model_validate(data)
 
+    def for_image(self, pieces: Iterable[tuple[np.ndarray, np.ndarray]]) -> ModelDescriptor:
+        """This descriptor with one input image's own shift and scale, from its pieces of
+        (values (C, h, w) in the model's band order, valid (h, w)), where the scheme is per
+        image; itself otherwise."""
+        if not per_image(self.normalisation):
+            return self
+        shift, scale = image_params(pieces, self.bands, self.normalisation)
+        return self.model_copy(update={"shift": shift, "scale": scale})
+
     def normalise(self, window: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """A (C, h, w) window of source values in the model's input units, as
         :class:`~tessera.models.data.TileDataset` gives tiles: ``(x - shift) / scale``, and 0
-        where ``valid`` (h, w) is False; without normalisation, the values as they are."""
-        x = window.astype(np.float32)
+        where ``valid`` (h, w) is False (or, for ``image_zscore``, in the background);
+        without normalisation, the values as they are. A per-image scheme needs
+        :meth:`for_image` first."""
         if self.normalisation == "none":
-            return x
+            return window.astype(np.float32)
+        if len(self.shift) != len(self.bands):
+            raise DescriptorError(
+                f"{self.experiment}: normalisation {self.normalisation} is per image; "
+                "fit it to the image first (for_image)"
+            )
         shift = np.asarray(self.shift, dtype=np.float32)[:, None, None]
         scale = np.asarray(self.scale, dtype=np.float32)[:, None, None]
-        return np.where(valid[None], (x - shift) / scale, np.float32(0.0)).astype(np.float32)
+        clip = None if self.clip is None else np.asarray(self.clip, dtype=np.float32)
+        return apply(window, valid, shift, scale, self.normalisation, clip)
 
     @property
     def is_volume(self) -> bool:

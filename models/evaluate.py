@@ -17,10 +17,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from tessera.models.augment import dihedral
 from tessera.models.baselines import BaselineResults, TrainBudget, pooled_pixels
 from tessera.models.config import SUMMARY_FILE, RunConfig
 from tessera.models.data import TileDataset, collate_batch
-from tessera.models.datamodule import dihedral, tile_classes
+from tessera.models.datamodule import tile_classes
 from tessera.models.diagnostics import active_units
 from tessera.models.metrics import ReconstructionMeter, SegmentationScores
 from tessera.models.nets import capacity_mode
@@ -229,7 +230,7 @@ def run_inference(
         samples = {name: t.cpu().numpy() for name, t in drawn.items()}
     budget = TrainBudget(
         training_steps(config, module.trained_steps), config.loader.batch_size,
-        config.dataset.augment, seed,
+        config.dataset.augment != "none", seed,
     )  # fmt: skip
     baselines = module.baselines(dm.datasets["train"], ds, budget)
     map_latents, map_metas = None, []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +178,38 @@ def plot_samples(samples: dict[str, np.ndarray], path: Path, title: str) -> None
             axes[i][j].imshow(_show(arr[j], (float(lo), float(hi))), cmap="gray")
             axes[i][j].set_axis_off()
         axes[i][0].set_title(name, loc="left", fontsize=9)
+    fig.suptitle(title)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_orthogonal_overlays(
+    image: Sequence[np.ndarray],
+    rows: Mapping[str, Sequence[np.ndarray]],
+    path: Path,
+    title: str,
+    class_names: Sequence[str],
+) -> None:
+    """Three orthogonal slices (sagittal, coronal, axial, each (i, j) in RAS) of a volume,
+    one row per class map in ``rows`` drawn over the image (class 0 and IGNORE clear), with
+    the classes' legend."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(rows), 3, figsize=(10, 3.4 * len(rows)), squeeze=False)
+    lo, hi = (
+        float(v) for v in np.percentile(np.concatenate([s.ravel() for s in image]), (1, 99.5))
+    )
+    for r, (name, maps) in enumerate(rows.items()):
+        for c, (img, classes) in enumerate(zip(image, maps, strict=True)):
+            ax = axes[r, c]
+            ax.imshow(img.T, origin="lower", cmap="gray", vmin=lo, vmax=hi)
+            shown = np.ma.masked_where((classes == 0) | (classes == IGNORE), classes).T
+            ax.imshow(
+                shown, origin="lower", alpha=0.45, interpolation="nearest", **_class_colours()
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{name}: {('sagittal', 'coronal', 'axial')[c]}", fontsize=9)
+    fig.legend(handles=legend_handles(class_names)[1:], loc="lower center", ncol=len(class_names))
     fig.suptitle(title)
     _save(fig, path)
     plt.close(fig)

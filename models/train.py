@@ -43,16 +43,18 @@ def build(config: RunConfig) -> tuple[Any, Any]:
     dm = TileDataModule(
         config.store,
         ds.sources,
-        loader.batch_size,
-        loader.num_workers,
-        loader.pin_memory,
-        ds.normalisation,
-        ds.augment,
-        ds.tile_class,
-        ds.presence_threshold,
-        ds.labels_per_class,
-        ds.labelled_fraction,
-        config.trainer.seed,
+        batch_size=loader.batch_size,
+        num_workers=loader.num_workers,
+        pin_memory=loader.pin_memory,
+        normalisation=ds.normalisation,
+        augment=ds.augment,
+        crop=ds.crop,
+        synth_probability=ds.synth_probability,
+        tile_class=ds.tile_class,
+        presence_threshold=ds.presence_threshold,
+        labels_per_class=ds.labels_per_class,
+        labelled_fraction=ds.labelled_fraction,
+        seed=config.trainer.seed,
     )
     info = dm.info
     model = validate_model_params(config.model)

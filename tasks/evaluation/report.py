@@ -19,6 +19,7 @@ from tessera.models.evaluate import Inference
 from tessera.tasks.evaluation.baselines import versus_markdown
 from tessera.tasks.evaluation.cluster_maps import write_tile_map, write_volume_tile_map
 from tessera.tasks.evaluation.clusters import write_clusters
+from tessera.tasks.evaluation.heldout import HeldOut
 from tessera.tasks.evaluation.latents import LatentReport
 from tessera.tasks.store.files import atomic_write_bytes, atomic_write_json
 from tessera.tasks.store.format import StoreInfo
@@ -150,6 +151,39 @@ def write_plots(
     return paths
 
 
+def evaluated_on(heldout: HeldOut) -> dict[str, str]:
+    """The report's words on what each score measures."""
+    split = "the store's test split of the training sources: slabs or blocks of the images "
+    split += "trained on (same subject or scene)"
+    if not heldout.scenes:
+        return {"split scores": split, "held-out scores": "none (no held-out source)"}
+    pairs = ", ".join(
+        f"{s} (labels {lab})" for s, lab in zip(heldout.scenes, heldout.labels, strict=True)
+    )
+    return {
+        "split scores (dice_*, iou_*)": split,
+        "held-out scores (heldout_*)": f"whole scenes never trained on, mapped as tessera "
+        f"predict maps them: {pairs}",
+    }
+
+
+def write_heldout_plots(
+    out: Path, heldout: HeldOut, title: str, class_names: list[str]
+) -> list[Path]:
+    """Per held-out volume, three orthogonal slices with its labels and the model's classes."""
+    from tessera.models.plots import plot_orthogonal_overlays
+
+    paths = []
+    for v in heldout.views:
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in v.scene)
+        paths.append(out / PLOTS / f"heldout_{safe}.png")
+        rows = {"labels": v.label, "model": v.predicted}
+        plot_orthogonal_overlays(
+            v.image, rows, paths[-1], f"{title} on held-out {v.scene}", class_names
+        )
+    return paths
+
+
 def write_cluster_maps(
     out: Path, inf: Inference, rep: LatentReport, stride: int, axis: int
 ) -> list[Path]:
@@ -262,9 +296,10 @@ def write_evaluation(
     history: dict[str, list[float]],
     store: Path,
     extra_metrics: dict[str, float] | None = None,
+    heldout: HeldOut | None = None,
 ) -> dict[str, Any]:
     """Write metrics.json, tables, PNGs, cluster maps and report.md into ``out`` at once;
-    ``extra_metrics`` (the stitched map's scores) join the metrics.
+    ``extra_metrics`` (the stitched map's scores) and the held-out scores join the metrics.
 
     Everything is written to a sibling temporary directory that replaces ``out`` at the end.
     """
@@ -273,9 +308,11 @@ def write_evaluation(
     tmp = _staging(out)[0]
     shutil.rmtree(tmp, ignore_errors=True)
     mark_staging(tmp)
-    metrics = flat_metrics(inf, rep, extra_metrics)
+    heldout = heldout or HeldOut()
+    metrics = flat_metrics(inf, rep, {**(extra_metrics or {}), **heldout.metrics})
     write_tables(tmp, inf, rep, history)
     plots = write_plots(tmp, inf, rep, history, experiment)
+    plots += write_heldout_plots(tmp, heldout, experiment, inf.class_names)
     maps = write_cluster_maps(tmp, inf, rep, params.stride, params.axis)
     info = {
         "model": inf.model_type,
@@ -283,7 +320,7 @@ def write_evaluation(
         "classes": ", ".join(inf.class_names) or "none",
         "capacity mode": inf.capacity_mode,
         "clusters k": rep.k,
-    }
+    } | evaluated_on(heldout)
     text = report_markdown(experiment, metrics, info, plots, maps, tmp)
     write_report(tmp, text)
     atomic_write_json(tmp / METRICS_FILE, metrics)

@@ -27,8 +27,17 @@ def experiment_outputs(
 
 
 def headline(metrics: dict[str, Any], digits: int = 4) -> str:
-    """The headline metrics present, e.g. ``dice_mean 0.7618, silhouette 0.5434``."""
-    return ", ".join(f"{k} {metrics[k]:.{digits}g}" for k in HEADLINE if metrics.get(k) is not None)
+    """The headline metrics present, e.g. ``dice_mean 0.7618, silhouette 0.5434``; with a
+    held-out score beside the split's: ``dice_mean 0.949 split, 0.871 held-out``."""
+    parts = []
+    for k in HEADLINE:
+        if metrics.get(k) is None:
+            continue
+        part = f"{k} {metrics[k]:.{digits}g}"
+        if metrics.get(held := f"heldout_{k}") is not None:
+            part += f" split, {metrics[held]:.{digits}g} held-out"
+        parts.append(part)
+    return ", ".join(parts)
 
 
 def version_label(record: dict[str, Any]) -> str:

@@ -11,13 +11,14 @@ import numpy as np
 import rasterio
 from tqdm import tqdm
 
-from tessera.models.descriptor import DescriptorError
+from tessera.models.descriptor import DescriptorError, ModelDescriptor
 from tessera.tasks.prediction.model import AppliedModel, batch_predictor, resolve_device
 from tessera.tasks.prediction.options import PredictOptions
 from tessera.tasks.prediction.raster import (
     MapFiles,
     Reconstruction,
     assemble_maps,
+    image_pieces,
     predict_raster_pixels,
     predict_raster_windows,
 )
@@ -188,8 +189,24 @@ def piece_files(files: MapFiles, rows: Rows) -> MapFiles:
     )
 
 
-def _reconstruction(model: AppliedModel, options: PredictOptions) -> Reconstruction | None:
-    d = model.descriptor
+def _fitted(rec: SceneRecord, d: ModelDescriptor, base: Path) -> ModelDescriptor:
+    """``d`` fitted to the scene of ``rec`` (a per-image scheme's statistics), read whole."""
+    from tessera.models.normalisation import per_image
+    from tessera.tasks.tiling.scene import RasterScene, VolumeScene
+
+    if not per_image(d.normalisation):
+        return d
+    order = d.band_order(rec.band_names, rec.kind, _where(rec))
+    scene: Any = (
+        VolumeScene(rec, base, d.axis) if d.is_volume else RasterScene(_ordered(rec, order), base)
+    )
+    try:
+        return d.for_image(image_pieces(scene))
+    finally:
+        scene.close()
+
+
+def _reconstruction(d: ModelDescriptor, options: PredictOptions) -> Reconstruction | None:
     if not options.reconstruction:
         return None
     shift, scale = (np.asarray(v, np.float32)[:, None, None] for v in (d.shift, d.scale))
@@ -228,7 +245,6 @@ def predict_scene(
         files = piece_files(files, rows)
     device = resolve_device(options.device)
     predict = batch_predictor(model, device, d.output == "class_logits", options.reconstruction)
-    rec_maps = _reconstruction(model, options)
     overlap = min(round(options.overlap * d.window), d.window - 1)
     # GDAL's block cache holds what was read (5 % of RAM by default, the whole scene on a big
     # machine): a few rows of blocks are all that stitching reads again
@@ -238,8 +254,10 @@ def predict_scene(
         else:
             scene = RasterScene(_ordered(rec, order), base)
         try:
+            d = d.for_image(image_pieces(scene))  # a per-image scheme: this input's statistics
+            rec_maps = _reconstruction(d, options)
             if d.is_volume:
-                written = _volume(scene, files, predict, model, options, overlap, lineage, base)
+                written = _volume(scene, files, predict, model, d, options, overlap, lineage, base)
             elif d.output in PIXEL_OUTPUTS:
                 height = scene.plane_shape[0] if rows is None else rows[1] - rows[0]
                 with _bar(rec, height, d.window - overlap) as bar:
@@ -279,7 +297,7 @@ def assemble_scene(
     pieces = [(first, piece_files(files, (first, stop))) for first, stop in bands]
     written = assemble_maps(
         pieces, files, grid, model.map_classes(), _lineage(rec, model),
-        _reconstruction(model, options),
+        _reconstruction(_fitted(rec, model.descriptor, base), options),
     )  # fmt: skip
     return {"scene": rec.scene_id, "files": [str(p) for p in written], "skipped": False}
 
@@ -294,6 +312,7 @@ def _volume(
     files: MapFiles,
     predict: Any,
     model: AppliedModel,
+    d: ModelDescriptor,
     options: PredictOptions,
     overlap: int,
     lineage: dict[str, str],
@@ -305,7 +324,7 @@ def _volume(
         write_volume_maps,
     )
 
-    d, rec = model.descriptor, scene.rec
+    rec = scene.rec
     k = len(model.map_classes())
     if d.output in PIXEL_OUTPUTS:
         with tqdm(total=scene.n_planes, desc=rec.scene_id, unit="slice", leave=False,

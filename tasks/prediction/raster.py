@@ -5,7 +5,7 @@ window, on the window-stride grid of the cluster maps)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +62,21 @@ def scene_valid(
     ok = np.asarray(valid_values(window, scene.rec.nodata).all(axis=0))
     mask = scene.read_valid(plane, r, c, h, w)
     return window, ok if mask is None else ok & mask
+
+
+IMAGE_PIXELS = 1 << 24  # per-image statistics read at most about this many pixels
+
+
+def image_pieces(
+    scene: RasterScene | VolumeScene, strip_rows: int = 256
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """A whole scene as (values, valid) pieces for per-image statistics: every plane of a
+    volume in full, strips of rows of a raster; past :data:`IMAGE_PIXELS` every k-th strip."""
+    height, width = scene.plane_shape
+    starts = [(p, r) for p in range(scene.n_planes) for r in range(0, height, strip_rows)]
+    every = max(1, math.ceil(scene.n_planes * height * width / IMAGE_PIXELS))
+    for p, r in starts[::every]:
+        yield scene_valid(scene, r, 0, min(strip_rows, height - r), width, p)
 
 
 def cell_window(

@@ -1,5 +1,8 @@
-"""Stitching must not lose accuracy: the full-resolution map, stitched over whole scenes as
-``tessera predict`` stitches it, scored on the test tiles' pixels against their labels.
+"""Scores of maps stitched over whole scenes as ``tessera predict`` stitches them.
+
+Stitching must not lose accuracy: the full-resolution map scored on the test tiles' pixels
+against their labels (``stitched_*``). And a model must work on data it has never seen: the
+map of each whole scene of the held-out sources against its labels (``heldout_*``).
 
 The pixels are those of the tile Dice (valid and labelled pixels of the split's tiles), so the
 two figures compare like with like: a model applied window by window with overlap and
@@ -17,14 +20,15 @@ import torch
 
 from tessera.models.config import RunConfig
 from tessera.models.metrics import SegmentationScores
+from tessera.tasks.evaluation.heldout import HeldOut, named_scores, volume_view
 from tessera.tasks.prediction.model import batch_predictor, checkpoint_model
 from tessera.tasks.prediction.options import Blend
-from tessera.tasks.prediction.raster import scene_valid
+from tessera.tasks.prediction.raster import image_pieces, scene_valid
 from tessera.tasks.prediction.stitching import stitch_plane
 from tessera.tasks.sources.catalog import read_catalog
 from tessera.tasks.store.format import IGNORE
 from tessera.tasks.store.reader import TileStore
-from tessera.tasks.tiling.scene import open_scene
+from tessera.tasks.tiling.scene import VolumeScene, open_scene
 
 PREFIX = "stitched_"
 
@@ -51,21 +55,11 @@ def _score_plane(
 ) -> dict[int, np.ndarray]:
     """The stitched classes of each tile of one plane, stitched over the whole plane."""
     height, width = scene.plane_shape
+    classes = plane_classes(scene, plane, predict, normalise, k, size, overlap, blend)
     found, rows = _plane_tiles(tiles, size)
-
-    def read(r: int, c: int, h: int, w: int) -> np.ndarray:
-        return normalise(*scene_valid(scene, r, c, h, w, plane))
-
-    def write(top: int, probs: np.ndarray) -> None:
-        classes = probs.argmax(axis=0).astype(np.uint8)
-        bottom = top + classes.shape[0]
-        for i, r, c in rows:
-            lo, hi = max(r, top), min(r + size, bottom, height)
-            if lo < hi:
-                w = min(size, width - c)
-                found[i][lo - r : hi - r, :w] = classes[lo - top : hi - top, c : c + w]
-
-    stitch_plane(read, predict, write, height, width, size, overlap, k, blend)
+    for i, r, c in rows:
+        h, w = min(size, height - r), min(size, width - c)
+        found[i][:h, :w] = classes[r : r + h, c : c + w]
     return found
 
 
@@ -99,9 +93,10 @@ def stitched_scores(
     for scene_id, tiles in chosen.groupby("scene_id"):
         scene = open_scene(records[str(scene_id)], base, d.axis)
         try:
+            fitted = d.for_image(image_pieces(scene))  # a per-image scheme: this scene's
             for plane, in_plane in tiles.groupby(tiles["slice"].clip(lower=0)):
                 found = _score_plane(
-                    scene, int(plane), in_plane, predict, d.normalise, k, d.window,
+                    scene, int(plane), in_plane, predict, fitted.normalise, k, d.window,
                     tile_overlap, blend,
                 )  # fmt: skip
                 batch = store.get_batch(list(found))
@@ -111,3 +106,87 @@ def stitched_scores(
         finally:
             scene.close()
     return {f"{PREFIX}{key}": v for key, v in scores.scores().items()}
+
+
+def plane_classes(
+    scene: Any, plane: int, predict: Any, normalise: Any, k: int, size: int, overlap: int,
+    blend: Blend,
+) -> np.ndarray:  # fmt: skip
+    """One whole plane's classes (h, w), stitched window by window as ``tessera predict``
+    stitches it."""
+    height, width = scene.plane_shape
+    out = np.zeros((height, width), dtype=np.uint8)
+
+    def read(r: int, c: int, h: int, w: int) -> np.ndarray:
+        return normalise(*scene_valid(scene, r, c, h, w, plane))
+
+    def write(top: int, probs: np.ndarray) -> None:
+        out[top : top + probs.shape[1]] = probs.argmax(axis=0)
+
+    stitch_plane(read, predict, write, height, width, size, overlap, k, blend)
+    return out
+
+
+def heldout_scores(
+    run: RunConfig,
+    checkpoint: Path,
+    catalog: Path,
+    base: Path,
+    sources: list[str],
+    overlap: float = 0.25,
+    blend: Blend = "gaussian",
+) -> HeldOut:
+    """The held-out scores of a per-pixel model over every labelled scene of ``sources``
+    in the catalogue, pixel counts pooled; empty for no sources or another kind of model."""
+    if not sources:
+        return HeldOut()
+    model = checkpoint_model(run, checkpoint, run.experiment)
+    d = model.descriptor
+    if d.output != "class_logits":
+        return HeldOut()
+    if not catalog.is_file():
+        raise FileNotFoundError(f"{catalog}: no catalogue for the held-out sources (run ingest)")
+    records = [r for r in read_catalog(catalog) if r.source in sources]
+    missing = sorted(set(sources) - {r.source for r in records})
+    if missing:
+        raise ValueError(f"{catalog}: held-out source(s) {missing} not catalogued")
+    k = len(d.class_names)
+    predict = batch_predictor(model, "cpu", softmax=True)
+    tile_overlap = min(round(overlap * d.window), d.window - 1)
+    scores = SegmentationScores(k)
+    per_source = {name: SegmentationScores(k) for name in sources}
+    found = HeldOut()
+    for rec in records:
+        if rec.label() is None:
+            raise ValueError(f"{rec.scene_id}: held-out source {rec.source} has no labels")
+        scene = open_scene(rec, base, d.axis)
+        try:
+            fitted = d.for_image(image_pieces(scene))
+            preds, labels = [], []
+            for plane in range(scene.n_planes):
+                pred = plane_classes(
+                    scene, plane, predict, fitted.normalise, k, d.window, tile_overlap, blend
+                )
+                height, width = scene.plane_shape
+                label = scene.read_label(plane, 0, 0, height, width)
+                if label is None:
+                    raise ValueError(f"{rec.scene_id}: held-out source {rec.source} has no labels")
+                ok = scene_valid(scene, 0, 0, height, width, plane)[1]
+                known = np.where(ok, label, IGNORE).astype(np.int64)
+                for meter in (scores, per_source[rec.source]):
+                    meter.update(torch.from_numpy(pred).long(), torch.from_numpy(known))
+                preds.append(pred)
+                labels.append(known.astype(np.uint8))
+            if isinstance(scene, VolumeScene):
+                stack = lambda planes: np.stack(planes, axis=d.axis)  # noqa: E731
+                image = np.asarray(scene.array[0], dtype=np.float32)
+                found.views.append(volume_view(rec.scene_id, image, stack(labels), stack(preds)))
+        finally:
+            scene.close()
+        found.scenes.append(rec.scene_id)
+        lab = rec.label()
+        found.labels.append(str(lab.path or ", ".join(lab.paths)) if lab else "")
+    found.metrics = named_scores(scores, d.class_names)
+    for name, meter in per_source.items():
+        found.metrics |= named_scores(meter, d.class_names, name)
+    return found

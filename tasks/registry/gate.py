@@ -36,6 +36,16 @@ class GateDecision:
     champion_value: float | None = None
 
 
+HELD_OUT = "heldout_"
+
+
+def gate_metric(metrics: dict[str, float | None], metric: str) -> str:
+    """The metric the gate decides on: the held-out score of ``metric`` where the evaluation
+    has one (a model that only memorised its training subject must not win), else ``metric``."""
+    held = f"{HELD_OUT}{metric}"
+    return held if metrics.get(held) is not None else metric
+
+
 def gate(
     metric: str,
     candidate: float | None,

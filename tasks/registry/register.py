@@ -15,7 +15,7 @@ from tessera.models.serving import RECONSTRUCTION_FILE, save_exported
 from tessera.tasks.evaluation.baselines import BASELINE_NAMES, best_baseline
 from tessera.tasks.evaluation.clusters import CLUSTERS_FILE
 from tessera.tasks.evaluation.report import METRICS_FILE, PLOTS, REPORT_FILE
-from tessera.tasks.registry.gate import CHAMPION, Bar, Direction
+from tessera.tasks.registry.gate import CHAMPION, Bar, Direction, gate_metric
 from tessera.tasks.registry.lineage import model_fingerprint
 from tessera.tasks.registry.mlflow_registry import (
     FINGERPRINT_TAG,
@@ -94,6 +94,7 @@ def register_experiment(
     if not run.tracking_uri:
         raise RegistryError(f"{run.experiment}: no MLflow tracking URI configured")
     metrics: dict[str, float | None] = json.loads(metrics_path.read_text())
+    metric = gate_metric(metrics, metric)
     if metric not in metrics:
         known = ", ".join(sorted(metrics))
         raise RegistryError(f"{metrics_path}: no primary metric {metric!r} (has: {known})")

@@ -35,6 +35,13 @@ def sample_files() -> dict[str, Path]:
         out[f"mni152/{name}"] = mni / name
     for name in ("CT_small.dcm", "MR_small.dcm"):
         out[f"dicom/{name}"] = dcm / name
+    # held-out brains: another subject, grid and intensity scale (see the README beside
+    # them), and the MNI152 brain deformed and rescanned (tasks/sources/synthetic_subject.py)
+    ours = Path(__file__).parent / "sample_volumes"
+    for name in ("ch2bet.nii.gz", "ch2bet_tissue.nii.gz"):
+        out[f"colin27/{name}"] = ours / "colin27" / name
+    for name in ("mni152_warped.nii.gz", "mni152_warped_tissue.nii.gz"):
+        out[f"mni152_warped/{name}"] = ours / "mni152_warped" / name
     missing = [str(p) for p in out.values() if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"sample files missing from installed packages: {missing}")

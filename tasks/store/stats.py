@@ -141,7 +141,7 @@ class BandStats:
         return float(np.clip((lo[0] + hi[0]) / 2, self.min, self.max))
 
     def summary(self) -> dict[str, int | float]:
-        """Mean, std, min, max, p2, p98 and count, JSON-ready."""
+        """Mean, std, min, max, p0.5, p2, p98, p99.5 and count, JSON-ready."""
         self._sync_exact()
         std = float(np.sqrt(self.m2 / self.count)) if self.count else float("nan")
         return {
@@ -150,8 +150,10 @@ class BandStats:
             "std": std,
             "min": self.min if self.count else float("nan"),
             "max": self.max if self.count else float("nan"),
+            "p0_5": self.percentile(0.5),
             "p2": self.percentile(2),
             "p98": self.percentile(98),
+            "p99_5": self.percentile(99.5),
         }
 
     def to_state(self) -> dict[str, Any]:

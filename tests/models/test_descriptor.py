@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tessera.models.config import DatasetParams, RunConfig
-from tessera.models.data import normalisation_params
 from tessera.models.descriptor import DescriptorError, ModelDescriptor
+from tessera.models.normalisation import normalisation_params
 from tessera.tasks.store.format import StoreInfo
 
 BANDS = ["B1", "B2", "B3"]
@@ -93,7 +93,8 @@ def test_normalise_matches_the_tile_datasets_units_and_zeroes_invalid_pixels():
     valid[0, :2] = False
     ds = TileDataset.__new__(TileDataset)
     ds._shift, ds._scale = (torch.tensor(v).view(-1, 1, 1) for v in (d.shift, d.scale))
-    want = ds._image(x, valid).numpy()
+    ds._clip, ds._scene_of_row, ds.normalisation = None, None, "zscore"
+    want = ds._image(x, valid, np.array(0)).numpy()
     assert np.allclose(d.normalise(x, valid), want) and (d.normalise(x, valid)[:, 0, :2] == 0).all()
 
 

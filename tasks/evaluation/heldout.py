@@ -1,0 +1,81 @@
+"""Held-out scores: what a model scores over whole scenes of sources it never trained on
+(:func:`tessera.tasks.prediction.scoring.heldout_scores` maps them as ``tessera predict`` does).
+
+A split score of one subject (slabs or blocks of the image the model trained on) measures,
+in part, memorisation. A held-out subject or scene is the honest figure: another brain,
+another scene. The metrics are ``heldout_dice_<class>``, ``heldout_dice_mean`` (as the split's
+``dice_mean``, over the classes present) and ``heldout_recall_<class>``: the share of the
+class's labelled pixels that the model gives that class, pooled over every held-out scene;
+and per held-out source ``heldout_<source>_dice_<class>``, ``…_dice_mean`` and ``…_recall_<class>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tessera.models.metrics import SegmentationScores
+
+PREFIX = "heldout_"
+
+
+@dataclass
+class HeldOutView:
+    """Three orthogonal slices through a held-out volume's centre of mass: the image, its
+    labels and the model's classes (each a list of three 2-D arrays, sagittal, coronal,
+    axial, in RAS)."""
+
+    scene: str
+    image: list[np.ndarray]
+    label: list[np.ndarray]
+    predicted: list[np.ndarray]
+
+
+@dataclass
+class HeldOut:
+    """What :func:`heldout_scores` found: metrics, the scenes and label files they come from,
+    and a view of each volume."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    scenes: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    views: list[HeldOutView] = field(default_factory=list)
+
+
+def volume_view(
+    scene_id: str, image: np.ndarray, label: np.ndarray, pred: np.ndarray
+) -> HeldOutView:
+    """Slices through the labelled foreground's centre of mass, on each RAS axis."""
+    fg = label > 0
+    centre = [
+        round(float(c.mean())) if c.size else s // 2
+        for c, s in zip(np.nonzero(fg), fg.shape, strict=True)
+    ]
+    take = lambda a, ax: np.take(a, centre[ax], axis=ax)  # noqa: E731
+    return HeldOutView(
+        scene_id,
+        [take(image, ax) for ax in range(3)],
+        [take(label, ax) for ax in range(3)],
+        [take(pred, ax) for ax in range(3)],
+    )
+
+
+def named_scores(
+    scores: SegmentationScores, names: list[str], source: str | None = None
+) -> dict[str, float]:
+    """``heldout_dice_<name>``, ``heldout_iou_<name>``, ``heldout_recall_<name>`` and the
+    means; of one source: ``heldout_<source>_dice_mean`` and its Dice and recall per class."""
+    prefix = f"{PREFIX}{source}_" if source else PREFIX
+    out = {}
+    for key, v in scores.scores().items():
+        head, _, index = key.rpartition("_")
+        if source and head == "iou":
+            continue
+        name = names[int(index)] if index.isdigit() else index
+        out[f"{prefix}{head}_{name}"] = v
+    tp, fn = scores.tp.double(), scores.fn.double()
+    for c, name in enumerate(names):
+        total = float(tp[c] + fn[c])
+        out[f"{prefix}recall_{name}"] = float(tp[c]) / total if total else float("nan")
+    return out

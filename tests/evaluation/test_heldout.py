@@ -1,0 +1,180 @@
+"""Held-out subjects: evaluate maps a brain the model never saw and scores it, beside the split
+score; per-image normalisation is what lets a model read another scanner's intensities."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+from tests.helpers import write_nifti
+
+TISSUE = {"sources": ["brain_a"], "heldout": ["brain_b"]}
+MODEL = {"type": "seg_ae", "widths": [8, 16], "latent_channels": 8, "dilations": [1, 2],
+         "lr": 0.01}  # fmt: skip
+
+
+def _brain(shape: tuple[int, int, int], radii: tuple[float, float, float], scale: float,
+           seed: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """A skull-stripped 'T1': an ellipsoid of grey matter (1) around a white-matter core (2),
+    GM darker than WM as in a T1, exactly 0 outside; intensities times ``scale``."""
+    rng = np.random.default_rng(seed)
+    grid = np.meshgrid(*[np.arange(n) - (n - 1) / 2 for n in shape], indexing="ij")
+    r = np.sqrt(sum((g / rad) ** 2 for g, rad in zip(grid, radii, strict=True)))
+    label = np.where(r < 1, 1, 0) + np.where(r < 0.6, 1, 0)
+    means = np.array([0.0, 100.0, 150.0])
+    t1 = np.where(label > 0, means[label] + rng.normal(0, 6, shape), 0.0) * scale
+    return t1.astype(np.float32), label.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def project(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Brain A (trained on) and brain B (held out: another shape, grid and intensity scale),
+    catalogued and tiled; two experiments that differ in normalisation only, trained."""
+    from contextlib import chdir
+
+    from tessera.flows.cli import run
+
+    root = tmp_path_factory.mktemp("heldout")
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    a_t1, a_lab = _brain((48, 48, 40), (20, 18, 17), 1.0, seed=0)
+    b_t1, b_lab = _brain((44, 52, 36), (17, 22, 15), 0.45, seed=1)  # another scanner's scale
+    sources = []
+    for name, t1, lab in (("brain_a", a_t1, a_lab), ("brain_b", b_t1, b_lab)):
+        write_nifti(root / "data" / f"{name}.nii.gz", t1, affine)
+        write_nifti(root / "data" / f"{name}_tissue.nii.gz", lab, affine)
+        sources.append({
+            "name": name, "kind": "nifti", "paths": [f"data/{name}.nii.gz"],
+            "label": {"kind": "raster", "path": f"data/{name}_tissue.nii.gz",
+                      "classes": ["background", "gm", "wm"]},
+        })  # fmt: skip
+    experiments = {
+        f"brain-{how}": {
+            "dataset": {"sources": TISSUE["sources"], "normalisation": how},
+            "heldout": TISSUE["heldout"],
+            "model": MODEL,
+            "trainer": {"max_epochs": 6},
+        }
+        for how in ("image_zscore", "zscore")
+    }
+    params = {
+        "ingest": {"sources": sources},
+        "tile": {"size": 16, "stride": 16, "split": {"slab_thickness": 4, "slab_buffer": 0}},
+        "train": {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "loader": {"batch_size": 8},
+                  "trainer": {"log_every_n_steps": 1}},
+        "evaluate": {"tsne": False, "map_splits": ["test"]},
+        "experiments": experiments,
+    }  # fmt: skip
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    with chdir(root):
+        for stage in ("ingest", "tile"):
+            assert run([stage]) == 0
+        for name in experiments:
+            assert run(["train", "--experiment", name]) == 0
+            assert run(["evaluate", "--experiment", name]) == 0
+    return root
+
+
+def _metrics(root: Path, name: str) -> dict:
+    return json.loads((root / "outputs" / "eval" / name / "metrics.json").read_text())
+
+
+def test_evaluate_scores_the_held_out_brain_beside_the_split(project):
+    m = _metrics(project, "brain-image_zscore")
+    assert m["dice_mean"] is not None  # the split score stays
+    for key in ("dice_mean", "dice_gm", "dice_wm", "recall_gm", "recall_wm", "iou_mean"):
+        assert 0 <= m[f"heldout_{key}"] <= 1
+    # one held-out source: its own figures are the pooled ones
+    assert m["heldout_brain_b_dice_gm"] == m["heldout_dice_gm"]
+    # per-image normalisation reads the other scanner's brain: most GM and WM found
+    assert m["heldout_recall_gm"] > 0.6 and m["heldout_recall_wm"] > 0.6
+    report = (project / "outputs" / "eval" / "brain-image_zscore" / "report.md").read_text()
+    assert "held-out scores (heldout_*)" in report and "brain_b" in report
+    assert "data/brain_b_tissue.nii.gz" in report
+    png = project / "outputs" / "eval" / "brain-image_zscore" / "plots" / "heldout_brain_b.png"
+    assert png.stat().st_size > 10_000 and "(plots/heldout_brain_b.png)" in report
+
+
+def test_the_stores_statistics_cannot_read_another_scanners_intensities(project):
+    image, store = _metrics(project, "brain-image_zscore"), _metrics(project, "brain-zscore")
+    assert image["heldout_dice_wm"] > store["heldout_dice_wm"] + 0.3
+    assert image["heldout_dice_mean"] > store["heldout_dice_mean"]
+
+
+def test_predict_maps_the_held_out_brain_as_evaluate_scored_it(project, cli):
+    rc, _, err = cli(
+        "predict", "--model", "brain-image_zscore", "--input", "data/brain_b.nii.gz",
+        "--out", "maps", cwd=project,
+    )  # fmt: skip
+    assert rc == 0, err
+    pred = np.asarray(nib.load(project / "maps" / "brain_b_classes.nii.gz").dataobj)
+    truth = np.asarray(nib.load(project / "data" / "brain_b_tissue.nii.gz").dataobj)
+    m = _metrics(project, "brain-image_zscore")
+    for c, name in ((1, "gm"), (2, "wm")):
+        recall = ((pred == c) & (truth == c)).sum() / (truth == c).sum()
+        assert recall == pytest.approx(m[f"heldout_recall_{name}"], abs=1e-9)
+
+
+def test_summary_shows_the_held_out_score_beside_the_split_score(project, cli):
+    rc, out, err = cli("summary", cwd=project)
+    assert rc == 0, err
+    assert "held-out" in out
+
+
+def test_a_source_both_trained_on_and_held_out_is_refused(project, cli):
+    rc, _, err = cli(
+        "evaluate", "--experiment", "brain-image_zscore", "--set",
+        "experiments.brain-image_zscore.heldout=[brain_a]", cwd=project,
+    )  # fmt: skip
+    assert rc != 0 and "both trained on and held out" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_the_gate_decides_on_the_held_out_score_where_there_is_one():
+    from tessera.tasks.registry.gate import gate_metric
+
+    assert gate_metric({"dice_mean": 0.95, "heldout_dice_mean": 0.6}, "dice_mean") == (
+        "heldout_dice_mean"
+    )
+    assert gate_metric({"dice_mean": 0.95, "heldout_dice_mean": None}, "dice_mean") == "dice_mean"
+    assert gate_metric({"silhouette": 0.3}, "silhouette") == "silhouette"
+
+
+def test_the_headline_puts_the_held_out_score_beside_the_split_score():
+    from tessera.tasks.pipeline.report import headline
+
+    line = headline({"dice_mean": 0.949, "heldout_dice_mean": 0.8712, "silhouette": 0.5})
+    assert line == "dice_mean 0.949 split, 0.8712 held-out, silhouette 0.5"
+
+
+def test_the_shipped_colin27_labels_are_what_the_derivation_gives():
+    from tessera.tasks.sources.tissue_labels import intensity_tissue_classes
+
+    folder = Path(__file__).parents[2] / "tasks" / "sources" / "sample_volumes" / "colin27"
+    t1 = np.asarray(nib.load(folder / "ch2bet.nii.gz").dataobj)
+    shipped = np.asarray(nib.load(folder / "ch2bet_tissue.nii.gz").dataobj)
+    assert np.array_equal(intensity_tissue_classes(t1), shipped)
+    # a T1: CSF darkest, then GM, then WM; outside the brain nothing but background
+    means = [t1[(shipped == c) & (t1 > 0)].mean() for c in (0, 1, 2)]
+    assert means[0] < means[1] < means[2] and (shipped[t1 == 0] == 0).all()
+
+
+def test_the_shipped_synthetic_subject_is_what_its_generator_writes(tmp_path):
+    from tessera.tasks.sources.samples import sample_files
+    from tessera.tasks.sources.synthetic_subject import write_synthetic_subject
+
+    files = sample_files()
+    mni = files["mni152/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"].parent
+    t1, tissue = write_synthetic_subject(mni, tmp_path)
+    for made, rel in ((t1, "mni152_warped.nii.gz"), (tissue, "mni152_warped_tissue.nii.gz")):
+        shipped = nib.load(files[f"mni152_warped/{rel}"])
+        np.testing.assert_array_equal(np.asarray(nib.load(made).dataobj), shipped.dataobj)
+        np.testing.assert_array_equal(nib.load(made).affine, shipped.affine)
+    labels = np.asarray(nib.load(tissue).dataobj)
+    image = np.asarray(nib.load(t1).dataobj).astype(float)
+    means = [image[labels == c].mean() for c in (1, 2)]
+    assert image.max() > 600 and means[0] < means[1]  # another unit; a T1's contrast
