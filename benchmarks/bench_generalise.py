@@ -44,14 +44,19 @@ VARIANTS = [BASELINE, "image_zscore/none", "image_zscore/plain", "image_zscore/s
 TARGET_RECALL = 0.5
 
 
-def run_variant(params: TesseraParams, variant: str, out: Path) -> dict[str, Any]:
-    """Train one variant and score it on the split and on the held-out sources."""
+def run_variant(
+    params: TesseraParams, variant: str, out: Path, epochs: int | None = None
+) -> dict[str, Any]:
+    """Train one variant (``epochs``: another budget) and score it on the split and on the
+    held-out sources."""
     normalisation, augment = variant.split("/")
     exp = params.experiments[EXPERIMENT]
     run = resolve_experiment(params, EXPERIMENT).run
     dataset = run.dataset.model_copy(update={"normalisation": normalisation, "augment": augment})
-    folder = out / variant.replace("/", "-")
-    cfg = run.model_copy(update={"dataset": dataset, "out_dir": str(folder), "tracking_uri": None})
+    folder = out / (variant.replace("/", "-") + (f"-{epochs}ep" if epochs else ""))
+    trainer = run.trainer.model_copy(update={"max_epochs": epochs or run.trainer.max_epochs})
+    update = {"dataset": dataset, "trainer": trainer, "out_dir": str(folder), "tracking_uri": None}
+    cfg = run.model_copy(update=update)
     start = time.perf_counter()
     summary = fit(cfg)
     assert summary is not None
@@ -85,12 +90,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", nargs="*", default=VARIANTS, help="normalisation/augment")
     ap.add_argument("--out", default="outputs/bench/generalise")
+    ap.add_argument("--epochs", type=int, default=None, help="another budget (params: 10)")
     args = ap.parse_args()
     params = TesseraParams.model_validate(yaml.safe_load(Path("params.yaml").read_text()))
     variants = list(dict.fromkeys([BASELINE, *args.variants]))
     lines = []
     for v in variants:
-        lines.append(run_variant(params, v, Path(args.out)))
+        lines.append(run_variant(params, v, Path(args.out), args.epochs))
         print(json.dumps(lines[-1]), flush=True)
     base = lines[0]["heldout_dice"]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

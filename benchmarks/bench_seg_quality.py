@@ -12,7 +12,9 @@ on the same tiles, split and optimiser-step budget, in one run:
 - the per-pixel random forest on band values that ``tessera evaluate`` reports as baseline;
 - a pure per-pixel MLP (1×1 convolutions) under seg_ae's training (``mlp_dice``): if it cannot
   reach the forest either, the gap is the training's (normalisation, loss, schedule), not the
-  data's.
+  data's;
+- with ``--converged``: seg_ae with a per-pixel path (``pixel_path_dice``) and an MLP fitted to
+  convergence on the forest's own pixels (``mlp_converged_dice``): how far training alone goes.
 
 Every model is scored by the same mean test Dice over the classes (pixel counts pooled over
 the held-out test split). Usage, from the project root after ``tessera tile``:
@@ -50,9 +52,10 @@ from tessera.tasks.store.format import IGNORE
 EXPERIMENTS = ("landsat8-seg_ae", "mni152-seg_ae")
 
 
-def train_seg_ae(run: RunConfig, out: str, dilations: list[int] | None = None) -> dict[str, Any]:
-    """seg_ae trained by ``tessera.models.train`` (best checkpoint by the run's monitor)."""
-    model = dict(run.model, **({"dilations": dilations} if dilations else {}))
+def train_seg_ae(run: RunConfig, out: str, **changes: Any) -> dict[str, Any]:
+    """seg_ae trained by ``tessera.models.train`` (best checkpoint by the run's monitor), with
+    ``changes`` to its arguments."""
+    model = dict(run.model, **changes)
     cfg = run.model_copy(update={"model": model, "out_dir": out, "tracking_uri": None})
     start = time.perf_counter()
     summary = fit(cfg)
@@ -154,7 +157,7 @@ def seed_spread(
     for seed in seeds:
         reseeded = run.model_copy(update={"trainer": run.trainer.model_copy(update={"seed": seed})})
         dice["seg_ae"].append(train_seg_ae(reseeded, str(out / f"seg_ae_seed{seed}"))["dice"])
-        flat = train_seg_ae(reseeded, str(out / f"undilated_seed{seed}"), [1])
+        flat = train_seg_ae(reseeded, str(out / f"undilated_seed{seed}"), dilations=[1])
         dice["undilated"].append(flat["dice"])
     line: dict[str, Any] = {"seeds": [run.trainer.seed, *seeds]}
     for name, values in dice.items():
@@ -166,43 +169,76 @@ def seed_spread(
     return line
 
 
-def bench(params: TesseraParams, experiment: str, out: Path, seeds: list[int]) -> dict[str, Any]:
+def converged_peers(
+    run: RunConfig, ds: dict[str, TileDataset], k: int, out: Path
+) -> dict[str, Any]:
+    """Where the per-pixel view can go: seg_ae with a per-pixel path (``pixel_path: 32``) on
+    the same budget, and scikit-learn's MLP (two hidden layers of 64, cross-entropy, Adam,
+    300 epochs) fitted to convergence on the forest's own 60,000 training pixels."""
+    from sklearn.neural_network import MLPClassifier
+
+    from tessera.models.baselines import pixel_classifier_scores
+
+    path = train_seg_ae(run, str(out / "pixel_path"), pixel_path=32)
+    start = time.perf_counter()
+    mlp = MLPClassifier((64, 64), max_iter=300, random_state=run.trainer.seed)
+    done = pixel_classifier_scores(mlp, ds["train"], ds["test"], k, run.trainer.seed)
+    wall = time.perf_counter() - start
+    print(f"seg_ae + pixel path: {path['dice']:.4f}; converged pixel MLP: {done['dice_mean']:.4f}")
+    return {
+        "pixel_path_dice": round(path["dice"], 4),
+        "pixel_path_wall_s": round(path["wall_s"], 1),
+        "mlp_converged_dice": round(done["dice_mean"], 4),
+        "mlp_converged_wall_s": round(wall, 1),
+    }
+
+
+def bench(
+    params: TesseraParams, experiment: str, out: Path, seeds: list[int], converged: bool = False
+) -> dict[str, Any]:
     run = resolve_experiment(params, experiment).run
     sources = run.dataset.sources
     splits = ("train", "val", "test")
     ds = {s: TileDataset(run.store, sources, [s], run.dataset.normalisation) for s in splits}
     k = len(ds["train"].store.info.sources[sources[0]].class_names)
     seg = train_seg_ae(run, str(out / experiment / "seg_ae"))
-    flat = train_seg_ae(run, str(out / experiment / "undilated"), [1])
+    flat = train_seg_ae(run, str(out / experiment / "undilated"), dilations=[1])
     unet_run = train_net(unet, run, ds, k, seg["steps"])
     mlp = train_net(per_pixel_mlp, run, ds, k, seg["steps"])
     start = time.perf_counter()
     rf = forest_segmentation_scores(ds["train"], ds["test"], k, run.trainer.seed)["dice_mean"]
     rf_wall = time.perf_counter() - start
+    extra: dict[str, Any] = {}
+    if converged:
+        extra = converged_peers(run, ds, k, out / experiment)
     for name, r in (("seg_ae", seg), ("undilated", flat), ("MONAI UNet", unet_run), ("MLP", mlp)):
         print(f"{experiment} {name:>11}: test Dice {r['dice']:.4f} ({r['steps']} steps, "
               f"{r['wall_s']:.0f} s)")  # fmt: skip
     print(f"{experiment} random forest: test Dice {rf:.4f} ({rf_wall:.0f} s)")
     firsts = {"seg_ae": seg["dice"], "undilated": flat["dice"]}
     spread = seed_spread(run, out / experiment, seeds, firsts) if seeds else {}
-    return {
-        "dataset": experiment.split("-")[0],
-        "seg_ae_dice": round(seg["dice"], 4),
-        "undilated_dice": round(flat["dice"], 4),
-        "unet_dice": round(unet_run["dice"], 4),
-        "mlp_dice": round(mlp["dice"], 4),
-        "rf_dice": round(rf, 4),
-        "steps": seg["steps"],
-        "seg_ae_wall_s": round(seg["wall_s"], 1),
-        "undilated_wall_s": round(flat["wall_s"], 1),
-        "unet_wall_s": round(unet_run["wall_s"], 1),
-        "mlp_wall_s": round(mlp["wall_s"], 1),
-        "rf_wall_s": round(rf_wall, 1),
-        "ratio_vs_rf": round(seg["dice"] / rf, 4),
-        "ratio_vs_unet": round(seg["dice"] / unet_run["dice"], 4),
-        "mlp_ratio_vs_rf": round(mlp["dice"] / rf, 4),
-        "ratio_vs_undilated": round(seg["dice"] / flat["dice"], 4),
-    } | spread
+    return (
+        {
+            "dataset": experiment.split("-")[0],
+            "seg_ae_dice": round(seg["dice"], 4),
+            "undilated_dice": round(flat["dice"], 4),
+            "unet_dice": round(unet_run["dice"], 4),
+            "mlp_dice": round(mlp["dice"], 4),
+            "rf_dice": round(rf, 4),
+            "steps": seg["steps"],
+            "seg_ae_wall_s": round(seg["wall_s"], 1),
+            "undilated_wall_s": round(flat["wall_s"], 1),
+            "unet_wall_s": round(unet_run["wall_s"], 1),
+            "mlp_wall_s": round(mlp["wall_s"], 1),
+            "rf_wall_s": round(rf_wall, 1),
+            "ratio_vs_rf": round(seg["dice"] / rf, 4),
+            "ratio_vs_unet": round(seg["dice"] / unet_run["dice"], 4),
+            "mlp_ratio_vs_rf": round(mlp["dice"] / rf, 4),
+            "ratio_vs_undilated": round(seg["dice"] / flat["dice"], 4),
+        }
+        | extra
+        | spread
+    )
 
 
 def main() -> None:
@@ -210,9 +246,14 @@ def main() -> None:
     ap.add_argument("--experiment", nargs="*", default=list(EXPERIMENTS))
     ap.add_argument("--out", default="outputs/bench/seg_quality")
     ap.add_argument("--seeds", type=int, nargs="*", default=[], help="more training seeds")
+    ap.add_argument(
+        "--converged", action="store_true", help="also seg_ae + pixel path, converged MLP"
+    )
     args = ap.parse_args()
     params = TesseraParams.model_validate(yaml.safe_load(Path("params.yaml").read_text()))
-    lines = [bench(params, exp, Path(args.out), args.seeds) for exp in args.experiment]
+    lines = [
+        bench(params, exp, Path(args.out), args.seeds, args.converged) for exp in args.experiment
+    ]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak:.0f} MiB; target: every ratio > 1 (seg_ae above each peer)")
     for line in lines:

@@ -80,7 +80,8 @@ def resolve_prediction(
     base: str,
 ) -> PredictFlowParams:
     """The predict flow's parameters. ``--experiment`` alone (the ``predict@`` stage) predicts
-    the experiment's own sources with its best checkpoint into ``<predict.out>/<experiment>``."""
+    the experiment's own and held-out sources with its best checkpoint into
+    ``<predict.out>/<experiment>``."""
     options: PredictOptions = params.predict
     if experiment is not None:
         if experiment not in params.experiments:
@@ -88,7 +89,8 @@ def resolve_prediction(
             raise ValueError(f"unknown experiment {experiment!r} (params.yaml has: {known})")
         ref = ref or experiment
         if not sources and not source_names:
-            source_names = params.experiments[experiment].dataset.sources
+            exp = params.experiments[experiment]
+            source_names = [*exp.dataset.sources, *exp.heldout]
         options = options.model_copy(update={"out": str(Path(options.out) / experiment)})
     if ref is None:
         raise ValueError("tessera predict needs --model (or --experiment)")

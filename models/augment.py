@@ -12,6 +12,10 @@
 Image, label and valid mask move together; pixels moved in from outside the tile are invalid,
 so they carry no label. The background of an image (all bands 0, as a skull-stripped MRI's is
 after ``image_zscore``) stays 0.
+
+``plain`` and ``synthseg`` draw from their own generators, seeded by the run's seed and the
+rank; a run resumed from a checkpoint draws them afresh (``dihedral`` draws from torch's
+generator, which checkpoints carry), so only ``dihedral`` runs resume bit for bit.
 """
 
 from __future__ import annotations

@@ -109,11 +109,24 @@ def forest_segmentation_scores(
     """
     from sklearn.ensemble import RandomForestClassifier
 
+    forest = RandomForestClassifier(trees, min_samples_leaf=2, n_jobs=-1, random_state=seed)
+    return pixel_classifier_scores(forest, train, test, num_classes, seed, max_pixels)
+
+
+def pixel_classifier_scores(
+    classifier: Any,
+    train: TileDataset,
+    test: TileDataset,
+    num_classes: int,
+    seed: int = 0,
+    max_pixels: int = FOREST_PIXELS,
+) -> dict[str, float]:
+    """Dice and IoU of a scikit-learn ``classifier`` fitted on about ``max_pixels`` labelled
+    training pixels' band values and applied to every labelled test pixel."""
     x, y = labelled_pixels(train, max_pixels, seed)
     if len(np.unique(y)) < 2:
         return {}
-    forest = RandomForestClassifier(trees, min_samples_leaf=2, n_jobs=-1, random_state=seed)
-    forest.fit(x, y)
+    classifier.fit(x, y)
     scores = SegmentationScores(num_classes)
     for b in _batches(test, np.arange(len(test)), 64):
         if b["label"] is None:
@@ -121,7 +134,8 @@ def forest_segmentation_scores(
         known = b["valid"] & (b["label"] != IGNORE)
         pred = torch.full_like(b["label"], IGNORE)
         if known.any():
-            pred[known] = torch.from_numpy(forest.predict(pixel_features(b)[0]).astype(np.int64))
+            found = classifier.predict(pixel_features(b)[0]).astype(np.int64)
+            pred[known] = torch.from_numpy(found)
         scores.update(pred, torch.where(known, b["label"], IGNORE))
     return scores.scores()
 

@@ -234,8 +234,13 @@ class SpatialTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         theta = self.theta(self.localisation(x)).view(-1, 2, 3)
+        return self.warp(x, theta), theta
+
+    @staticmethod
+    def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """Resample ``x`` onto the grid that ``theta`` warps it to."""
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, align_corners=False), theta
+        return F.grid_sample(x, grid, align_corners=False)
 
     @staticmethod
     def unwarp(y: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -279,3 +284,24 @@ class DilatedContext(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+
+class PixelPath(nn.Sequential):
+    """Each pixel's bands alone, at full resolution: 1×1 convolutions with an activation,
+    what a per-pixel classifier (a forest on band values) sees, beside a network's context.
+
+    Args:
+        in_channels: Bands of a tile.
+        width: Channels of each 1×1 layer (the path's output).
+        layers: Number of 1×1 layers.
+        act: Activation after each layer.
+    """
+
+    def __init__(
+        self, in_channels: int, width: int, layers: int = 2, act: ActKind = "relu"
+    ) -> None:
+        blocks: list[nn.Module] = []
+        for i in range(layers):
+            blocks += [nn.Conv2d(in_channels if i == 0 else width, width, 1), make_act(act)]
+        super().__init__(*blocks)
+        self.out_channels = width

@@ -15,6 +15,7 @@ from tessera.models.blocks import (
     ConvNormAct,
     DilatedContext,
     NormKind,
+    PixelPath,
     SpatialTransformer,
     make_act,
     make_conv,
@@ -221,6 +222,9 @@ class SegAutoEncoder(nn.Module):
             alone, so the latent keeps describing the tile); all (one decoder with them for
             both heads).
         dropout: Spatial dropout on the context module's output (0: none).
+        pixel_path: Width of a per-pixel path (:class:`PixelPath`: two 1×1 layers on the
+            input at full resolution) whose features join the segmentation head's input
+            beside the context (0: none).
     """
 
     def __init__(
@@ -239,6 +243,7 @@ class SegAutoEncoder(nn.Module):
         stn: bool = False,
         skips: Skips = "none",
         dropout: float = 0.0,
+        pixel_path: int = 0,
     ) -> None:
         super().__init__()
         self.in_channels, self.latent_channels, self.skips = in_channels, latent_channels, skips
@@ -255,7 +260,9 @@ class SegAutoEncoder(nn.Module):
         )
         self.seg_decoder = SkipDecoder(widths, *decoding) if skips == "seg" else None
         self.rec_head = nn.Conv2d(self.decoder.out_channels, rec_channels, 1)
-        self.seg_head = nn.Conv2d(self.decoder.out_channels, max(num_classes, 1), 1)
+        self.pixel_path = PixelPath(in_channels, pixel_path, 2, act) if pixel_path else None
+        seg_in = self.decoder.out_channels + pixel_path
+        self.seg_head = nn.Conv2d(seg_in, max(num_classes, 1), 1)
 
     @property
     def compression_ratio(self) -> float:
@@ -280,6 +287,7 @@ class SegAutoEncoder(nn.Module):
         return self.to_latent(self.dropout(self.context(feats[-1]))), feats, theta
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        pixels = x
         z, feats, theta = self._encode(x)
         up = self.from_latent(z)
         if isinstance(self.decoder, SkipDecoder):  # skips: all
@@ -287,6 +295,11 @@ class SegAutoEncoder(nn.Module):
         else:
             h = self.decoder(up)
             hs = h if self.seg_decoder is None else self.seg_decoder(up, feats)
+        if self.pixel_path is not None:
+            per_pixel = self.pixel_path(pixels)
+            if theta is not None:  # the head works in the transformer's frame until unwarped
+                per_pixel = SpatialTransformer.warp(per_pixel, theta)
+            hs = torch.cat([hs, per_pixel], dim=1)
         rec, seg = self.rec_head(h), self.seg_head(hs)
         if theta is not None:
             rec = SpatialTransformer.unwarp(rec, theta)

@@ -53,6 +53,8 @@ class SegAETask(BaseTask):
             decoder with them, the reconstruction still passes the bottleneck alone, so
             the latent stays meaningful for clustering); all (both heads).
         dropout: Spatial dropout on the bottleneck's context features (0: none).
+        pixel_path: Width of a per-pixel path: two 1×1 layers on the input at full
+            resolution, joined to the segmentation head beside the context (0: none).
         rec_loss: Reconstruction likelihood: mse, l1, bce (inputs in [0, 1]) or
             gaussian_nll (the decoder also predicts a log-variance per channel).
         rec_weight: Weight of the reconstruction loss.
@@ -86,6 +88,7 @@ class SegAETask(BaseTask):
         stn: bool = False,
         skips: Skips = "none",
         dropout: float = 0.0,
+        pixel_path: int = 0,
         rec_loss: RecLoss = "mse",
         rec_weight: float = 1.0,
         seg_weight: float = 1.0,
@@ -116,6 +119,7 @@ class SegAETask(BaseTask):
             hp["stn"],
             hp["skips"],
             hp["dropout"],
+            hp["pixel_path"],
         )
 
     def configure_losses(self) -> None:

@@ -161,3 +161,22 @@ def test_seg_skips_reach_the_segmentation_but_never_the_reconstruction():
     skipless.load_state_dict(net.state_dict(), strict=False)
     assert not torch.equal(net(x)["seg"], skipless(x)["seg"])
     assert torch.equal(net(x)["rec"], skipless(x)["rec"])  # same weights, same bottleneck path
+
+
+def test_the_pixel_path_sees_each_pixel_alone_and_reaches_the_segmentation_head():
+    import torch
+
+    from tessera.models.blocks import PixelPath
+    from tessera.models.nets import SegAutoEncoder
+
+    torch.manual_seed(0)
+    path = PixelPath(3, 8)
+    x = torch.randn(1, 3, 16, 16)
+    y = x.clone()
+    y[0, :, 5, 7] += 1.0
+    changed = (path(x) - path(y)).abs().sum(dim=1)[0] > 0
+    assert changed[5, 7] and changed.sum() == 1  # that pixel, and no neighbour
+    net = SegAutoEncoder(3, 4, 3, [8, 16], 8, [1, 2], norm="none", skips="seg", pixel_path=8)
+    assert net.seg_head.in_channels == net.decoder.out_channels + 8
+    out = net(x)
+    assert out["seg"].shape == (1, 4, 16, 16) and out["rec"].shape == (1, 3, 16, 16)
