@@ -155,6 +155,16 @@ class ExperimentParams(BaseModel):
     )
 
     @model_validator(mode="after")
+    def _crops_need_a_fully_convolutional_model(self) -> ExperimentParams:
+        kind = self.model.get("type")
+        if self.dataset.augment in ("plain", "synthseg") and kind != "seg_ae":
+            raise ValueError(
+                f"dataset.augment {self.dataset.augment} crops tiles, which only seg_ae takes "
+                f"(a {kind} reads whole tiles): use dihedral or none"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _held_out_is_not_trained_on(self) -> ExperimentParams:
         both = sorted(set(self.heldout) & set(self.dataset.sources))
         if both:

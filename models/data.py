@@ -107,7 +107,7 @@ class TileDataset(Dataset[dict[str, Any]]):
             return torch.from_numpy(image)
         shift, scale = self._shift, self._scale
         if self._scene_of_row is not None:
-            at = torch.from_numpy(self._scene_of_row[rows])
+            at = torch.as_tensor(self._scene_of_row[rows])
             shift, scale = shift[at], scale[at]
         x = apply(image, valid, shift.numpy(), scale.numpy(), self.normalisation, self._clip)
         return torch.from_numpy(x)

@@ -15,8 +15,11 @@ The schemes follow nnU-Net (Isensee et al., 2021), which fixed them after measur
   so one set of statistics serves every scan). Tessera takes them over the store's valid
   voxels: nnU-Net takes them over its labelled foreground.
 
-Per-image statistics are computed the same way at training time (over the tiles of each scene
-in the store) and at prediction time (over the whole input), with :class:`BandStats`.
+Per-image statistics are computed by the same code (:class:`ImageStats`) at training time,
+over the tiles of each scene in the store, and at prediction time, over the whole input. The
+pixels differ a little: the store leaves out slices beside slab borders and tiles under its
+valid fraction, overlapping tiles count twice, and an input past 16 Mi pixels is read one
+strip in k.
 """
 
 from __future__ import annotations

@@ -142,7 +142,7 @@ def _done(files: MapFiles, lineage: dict[str, str]) -> bool:
     )
 
 
-def _ordered(rec: SceneRecord, order: list[int]) -> SceneRecord:
+def in_model_order(rec: SceneRecord, order: list[int]) -> SceneRecord:
     """The record with its bands in the model's order."""
     if order == list(range(len(order))) or not rec.band_files:
         return rec
@@ -197,9 +197,8 @@ def _fitted(rec: SceneRecord, d: ModelDescriptor, base: Path) -> ModelDescriptor
     if not per_image(d.normalisation):
         return d
     order = d.band_order(rec.band_names, rec.kind, _where(rec))
-    scene: Any = (
-        VolumeScene(rec, base, d.axis) if d.is_volume else RasterScene(_ordered(rec, order), base)
-    )
+    ordered = in_model_order(rec, order)
+    scene: Any = VolumeScene(rec, base, d.axis) if d.is_volume else RasterScene(ordered, base)
     try:
         return d.for_image(image_pieces(scene))
     finally:
@@ -252,7 +251,7 @@ def predict_scene(
         if d.is_volume:
             scene: Any = VolumeScene(rec, base, d.axis)
         else:
-            scene = RasterScene(_ordered(rec, order), base)
+            scene = RasterScene(in_model_order(rec, order), base)
         try:
             d = d.for_image(image_pieces(scene))  # a per-image scheme: this input's statistics
             rec_maps = _reconstruction(d, options)

@@ -21,6 +21,7 @@ import torch
 from tessera.models.config import RunConfig
 from tessera.models.metrics import SegmentationScores
 from tessera.tasks.evaluation.heldout import HeldOut, named_scores, volume_view
+from tessera.tasks.prediction.apply import in_model_order
 from tessera.tasks.prediction.model import batch_predictor, checkpoint_model
 from tessera.tasks.prediction.options import Blend
 from tessera.tasks.prediction.raster import image_pieces, scene_valid
@@ -159,7 +160,13 @@ def heldout_scores(
     for rec in records:
         if rec.label() is None:
             raise ValueError(f"{rec.scene_id}: held-out source {rec.source} has no labels")
-        scene = open_scene(rec, base, d.axis)
+        if list(rec.class_names) != list(d.class_names):
+            raise ValueError(
+                f"{rec.scene_id}: held-out source {rec.source} has classes "
+                f"{list(rec.class_names)}, but {d.experiment} predicts {list(d.class_names)}"
+            )
+        order = d.band_order(rec.band_names, rec.kind, rec.scene_id)
+        scene = open_scene(in_model_order(rec, order), base, d.axis)
         try:
             fitted = d.for_image(image_pieces(scene))
             preds, labels = [], []

@@ -41,7 +41,10 @@ HELD_OUT = "heldout_"
 
 def gate_metric(metrics: dict[str, float | None], metric: str) -> str:
     """The metric the gate decides on: the held-out score of ``metric`` where the evaluation
-    has one (a model that only memorised its training subject must not win), else ``metric``."""
+    has one (a model that only memorised its training subject must not win), else ``metric``.
+
+    No baseline is scored on held-out scenes, so ``registry.require_beats_baseline`` has no
+    bar for a held-out metric; a champion without one is replaced without a comparison."""
     held = f"{HELD_OUT}{metric}"
     return held if metrics.get(held) is not None else metric
 

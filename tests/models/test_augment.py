@@ -78,3 +78,32 @@ def test_synthseg_replaces_only_labelled_images_at_its_probability():
     fg = a["image"][:, 0] != 0
     assert abs(float(a["image"][:, 0][fg].mean())) < 0.5  # z-scored: mean about 0
     assert float(b["image"][:, 0][b["image"][:, 0] != 0].mean()) > 1.0  # the 1-3 image
+
+
+def test_cropping_augmentation_is_refused_for_a_model_that_reads_whole_tiles():
+    import pytest
+    from pydantic import ValidationError
+
+    from tessera.flows.config import ExperimentParams
+
+    vae = {"type": "vae", "latent_dim": 4}
+    with pytest.raises(ValidationError, match="only seg_ae takes"):
+        ExperimentParams(dataset={"sources": ["s"], "augment": "plain"}, model=vae)
+    ExperimentParams(dataset={"sources": ["s"], "augment": "dihedral"}, model=vae)
+    ExperimentParams(dataset={"sources": ["s"], "augment": "synthseg"}, model={"type": "seg_ae"})
+
+
+def test_a_single_tile_is_normalised_per_scene_as_a_batch_is(prefect_api, tmp_path):
+    from tessera.models.data import TileDataset
+    from tests.helpers import write_nifti
+
+    rng = np.random.default_rng(0)
+    vol = np.where(rng.random((24, 24, 6)) > 0.3, rng.normal(100, 10, (24, 24, 6)), 0)
+    src = write_nifti(tmp_path / "v.nii.gz", vol.astype(np.float32), np.eye(4))
+    from tessera.flows.cli import run
+
+    assert run(["tile", "--input", str(src), "--out", str(tmp_path / "t"), "--size", "8"]) == 0
+    ds = TileDataset(tmp_path / "t", normalisation="image_zscore")
+    batch = ds.__getitems__([0, 1, 2])
+    for i in range(3):
+        assert torch.equal(ds[i]["image"], batch["image"][i])
