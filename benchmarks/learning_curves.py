@@ -37,8 +37,14 @@ def accuracy_curve(pick: str, x: torch.Tensor, y: np.ndarray, every: int) -> Met
     return MetricCurve(lambda module: accuracy(getattr(module, pick), x, y), every)
 
 
-def plot_curves(curves: dict[str, list[tuple[int, float]]], ylabel: str, path: Path) -> None:
-    """A metric against optimiser steps, one line per model, as a PNG."""
+def plot_curves(
+    curves: dict[str, list[tuple[int, float]]],
+    ylabel: str,
+    path: Path,
+    levels: dict[str, float] | None = None,
+) -> None:
+    """A metric against optimiser steps, one line per model, and ``levels`` (references that
+    do not train) as dashed horizontal lines, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,6 +53,8 @@ def plot_curves(curves: dict[str, list[tuple[int, float]]], ylabel: str, path: P
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, points in curves.items():
         ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=name)
+    for name, level in (levels or {}).items():
+        ax.axhline(level, linestyle="--", color="grey", label=name)
     ax.set(xlabel="optimiser steps", ylabel=ylabel)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -189,12 +189,17 @@ def plot_orthogonal_overlays(
     path: Path,
     title: str,
     class_names: Sequence[str],
+    panels: Sequence[str] = ("sagittal", "coronal", "axial"),
 ) -> None:
-    """Three orthogonal slices (sagittal, coronal, axial, each (i, j) in RAS) of a volume,
-    one row per class map in ``rows`` drawn over the image (class 0 and IGNORE clear), with
-    the classes' legend."""
+    """Panels of a scene (three orthogonal slices of a volume, or one map of a raster), each
+    indexed (i, j) with i to the right and j up, one row per class map in ``rows`` drawn over
+    the image (class 0 and IGNORE clear), with the classes' legend. One panel: the rows side
+    by side."""
     plt = _pyplot()
-    fig, axes = plt.subplots(len(rows), 3, figsize=(10, 3.4 * len(rows)), squeeze=False)
+    n, m = len(panels), len(rows)
+    shape = (m, n) if n > 1 else (1, m)
+    fig, grid = plt.subplots(*shape, figsize=(3.4 * shape[1], 3.4 * shape[0]), squeeze=False)
+    axes = grid if n > 1 else grid.T
     lo, hi = (
         float(v) for v in np.percentile(np.concatenate([s.ravel() for s in image]), (1, 99.5))
     )
@@ -208,7 +213,7 @@ def plot_orthogonal_overlays(
             )
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(f"{name}: {('sagittal', 'coronal', 'axial')[c]}", fontsize=9)
+            ax.set_title(f"{name}: {panels[c]}", fontsize=9)
     fig.legend(handles=legend_handles(class_names)[1:], loc="lower center", ncol=len(class_names))
     fig.suptitle(title)
     _save(fig, path)

@@ -20,16 +20,21 @@ from tessera.models.metrics import SegmentationScores
 PREFIX = "heldout_"
 
 
+VOLUME_PANELS = ("sagittal", "coronal", "axial")
+VIEW_PIXELS = 1024  # a raster view keeps at most this many pixels along each side
+
+
 @dataclass
 class HeldOutView:
-    """Three orthogonal slices through a held-out volume's centre of mass: the image, its
-    labels and the model's classes (each a list of three 2-D arrays, sagittal, coronal,
-    axial, in RAS)."""
+    """Panels of a held-out scene: the image, its labels and the model's classes, each a
+    list of 2-D arrays indexed (i, j) with i to the right and j up (RAS for a volume's three
+    orthogonal slices; east and north for a raster's one map)."""
 
     scene: str
     image: list[np.ndarray]
     label: list[np.ndarray]
     predicted: list[np.ndarray]
+    panels: tuple[str, ...] = VOLUME_PANELS
 
 
 @dataclass
@@ -59,6 +64,22 @@ def volume_view(
         [take(label, ax) for ax in range(3)],
         [take(pred, ax) for ax in range(3)],
     )
+
+
+def raster_view(
+    scene_id: str, values: np.ndarray, valid: np.ndarray, label: np.ndarray, pred: np.ndarray
+) -> HeldOutView:
+    """One map of a raster: the mean of its bands, each stretched to its 2–98 % range, under
+    its labels and the model's classes; every k-th pixel past :data:`VIEW_PIXELS` a side."""
+    k = max(1, -(-max(label.shape) // VIEW_PIXELS))
+    values, valid = values[:, ::k, ::k].astype(np.float32), valid[::k, ::k]
+    grey = np.zeros(valid.shape, np.float32)
+    for band in values:
+        lo, hi = np.percentile(band[valid], (2, 98)) if valid.any() else (0.0, 1.0)
+        grey += np.clip((band - lo) / max(float(hi - lo), 1e-6), 0, 1)
+    grey = np.where(valid, grey / len(values), 0)
+    up = lambda a: np.flipud(a).T  # noqa: E731  rows run south, j runs north
+    return HeldOutView(scene_id, [up(grey)], [up(label[::k, ::k])], [up(pred[::k, ::k])], ("map",))
 
 
 def named_scores(

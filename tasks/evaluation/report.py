@@ -170,7 +170,8 @@ def evaluated_on(heldout: HeldOut) -> dict[str, str]:
 def write_heldout_plots(
     out: Path, heldout: HeldOut, title: str, class_names: list[str]
 ) -> list[Path]:
-    """Per held-out volume, three orthogonal slices with its labels and the model's classes."""
+    """Per held-out scene, its panels (a volume's three orthogonal slices, a raster's map)
+    with its labels and the model's classes."""
     from tessera.models.plots import plot_orthogonal_overlays
 
     paths = []
@@ -179,7 +180,7 @@ def write_heldout_plots(
         paths.append(out / PLOTS / f"heldout_{safe}.png")
         rows = {"labels": v.label, "model": v.predicted}
         plot_orthogonal_overlays(
-            v.image, rows, paths[-1], f"{title} on held-out {v.scene}", class_names
+            v.image, rows, paths[-1], f"{title} on held-out {v.scene}", class_names, v.panels
         )
     return paths
 

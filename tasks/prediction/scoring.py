@@ -20,7 +20,7 @@ import torch
 
 from tessera.models.config import RunConfig
 from tessera.models.metrics import SegmentationScores
-from tessera.tasks.evaluation.heldout import HeldOut, named_scores, volume_view
+from tessera.tasks.evaluation.heldout import HeldOut, named_scores, raster_view, volume_view
 from tessera.tasks.prediction.apply import in_model_order
 from tessera.tasks.prediction.model import batch_predictor, checkpoint_model
 from tessera.tasks.prediction.options import Blend
@@ -178,7 +178,7 @@ def heldout_scores(
                 label = scene.read_label(plane, 0, 0, height, width)
                 if label is None:
                     raise ValueError(f"{rec.scene_id}: held-out source {rec.source} has no labels")
-                ok = scene_valid(scene, 0, 0, height, width, plane)[1]
+                values, ok = scene_valid(scene, 0, 0, height, width, plane)
                 known = np.where(ok, label, IGNORE).astype(np.int64)
                 for meter in (scores, per_source[rec.source]):
                     meter.update(torch.from_numpy(pred).long(), torch.from_numpy(known))
@@ -188,6 +188,9 @@ def heldout_scores(
                 stack = lambda planes: np.stack(planes, axis=d.axis)  # noqa: E731
                 image = np.asarray(scene.array[0], dtype=np.float32)
                 found.views.append(volume_view(rec.scene_id, image, stack(labels), stack(preds)))
+            else:
+                shown = np.where(ok, pred, IGNORE)
+                found.views.append(raster_view(rec.scene_id, values, ok, labels[0], shown))
         finally:
             scene.close()
         found.scenes.append(rec.scene_id)

@@ -42,6 +42,11 @@ def sample_files() -> dict[str, Path]:
         out[f"colin27/{name}"] = ours / "colin27" / name
     for name in ("mni152_warped.nii.gz", "mni152_warped_tissue.nii.gz"):
         out[f"mni152_warped/{name}"] = ours / "mni152_warped" / name
+    # a held-out Landsat 8 scene: the sample scene's ground as another acquisition
+    # delivers it (tasks/sources/synthetic_scene.py)
+    resensed = Path(__file__).parent / "sample_scenes" / "landsat8_resensed"
+    for f in sorted(resensed.glob("l8_*.tif")):
+        out[f"landsat8_resensed/{f.name}"] = f
     missing = [str(p) for p in out.values() if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"sample files missing from installed packages: {missing}")

@@ -178,3 +178,46 @@ def test_the_shipped_synthetic_subject_is_what_its_generator_writes(tmp_path):
     image = np.asarray(nib.load(t1).dataobj).astype(float)
     means = [image[labels == c].mean() for c in (1, 2)]
     assert image.max() > 600 and means[0] < means[1]  # another unit; a T1's contrast
+
+
+def test_the_shipped_synthetic_scene_is_what_its_generator_writes(tmp_path):
+    import rasterio
+
+    from tessera.tasks.sources.samples import sample_files
+    from tessera.tasks.sources.synthetic_scene import write_synthetic_scene
+
+    files = sample_files()
+    src = files["landsat8/l8_B2.tif"].parent
+    made = write_synthetic_scene(src, tmp_path)
+    assert [p.name for p in made] == sorted(p.name for p in src.glob("l8_*.tif"))
+    for path in made:
+        with rasterio.open(path) as a, rasterio.open(files[f"landsat8_resensed/{path.name}"]) as b:
+            np.testing.assert_array_equal(a.read(), b.read())
+            assert a.transform == b.transform and a.crs == b.crs == "EPSG:32615"
+    # the labels follow the ground: each BQA value keeps its share of the footprint
+    with rasterio.open(src / "l8_BQA.tif") as a, rasterio.open(tmp_path / "l8_BQA.tif") as b:
+        old, new = a.read(1), b.read(1)
+        blue_old, blue_new = (rasterio.open(p / "l8_B2.tif").read(1) for p in (src, tmp_path))
+    new_in = new[blue_new > 0]
+    for value in np.unique(old)[:6]:
+        assert abs((old == value).mean() - (new_in == value).mean()) < 0.01
+    assert (new[blue_new == 0] == 1).all()  # outside the footprint: designated fill
+    # another sun and haze: the blue band is darker than 0.85 x and brighter than the haze alone
+    assert 0.8 < blue_new[blue_new > 0].mean() / blue_old.mean() < 0.95
+
+
+def test_a_raster_view_keeps_north_up_and_thins_a_large_scene():
+    from tessera.tasks.evaluation.heldout import VIEW_PIXELS, raster_view
+
+    h, w = 3000, 1500
+    label = np.zeros((h, w), np.uint8)
+    label[:30] = 2  # the northern rows
+    values = np.stack([np.arange(h * w, dtype=np.float32).reshape(h, w)] * 2)
+    valid = np.ones((h, w), bool)
+    valid[:, -30:] = False
+    view = raster_view("scene", values, valid, label, label)
+    (image,), (lab,), (pred,) = view.image, view.label, view.predicted
+    assert view.panels == ("map",) and max(image.shape) <= VIEW_PIXELS
+    assert image.shape == lab.shape == pred.shape == (w // 3, h // 3)  # (east, north)
+    assert (lab[:, -1] == 2).all() and (lab[:, 0] == 0).all()  # j runs north
+    assert (image[-5:, :] == 0).all() and image[: w // 3 - 10].max() > 0.9  # invalid: black
