@@ -48,7 +48,7 @@ def evaluate_flow(params: EvaluateFlowParams) -> State[Any]:
     )  # fmt: skip
     heldout = heldout_scores_step(
         run, Path(params.checkpoint), Path(params.catalog), Path.cwd(), params.heldout,
-        params.overlap, params.blend,
+        params.overlap, params.blend, inf.baselines.pixel_classifier,
     )  # fmt: skip
     result = write_evaluation_step(
         Path(params.out_dir), run.experiment, inf, rep, history, Path(run.store), stitched,

@@ -1,6 +1,6 @@
 """What a user would train instead, scored on the same split as the model.
 
-- :func:`forest_segmentation_scores`: a per-pixel random forest on band values (scikit-learn),
+- :func:`fitted_forest_scores`: a per-pixel random forest on band values (scikit-learn),
   fitted on a seeded subsample of the training split's labelled pixels;
 - :func:`train_labels_only`: a tile classifier trained on the labelled tiles alone, for the
   same number of optimiser steps as the model it is compared with;
@@ -41,6 +41,9 @@ class BaselineResults:
 
     scores: dict[str, float] = field(default_factory=dict)
     tile_predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    pixel_classifier: Any = None
+    """The fitted per-pixel baseline (``predict`` on (N, C) band values in the model's input
+    units), for scoring it where the model is scored on held-out scenes too."""
 
 
 @dataclass(frozen=True)
@@ -95,22 +98,24 @@ def labelled_pixels(
     return np.concatenate(feats), np.concatenate(labels)
 
 
-def forest_segmentation_scores(
+def fitted_forest_scores(
     train: TileDataset,
     test: TileDataset,
     num_classes: int,
     seed: int = 0,
     max_pixels: int = FOREST_PIXELS,
     trees: int = FOREST_TREES,
-) -> dict[str, float]:
-    """Dice and IoU (as the model's ``dice_*``, ``iou_*``) of a per-pixel random forest.
+) -> tuple[dict[str, float], Any]:
+    """Dice and IoU (as the model's ``dice_*``, ``iou_*``) of a per-pixel random forest, and
+    the fitted forest.
 
-    Empty when the training split has fewer than two labelled classes.
+    Empty scores and no forest when the training split has fewer than two labelled classes.
     """
     from sklearn.ensemble import RandomForestClassifier
 
     forest = RandomForestClassifier(trees, min_samples_leaf=2, n_jobs=-1, random_state=seed)
-    return pixel_classifier_scores(forest, train, test, num_classes, seed, max_pixels)
+    scores = pixel_classifier_scores(forest, train, test, num_classes, seed, max_pixels)
+    return scores, forest if scores else None
 
 
 def pixel_classifier_scores(

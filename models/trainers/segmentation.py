@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tessera.models.baselines import BaselineResults, TrainBudget, forest_segmentation_scores
+from tessera.models.baselines import BaselineResults, TrainBudget, fitted_forest_scores
 from tessera.models.data import TileDataset
 from tessera.models.kinds import ActKind, ConvKind, LatentReg, LrSchedule, NormKind, RecLoss, Skips
 from tessera.models.losses import (
@@ -159,8 +159,10 @@ class SegAETask(BaseTask):
         k = self.hparams["num_classes"]
         if k == 0:
             return BaselineResults()
-        scores = forest_segmentation_scores(train, test, k, budget.seed)
-        return BaselineResults(scores={f"rf_{name}": v for name, v in scores.items()})
+        scores, forest = fitted_forest_scores(train, test, k, budget.seed)
+        return BaselineResults(
+            scores={f"rf_{name}": v for name, v in scores.items()}, pixel_classifier=forest
+        )
 
     @property
     def serving_output(self) -> str:

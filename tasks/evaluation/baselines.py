@@ -24,6 +24,8 @@ BASELINE_NAMES = {
 HIGHER_IS_BETTER = (
     "dice_mean",
     "iou_mean",
+    "heldout_dice_mean",
+    "heldout_iou_mean",
     "accuracy",
     "balanced_accuracy",
     "macro_f1",

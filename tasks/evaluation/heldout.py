@@ -7,6 +7,9 @@ another scene. The metrics are ``heldout_dice_<class>``, ``heldout_dice_mean`` (
 ``dice_mean``, over the classes present) and ``heldout_recall_<class>``: the share of the
 class's labelled pixels that the model gives that class, pooled over every held-out scene;
 and per held-out source ``heldout_<source>_dice_<class>``, ``…_dice_mean`` and ``…_recall_<class>``.
+The per-pixel baseline (the forest fitted on the training split, given the same normalised
+bands) is scored on the same scenes: ``baseline_rf_heldout_dice_mean`` and the rest, and the
+best baseline's ``baseline_heldout_dice_mean``.
 """
 
 from __future__ import annotations
@@ -100,3 +103,14 @@ def named_scores(
         total = float(tp[c] + fn[c])
         out[f"{prefix}recall_{name}"] = float(tp[c]) / total if total else float("nan")
     return out
+
+
+def baseline_heldout_scores(
+    scores: SegmentationScores, names: list[str], baseline: str = "rf"
+) -> dict[str, float]:
+    """A baseline's held-out scores as ``baseline_<baseline>_heldout_*``, and the best
+    baseline's ``baseline_heldout_dice_mean`` (there is one per-pixel baseline)."""
+    from tessera.tasks.evaluation.baselines import PREFIX, best_of
+
+    own = named_scores(scores, names)
+    return {f"{PREFIX}{baseline}_{k}": v for k, v in own.items()} | best_of({baseline: own})

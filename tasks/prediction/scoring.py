@@ -20,7 +20,13 @@ import torch
 
 from tessera.models.config import RunConfig
 from tessera.models.metrics import SegmentationScores
-from tessera.tasks.evaluation.heldout import HeldOut, named_scores, raster_view, volume_view
+from tessera.tasks.evaluation.heldout import (
+    HeldOut,
+    baseline_heldout_scores,
+    named_scores,
+    raster_view,
+    volume_view,
+)
 from tessera.tasks.prediction.apply import in_model_order
 from tessera.tasks.prediction.model import batch_predictor, checkpoint_model
 from tessera.tasks.prediction.options import Blend
@@ -32,6 +38,7 @@ from tessera.tasks.store.reader import TileStore
 from tessera.tasks.tiling.scene import VolumeScene, open_scene
 
 PREFIX = "stitched_"
+PIXEL_CHUNK = 1 << 20  # pixels per call of a per-pixel baseline's predict
 
 
 def _plane_tiles(
@@ -136,9 +143,12 @@ def heldout_scores(
     sources: list[str],
     overlap: float = 0.25,
     blend: Blend = "gaussian",
+    pixel_baseline: Any = None,
 ) -> HeldOut:
     """The held-out scores of a per-pixel model over every labelled scene of ``sources``
-    in the catalogue, pixel counts pooled; empty for no sources or another kind of model."""
+    in the catalogue, pixel counts pooled; empty for no sources or another kind of model.
+    A fitted ``pixel_baseline`` (the evaluation's forest) is scored on the same pixels, given
+    the same normalised bands as the model."""
     if not sources:
         return HeldOut()
     model = checkpoint_model(run, checkpoint, run.experiment)
@@ -154,7 +164,7 @@ def heldout_scores(
     k = len(d.class_names)
     predict = batch_predictor(model, "cpu", softmax=True)
     tile_overlap = min(round(overlap * d.window), d.window - 1)
-    scores = SegmentationScores(k)
+    scores, baseline = SegmentationScores(k), SegmentationScores(k)
     per_source = {name: SegmentationScores(k) for name in sources}
     found = HeldOut()
     for rec in records:
@@ -182,6 +192,9 @@ def heldout_scores(
                 known = np.where(ok, label, IGNORE).astype(np.int64)
                 for meter in (scores, per_source[rec.source]):
                     meter.update(torch.from_numpy(pred).long(), torch.from_numpy(known))
+                if pixel_baseline is not None:
+                    rf_pred = pixel_classes(pixel_baseline, fitted.normalise(values, ok), ok)
+                    baseline.update(torch.from_numpy(rf_pred), torch.from_numpy(known))
                 preds.append(pred)
                 labels.append(known.astype(np.uint8))
             if isinstance(scene, VolumeScene):
@@ -199,4 +212,19 @@ def heldout_scores(
     found.metrics = named_scores(scores, d.class_names)
     for name, meter in per_source.items():
         found.metrics |= named_scores(meter, d.class_names, name)
+    if pixel_baseline is not None:
+        found.metrics |= baseline_heldout_scores(baseline, d.class_names)
     return found
+
+
+def pixel_classes(
+    classifier: Any, x: np.ndarray, valid: np.ndarray, chunk: int = PIXEL_CHUNK
+) -> np.ndarray:
+    """A per-pixel classifier's classes over a (C, h, w) plane of normalised bands (IGNORE
+    where not ``valid``), predicted ``chunk`` pixels at a time."""
+    out = np.full(valid.shape, IGNORE, dtype=np.int64)
+    rows = x[:, valid].T
+    found = [classifier.predict(rows[i : i + chunk]) for i in range(0, len(rows), chunk)]
+    if found:
+        out[valid] = np.concatenate(found)
+    return out

@@ -43,8 +43,9 @@ def gate_metric(metrics: dict[str, float | None], metric: str) -> str:
     """The metric the gate decides on: the held-out score of ``metric`` where the evaluation
     has one (a model that only memorised its training subject must not win), else ``metric``.
 
-    No baseline is scored on held-out scenes, so ``registry.require_beats_baseline`` has no
-    bar for a held-out metric; a champion without one is replaced without a comparison."""
+    The per-pixel forest is scored on the held-out scenes too, so ``registry.
+    require_beats_baseline`` bars a segmentation model on its held-out score; a champion
+    without a held-out score is replaced without a comparison."""
     held = f"{HELD_OUT}{metric}"
     return held if metrics.get(held) is not None else metric
 

@@ -105,6 +105,36 @@ def test_the_stores_statistics_cannot_read_another_scanners_intensities(project)
     assert image["heldout_dice_mean"] > store["heldout_dice_mean"]
 
 
+def test_the_forest_is_scored_on_the_held_out_brain_in_the_models_units(project):
+    image, store = _metrics(project, "brain-image_zscore"), _metrics(project, "brain-zscore")
+    for m in (image, store):
+        assert 0 <= m["baseline_rf_heldout_dice_mean"] <= 1
+        assert m["baseline_heldout_dice_mean"] == m["baseline_rf_heldout_dice_mean"]
+    # the forest reads the bands the model reads: the store's statistics fail it the same way
+    assert image["baseline_rf_heldout_dice_wm"] > store["baseline_rf_heldout_dice_wm"] + 0.3
+    report = (project / "outputs" / "eval" / "brain-image_zscore" / "report.md").read_text()
+    assert "| heldout_dice_mean |" in report  # the model-versus-baseline table has the row
+
+
+def test_pixel_classes_predicts_valid_pixels_in_chunks():
+    from tessera.tasks.prediction import scoring
+
+    class Brightest:  # a per-pixel classifier: the index of the largest band
+        calls = 0
+
+        def predict(self, rows: np.ndarray) -> np.ndarray:
+            Brightest.calls += 1
+            return rows.argmax(axis=1)
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 5, 6)).astype(np.float32)
+    valid = rng.random((5, 6)) > 0.3
+    out = scoring.pixel_classes(Brightest(), x, valid, chunk=7)
+    assert (out[~valid] == scoring.IGNORE).all()
+    assert np.array_equal(out[valid], x.argmax(axis=0)[valid])
+    assert Brightest.calls == -(-int(valid.sum()) // 7)
+
+
 def test_predict_maps_the_held_out_brain_as_evaluate_scored_it(project, cli):
     rc, _, err = cli(
         "predict", "--model", "brain-image_zscore", "--input", "data/brain_b.nii.gz",

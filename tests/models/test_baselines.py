@@ -10,7 +10,7 @@ import torch
 
 from tessera.models.baselines import (
     TrainBudget,
-    forest_segmentation_scores,
+    fitted_forest_scores,
     labelled_pixels,
     labelled_rows,
     pooled_pixels,
@@ -38,9 +38,10 @@ def _data(store: Path, labels_per_class: int | None = None) -> TileDataModule:
 
 def test_random_forest_separates_classes_defined_by_band_values(store):
     dm = _data(store)
-    scores = forest_segmentation_scores(dm.datasets["train"], dm.datasets["test"], 3, seed=0)
+    scores, forest = fitted_forest_scores(dm.datasets["train"], dm.datasets["test"], 3, seed=0)
     assert {"dice_0", "dice_1", "dice_2", "iou_mean"} <= set(scores)
     assert scores["dice_mean"] > 0.95  # the class is a function of the band means
+    assert forest.n_features_in_ == 4  # fitted, and handed back for the held-out scenes
 
 
 def test_labelled_pixels_are_capped_and_seeded(store):
