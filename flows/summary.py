@@ -8,7 +8,7 @@ from typing import Any
 from tessera.flows.config import TesseraParams
 from tessera.tasks.evaluation.baselines import versus_line
 from tessera.tasks.pipeline.report import (
-    HEADLINE,
+    VERSUS,
     experiment_outputs,
     headline,
     read_json_or_empty,
@@ -48,9 +48,7 @@ def experiments_table(p: TesseraParams) -> Any:
     for exp in sorted(p.experiments):
         out = Path(p.evaluate.out) / exp
         m, r = experiment_outputs(Path("."), p.evaluate.out, p.registry.out, exp)
-        scores.add_row(
-            exp, headline(m, digits=3) or "not evaluated", versus_line(m, HEADLINE) or "-"
-        )
+        scores.add_row(exp, headline(m, digits=3) or "not evaluated", versus_line(m, VERSUS) or "-")
         champion = f"v{r['champion_version']}" if r.get("champion_version") else "-"
         registry.add_row(exp, version_label(r), r.get("alias", "-"), champion)
         maps = sorted(x.name for x in (out / "maps").glob("*")) if (out / "maps").is_dir() else []

@@ -251,3 +251,13 @@ def test_a_raster_view_keeps_north_up_and_thins_a_large_scene():
     assert image.shape == lab.shape == pred.shape == (w // 3, h // 3)  # (east, north)
     assert (lab[:, -1] == 2).all() and (lab[:, 0] == 0).all()  # j runs north
     assert (image[-5:, :] == 0).all() and image[: w // 3 - 10].max() > 0.9  # invalid: black
+
+
+def test_the_summary_compares_the_held_out_score_with_the_forests():
+    from tessera.tasks.evaluation.baselines import versus_line
+    from tessera.tasks.pipeline.report import VERSUS
+
+    metrics = {"dice_mean": 0.917, "heldout_dice_mean": 0.881, "baseline_rf_dice_mean": 0.982,
+               "baseline_rf_heldout_dice_mean": 0.885}  # fmt: skip
+    line = versus_line(metrics, VERSUS)
+    assert line == "dice_mean 0.917 < rf 0.982; heldout_dice_mean 0.881 < rf 0.885"
