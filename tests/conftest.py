@@ -21,15 +21,26 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ["TESSERA_PREFECT_API"] = "ephemeral"
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist names each item after its group
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Parallel runs (``pytest -n 2 --dist loadgroup``, as ``make test``) keep each module on
-    one worker, so that its trained fixtures are made once, and the whole cluster tier on one,
-    since it shares one cluster."""
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        group = "cluster" if module.startswith("tests/cluster/") else module
-        item.add_marker(pytest.mark.xdist_group(group))
+def test_group(nodeid: str) -> str:
+    """The unit a parallel run keeps on one worker: the test's module, so that its trained
+    fixtures are made once, or the whole cluster tier, which shares one cluster."""
+    module = nodeid.split("::", 1)[0]
+    return "tests/cluster" if module.startswith("tests/cluster/") else module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``pytest -n 2`` (as ``make test``) sends each :func:`test_group` whole to one worker.
+
+    xdist's own ``loadgroup`` cannot do it under pytest 9: it renames items through
+    ``Node._nodeid``, which pytest 9 no longer reads, so a module's tests were split between
+    the workers and each worker built the module's fixtures again."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return test_group(nodeid)
+
+    return GroupScheduling(config, log)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
