@@ -11,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo test lint imports typecheck pytest bench clean
+.PHONY: setup demo test lint imports typecheck pytest bench bench-check clean
 
 setup: $(STAMP)
 
@@ -54,6 +54,11 @@ test: lint imports typecheck pytest
 
 bench: setup
 	$(BIN)/python benchmarks/bench_tiling.py
+
+# Quick benchmarks as regression gates (tiling, loading, predict, start-up, scale-out), each
+# ratio the median of 3; exits non-zero when one falls under its gate (benchmarks/check.py).
+bench-check: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python benchmarks/check.py
 
 clean:
 	rm -rf outputs .prefect .pytest_cache .mypy_cache .ruff_cache

@@ -25,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -90,12 +92,13 @@ def _model(workdir: Path, env: dict[str, str]) -> Path:
     return root / "models" / "seg" / "checkpoints" / "best.ckpt"
 
 
-def _run(n: int, scene: Path, ckpt: Path, workdir: Path, env: dict[str, str]) -> dict[str, Any]:
-    """Both stages on ``n`` fresh workers of a scheduler of this run's own."""
+@contextmanager
+def dask_workers(folder: Path, n: int, env: dict[str, str]) -> Iterator[tuple[str, list[Any]]]:
+    """A scheduler of this run's own with ``n`` fresh one-thread workers: (address, workers);
+    all stopped on leaving."""
     from tessera.tasks.cluster import dask as dask_daemons
     from tessera.tasks.cluster.processes import free_port, stop
 
-    folder = workdir / f"dask-{n}"
     folder.mkdir()
     port = free_port()
     sched = dask_daemons.start_scheduler(folder, port)
@@ -104,6 +107,16 @@ def _run(n: int, scene: Path, ckpt: Path, workdir: Path, env: dict[str, str]) ->
     workers = [dask_daemons.start_worker(folder, address, f"w{i}", one_thread) for i in range(n)]
     try:
         dask_daemons.wait_for_workers(address, n, 120, sched)
+        yield address, workers
+    finally:
+        for d in [*workers, sched]:
+            stop(d)
+
+
+def _run(n: int, scene: Path, ckpt: Path, workdir: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Both stages on ``n`` fresh workers of a scheduler of this run's own."""
+    folder = workdir / f"dask-{n}"
+    with dask_workers(folder, n, env) as (address, workers):
         on = ["--set", f"runner.address={address}"]
         since = datetime.now(UTC).isoformat()
         tile = _tessera(["tile", "--input", scene, "--size", 256, "--out", folder / "tiles", *on],
@@ -114,9 +127,6 @@ def _run(n: int, scene: Path, ckpt: Path, workdir: Path, env: dict[str, str]) ->
                          *on], ckpt.parents[3], env)  # fmt: skip
         pred_mapped = _mapped_span(env, "predict-scene", since)
         rss = [round(_peak_rss_mib(w.pid), 1) for w in workers]
-    finally:
-        for d in [*workers, sched]:
-            stop(d)
     return {
         "tile_s": round(tile, 2),
         "predict_s": round(pred, 2),

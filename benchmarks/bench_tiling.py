@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -24,6 +25,11 @@ from rasterio.windows import Window
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.cli_tiling import (  # noqa: E402
+    bench_cli_tiling,
+    cli_env,
+    stop_server,
+)
 from benchmarks.loading import (  # noqa: E402
     bench_loading,
     bench_memcpy,
@@ -59,7 +65,7 @@ def bench_whole_read(path: Path) -> float:
     return (a.shape[1] // TILE) * (a.shape[2] // TILE) / dt
 
 
-def bench_tessera(path: Path, parts: Path) -> tuple[float, float, Path]:
+def bench_tessera(path: Path, parts: Path) -> tuple[float, float, Path, Any, Any]:
     """Tessera's tiler (the function the tile task wraps) into a fresh part."""
     from tessera.tasks.sources.catalog import inspect_source
     from tessera.tasks.sources.specs import SourceSpec
@@ -73,8 +79,9 @@ def bench_tessera(path: Path, parts: Path) -> tuple[float, float, Path]:
     t0 = time.perf_counter()
     summary = tile_scene(rec, params, {"mode": "blocks"}, parts, Path("/"), progress=False)
     dt = time.perf_counter() - t0
-    n = len(summary["rows"])
-    return n / dt, n * BANDS * TILE * TILE * 2 / dt / 2**20, parts / summary["name"]
+    n = summary["tiles"]
+    mbs = n * BANDS * TILE * TILE * 2 / dt / 2**20
+    return n / dt, mbs, parts / summary["name"], rec, params
 
 
 def bench_torchgeo(path: Path) -> float | None:
@@ -111,12 +118,96 @@ def row(
     print(f"  {name:<44} {value:>10.1f} {unit:<8} {r}  target {target:<22} {status}")
 
 
+def cli_section(side: int, sizes: list[int], repeat: int, work: Path) -> dict[str, float]:
+    """``tessera tile`` from the CLI on a ``side``² scene at each tile size, start-up
+    subtracted, against the naive loop; the orchestration's share at each tile count."""
+    scene = make_scene(work / "cli_scene.tif", side, None)
+    warm(scene)
+    env = cli_env(work)
+    results: dict[str, float] = {}
+    try:
+        naive = float(np.median([bench_naive(scene, work / "naive") for _ in range(repeat)]))
+        shutil.rmtree(work / "naive", ignore_errors=True)
+        print(f"\n[cli] tessera tile --input on {side}^2 x{BANDS} uint16, start-up subtracted")
+        row(
+            f"naive loop, {TILE}px (window read + np.save)",
+            naive,
+            "tiles/s",
+            None,
+            "reference",
+            None,
+        )
+        orch = {}
+        for size in sizes:
+            run = bench_cli_tiling(scene, work, size, env, repeat)
+            tag = f"cli_{run.tiles}"
+            orch[run.tiles] = run.orchestration_s
+            results.update(
+                {
+                    f"{tag}_tiles_per_s": run.tiles_per_s,
+                    f"{tag}_first_s": run.first_s,
+                    f"{tag}_wall_s": run.wall_s,
+                    f"{tag}_busy_s": run.busy_s,
+                    f"{tag}_startup_s": run.startup_s,
+                    f"{tag}_orchestration_s": run.orchestration_s,
+                    f"{tag}_orchestration_share": run.orchestration_share,
+                }
+            )
+            row(
+                f"{run.tiles} tiles of {size}px: first run (hashes)",
+                run.first_s,
+                "s",
+                None,
+                "(info)",
+                None,
+            )
+            row(f"{run.tiles} tiles of {size}px: rerun wall", run.wall_s, "s", None, "(info)", None)
+            row("paired one-tile run (start-up)", run.startup_s, "s", None, "subtracted", None)
+            row(
+                f"{run.tiles} tiles: orchestration (wall - start-up - tiling)",
+                run.orchestration_s,
+                "s",
+                run.orchestration_share,
+                "(share of wall)",
+                None,
+            )
+            if size == TILE:
+                results["cli_vs_naive"] = run.tiles_per_s / naive
+                row(
+                    "tessera tile (CLI) vs naive",
+                    run.tiles_per_s,
+                    "tiles/s",
+                    run.tiles_per_s / naive,
+                    ">= 2.0x naive",
+                    run.tiles_per_s / naive >= 2.0,
+                )
+        if len(orch) == 2:
+            (n1, o1), (n2, o2) = sorted(orch.items())
+            growth = o2 / max(o1, 1e-3)
+            results["orchestration_growth"] = growth
+            row(
+                f"orchestration at {n2} over {n1} tiles",
+                growth,
+                "x",
+                None,
+                f"< {n2 // n1}x (tile count)",
+                growth < n2 / n1,
+            )
+    finally:
+        stop_server(env)
+        scene.unlink()
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--side", type=int, default=8192)
     ap.add_argument("--rss-side", type=int, default=16384)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--repeat", type=int, default=3, help="Interleaved runs; medians reported.")
+    ap.add_argument("--cli-side", type=int, default=16384, help="0: no CLI section.")
+    ap.add_argument("--cli-sizes", type=int, nargs="+", default=[TILE, TILE // 4])
+    ap.add_argument("--only-cli", action="store_true", help="The CLI section alone.")
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="tessera-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -125,7 +216,9 @@ def main() -> None:
         f"Tessera tiling benchmark: {args.side}x{args.side}x{BANDS} uint16, {TILE}px tiles, "
         f"{os.cpu_count()} CPUs, workdir {work}"
     )
-    for compress in (None, "deflate"):
+    if args.cli_side:
+        results.update(cli_section(args.cli_side, args.cli_sizes, args.repeat, work))
+    for compress in () if args.only_cli else (None, "deflate"):
         tag = compress or "uncompressed"
         scene = make_scene(work / f"scene_{tag}.tif", args.side, compress)
         warm(scene)
@@ -133,7 +226,7 @@ def main() -> None:
         for _ in range(args.repeat):  # interleaved, so drift hits every method alike
             runs["naive"].append(bench_naive(scene, work / "naive"))
             runs["whole"].append(bench_whole_read(scene))
-            tess, mbs, part = bench_tessera(scene, work / f"parts_{tag}")
+            tess, mbs, part, rec, params = bench_tessera(scene, work / f"parts_{tag}")
             runs["tessera"].append(tess)
             runs["mbs"].append(mbs)
         print(
@@ -193,7 +286,7 @@ def main() -> None:
             print("\n[loading] random batches of 32 from the store")
             row("numpy copy of the same bytes (memcpy)", memcpy, "tiles/s", None, "reference", None)
             store = work / "store"
-            publish(part, store)
+            publish(part, store, rec, params)
             ceiling = float(np.median([bench_worker_ceiling() for _ in range(args.repeat)]))
             results["worker_ceiling"] = ceiling
             row(
@@ -246,6 +339,9 @@ def main() -> None:
                         None,
                     )
         scene.unlink()
+    if args.only_cli:
+        print("\n" + json.dumps(results))
+        return
     print("\n[memory] peak RSS of a fresh process tiling the scene")
     small = peak_rss_child(args.side // 2, work)
     big = peak_rss_child(args.rss_side, work)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -87,17 +87,12 @@ def bench_memcpy(store_dir: Path, batches: int = 60) -> float:
     return 32 * batches / (time.perf_counter() - t0)
 
 
-def publish(part: Path, store: Path) -> None:
-    """A one-part store around a tiled part, as the tile flow would publish it."""
-    from tessera.tasks.store.writer import finish_store, staging_dir
+def publish(part: Path, store: Path, rec: Any, params: Any) -> None:
+    """A one-part store around a tiled part, published as the tile flow publishes it."""
+    from tessera.tasks.store.writer import staging_dir
+    from tessera.tasks.tiling.summary import publish_store
 
-    summary = json.loads((part / "part.json").read_text())
     tmp = staging_dir(store)
     (tmp / "parts").mkdir(parents=True, exist_ok=True)
     shutil.copytree(part, tmp / "parts" / part.name)
-    finish_store(
-        store,
-        tmp,
-        [summary],
-        {"sources": {"bench": {"bands": [f"b{i}" for i in range(1, BANDS + 1)], "stats": {}}}},
-    )
+    publish_store(store, tmp, [rec], [part.name], params, [])

@@ -14,11 +14,11 @@ from tessera.flows.failures import failing_in_one_line
 from tessera.flows.ingest import failed_on, inspect_all
 from tessera.flows.markdown import tile_markdown
 from tessera.tasks.sources.specs import SourceSpec
-from tessera.tasks.steps.tile import finish_store_step, load_catalog_step, tile_scene_step
+from tessera.tasks.steps.tile import load_catalog_step, publish_store_step, tile_scene_step
 from tessera.tasks.store.format import PARTS_DIR
 from tessera.tasks.store.writer import check_store_output, discard_staging, store_writer
 from tessera.tasks.tiling.cut import plan_splits, row_bands
-from tessera.tasks.tiling.summary import empty_store_reason, store_info
+from tessera.tasks.tiling.summary import empty_store_reason
 
 
 @flow(name="tessera-tile", log_prints=True)
@@ -69,12 +69,13 @@ def tile_flow(
             kept.append(rec)
         if rejected and params.on_bad_input == "fail":
             return failed_on(rejected)
-        info = store_info(kept, parts, geometry)
-        if not any(p["rows"] for p in parts):  # refuse to publish an empty store
+        if not any(p["tiles"] for p in parts):  # refuse to publish an empty store
             discard_staging(tmp)
-            return Failed(message=empty_store_reason(out, info, geometry))
-        finish_store_step(out, tmp, parts, info, rejected)
-    n_tiles = sum(len(p["rows"]) for p in parts)
+            return Failed(message=empty_store_reason(out, kept, parts, geometry))
+        # the tasks hand back part names and counts; the rows are read back from disk
+        names = [p["name"] for p in parts]
+        info = publish_store_step(out, tmp, kept, names, geometry, rejected)
+    n_tiles = info.n_tiles
     create_markdown_artifact(
         tile_markdown(info, n_tiles, rejected),
         key="tessera-tile",

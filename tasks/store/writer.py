@@ -151,9 +151,9 @@ def discard_staging(tmp: Path) -> None:
 
 def finish_store(
     out: Path, tmp: Path, parts: list[dict[str, Any]], info: StoreInfo, rejected: list[Any]
-) -> None:
+) -> StoreInfo:
     """Write index, ``rejected.json`` and ``store.json`` into ``tmp``, drop unused parts and
-    swap it into place."""
+    swap it into place; returns the ``store.json`` written."""
     rows = [
         row | {"shard": f"{PARTS_DIR}/{p['name']}/{row['shard']}"}
         for p in parts
@@ -177,3 +177,4 @@ def finish_store(
         os.replace(out, old)
     os.replace(tmp, out)
     shutil.rmtree(old, ignore_errors=True)
+    return info

@@ -228,12 +228,14 @@ def tile_scene(
     """Tile one scene (or one band of its tile rows, :func:`row_bands`) into
     ``parts_dir/<content key>/``; reuses a finished part when present.
 
-    Returns the part summary: its name, index rows, per-band statistics state and counts.
+    The part's index rows and per-band statistics stay in its ``part.json``; what returns is
+    :func:`part_digest`, a few numbers, so that the orchestrator's cost does not grow with
+    the tile count.
     """
     name = part_name(rec, tile, assignment, rows)
     final = parts_dir / name
     if (final / PART_FILE).exists():
-        return dict(json.loads((final / PART_FILE).read_text()))
+        return part_digest(read_part(parts_dir, name))
     for other in reuse or []:
         if (other / name / PART_FILE).exists():
             tmp = parts_dir / f".{name}.linking"
@@ -242,7 +244,7 @@ def tile_scene(
             for f in (other / name).iterdir():
                 os.link(f, tmp / f.name)
             os.replace(tmp, final)
-            return dict(json.loads((final / PART_FILE).read_text()))
+            return part_digest(read_part(parts_dir, name))
     work = parts_dir / f".{name}.partial"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -291,7 +293,19 @@ def tile_scene(
     }
     atomic_write_json(work / PART_FILE, summary, compact=True)
     os.replace(work, final)
-    return summary
+    return part_digest(summary)
+
+
+def read_part(parts_dir: Path, name: str) -> dict[str, Any]:
+    """A finished part's summary (``part.json``): index rows, statistics state and counts."""
+    return dict(json.loads((parts_dir / name / PART_FILE).read_text()))
+
+
+def part_digest(part: dict[str, Any]) -> dict[str, Any]:
+    """What a tiling task hands back to the flow: the part's name, scene, source, counts and
+    number of tiles, never its rows."""
+    keys = ("name", "scene_id", "source", "counts")
+    return {k: part[k] for k in keys} | {"tiles": len(part["rows"])}
 
 
 def _split_fn(

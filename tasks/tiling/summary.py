@@ -1,5 +1,5 @@
-"""The store's description (``store.json``) and why a store came out empty, from the scenes
-and the parts the cut produced."""
+"""The store's description (``store.json``), why a store came out empty, and its publication,
+from the scenes and the parts the cut wrote."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from tessera.tasks.sources.catalog import SceneRecord
-from tessera.tasks.store.format import StoreInfo
+from tessera.tasks.store.format import PARTS_DIR, StoreInfo
 from tessera.tasks.store.stats import source_stats
+from tessera.tasks.store.writer import finish_store
+from tessera.tasks.tiling.cut import read_part
 from tessera.tasks.tiling.params import TileParams
 
 
@@ -53,26 +55,34 @@ def store_info(
         )
         for r in records
     }
-    counts: dict[str, dict[str, int]] = {}
-    for p in parts:  # a scene cut in bands of rows has a part per band
-        total = counts.setdefault(p["scene_id"], dict.fromkeys(p["counts"], 0))
-        for k, v in p["counts"].items():
-            total[k] += v
     return StoreInfo.model_validate(
         {
             "params": params.model_dump(),
             "sources": sources,
             "scenes": scenes,
-            "counts": counts,
+            "counts": scene_counts(parts),
         }
     )
 
 
-def empty_store_reason(out: Path, info: StoreInfo, params: TileParams) -> str:
-    """Why a store holds no tile, in one line per scene."""
+def scene_counts(parts: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Tile counts per scene (a scene cut in bands of rows has a part per band)."""
+    counts: dict[str, dict[str, int]] = {}
+    for p in parts:
+        total = counts.setdefault(p["scene_id"], dict.fromkeys(p["counts"], 0))
+        for k, v in p["counts"].items():
+            total[k] += v
+    return counts
+
+
+def empty_store_reason(
+    out: Path, records: list[SceneRecord], parts: list[dict[str, Any]], params: TileParams
+) -> str:
+    """Why a store holds no tile, in one line per scene (``parts``: their counts)."""
     lines = []
-    for sid, c in info.counts.items():
-        shape = info.scenes[sid]["shape"]
+    scenes = {r.scene_id: r for r in records}
+    for sid, c in scene_counts(parts).items():
+        shape = scenes[sid].shape
         if c["dropped_border"] == c["total"]:
             why = (
                 f"all {c['total']} tiles straddle split blocks (tile.split.block_size "
@@ -82,7 +92,22 @@ def empty_store_reason(out: Path, info: StoreInfo, params: TileParams) -> str:
             why = (
                 f"no tile of {params.size}x{params.size} has {params.min_valid_fraction:.0%} "
                 f"valid pixels (image {'x'.join(map(str, shape))}, nodata "
-                f"{info.scenes[sid]['nodata']}); lower --min-valid-fraction or --size"
+                f"{scenes[sid].nodata}); lower --min-valid-fraction or --size"
             )
         lines.append(f"{out}: 0 tiles from {sid}: {why}")
     return "\n".join(lines) or f"{out}: 0 tiles"
+
+
+def publish_store(
+    out: Path,
+    tmp: Path,
+    records: list[SceneRecord],
+    names: list[str],
+    params: TileParams,
+    rejected: list[Any],
+) -> StoreInfo:
+    """Publish the store staged in ``tmp`` from its parts ``names``: their index rows and
+    statistics are read from the ``part.json`` files the tiling tasks wrote, not passed
+    through the orchestrator. Returns the ``store.json`` written."""
+    parts = [read_part(tmp / PARTS_DIR, n) for n in names]
+    return finish_store(out, tmp, parts, store_info(records, parts, params), rejected)

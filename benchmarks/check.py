@@ -1,0 +1,267 @@
+"""``make bench-check``: quick versions of the benchmarks as regression gates.
+
+Run:  .venv/bin/python benchmarks/check.py [--only tiling predict startup scaleout] [--workdir D]
+
+Each ratio is measured ``--repeat`` times (3) in one run and gated on the median; each check
+prints one JSON line (its figures, the gate, ``pass``). The gates sit a safe distance below the
+figures measured on the 2-core reference machine (see GATES), because timings there are noisy.
+Exits 1 when any gate fails. The full-size benchmarks (bench_tiling.py, bench_predict.py,
+bench_startup.py, bench_scaleout.py) give the figures in the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.cli_tiling import EXE, cli_env, one_tile_scene, stop_server  # noqa: E402
+from benchmarks.scenes import make_scene, warm  # noqa: E402
+
+# gate: (figure, minimum or maximum, bound); a safe distance under what this machine measures
+GATES: dict[str, tuple[str, str, float]] = {
+    "tiling": ("tessera_over_naive", "min", 1.5),
+    "loading": ("loader_over_memcpy", "min", 0.4),
+    "predict": ("ours_over_forward", "min", 0.75),
+    "predict_rss": ("rss_big_over_small", "max", 1.2),
+    "startup_help": ("help_s", "max", 1.0),
+    "startup_tile": ("tile_warm_s", "max", 3.0),
+    "scaleout": ("two_over_one", "min", 1.4),
+}
+
+
+def median_of(repeat: int, fn: Callable[[], float]) -> tuple[float, list[float]]:
+    """``fn`` measured ``repeat`` times: the median and every value."""
+    values = [fn() for _ in range(repeat)]
+    return statistics.median(values), values
+
+
+def report(check: str, figures: dict[str, Any]) -> bool:
+    """Print the check's JSON line with its gate; True when it passes."""
+    key, kind, bound = GATES[check]
+    value = figures[key]
+    ok = value >= bound if kind == "min" else value <= bound
+    line = {"check": check, **figures, "gate": f"{key} {'>=' if kind == 'min' else '<='} {bound}"}
+    line["pass"] = bool(ok)
+    print(json.dumps(line), flush=True)
+    return bool(ok)
+
+
+def check_tiling(work: Path, repeat: int) -> list[bool]:
+    """Tessera's tiler against the naive loop on an 8192² scene (1,024 tiles), and random
+    batches from the store against numpy copies of the same bytes in RAM."""
+    from benchmarks.bench_tiling import bench_naive, bench_tessera
+    from benchmarks.loading import bench_loading, bench_memcpy, publish
+
+    scene = make_scene(work / "scene.tif", 8192, None)
+    warm(scene)
+    naive, tess = [], []
+    for _ in range(repeat):  # interleaved, so drift hits both alike
+        naive.append(bench_naive(scene, work / "naive"))
+        rate, _, part, rec, params = bench_tessera(scene, work / "parts")
+        tess.append(rate)
+    ratios = [t / n for t, n in zip(tess, naive, strict=True)]
+    oks = [
+        report(
+            "tiling",
+            {
+                "tessera_over_naive": round(statistics.median(ratios), 3),
+                "runs": [round(r, 3) for r in ratios],
+                "tessera_tiles_per_s": round(statistics.median(tess), 1),
+                "naive_tiles_per_s": round(statistics.median(naive), 1),
+            },
+        )
+    ]
+    store = work / "store"
+    publish(part, store, rec, params)
+    loads, copies = [], []
+    for _ in range(repeat):
+        loads.append(bench_loading(store, 0, batches=40)[1])
+        copies.append(bench_memcpy(part, batches=40))
+    ratios = [a / b for a, b in zip(loads, copies, strict=True)]
+    oks.append(
+        report(
+            "loading",
+            {
+                "loader_over_memcpy": round(statistics.median(ratios), 3),
+                "runs": [round(r, 3) for r in ratios],
+                "loader_tiles_per_s": round(statistics.median(loads), 1),
+            },
+        )
+    )
+    scene.unlink()
+    shutil.rmtree(work / "naive", ignore_errors=True)
+    return oks
+
+
+def check_predict(work: Path, repeat: int) -> list[bool]:
+    """``predict_scene`` against the bare forward over the same windows (2048²), and its peak
+    RSS at 2048² against 1024²; each in a fresh process."""
+    from benchmarks.bench_predict import run_child
+
+    bands = 11
+    scenes = {s: make_scene(work / f"predict_{s}.tif", s, None, bands) for s in (1024, 2048)}
+    ratios, rss = [], {}
+    for i in range(repeat):
+        fwd = run_child("forward", side=2048, batch_size=16, overlap=0.25)
+        ours = run_child("ours", scene=scenes[2048], out=work / f"maps_{i}", batch_size=16,
+                         overlap=0.25)  # fmt: skip
+        ratios.append(fwd["seconds"] / ours["seconds"])
+        rss.setdefault(2048, []).append(ours["peak_rss_mib"])
+    small = run_child("ours", scene=scenes[1024], out=work / "maps_small", batch_size=16,
+                      overlap=0.25)  # fmt: skip
+    big = statistics.median(rss[2048])
+    oks = [
+        report(
+            "predict",
+            {
+                "ours_over_forward": round(statistics.median(ratios), 3),
+                "runs": [round(r, 3) for r in ratios],
+            },
+        ),
+        report(
+            "predict_rss",
+            {
+                "rss_big_over_small": round(big / small["peak_rss_mib"], 3),
+                "rss_2048_mib": round(big, 1),
+                "rss_1024_mib": round(small["peak_rss_mib"], 1),
+            },
+        ),
+    ]
+    for s in scenes.values():
+        s.unlink()
+    return oks
+
+
+def _timed(args: list[str], env: dict[str, str], cwd: Path) -> float:
+    t0 = time.perf_counter()
+    res = subprocess.run([str(EXE), *args], env=env, cwd=cwd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"tessera {' '.join(args)} failed: {res.stderr.strip()[-400:]}")
+    return time.perf_counter() - t0
+
+
+def check_startup(work: Path, repeat: int) -> list[bool]:
+    """``tessera --help`` and a warm one-tile ``tessera tile --input``."""
+    env = cli_env(work)
+    scene = one_tile_scene(work / "one_tile.tif")
+    counter = iter(range(1000))
+
+    def tile() -> float:
+        return _timed(
+            ["tile", "--input", str(scene), "--out", f"s{next(counter)}", "--size", "64"],
+            env,
+            work,
+        )
+
+    try:
+        help_s, helps = median_of(repeat, lambda: _timed(["--help"], env, work))
+        tile()  # starts the local server
+        tile_s, tiles = median_of(repeat, tile)
+    finally:
+        stop_server(env)
+    return [
+        report("startup_help", {"help_s": round(help_s, 3), "runs": [round(v, 3) for v in helps]}),
+        report(
+            "startup_tile", {"tile_warm_s": round(tile_s, 3), "runs": [round(v, 3) for v in tiles]}
+        ),
+    ]
+
+
+def check_scaleout(work: Path, repeat: int) -> list[bool]:
+    """The mapped phase of ``tessera tile`` of an 8192² scene (cut in row bands) on one and on
+    two Dask workers (one thread each) of a scheduler of its own, with the local Prefect
+    server; ``repeat`` runs on each, gated on the ratio of the medians."""
+    from benchmarks.bench_scaleout import _mapped_span, dask_workers
+    from tessera.flows.local_api import running_url
+
+    scene = make_scene(work / "scaleout.tif", 8192, None)
+    warm(scene)
+    env = cli_env(work)
+    one = one_tile_scene(work / "one_tile.tif")
+    spans: dict[int, list[float]] = {}
+    try:
+        _timed(["tile", "--input", str(one), "--out", "warm", "--size", "64"], env, work)
+        url = running_url(Path(env["XDG_STATE_HOME"]) / "tessera" / "prefect")
+        if url is None:
+            raise SystemExit("scaleout: the local Prefect server did not stay up")
+        env = {**env, "PREFECT_API_URL": url}
+
+        for n in (1, 2):
+            with dask_workers(work / f"dask-{n}", n, env) as (address, _):
+                for i in range(repeat):
+                    since = datetime.now(UTC).isoformat()
+                    out = work / f"dask-{n}" / f"tiles_{i}"
+                    _timed(
+                        ["tile", "--input", str(scene), "--size", "256", "--out", str(out),
+                         "--set", f"runner.address={address}"],
+                        env, work,
+                    )  # fmt: skip
+                    spans.setdefault(n, []).append(_mapped_span(env, "tile-scene", since))
+                    shutil.rmtree(out)
+    finally:
+        stop_server(env)
+        scene.unlink()
+    one_s, two_s = statistics.median(spans[1]), statistics.median(spans[2])
+    return [
+        report(
+            "scaleout",
+            {
+                "two_over_one": round(one_s / two_s, 3),
+                "mapped_s": {str(n): [round(v, 2) for v in s] for n, s in spans.items()},
+            },
+        )
+    ]
+
+
+CHECKS: dict[str, Callable[[Path, int], list[bool]]] = {
+    "tiling": check_tiling,
+    "predict": check_predict,
+    "startup": check_startup,
+    "scaleout": check_scaleout,
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="+", choices=list(CHECKS), default=list(CHECKS))
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="tessera-bench-check-"))
+    t0 = time.perf_counter()
+    oks: list[bool] = []
+    try:
+        for name in args.only:
+            folder = work / name
+            folder.mkdir(parents=True, exist_ok=True)
+            oks += CHECKS[name](folder, args.repeat)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    failed = oks.count(False)
+    print(
+        f"bench-check: {len(oks) - failed} of {len(oks)} gates passed in "
+        f"{time.perf_counter() - t0:.0f} s (peak RSS of this process {peak:.0f} MiB; "
+        f"{os.cpu_count()} CPUs)"
+    )
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
