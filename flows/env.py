@@ -34,8 +34,13 @@ def state_home(cwd: Path | None = None) -> Path:
     root = project_root(cwd or Path.cwd())
     if root is not None:
         return root / ".prefect"
+    return user_state_dir() / "prefect"
+
+
+def user_state_dir() -> Path:
+    """Tessera's per-user state folder: ``$XDG_STATE_HOME/tessera`` (``~/.local/state/tessera``)."""
     xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(xdg) / "tessera" / "prefect"
+    return Path(xdg) / "tessera"
 
 
 def configure_environment(cwd: Path | None = None) -> None:

@@ -81,12 +81,12 @@ def start(
         except FileNotFoundError:
             raise ClusterError(f"{name}: {cmd[0]} is not installed") from None
     return Daemon(
-        name=name, pid=proc.pid, started=_start_time(proc.pid) or 0, argv=cmd, log=str(log),
+        name=name, pid=proc.pid, started=start_time(proc.pid) or 0, argv=cmd, log=str(log),
         stop_signal=stop_signal,
     )  # fmt: skip
 
 
-def _start_time(pid: int) -> int | None:
+def start_time(pid: int) -> int | None:
     """When ``pid`` started (clock ticks after boot), or None when it is gone or a zombie."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -98,7 +98,7 @@ def _start_time(pid: int) -> int | None:
 def ours(d: Daemon) -> bool:
     """Whether ``d.pid`` still runs the process we started (same start time: not a reused
     PID, not a zombie)."""
-    return _start_time(d.pid) == d.started
+    return start_time(d.pid) == d.started
 
 
 def wait_until(check: Callable[[], Any], within_s: float, d: Daemon, what: str) -> Any:
