@@ -10,6 +10,9 @@ to 127.0.0.1, the UI included) and says so; later commands find it through
 ``TESSERA_PREFECT_API``: ``local`` (the default) or ``ephemeral`` (Prefect's temporary API per
 command, nothing left running). A ``PREFECT_API_URL`` always wins.
 
+The server runs without the services Tessera does not use, and with the loops of those it
+keeps slowed down (:data:`QUIET_SERVICES`); a variable the user set wins.
+
 Run as ``python -m tessera.flows.local_api HOME PORT IDLE_MINUTES``, this module is the
 watchdog that owns the server process.
 """
@@ -38,6 +41,26 @@ LOG_FILE = "tessera-server.log"
 DEFAULT_IDLE_MINUTES = 30.0
 STARTUP_TIMEOUT_S = 120.0
 POLL_S = 5.0
+
+# Prefect server services, as the local server runs them (a variable the user set wins).
+QUIET_SERVICES: dict[str, str] = {
+    # off: automations (reactive and proactive triggers, their actions); Tessera defines none
+    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+    # off: failing paused runs that time out; no Tessera flow pauses
+    "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
+    # off: revoking expired concurrency-slot leases; Tessera sets no concurrency limits
+    "PREFECT_SERVER_SERVICES_REPOSSESSOR_ENABLED": "false",
+    # kept for `tessera serve`: cron runs are created days ahead, so a 5-minute loop misses
+    # none; a new or changed deployment gets its runs within 30 s (Prefect: 60 s and 5 s)
+    "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "300",
+    "PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS": "30",
+    # kept, slower: marking runs Late (5 s), workers and deployments not ready (15 s), the
+    # subflows and tasks of a cancelled run cancelled (20 s), worker clean-up leases (5 s)
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS": "60",
+    "PREFECT_SERVER_SERVICES_FOREMAN_LOOP_SECONDS": "60",
+    "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_LOOP_SECONDS": "60",
+    "PREFECT_SERVER_SERVICES_CLEANUP_RECONCILER_LOOP_SECONDS": "60",
+}
 
 
 class ServerError(Exception):
@@ -99,6 +122,12 @@ def running_url(home: Path) -> str | None:
     return None
 
 
+def server_environment(home: Path) -> dict[str, str]:
+    """The environment of the server started for ``home``: :data:`QUIET_SERVICES` under the
+    caller's own variables."""
+    return {**QUIET_SERVICES, **os.environ, "PREFECT_HOME": str(home)}
+
+
 def _log_tail(path: Path) -> str:
     try:
         lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
@@ -127,7 +156,7 @@ def start(home: Path, idle: float, notice: TextIO | None = sys.stderr) -> str:
                 stdout=fh,
                 stderr=fh,
                 start_new_session=True,  # not stopped by the terminal's Ctrl-C
-                env={**os.environ, "PREFECT_HOME": str(home)},
+                env=server_environment(home),
                 cwd=home,
             )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S

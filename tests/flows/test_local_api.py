@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tessera.flows.local_api import STATE_FILE, read_state
+from tessera.flows.local_api import QUIET_SERVICES, STATE_FILE, read_state, server_environment
 from tests.helpers import write_geotiff
 
 BIN = Path(sys.executable).parent
@@ -121,3 +121,16 @@ def test_outside_a_project_state_goes_to_the_user_folder_and_stop_stops_it(tmp_p
         assert "no server running" in _tessera(["server", "stop"], work, env).stdout
     finally:
         _kill(home)
+
+
+def test_quiet_services_are_prefect_settings_and_a_users_own_value_wins(monkeypatch, tmp_path):
+    import prefect.settings
+
+    for name in QUIET_SERVICES:
+        assert hasattr(prefect.settings, name), name  # a misspelt name would be ignored
+    assert "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED" not in QUIET_SERVICES  # `tessera serve`
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED", "true")
+    env = server_environment(tmp_path)
+    assert env["PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED"] == "true"
+    assert env["PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS"] == "60"
+    assert env["PREFECT_HOME"] == str(tmp_path)
