@@ -11,7 +11,9 @@ to 127.0.0.1, the UI included) and says so; later commands find it through
 command, nothing left running). A ``PREFECT_API_URL`` always wins.
 
 The server runs without the services Tessera does not use, and with the loops of those it
-keeps slowed down (:data:`QUIET_SERVICES`); a variable the user set wins.
+keeps slowed down (:data:`QUIET_SERVICES`); a variable the user set wins. Every server is also
+recorded in the user's registry (:mod:`tessera.flows.local_servers`), so that ``tessera server
+status`` lists each project's and ``tessera server stop --all`` stops them.
 
 Run as ``python -m tessera.flows.local_api HOME PORT IDLE_MINUTES``, this module is the
 watchdog that owns the server process.
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import signal
 import subprocess
@@ -32,10 +33,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from tessera.tasks.cluster.processes import free_port
+from tessera.flows.local_servers import (
+    STATE_FILE,
+    USERS_FILE,
+    ServerRecord,
+    forget,
+    read_state,
+    record,
+    stop_server,
+)
+from tessera.tasks.cluster.processes import free_port, ours, start_time
 
-STATE_FILE = "tessera-server.json"
-USERS_FILE = "tessera-server.users"  # commands hold a shared lock on it while they run
 START_LOCK = "tessera-server.start.lock"
 LOG_FILE = "tessera-server.log"
 DEFAULT_IDLE_MINUTES = 30.0
@@ -95,30 +103,11 @@ def healthy(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def read_state(home: Path) -> dict[str, Any] | None:
-    """The running server's record (pid, url, log), or None."""
-    try:
-        state = json.loads((home / STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return state if isinstance(state, dict) and "url" in state and "pid" in state else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running_url(home: Path) -> str | None:
-    """The URL of this home's server if it is up and healthy."""
+    """The URL of this home's server if its watchdog is the recorded process and it is healthy."""
     state = read_state(home)
-    if state and _alive(int(state["pid"])) and healthy(str(state["url"])):
-        return str(state["url"])
+    if state and ours(state.daemons()[0]) and healthy(state.url):
+        return state.url
     return None
 
 
@@ -138,6 +127,7 @@ def _log_tail(path: Path) -> str:
 
 def start(home: Path, idle: float, notice: TextIO | None = sys.stderr) -> str:
     """Start this home's server (unless one is up) and wait until it is healthy; its URL."""
+    home = home.absolute()  # the watchdog runs in it: a relative path would name another
     home.mkdir(parents=True, exist_ok=True)
     with open(home / START_LOCK, "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time; the others then reuse it
@@ -177,23 +167,14 @@ def start(home: Path, idle: float, notice: TextIO | None = sys.stderr) -> str:
         return url
 
 
-def stop(home: Path, timeout: float = 30.0) -> int | None:
-    """Stop this home's server; the watchdog's pid, or None when none was running."""
-    state = read_state(home)
-    if not state or not _alive(int(state["pid"])):
-        (home / STATE_FILE).unlink(missing_ok=True)
+def stop(home: Path) -> int | None:
+    """Stop this home's server; the watchdog's pid, or None when none was running. Only the
+    recorded processes are signalled: a record whose PIDs now name others is just removed."""
+    state = read_state(home.absolute())
+    if state is None:
+        (home / STATE_FILE).unlink(missing_ok=True)  # unreadable, or from an older Tessera
         return None
-    pid = int(state["pid"])
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.1)
-    if _alive(pid):
-        os.killpg(pid, signal.SIGKILL)
-    (home / STATE_FILE).unlink(missing_ok=True)
-    return pid
+    return state.pid if stop_server(state) else None
 
 
 @contextlib.contextmanager
@@ -273,11 +254,13 @@ def watchdog(home: Path, port: int, idle_minutes: float) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-    state = {"pid": os.getpid(), "server_pid": server.pid, "url": url, "log": str(home / LOG_FILE)}
+    state = ServerRecord(
+        home=str(home), url=url, pid=os.getpid(), started=start_time(os.getpid()) or 0,
+        server_pid=server.pid, server_started=start_time(server.pid) or 0,
+        log=str(home / LOG_FILE), since=time.time(), idle_minutes=idle_minutes,
+    )  # fmt: skip
     (home / USERS_FILE).touch()
-    tmp = home / f".{STATE_FILE}.tmp"
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, home / STATE_FILE)
+    record(state)
     rc = 0
     with open(home / USERS_FILE, "a+") as users:
         while not stopping:
@@ -298,8 +281,7 @@ def watchdog(home: Path, port: int, idle_minutes: float) -> int:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
-        if read_state(home) == state:
-            (home / STATE_FILE).unlink(missing_ok=True)
+        forget(state)
     return rc
 
 

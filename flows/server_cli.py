@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -14,7 +15,7 @@ server_app = typer.Typer(
 
 def prefect_home() -> Path:
     """This command's Prefect home (set by ``tessera.flows.env.configure_environment``)."""
-    return Path(os.environ["PREFECT_HOME"])
+    return Path(os.environ["PREFECT_HOME"]).absolute()
 
 
 @server_app.command("start")
@@ -27,19 +28,60 @@ def server_start() -> None:
 
 
 @server_app.command("stop")
-def server_stop() -> None:
+def server_stop(
+    all_servers: Annotated[
+        bool,
+        typer.Option("--all", help="Stop every server Tessera started for you (each project's)."),
+    ] = False,
+) -> None:
     """Stop the local Prefect server of this project (or of this user, outside a project)."""
+    if all_servers:
+        _stop_all()
+        return
     from tessera.flows.local_api import stop
 
     pid = stop(prefect_home())
     typer.echo(f"stopped the local Prefect server (pid {pid})" if pid else "no server running")
 
 
+def _stop_all() -> None:
+    from tessera.flows.local_servers import recorded, stop_server
+
+    records = recorded()
+    if not records:
+        typer.echo("no server recorded")
+    for rec in records:
+        if stop_server(rec):
+            typer.echo(f"stopped {rec.home}: {rec.url} (pid {rec.pid})")
+        else:
+            typer.echo(f"stale record removed: {rec.home} (pid {rec.pid} is not its server)")
+
+
 @server_app.command("status")
 def server_status() -> None:
-    """Say whether the local Prefect server is up, where, and where its data lives."""
+    """Say whether this project's server is up, where its data lives, and list every server
+    Tessera started for you (``*``: this project's) with its uptime and idle time."""
     from tessera.flows.local_api import mode, running_url
+    from tessera.flows.local_servers import duration, forget, recorded, server_state
 
-    url = running_url(prefect_home())
-    typer.echo(f"Prefect home: {prefect_home()}; API mode: {mode()}")
+    home = prefect_home()
+    url = running_url(home)
+    typer.echo(f"Prefect home: {home}; API mode: {mode()}")
     typer.echo(f"running at {url}" if url else "not running (the next command starts it)")
+    states = [server_state(rec) for rec in recorded()]
+    live = [s for s in states if s.state != "stale"]
+    typer.echo(f"Tessera's local Prefect servers of this user: {len(live)}")
+    for s in live:
+        rec = s.record
+        mark = "*" if Path(rec.home) == home else " "
+        use = "in use" if s.state == "in use" else f"idle {duration(s.idle_s)}"
+        typer.echo(
+            f"{mark} {rec.home}  {rec.url}  pid {rec.pid}  up {duration(s.uptime_s)}  {use}"
+            f" (stops after {rec.idle_minutes:g} idle min)"
+        )
+    for s in states:
+        if s.state == "stale":
+            forget(s.record)
+            typer.echo(
+                f"stale record removed: {s.record.home} (pid {s.record.pid} is not its server)"
+            )
