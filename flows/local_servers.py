@@ -17,7 +17,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from tessera.flows.env import user_state_dir
 from tessera.tasks.cluster.processes import Daemon, ours, start_time, stop
+from tessera.tasks.store.files import atomic_write_bytes
 
 STATE_FILE = "tessera-server.json"  # this home's record, beside its database
 USERS_FILE = "tessera-server.users"  # commands hold a shared lock on it while they run
@@ -110,20 +110,12 @@ def _take_over(home: Path) -> ServerRecord | None:
     )  # fmt: skip
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``path`` through a temporary file and a rename: readers see all of it or none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def record(rec: ServerRecord) -> None:
     """Record a started server in its home and in the user's registry."""
     home = Path(rec.home)
-    write_atomically(home / STATE_FILE, rec.model_dump_json())
+    atomic_write_bytes(home / STATE_FILE, rec.model_dump_json().encode())
     with contextlib.suppress(OSError):  # the server works without it; status won't list it
-        write_atomically(registry_file(home), rec.model_dump_json())
+        atomic_write_bytes(registry_file(home), rec.model_dump_json().encode())
 
 
 def forget(rec: ServerRecord) -> None:

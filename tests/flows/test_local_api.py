@@ -273,4 +273,5 @@ def test_a_record_whose_pid_now_names_another_process_is_not_killed(tmp_path):
         assert not registry_file(home).exists() and not (home / STATE_FILE).exists()
     finally:
         other.kill()
+        other.wait(timeout=10)
         other.wait()
