@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,38 +33,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.process import task_spans, tessera_seconds  # noqa: E402
 from benchmarks.scenes import make_scene, warm  # noqa: E402
 
 GOAL = 1.6
 
 
-def _tessera(args: list[Any], cwd: Path, env: dict[str, str]) -> float:
-    """Seconds ``tessera ARGS`` took (it must succeed)."""
-    exe = str(Path(sys.executable).parent / "tessera")
-    t0 = time.perf_counter()
-    res = subprocess.run([exe, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True)
-    took = time.perf_counter() - t0
-    if res.returncode != 0:
-        raise SystemExit(f"tessera {args[0]} failed: {res.stderr[-2000:]}")
-    return took
-
-
-def _mapped_span(env: dict[str, str], task: str, since: str) -> float:
+def mapped_span(env: dict[str, str], task: str, since: str) -> float:
     """Seconds from the first start to the last end of the ``task`` runs begun after
     ``since`` (ISO time): the mapped phase alone, without start-up, inspection or publishing."""
-    import urllib.request
-
-    body = json.dumps(
-        {"task_runs": {"name": {"like_": task}, "start_time": {"after_": since}}, "limit": 200}
-    ).encode()
-    req = urllib.request.Request(
-        f"{env['PREFECT_API_URL']}/task_runs/filter", body, {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        runs = json.loads(r.read())
-    starts = [datetime.fromisoformat(t["start_time"]) for t in runs if t["start_time"]]
-    ends = [datetime.fromisoformat(t["end_time"]) for t in runs if t["end_time"]]
-    return (max(ends) - min(starts)).total_seconds() if starts and ends else float("nan")
+    spans = task_spans(env["PREFECT_API_URL"], task, since)
+    return max(e for _, e in spans) - min(s for s, _ in spans) if spans else float("nan")
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -88,7 +66,7 @@ def _model(workdir: Path, env: dict[str, str]) -> Path:
     params["train"]["tracking_uri"] = f"sqlite:///{root / 'mlflow.db'}"
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     for stage in (["ingest"], ["tile"], ["train", "--experiment", "seg"]):
-        _tessera(stage, root, env)
+        tessera_seconds(stage, root, env)
     return root / "models" / "seg" / "checkpoints" / "best.ckpt"
 
 
@@ -119,13 +97,13 @@ def _run(n: int, scene: Path, ckpt: Path, workdir: Path, env: dict[str, str]) ->
     with dask_workers(folder, n, env) as (address, workers):
         on = ["--set", f"runner.address={address}"]
         since = datetime.now(UTC).isoformat()
-        tile = _tessera(["tile", "--input", scene, "--size", 256, "--out", folder / "tiles", *on],
-                        workdir, env)  # fmt: skip
-        tile_mapped = _mapped_span(env, "tile-scene", since)
+        tile_args = ["tile", "--input", scene, "--size", 256, "--out", folder / "tiles", *on]
+        tile = tessera_seconds(tile_args, workdir, env)
+        tile_mapped = mapped_span(env, "tile-scene", since)
         since = datetime.now(UTC).isoformat()
-        pred = _tessera(["predict", "--model", ckpt, "--input", scene, "--out", folder / "maps",
-                         *on], ckpt.parents[3], env)  # fmt: skip
-        pred_mapped = _mapped_span(env, "predict-scene", since)
+        predict_args = ["predict", "--model", ckpt, "--input", scene, "--out", folder / "maps", *on]
+        pred = tessera_seconds(predict_args, ckpt.parents[3], env)
+        pred_mapped = mapped_span(env, "predict-scene", since)
         rss = [round(_peak_rss_mib(w.pid), 1) for w in workers]
     return {
         "tile_s": round(tile, 2),

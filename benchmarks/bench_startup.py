@@ -19,32 +19,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
-import rasterio
-from affine import Affine
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-EXE = Path(sys.executable).parent / "tessera"
-
-
-def _one_tile(path: Path) -> Path:
-    with rasterio.open(
-        path, "w", driver="GTiff", width=64, height=64, count=1, dtype="uint16",
-        crs="EPSG:32616", transform=Affine(30, 0, 452475, 0, -30, 3408645),
-    ) as ds:  # fmt: skip
-        ds.write(np.arange(64 * 64, dtype=np.uint16).reshape(1, 64, 64))
-    return path
-
-
-def _time(args: list[str], cwd: Path, env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
-    res = subprocess.run([str(EXE), *args], cwd=cwd, env=env, capture_output=True, text=True)
-    took = time.perf_counter() - t0
-    if res.returncode != 0:
-        raise SystemExit(f"tessera {' '.join(args)} failed: {res.stderr.strip()[-300:]}")
-    return took
+from benchmarks.cli_tiling import one_tile_scene  # noqa: E402
+from benchmarks.process import EXE, tessera_seconds  # noqa: E402
 
 
 def main() -> None:
@@ -53,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tessera-bench-startup-") as tmp:
         work = Path(tmp)
-        scene = _one_tile(work / "one_tile.tif")
+        scene = one_tile_scene(work / "one_tile.tif")
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
         env["XDG_STATE_HOME"] = str(work / "state")  # its own Prefect home, outside any project
         local = dict(env, TESSERA_PREFECT_API="local")
@@ -61,19 +42,21 @@ def main() -> None:
         k = iter(range(10_000))
 
         def tile(e: dict[str, str]) -> float:
-            return _time(
+            return tessera_seconds(
                 ["tile", "--input", str(scene), "--out", f"s{next(k)}", "--size", "64"], work, e
             )
 
         try:
-            help_s = [_time(["--help"], work, env) for _ in range(args.runs)]
+            help_s = [tessera_seconds(["--help"], work, env) for _ in range(args.runs)]
             cold = tile(local)  # starts the server
             before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             warm = [tile(local) for _ in range(args.runs)]
             peak_mib = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
             eph = [tile(ephemeral) for _ in range(max(2, args.runs // 2))]
         finally:
-            subprocess.run([str(EXE), "server", "stop"], cwd=work, env=env, capture_output=True)
+            subprocess.run(
+                [str(EXE), "server", "stop"], cwd=work, env=env, capture_output=True, timeout=60
+            )
     med = statistics.median
     result = {
         "help_s": round(med(help_s), 3),

@@ -17,7 +17,6 @@ import os
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.cli_tiling import EXE, cli_env, one_tile_scene, stop_server  # noqa: E402
+from benchmarks.cli_tiling import cli_env, local_api_url, one_tile_scene, stop_server  # noqa: E402
+from benchmarks.process import tessera_seconds  # noqa: E402
 from benchmarks.scenes import make_scene, warm  # noqa: E402
 
 # gate: (figure, minimum or maximum, bound); a safe distance under what this machine measures
@@ -115,16 +115,17 @@ def check_predict(work: Path, repeat: int) -> list[bool]:
 
     bands = 11
     scenes = {s: make_scene(work / f"predict_{s}.tif", s, None, bands) for s in (1024, 2048)}
-    ratios, rss = [], {}
+    ratios: list[float] = []
+    rss_2048: list[float] = []
     for i in range(repeat):
         fwd = run_child("forward", side=2048, batch_size=16, overlap=0.25)
         ours = run_child("ours", scene=scenes[2048], out=work / f"maps_{i}", batch_size=16,
                          overlap=0.25)  # fmt: skip
         ratios.append(fwd["seconds"] / ours["seconds"])
-        rss.setdefault(2048, []).append(ours["peak_rss_mib"])
+        rss_2048.append(ours["peak_rss_mib"])
     small = run_child("ours", scene=scenes[1024], out=work / "maps_small", batch_size=16,
                       overlap=0.25)  # fmt: skip
-    big = statistics.median(rss[2048])
+    big = statistics.median(rss_2048)
     oks = [
         report(
             "predict",
@@ -147,14 +148,6 @@ def check_predict(work: Path, repeat: int) -> list[bool]:
     return oks
 
 
-def _timed(args: list[str], env: dict[str, str], cwd: Path) -> float:
-    t0 = time.perf_counter()
-    res = subprocess.run([str(EXE), *args], env=env, cwd=cwd, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise SystemExit(f"tessera {' '.join(args)} failed: {res.stderr.strip()[-400:]}")
-    return time.perf_counter() - t0
-
-
 def check_startup(work: Path, repeat: int) -> list[bool]:
     """``tessera --help`` and a warm one-tile ``tessera tile --input``."""
     env = cli_env(work)
@@ -162,14 +155,12 @@ def check_startup(work: Path, repeat: int) -> list[bool]:
     counter = iter(range(1000))
 
     def tile() -> float:
-        return _timed(
-            ["tile", "--input", str(scene), "--out", f"s{next(counter)}", "--size", "64"],
-            env,
-            work,
+        return tessera_seconds(
+            ["tile", "--input", scene, "--out", f"s{next(counter)}", "--size", "64"], work, env
         )
 
     try:
-        help_s, helps = median_of(repeat, lambda: _timed(["--help"], env, work))
+        help_s, helps = median_of(repeat, lambda: tessera_seconds(["--help"], work, env))
         tile()  # starts the local server
         tile_s, tiles = median_of(repeat, tile)
     finally:
@@ -182,36 +173,37 @@ def check_startup(work: Path, repeat: int) -> list[bool]:
     ]
 
 
-def check_scaleout(work: Path, repeat: int) -> list[bool]:
-    """The mapped phase of ``tessera tile`` of an 8192² scene (cut in row bands) on one and on
-    two Dask workers (one thread each) of a scheduler of its own, with the local Prefect
-    server; ``repeat`` runs on each, gated on the ratio of the medians."""
-    from benchmarks.bench_scaleout import _mapped_span, dask_workers
-    from tessera.flows.local_api import running_url
+SCALEOUT_SIDE = 12288  # 48 rows of 256-px tiles: bands of 21, 21 and 6 rows
 
-    scene = make_scene(work / "scaleout.tif", 8192, None)
+
+def check_scaleout(work: Path, repeat: int) -> list[bool]:
+    """The mapped phase of ``tessera tile`` of a 12288² scene on one and on two Dask workers
+    (one thread each) of a scheduler of its own, with the local Prefect server; ``repeat``
+    runs on each, gated on the ratio of the medians. The scene is larger than ``BAND_PIXELS``,
+    so it is cut in three bands of rows that the workers share (an 8192² scene is one task,
+    which a second worker cannot speed up)."""
+    from benchmarks.bench_scaleout import dask_workers, mapped_span
+
+    scene = make_scene(work / "scaleout.tif", SCALEOUT_SIDE, None)
     warm(scene)
     env = cli_env(work)
     one = one_tile_scene(work / "one_tile.tif")
     spans: dict[int, list[float]] = {}
     try:
-        _timed(["tile", "--input", str(one), "--out", "warm", "--size", "64"], env, work)
-        url = running_url(Path(env["XDG_STATE_HOME"]) / "tessera" / "prefect")
-        if url is None:
-            raise SystemExit("scaleout: the local Prefect server did not stay up")
-        env = {**env, "PREFECT_API_URL": url}
+        tessera_seconds(["tile", "--input", one, "--out", "warm", "--size", "64"], work, env)
+        env = {**env, "PREFECT_API_URL": local_api_url(env)}
 
         for n in (1, 2):
             with dask_workers(work / f"dask-{n}", n, env) as (address, _):
                 for i in range(repeat):
                     since = datetime.now(UTC).isoformat()
                     out = work / f"dask-{n}" / f"tiles_{i}"
-                    _timed(
+                    tessera_seconds(
                         ["tile", "--input", str(scene), "--size", "256", "--out", str(out),
                          "--set", f"runner.address={address}"],
-                        env, work,
+                        work, env,
                     )  # fmt: skip
-                    spans.setdefault(n, []).append(_mapped_span(env, "tile-scene", since))
+                    spans.setdefault(n, []).append(mapped_span(env, "tile-scene", since))
                     shutil.rmtree(out)
     finally:
         stop_server(env)

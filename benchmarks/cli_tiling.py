@@ -4,21 +4,18 @@ the local Prefect server's task-run records)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import statistics
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from affine import Affine
 
-EXE = Path(sys.executable).parent / "tessera"
+from benchmarks.process import task_spans, tessera_seconds
 
 
 @dataclass
@@ -75,15 +72,19 @@ def one_tile_scene(path: Path) -> Path:
 
 def tile_cli(scene: Path, out: Path, size: int, env: dict[str, str]) -> float:
     """Wall seconds of ``tessera tile --input scene --out out --size size``."""
-    args = ["tile", "--input", str(scene), "--out", str(out), "--size", str(size)]
-    t0 = time.perf_counter()
-    res = subprocess.run(
-        [str(EXE), *args], env=env, capture_output=True, text=True, cwd=env["TESSERA_BENCH_DIR"]
-    )
-    took = time.perf_counter() - t0
-    if res.returncode != 0:
-        raise SystemExit(f"tessera {' '.join(args)} failed: {res.stderr.strip()[-400:]}")
-    return took
+    args = ["tile", "--input", scene, "--out", out, "--size", size]
+    return tessera_seconds(args, Path(env["TESSERA_BENCH_DIR"]), env)
+
+
+def local_api_url(env: dict[str, str]) -> str:
+    """The URL of the local Prefect server the runs in ``env`` use."""
+    from tessera.flows.local_api import running_url
+
+    home = Path(env["XDG_STATE_HOME"]) / "tessera" / "prefect"
+    url = running_url(home)
+    if url is None:
+        raise SystemExit(f"{home}: no local Prefect server is running")
+    return url
 
 
 def startup(work: Path, env: dict[str, str]) -> float:
@@ -105,40 +106,10 @@ def _union(spans: list[tuple[float, float]]) -> float:
     return total
 
 
-def last_tiling_busy(env: dict[str, str]) -> float:
-    """Seconds during which any tiling task of the latest ``tessera-tile`` run was running,
+def tiling_busy(env: dict[str, str], since: str) -> float:
+    """Seconds during which any tiling task begun after ``since`` (ISO time) was running,
     from the task-run records of the local Prefect server that ran it."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter
-    from prefect.client.schemas.sorting import FlowRunSort
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    home = Path(env["XDG_STATE_HOME"]) / "tessera" / "prefect"
-    from tessera.flows.local_api import running_url
-
-    url = running_url(home)
-    if url is None:
-        raise SystemExit(f"{home}: no local Prefect server is running")
-
-    async def read() -> float:
-        async with get_client() as client:
-            (run,) = await client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=["tessera-tile"])),
-                sort=FlowRunSort.START_TIME_DESC,
-                limit=1,
-            )
-            tasks = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id={"any_": [run.id]})
-            )
-            spans = [
-                (t.start_time.timestamp(), t.end_time.timestamp())
-                for t in tasks
-                if t.name.startswith("tile-scene") and t.start_time and t.end_time
-            ]
-            return _union(spans)
-
-    with temporary_settings(updates={PREFECT_API_URL: url}):
-        return asyncio.run(read())
+    return _union(task_spans(local_api_url(env), "tile-scene", since))
 
 
 def bench_cli_tiling(
@@ -156,8 +127,9 @@ def bench_cli_tiling(
     for _ in range(runs):
         shutil.rmtree(out)  # a fresh store each time: nothing to reuse but the inspection
         starts.append(startup(work, env))
+        since = datetime.now(UTC).isoformat()
         walls.append(tile_cli(scene, out, size, env))
-        busy.append(last_tiling_busy(env))
+        busy.append(tiling_busy(env, since))
     shutil.rmtree(out)
     med = statistics.median
     net = [w - s for w, s in zip(walls, starts, strict=True)]
@@ -167,10 +139,4 @@ def bench_cli_tiling(
 
 def stop_server(env: dict[str, str]) -> None:
     """Stop the local server the CLI runs started."""
-    subprocess.run(
-        [str(EXE), "server", "stop"],
-        env=env,
-        capture_output=True,
-        timeout=60,
-        cwd=env["TESSERA_BENCH_DIR"],
-    )
+    tessera_seconds(["server", "stop"], Path(env["TESSERA_BENCH_DIR"]), env, timeout_s=60)

@@ -1,4 +1,5 @@
-"""Process-level figures: peak RSS of a fresh tiling process, CLI start-up cost."""
+"""Process-level figures: peak RSS of a fresh tiling process, CLI start-up cost, timed
+``tessera`` commands, and the task runs a command left in Prefect's records."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -16,6 +19,50 @@ from affine import Affine
 from benchmarks.scenes import make_scene
 
 ROOT = Path(__file__).resolve().parents[1]
+EXE = Path(sys.executable).parent / "tessera"
+
+
+def tessera_seconds(
+    args: list[Any], cwd: Path, env: dict[str, str], timeout_s: float = 1800.0
+) -> float:
+    """Wall seconds of ``tessera ARGS``, which must succeed within ``timeout_s``; otherwise
+    the benchmark stops with one line."""
+    argv = [str(EXE), *map(str, args)]
+    t0 = time.perf_counter()
+    try:
+        res = subprocess.run(
+            argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"tessera {args[0]}: no answer within {timeout_s:.0f} s") from None
+    took = time.perf_counter() - t0
+    if res.returncode != 0:
+        raise SystemExit(f"tessera {' '.join(argv[1:])} failed: {res.stderr.strip()[-2000:]}")
+    return took
+
+
+def task_spans(api_url: str, task: str, since: str) -> list[tuple[float, float]]:
+    """(start, end) in seconds of every finished ``task`` run begun after ``since`` (ISO
+    time), from the Prefect API at ``api_url`` (30 s at most)."""
+    import json
+    import urllib.request
+
+    body = json.dumps(
+        {"task_runs": {"name": {"like_": task}, "start_time": {"after_": since}}, "limit": 200}
+    ).encode()
+    req = urllib.request.Request(
+        f"{api_url}/task_runs/filter", body, {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        runs = json.loads(r.read())
+    return [
+        (
+            datetime.fromisoformat(t["start_time"]).timestamp(),
+            datetime.fromisoformat(t["end_time"]).timestamp(),
+        )
+        for t in runs
+        if t["start_time"] and t["end_time"]
+    ]
 
 
 def peak_rss_child(side: int, workdir: Path) -> float:
@@ -35,7 +82,6 @@ def peak_rss_child(side: int, workdir: Path) -> float:
 
 def cli_startup(workdir: Path) -> tuple[float, float]:
     """Seconds for `tessera --help` and for a one-tile `tessera tile` (the fixed costs)."""
-    exe = Path(sys.executable).parent / "tessera"
     tiny = workdir / "tiny.tif"
     with rasterio.open(
         tiny,
@@ -50,12 +96,5 @@ def cli_startup(workdir: Path) -> tuple[float, float]:
     ) as ds:
         ds.write(np.ones((1, 8, 8), np.uint8))
     env = dict(os.environ, PREFECT_HOME=str(workdir / ".prefect"))
-    out = []
-    for args in (
-        ["--help"],
-        ["tile", "--input", str(tiny), "--out", str(workdir / "tiny_out"), "--size", "8"],
-    ):
-        t0 = time.perf_counter()
-        subprocess.run([str(exe), *args], capture_output=True, env=env, check=True, cwd=workdir)
-        out.append(time.perf_counter() - t0)
-    return out[0], out[1]
+    tile = ["tile", "--input", tiny, "--out", workdir / "tiny_out", "--size", "8"]
+    return tessera_seconds(["--help"], workdir, env), tessera_seconds(tile, workdir, env)
