@@ -5,6 +5,7 @@ window, on the window-stride grid of the cluster maps)."""
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -62,6 +63,51 @@ def scene_valid(
     ok = np.asarray(valid_values(window, scene.rec.nodata).all(axis=0))
     mask = scene.read_valid(plane, r, c, h, w)
     return window, ok if mask is None else ok & mask
+
+
+class StripReader:
+    """The windows of one row of windows, cut from the whole-width strip of rows, read and
+    normalised once (a pointwise normalisation, so each window equals a window read alone):
+    one read of the scene per row of windows instead of one per window.
+
+    The last two strips are kept, so that the rows a writer finishes come back from memory
+    (:meth:`rows`) while the next strip is read in the reader's thread; the files are only
+    ever read under one lock.
+    """
+
+    def __init__(
+        self, scene: RasterScene | VolumeScene, normalise: Normaliser, plane: int = 0
+    ) -> None:
+        self.scene, self.normalise, self.plane = scene, normalise, plane
+        self._lock = threading.Lock()
+        # (first row, rows) -> (source values, valid, normalised), the newest last
+        self._strips: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def _strip(self, r: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        got = self._strips.get((r, h))
+        if got is None:
+            with self._lock:
+                width = self.scene.plane_shape[1]
+                values, ok = scene_valid(self.scene, r, 0, h, width, self.plane)
+            got = (values, ok, self.normalise(values, ok))
+            self._strips[(r, h)] = got
+            while len(self._strips) > 2:
+                self._strips.pop(next(iter(self._strips)))
+        return got
+
+    def __call__(self, r: int, c: int, h: int, w: int) -> np.ndarray:
+        """The normalised (C, h, w) window at (r, c)."""
+        return self._strip(r, h)[2][:, :, c : c + w]
+
+    def rows(self, first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Source values (C, n, width) and valid pixels (n, width) of rows [first, stop):
+        from a kept strip that holds them, else read (under the lock)."""
+        for (r, h), (values, ok, _) in list(self._strips.items()):
+            if r <= first and stop <= r + h:
+                return values[:, first - r : stop - r], ok[first - r : stop - r]
+        with self._lock:
+            width = self.scene.plane_shape[1]
+            return scene_valid(self.scene, first, 0, stop - first, width, self.plane)
 
 
 IMAGE_PIXELS = 1 << 24  # per-image statistics read at most about this many pixels
@@ -253,15 +299,14 @@ def predict_raster_pixels(
     channels = len(class_names) + (len(reconstruction.bands) if reconstruction else 0)
     first, stop = rows or (0, height)
 
-    def read(r: int, c: int, h: int, w: int) -> np.ndarray:
-        return normalise(*scene_valid(scene, r, c, h, w))
+    read = StripReader(scene, normalise)
 
     def fill(write: RowWriter) -> None:
         def stitched(row: int, scores: np.ndarray) -> None:
             lo, hi = max(row, first), min(row + scores.shape[1], stop)  # the band's own rows
             if lo >= hi:
                 return
-            values, ok = scene_valid(scene, lo, 0, hi - lo, width)
+            values, ok = read.rows(lo, hi)
             write(lo - first, scores[:, lo - row : hi - row], ok, values)
 
         stitch_plane(

@@ -30,7 +30,7 @@ from tessera.tasks.evaluation.heldout import (
 from tessera.tasks.prediction.apply import in_model_order
 from tessera.tasks.prediction.model import batch_predictor, checkpoint_model
 from tessera.tasks.prediction.options import Blend
-from tessera.tasks.prediction.raster import image_pieces, scene_valid
+from tessera.tasks.prediction.raster import StripReader, image_pieces, scene_valid
 from tessera.tasks.prediction.stitching import stitch_plane
 from tessera.tasks.sources.catalog import read_catalog
 from tessera.tasks.store.format import IGNORE
@@ -125,8 +125,7 @@ def plane_classes(
     height, width = scene.plane_shape
     out = np.zeros((height, width), dtype=np.uint8)
 
-    def read(r: int, c: int, h: int, w: int) -> np.ndarray:
-        return normalise(*scene_valid(scene, r, c, h, w, plane))
+    read = StripReader(scene, normalise, plane)
 
     def write(top: int, probs: np.ndarray) -> None:
         out[top : top + probs.shape[1]] = probs.argmax(axis=0)

@@ -79,7 +79,9 @@ def stitch_plane(
             plane itself is smaller than a window.
         predict: Scores of a batch of windows, (N, K, size, size) from (N, C, size, size).
         write: Receives each finished band of rows, in order: its first row and the
-            (K, rows, width) blended scores.
+            (K, rows, width) blended scores. It may run while ``read`` fetches the next
+            batch in another thread, so it must not read the input files itself
+            (:class:`~tessera.tasks.prediction.raster.StripReader` hands back the rows).
         height: Rows of the plane.
         width: Columns of the plane.
         size: Window side in pixels.
@@ -110,27 +112,28 @@ def stitch_plane(
     def windows(r: int, batch: list[int]) -> np.ndarray:
         return np.stack([_padded(read(r, c, h_win, w_win), size) for c in batch])
 
-    # the next batch of a row is read while the model runs on this one; reading never
-    # overlaps ``write`` (which may read the same files), as a row's batches end before it
+    # every batch, in order; the reader runs one batch ahead, across rows too, so ``write``
+    # may run while it reads (``read`` guards the files, see raster.StripReader)
+    jobs = [(i, r, batch) for i, r in enumerate(rows) for batch in _batches(cols, batch_size)]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tessera-read") as reader:
-        for i, r in enumerate(rows):
-            batches = list(_batches(cols, batch_size))
-            pending = reader.submit(windows, r, batches[0])
-            for j, batch in enumerate(batches):
-                x = pending.result()
-                if j + 1 < len(batches):
-                    pending = reader.submit(windows, r, batches[j + 1])
-                y = np.asarray(predict(x), dtype=np.float32)
-                if y.shape != (len(batch), channels_out, size, size):
-                    raise ValueError(
-                        f"the model returned {y.shape}, expected "
-                        f"{(len(batch), channels_out, size, size)}"
-                    )
-                for c, out in zip(batch, y, strict=True):
-                    wv = weight[:h_win, :w_win]
-                    block = out[:, :h_win, :w_win] * wv
-                    scores[:, r - top : r - top + h_win, c : c + w_win] += block
-                    weights[r - top : r - top + h_win, c : c + w_win] += wv
+        pending = reader.submit(windows, jobs[0][1], jobs[0][2])
+        for n, (i, r, batch) in enumerate(jobs):
+            x = pending.result()
+            if n + 1 < len(jobs):
+                pending = reader.submit(windows, jobs[n + 1][1], jobs[n + 1][2])
+            y = np.asarray(predict(x), dtype=np.float32)
+            if y.shape != (len(batch), channels_out, size, size):
+                raise ValueError(
+                    f"the model returned {y.shape}, expected "
+                    f"{(len(batch), channels_out, size, size)}"
+                )
+            for c, out in zip(batch, y, strict=True):
+                wv = weight[:h_win, :w_win]
+                block = out[:, :h_win, :w_win] * wv
+                scores[:, r - top : r - top + h_win, c : c + w_win] += block
+                weights[r - top : r - top + h_win, c : c + w_win] += wv
+            if n + 1 < len(jobs) and jobs[n + 1][0] == i:
+                continue  # more batches of this row of windows
             if on_row is not None:
                 on_row()
             # rows no later window adds to

@@ -21,7 +21,13 @@ import nibabel.orientations as nio
 import numpy as np
 
 from tessera.tasks.prediction.cog import CLASS_NODATA
-from tessera.tasks.prediction.raster import MapFiles, Normaliser, cell_window, scene_valid
+from tessera.tasks.prediction.raster import (
+    MapFiles,
+    Normaliser,
+    StripReader,
+    cell_window,
+    scene_valid,
+)
 from tessera.tasks.prediction.stitching import Blend, Predictor, stitch_plane
 from tessera.tasks.store.files import named
 from tessera.tasks.tiling.grid import slice_axes
@@ -55,15 +61,13 @@ def predict_volume_pixels(
     height, width = scene.plane_shape
     for p in range(scene.n_planes):
         at = _plane_index(scene.axis, p)
-
-        def read(r: int, c: int, h: int, w: int, p: int = p) -> np.ndarray:
-            return normalise(*scene_valid(scene, r, c, h, w, p))
+        read = StripReader(scene, normalise, p)
 
         def write(row: int, scores: np.ndarray, at: tuple[Any, ...] = at, p: int = p) -> None:
             n = scores.shape[1]
             scaled = np.rint(np.clip(scores, 0, 1) * 255).astype(np.uint8)
             probs[(slice(None), *at)][:, row : row + n] = scaled
-            ok[at][row : row + n] = scene_valid(scene, row, 0, n, width, p)[1]
+            ok[at][row : row + n] = scene_valid(scene, row, 0, n, width, p)[1]  # in memory
 
         stitch_plane(
             read, predict, write, height, width, size, overlap, n_classes, blend, batch_size
