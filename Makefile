@@ -48,7 +48,7 @@ typecheck: setup
 # Two workers (the 2-core target): each module, and the cluster tier, stays on one worker.
 TEST_WORKERS ?= 2
 pytest: setup
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q -n $(TEST_WORKERS)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q -n $(TEST_WORKERS) --durations=15
 
 test: lint imports typecheck pytest
 

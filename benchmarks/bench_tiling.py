@@ -37,12 +37,13 @@ from benchmarks.loading import (  # noqa: E402
     publish,
 )
 from benchmarks.process import cli_startup, peak_rss_child  # noqa: E402
-from benchmarks.scenes import BANDS, TILE, make_scene, warm  # noqa: E402
+from benchmarks.scenes import BANDS, TILE, make_scene, settle, warm  # noqa: E402
 
 
 def bench_naive(path: Path, out: Path) -> float:
     """One rasterio window read and one np.save per tile."""
     out.mkdir(parents=True, exist_ok=True)
+    settle()
     t0 = time.perf_counter()
     n = 0
     with rasterio.open(path) as ds:
@@ -76,6 +77,7 @@ def bench_tessera(path: Path, parts: Path) -> tuple[float, float, Path, Any, Any
     (rec,) = rep.records
     params = TileParams(size=TILE, stride=TILE, min_valid_fraction=0.0)
     shutil.rmtree(parts, ignore_errors=True)
+    settle()
     t0 = time.perf_counter()
     summary = tile_scene(rec, params, {"mode": "blocks"}, parts, Path("/"), progress=False)
     dt = time.perf_counter() - t0

@@ -16,6 +16,7 @@ import rasterio
 from affine import Affine
 
 from benchmarks.process import task_spans, tessera_seconds
+from benchmarks.scenes import settle
 
 
 @dataclass
@@ -73,6 +74,7 @@ def one_tile_scene(path: Path) -> Path:
 def tile_cli(scene: Path, out: Path, size: int, env: dict[str, str]) -> float:
     """Wall seconds of ``tessera tile --input scene --out out --size size``."""
     args = ["tile", "--input", scene, "--out", out, "--size", size]
+    settle()
     return tessera_seconds(args, Path(env["TESSERA_BENCH_DIR"]), env)
 
 

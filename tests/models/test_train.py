@@ -19,20 +19,35 @@ def train_dir(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return training_dir(tmp_path_factory.mktemp("train"), EXPERIMENTS)
 
 
-def _summary(root: Path, name: str) -> dict:
-    return json.loads((root / "models" / name / "train_summary.json").read_text())
+def _summary(root: Path, name: str, models: str = "models") -> dict:
+    return json.loads((root / models / name / "train_summary.json").read_text())
+
+
+DEFAULT_OUT = "models-default"  # where each experiment is trained once with its defaults
+_DEFAULT_RUNS: dict[tuple[Path, str], tuple[int, str, str]] = {}
+
+
+def default_run(train_dir: Path, cli, name: str) -> tuple[int, str, str]:
+    """``tessera train --experiment name`` with the defaults, run once per module into
+    ``DEFAULT_OUT`` (no other test trains there) and shared by the tests that read such a
+    run: (rc, stdout, stderr)."""
+    key = (train_dir, name)
+    if key not in _DEFAULT_RUNS:
+        args = ["train", "--experiment", name, "--set", f"train.out={DEFAULT_OUT}"]
+        _DEFAULT_RUNS[key] = cli(*args, cwd=train_dir)
+    return _DEFAULT_RUNS[key]
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
 def test_every_model_type_trains_from_the_cli(train_dir, cli, name):
-    rc, out, err = cli("train", "--experiment", name, cwd=train_dir)
+    rc, out, err = default_run(train_dir, cli, name)
     assert rc == 0, err
     assert f"trained {name}: world size 1, 2 epochs" in out
-    s = _summary(train_dir, name)
+    s = _summary(train_dir, name, DEFAULT_OUT)
     assert s["world_size"] == 1 and s["epochs"] == 2 and s["steps"] > 0
     assert s["model_type"] == EXPERIMENTS[name]["model"]["type"]
     assert math.isfinite(s["best_val_loss"])
-    folder = train_dir / "models" / name
+    folder = train_dir / DEFAULT_OUT / name
     assert (folder / s["best_checkpoint"]).exists()
     assert (folder / "checkpoints" / "last.ckpt").exists()
     assert (folder / "plots" / "loss_curve.png").stat().st_size > 1000
@@ -52,17 +67,15 @@ def test_every_model_type_trains_from_the_cli(train_dir, cli, name):
 def test_mlflow_gets_params_epoch_metrics_and_plots(train_dir, cli):
     from mlflow.tracking import MlflowClient
 
-    rc, _, err = cli(
-        "train", "--experiment", "tiny-seg", "--set", "train.trainer.max_epochs=3", cwd=train_dir
-    )
+    rc, _, err = default_run(train_dir, cli, "tiny-seg")
     assert rc == 0, err
-    s = _summary(train_dir, "tiny-seg")
+    s = _summary(train_dir, "tiny-seg", DEFAULT_OUT)
     client = MlflowClient(f"sqlite:///{train_dir / 'mlflow.db'}")
     assert "mlflow_run_id" not in s and "wall_time_s" not in s  # the same on every machine
-    this_run = json.loads((train_dir / "models" / "tiny-seg" / "train_run.json").read_text())
+    this_run = json.loads((train_dir / DEFAULT_OUT / "tiny-seg" / "train_run.json").read_text())
     run = client.get_run(this_run["mlflow_run_id"])
     assert run.data.params["latent_channels"] == "8"
-    assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 3
+    assert len(client.get_metric_history(run.info.run_id, "val_loss")) == s["epochs"] == 2
     assert "test_dice" in run.data.metrics
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert "plots/loss_curve.png" in arts
@@ -115,17 +128,6 @@ def test_resume_without_a_checkpoint_and_unknown_experiments_fail_in_one_line(tr
 
 
 @pytest.mark.slow
-def test_ddp_with_two_processes_on_gloo(train_dir, cli):
-    rc, _, err = cli("train", "--experiment", "tiny-seg", "--devices", "2", cwd=train_dir)
-    assert rc == 0, err
-    s = _summary(train_dir, "tiny-seg")
-    assert s["world_size"] == 2
-    n_train = s["data"]["n_train"]
-    per_rank_batches = math.ceil(math.ceil(n_train / 2) / 8)
-    assert s["steps"] == 2 * per_rank_batches  # each rank reads its own half per epoch
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("reg", ["dec", "vade"])
 def test_ddp_trains_the_clustering_priors_seeded_after_warmup(train_dir, cli, reg):
     """Under DDP the DEC centroids and the VaDE mixture take no gradient until they are seeded
@@ -166,14 +168,19 @@ def fresh_dir(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 @pytest.mark.slow
-def test_first_ddp_run_on_a_fresh_store(fresh_dir, cli):
-    """Two ranks never race to create the MLflow store (it is created before they start)."""
+def test_ddp_with_two_processes_on_gloo_and_a_fresh_store(fresh_dir, cli):
+    """Each rank reads its own half of the tiles; the two ranks never race to create the
+    MLflow store (it is created before they start)."""
     from mlflow import MlflowClient
 
     assert not (fresh_dir / "mlflow.db").exists()
     rc, out, err = cli("train", "--experiment", "tiny-seg", "--devices", "2", cwd=fresh_dir)
     assert rc == 0, err
     assert "world size 2" in out and "Traceback" not in err
+    s = _summary(fresh_dir, "tiny-seg")
+    assert s["world_size"] == 2
+    per_rank_batches = math.ceil(math.ceil(s["data"]["n_train"] / 2) / 8)
+    assert s["steps"] == 2 * per_rank_batches  # each rank reads its own half per epoch
     runs = MlflowClient(f"sqlite:///{fresh_dir / 'mlflow.db'}").search_runs(
         [
             MlflowClient(f"sqlite:///{fresh_dir / 'mlflow.db'}")
@@ -228,18 +235,15 @@ def test_a_gradient_norm_bound_limits_every_update(train_dir, cli, name):
     from tessera.models.train import build
 
     moved = {}
-    for bound in ("null", "1e-12"):
-        out = f"models-clip-{bound}"
-        rc, _, err = cli(
-            "train",
-            "--experiment",
-            name,
-            "--set",
-            f"train.out={out}",
-            "--set",
-            f"train.trainer.gradient_clip_val={bound}",
-            cwd=train_dir,
-        )
+    for bound in ("null", "1e-12"):  # null: the default run (no bound)
+        if bound == "null":
+            rc, _, err = default_run(train_dir, cli, name)
+            out = DEFAULT_OUT
+        else:
+            out = f"models-clip-{bound}"
+            rc, _, err = cli("train", "--experiment", name, "--set", f"train.out={out}",
+                             "--set", f"train.trainer.gradient_clip_val={bound}",
+                             cwd=train_dir)  # fmt: skip
         assert rc == 0, err
         folder = train_dir / out / name
         config = RunConfig.model_validate_json((folder / "run_config.json").read_text())
