@@ -111,6 +111,20 @@ def child_ours(scene: Path, out: Path, batch: int, overlap_frac: float) -> dict[
     return {"seconds": time.perf_counter() - t0, "windows": n}
 
 
+def child_paired(
+    scene: Path, out: Path, batch: int, overlap_frac: float, overlap: int
+) -> dict[str, float]:
+    """The bare forward, then ``predict_scene``, in one process (one start-up for both, both
+    warm): their seconds and windows."""
+    import rasterio
+
+    with rasterio.open(scene) as ds:
+        side = ds.height
+    fwd = child_forward(side, 64, overlap, batch)
+    ours = child_ours(scene, out, batch, overlap_frac)
+    return {"forward_seconds": fwd["seconds"]} | ours
+
+
 def child_monai(scene: Path, batch: int, overlap_frac: float) -> dict[str, float]:
     """MONAI's sliding window over the whole scene held in memory (read, infer, argmax)."""
     import numpy as np
@@ -161,6 +175,7 @@ def main() -> None:
             "forward": lambda: child_forward(a.side, 64, overlap_px, a.batch_size),
             "ours": lambda: child_ours(a.scene, a.out, a.batch_size, a.overlap),
             "monai": lambda: child_monai(a.scene, a.batch_size, a.overlap),
+            "paired": lambda: child_paired(a.scene, a.out, a.batch_size, a.overlap, overlap_px),
         }[a.child]()
         print(json.dumps(result | {"peak_rss_mib": _peak_rss_mib()}))
         return

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.cli_tiling import cli_env, local_api_url, one_tile_scene, stop_server  # noqa: E402
 from benchmarks.process import tessera_seconds  # noqa: E402
-from benchmarks.scenes import make_scene, warm  # noqa: E402
+from benchmarks.scenes import make_scene, settle, warm  # noqa: E402
 
 # gate: (figure, minimum or maximum, bound); a safe distance under what this machine measures
 GATES: dict[str, tuple[str, str, float]] = {
@@ -109,8 +109,8 @@ def check_tiling(work: Path, repeat: int) -> list[bool]:
 
 
 def check_predict(work: Path, repeat: int) -> list[bool]:
-    """``predict_scene`` against the bare forward over the same windows (2048²), and its peak
-    RSS at 2048² against 1024²; each in a fresh process."""
+    """``predict_scene`` against the bare forward over the same windows (2048²), both in one
+    fresh process each time; the peak RSS of that process at 2048² against 1024²."""
     from benchmarks.bench_predict import run_child
 
     bands = 11
@@ -118,12 +118,11 @@ def check_predict(work: Path, repeat: int) -> list[bool]:
     ratios: list[float] = []
     rss_2048: list[float] = []
     for i in range(repeat):
-        fwd = run_child("forward", side=2048, batch_size=16, overlap=0.25)
-        ours = run_child("ours", scene=scenes[2048], out=work / f"maps_{i}", batch_size=16,
-                         overlap=0.25)  # fmt: skip
-        ratios.append(fwd["seconds"] / ours["seconds"])
-        rss_2048.append(ours["peak_rss_mib"])
-    small = run_child("ours", scene=scenes[1024], out=work / "maps_small", batch_size=16,
+        run = run_child("paired", scene=scenes[2048], out=work / f"maps_{i}", batch_size=16,
+                        overlap=0.25)  # fmt: skip
+        ratios.append(run["forward_seconds"] / run["seconds"])
+        rss_2048.append(run["peak_rss_mib"])
+    small = run_child("paired", scene=scenes[1024], out=work / "maps_small", batch_size=16,
                       overlap=0.25)  # fmt: skip
     big = statistics.median(rss_2048)
     oks = [
@@ -195,15 +194,17 @@ def check_scaleout(work: Path, repeat: int) -> list[bool]:
 
         for n in (1, 2):
             with dask_workers(work / f"dask-{n}", n, env) as (address, _):
-                for i in range(repeat):
-                    since = datetime.now(UTC).isoformat()
+                for i in range(-1, repeat):  # -1: a warm-up run (imports on new workers)
                     out = work / f"dask-{n}" / f"tiles_{i}"
+                    settle()  # the last run's output written back: no throttled writer
+                    since = datetime.now(UTC).isoformat()
                     tessera_seconds(
                         ["tile", "--input", str(scene), "--size", "256", "--out", str(out),
                          "--set", f"runner.address={address}"],
                         work, env,
                     )  # fmt: skip
-                    spans.setdefault(n, []).append(mapped_span(env, "tile-scene", since))
+                    if i >= 0:
+                        spans.setdefault(n, []).append(mapped_span(env, "tile-scene", since))
                     shutil.rmtree(out)
     finally:
         stop_server(env)
