@@ -70,10 +70,19 @@ def _model(workdir: Path, env: dict[str, str]) -> Path:
     return root / "models" / "seg" / "checkpoints" / "best.ckpt"
 
 
+def pin(pid: int, cpu: int) -> None:
+    """Run every thread of process ``pid`` (and the threads they start) on CPU ``cpu`` only."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), {cpu})
+
+
 @contextmanager
-def dask_workers(folder: Path, n: int, env: dict[str, str]) -> Iterator[tuple[str, list[Any]]]:
+def dask_workers(
+    folder: Path, n: int, env: dict[str, str], pinned: bool = False
+) -> Iterator[tuple[str, list[Any]]]:
     """A scheduler of this run's own with ``n`` fresh one-thread workers: (address, workers);
-    all stopped on leaving."""
+    all stopped on leaving. ``pinned``: worker i runs on CPU i only, so that one worker has
+    one core and two have two, whatever threads a task starts inside its worker."""
     from tessera.tasks.cluster import dask as dask_daemons
     from tessera.tasks.cluster.processes import free_port, stop
 
@@ -85,6 +94,9 @@ def dask_workers(folder: Path, n: int, env: dict[str, str]) -> Iterator[tuple[st
     workers = [dask_daemons.start_worker(folder, address, f"w{i}", one_thread) for i in range(n)]
     try:
         dask_daemons.wait_for_workers(address, n, 120, sched)
+        if pinned:
+            for i, w in enumerate(workers):
+                pin(w.pid, i % (os.cpu_count() or 1))
         yield address, workers
     finally:
         for d in [*workers, sched]:

@@ -172,15 +172,17 @@ def check_startup(work: Path, repeat: int) -> list[bool]:
     ]
 
 
-SCALEOUT_SIDE = 12288  # 48 rows of 256-px tiles: bands of 21, 21 and 6 rows
+SCALEOUT_SIDE = 16384  # 64 rows of 256-px tiles: four bands of 16 rows, two per worker
 
 
 def check_scaleout(work: Path, repeat: int) -> list[bool]:
-    """The mapped phase of ``tessera tile`` of a 12288² scene on one and on two Dask workers
-    (one thread each) of a scheduler of its own, with the local Prefect server; ``repeat``
-    runs on each, gated on the ratio of the medians. The scene is larger than ``BAND_PIXELS``,
-    so it is cut in three bands of rows that the workers share (an 8192² scene is one task,
-    which a second worker cannot speed up)."""
+    """The mapped phase of ``tessera tile`` of a 16384² scene on one and on two Dask workers
+    (one thread each, worker i pinned to CPU i: one worker has one core, two have two) of a
+    scheduler of its own, with the local Prefect server; a warm-up run, then ``repeat`` runs
+    on each, gated on the ratio of the medians. The scene is cut in four bands of rows that
+    the workers share (an 8192² scene is one task, which a second worker cannot speed up;
+    12288² is three bands, 21, 21 and 6 rows, at most 1.78×). Unpinned, one worker's tiler
+    already used both cores through its reader and writer threads: 1.34–2.59 over runs."""
     from benchmarks.bench_scaleout import dask_workers, mapped_span
 
     scene = make_scene(work / "scaleout.tif", SCALEOUT_SIDE, None)
@@ -193,7 +195,7 @@ def check_scaleout(work: Path, repeat: int) -> list[bool]:
         env = {**env, "PREFECT_API_URL": local_api_url(env)}
 
         for n in (1, 2):
-            with dask_workers(work / f"dask-{n}", n, env) as (address, _):
+            with dask_workers(work / f"dask-{n}", n, env, pinned=True) as (address, _):
                 for i in range(-1, repeat):  # -1: a warm-up run (imports on new workers)
                     out = work / f"dask-{n}" / f"tiles_{i}"
                     settle()  # the last run's output written back: no throttled writer
@@ -238,11 +240,14 @@ def main() -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="tessera-bench-check-"))
     t0 = time.perf_counter()
     oks: list[bool] = []
+    took: dict[str, float] = {}
     try:
         for name in args.only:
             folder = work / name
             folder.mkdir(parents=True, exist_ok=True)
+            started = time.perf_counter()
             oks += CHECKS[name](folder, args.repeat)
+            took[name] = round(time.perf_counter() - started)
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -250,8 +255,8 @@ def main() -> None:
     failed = oks.count(False)
     print(
         f"bench-check: {len(oks) - failed} of {len(oks)} gates passed in "
-        f"{time.perf_counter() - t0:.0f} s (peak RSS of this process {peak:.0f} MiB; "
-        f"{os.cpu_count()} CPUs)"
+        f"{time.perf_counter() - t0:.0f} s ({', '.join(f'{k} {v} s' for k, v in took.items())}; "
+        f"peak RSS of this process {peak:.0f} MiB; {os.cpu_count()} CPUs)"
     )
     sys.exit(1 if failed else 0)
 
