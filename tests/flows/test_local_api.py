@@ -274,4 +274,3 @@ def test_a_record_whose_pid_now_names_another_process_is_not_killed(tmp_path):
     finally:
         other.kill()
         other.wait(timeout=10)
-        other.wait()
