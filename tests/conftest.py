@@ -15,6 +15,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# the MLflow servers tests start run no GenAI jobs: without this each starts job consumers
+# (3 CPU-s each, several per server), as the cluster's server does not (tasks/cluster/servers)
+os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # no background server outlives a test: flows use the session's API (or a temporary one);
 # tests of the local server opt in and stop it themselves

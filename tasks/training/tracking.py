@@ -6,11 +6,16 @@ Neither function imports MLflow into the calling process (it costs seconds at st
 from __future__ import annotations
 
 import fcntl
+import importlib.metadata
+import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 REACH_TIMEOUT_S = 30.0  # how long a tracking server may take to answer before training starts
@@ -26,7 +31,10 @@ def create_tracking_store(uri: str) -> None:
     """Create an embedded (sqlite) MLflow store once, before several processes open it.
 
     Two ranks, or two nodes' launchers, creating it at once fail on MLflow's schema migration
-    (``alembic_version``): the creation holds a lock file beside the database.
+    (``alembic_version``): the creation holds a lock file beside the database. The new store
+    is a copy of an empty one this MLflow version made once (:func:`empty_store`), with its
+    ``Default`` experiment's folder set as MLflow sets it (``./mlruns/0``); it appears whole,
+    by a rename.
     """
     if not uri.startswith("sqlite:///"):
         return
@@ -38,17 +46,50 @@ def create_tracking_store(uri: str) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)  # held for as long as one creation takes
         if path.exists() and path.stat().st_size > 0:
             return
+        template = empty_store()
+        partial = path.with_name(f".{path.name}.partial")
+        shutil.copyfile(template, partial)
+        now = int(time.time() * 1000)
+        with closing(sqlite3.connect(partial)) as db, db:
+            db.execute(
+                "UPDATE experiments SET artifact_location = ?, creation_time = ?, "
+                "last_update_time = ? WHERE experiment_id = 0",
+                (str(Path.cwd() / "mlruns" / "0"), now, now),
+            )
+        os.replace(partial, path)
+
+
+def empty_store() -> Path:
+    """An empty MLflow store of the installed MLflow, made once per user and version in
+    ``$XDG_CACHE_HOME/tessera/mlflow`` (``~/.cache/...``): MLflow's schema migration takes
+    seconds of CPU, a copy none. Made in a child process, so that this one imports no MLflow
+    and holds no connection."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    folder = Path(cache) / "tessera" / "mlflow"
+    path = folder / f"empty-{importlib.metadata.version('mlflow')}.db"
+    if path.is_file():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".create.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.is_file():
+            return path
+        partial = folder / f".{path.name}.{os.getpid()}.partial"
+        partial.unlink(missing_ok=True)
         code = (
             "import sys; from mlflow import MlflowClient; "
             "MlflowClient(sys.argv[1]).search_experiments()"
         )
-        # in a child process, so that this one holds no connection to the new store
         res = subprocess.run(
-            [sys.executable, "-c", code, uri], capture_output=True, text=True, timeout=300
-        )
-    if res.returncode != 0:
-        why = (res.stderr.strip().splitlines() or ["failed"])[-1]
-        raise TrackingError(f"{path}: cannot create the MLflow store: {why}")
+            [sys.executable, "-c", code, f"sqlite:///{partial}"],
+            capture_output=True, text=True, timeout=300, cwd=folder,
+        )  # fmt: skip
+        if res.returncode != 0:
+            partial.unlink(missing_ok=True)
+            why = (res.stderr.strip().splitlines() or ["failed"])[-1]
+            raise TrackingError(f"{path}: cannot create an empty MLflow store: {why}")
+        os.replace(partial, path)
+    return path
 
 
 def check_tracking_server(uri: str, within_s: float = REACH_TIMEOUT_S) -> None:
