@@ -18,9 +18,6 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # the MLflow servers tests start run no GenAI jobs: without this each starts job consumers
 # (3 CPU-s each, several per server), as the cluster's server does not (tasks/cluster/servers)
 os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-# two workers on two cores: each process computes on one thread (OpenMP threads beyond the
-# free cores spin; measured 12.6 against 11.3 CPU-s per tiny training while the suite ran)
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # no background server outlives a test: flows use the session's API (or a temporary one);
 # tests of the local server opt in and stop it themselves

@@ -9,11 +9,12 @@ leaves every alias where it was.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,9 +168,12 @@ def _log_candidate(
         )
     # the version and its tags (the fingerprint among them) are created in one call: a run
     # killed in between cannot leave an untagged version that a rerun would register again
-    mv = mlflow.register_model(
-        info.model_uri, name, await_registration_for=int(ready_timeout_s), tags=tags or {}
-    )
+    # MLflow prints its own "registered"/"already exists" lines to stderr: a registration the
+    # server fails in the middle must still end in one line (Tessera prints the outcome)
+    with redirect_stderr(io.StringIO()):
+        mv = mlflow.register_model(
+            info.model_uri, name, await_registration_for=int(ready_timeout_s), tags=tags or {}
+        )
     version = str(mv.version)
     return Candidate(name, version, f"models:/{name}/{version}", run.info.run_id)
 
