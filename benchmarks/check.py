@@ -44,6 +44,7 @@ GATES: dict[str, tuple[str, str, float]] = {
 }
 
 
+# tiling pairs at least (a pair takes ~2 s): single ratios here ranged 1.27-2.25 (gate 1.5)
 TILING_PAIRS = 5
 
 
@@ -74,7 +75,6 @@ def check_tiling(work: Path, repeat: int) -> list[bool]:
     scene = make_scene(work / "scene.tif", 8192, None)
     warm(scene)
     naive, tess = [], []
-    # at least 5 pairs (a pair takes ~2 s): single ratios here ranged 1.27-2.25 (gate 1.5)
     for _ in range(max(repeat, TILING_PAIRS)):  # interleaved, so drift hits both alike
         naive.append(bench_naive(scene, work / "naive"))
         rate, _, part, rec, params = bench_tessera(scene, work / "parts")

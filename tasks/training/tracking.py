@@ -19,6 +19,7 @@ from contextlib import closing
 from pathlib import Path
 
 REACH_TIMEOUT_S = 30.0  # how long a tracking server may take to answer before training starts
+EMPTY_STORE_TIMEOUT_S = 300.0  # how long MLflow may take to make the empty store (~4 s here)
 
 
 class TrackingError(Exception):
@@ -48,15 +49,21 @@ def create_tracking_store(uri: str) -> None:
             return
         template = empty_store()
         partial = path.with_name(f".{path.name}.partial")
-        shutil.copyfile(template, partial)
-        now = int(time.time() * 1000)
-        with closing(sqlite3.connect(partial)) as db, db:
-            db.execute(
-                "UPDATE experiments SET artifact_location = ?, creation_time = ?, "
-                "last_update_time = ? WHERE experiment_id = 0",
-                (str(Path.cwd() / "mlruns" / "0"), now, now),
-            )
-        os.replace(partial, path)
+        try:
+            shutil.copyfile(template, partial)
+            now = int(time.time() * 1000)
+            with closing(sqlite3.connect(partial)) as db, db:
+                db.execute(
+                    "UPDATE experiments SET artifact_location = ?, creation_time = ?, "
+                    "last_update_time = ? WHERE experiment_id = 0",
+                    (str(Path.cwd() / "mlruns" / "0"), now, now),
+                )
+            os.replace(partial, path)
+        except BaseException as exc:
+            partial.unlink(missing_ok=True)  # a failed copy leaves nothing half-made
+            if isinstance(exc, (OSError, sqlite3.Error)):
+                raise TrackingError(f"{path}: cannot create the MLflow store: {exc}") from None
+            raise
 
 
 def empty_store() -> Path:
@@ -80,13 +87,18 @@ def empty_store() -> Path:
             "import sys; from mlflow import MlflowClient; "
             "MlflowClient(sys.argv[1]).search_experiments()"
         )
-        res = subprocess.run(
-            [sys.executable, "-c", code, f"sqlite:///{partial}"],
-            capture_output=True, text=True, timeout=300, cwd=folder,
-        )  # fmt: skip
-        if res.returncode != 0:
+        try:
+            res = subprocess.run(
+                [sys.executable, "-c", code, f"sqlite:///{partial}"],
+                capture_output=True, text=True, timeout=EMPTY_STORE_TIMEOUT_S, cwd=folder,
+            )  # fmt: skip
+            why = (res.stderr.strip().splitlines() or ["failed"])[-1] if res.returncode else ""
+        except subprocess.TimeoutExpired:
+            why = f"MLflow did not finish within {EMPTY_STORE_TIMEOUT_S:.0f} s"
+        except OSError as exc:
+            why = str(exc)
+        if why:
             partial.unlink(missing_ok=True)
-            why = (res.stderr.strip().splitlines() or ["failed"])[-1]
             raise TrackingError(f"{path}: cannot create an empty MLflow store: {why}")
         os.replace(partial, path)
     return path
