@@ -12,6 +12,7 @@ bench_startup.py, bench_scaleout.py) give the figures in the README.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.cli_tiling import cli_env, local_api_url, one_tile_scene, stop_server  # noqa: E402
+from benchmarks.machine import wait_quiet  # noqa: E402
 from benchmarks.process import tessera_seconds  # noqa: E402
 from benchmarks.scenes import make_scene, settle, warm  # noqa: E402
 
@@ -43,6 +45,8 @@ GATES: dict[str, tuple[str, str, float]] = {
     "scaleout": ("two_over_one", "min", 1.4),
 }
 
+
+QUIET_WAIT_S = 30.0  # before each check, for the CPUs to settle under 15 % busy
 
 # tiling pairs at least (a pair takes ~2 s): single ratios here ranged 1.27-2.25 (gate 1.5)
 TILING_PAIRS = 5
@@ -114,36 +118,37 @@ def check_tiling(work: Path, repeat: int) -> list[bool]:
 
 
 def check_predict(work: Path, repeat: int) -> list[bool]:
-    """``predict_scene`` against the bare forward over the same windows (2048²), both in one
-    fresh process each time; the peak RSS of that process at 2048² against 1024²."""
+    """``predict_scene`` against the bare forward over the same windows of a 1024² scene, both
+    in one fresh process, ``repeat`` times; the peak RSS of one such process at 2048² against
+    the median at 1024² (4x the pixels)."""
     from benchmarks.bench_predict import run_child
 
     bands = 11
     scenes = {s: make_scene(work / f"predict_{s}.tif", s, None, bands) for s in (1024, 2048)}
-    ratios: list[float] = []
-    rss_2048: list[float] = []
-    for i in range(repeat):
-        run = run_child("paired", scene=scenes[2048], out=work / f"maps_{i}", batch_size=16,
-                        overlap=0.25)  # fmt: skip
-        ratios.append(run["forward_seconds"] / run["seconds"])
-        rss_2048.append(run["peak_rss_mib"])
-    small = run_child("paired", scene=scenes[1024], out=work / "maps_small", batch_size=16,
-                      overlap=0.25)  # fmt: skip
-    big = statistics.median(rss_2048)
+
+    def paired(side: int, i: int) -> dict[str, float]:
+        return run_child("paired", scene=scenes[side], out=work / f"maps_{side}_{i}",
+                         batch_size=16, overlap=0.25)  # fmt: skip
+
+    small = [paired(1024, i) for i in range(repeat)]
+    big = paired(2048, 0)
+    ratios = [run["forward_seconds"] / run["seconds"] for run in small]
+    rss_small = statistics.median(run["peak_rss_mib"] for run in small)
     oks = [
         report(
             "predict",
             {
                 "ours_over_forward": round(statistics.median(ratios), 3),
                 "runs": [round(r, 3) for r in ratios],
+                "at_2048": round(big["forward_seconds"] / big["seconds"], 3),
             },
         ),
         report(
             "predict_rss",
             {
-                "rss_big_over_small": round(big / small["peak_rss_mib"], 3),
-                "rss_2048_mib": round(big, 1),
-                "rss_1024_mib": round(small["peak_rss_mib"], 1),
+                "rss_big_over_small": round(big["peak_rss_mib"] / rss_small, 3),
+                "rss_2048_mib": round(big["peak_rss_mib"], 1),
+                "rss_1024_mib": round(rss_small, 1),
             },
         ),
     ]
@@ -154,7 +159,7 @@ def check_predict(work: Path, repeat: int) -> list[bool]:
 
 def check_startup(work: Path, repeat: int) -> list[bool]:
     """``tessera --help`` and a warm one-tile ``tessera tile --input``."""
-    env = cli_env(work)
+    env = cli_env(work.parent)  # the local server the later checks' runs share
     scene = one_tile_scene(work / "one_tile.tif")
     counter = iter(range(1000))
 
@@ -163,12 +168,9 @@ def check_startup(work: Path, repeat: int) -> list[bool]:
             ["tile", "--input", scene, "--out", f"s{next(counter)}", "--size", "64"], work, env
         )
 
-    try:
-        help_s, helps = median_of(repeat, lambda: tessera_seconds(["--help"], work, env))
-        tile()  # starts the local server
-        tile_s, tiles = median_of(repeat, tile)
-    finally:
-        stop_server(env)
+    help_s, helps = median_of(repeat, lambda: tessera_seconds(["--help"], work, env))
+    tile()  # starts the local server, or warms the one running
+    tile_s, tiles = median_of(repeat, tile)
     return [
         report("startup_help", {"help_s": round(help_s, 3), "runs": [round(v, 3) for v in helps]}),
         report(
@@ -177,31 +179,42 @@ def check_startup(work: Path, repeat: int) -> list[bool]:
     ]
 
 
-SCALEOUT_SIDE = 16384  # 64 rows of 256-px tiles: four bands of 16 rows, two per worker
+# width, height of a 2-band scene: 32 rows of 256-px tiles, cut in two bands of 16 rows
+SCALEOUT_SIZE = (16384, 8192)
+
+
+def warm_workers(address: str) -> None:
+    """Import the tiling task's modules on every worker of ``address``, so that the first timed
+    run does not pay for them."""
+    from distributed import Client
+
+    with Client(address, timeout=60) as client:
+        client.run(exec, "import prefect.task_engine, tessera.tasks.steps.tile, tessera.flows.tile")
 
 
 def check_scaleout(work: Path, repeat: int) -> list[bool]:
-    """The mapped phase of ``tessera tile`` of a 16384² scene on one and on two Dask workers
-    (one thread each, worker i pinned to CPU i: one worker has one core, two have two) of a
-    scheduler of its own, with the local Prefect server; a warm-up run, then ``repeat`` runs
-    on each, gated on the ratio of the medians. The scene is cut in four bands of rows that
-    the workers share (an 8192² scene is one task, which a second worker cannot speed up;
-    12288² is three bands, 21, 21 and 6 rows, at most 1.78×). Unpinned, one worker's tiler
-    already used both cores through its reader and writer threads: 1.34–2.59 over runs."""
+    """The mapped phase of ``tessera tile`` of a 16384×8192 scene on one and on two Dask
+    workers (one thread each, worker i pinned to CPU i: one worker has one core, two have two)
+    of a scheduler of its own, with the local Prefect server; ``repeat`` runs on each, the
+    workers' imports warmed first, gated on the ratio of the medians. The scene is over
+    tasks.tiling.cut.BAND_PIXELS, so it is cut in two bands of rows, one per worker (an 8192²
+    scene is one task, which a second worker cannot speed up). Unpinned, one worker's tiler
+    already used both cores through its reader and writer threads: 1.34-2.59 over runs."""
     from benchmarks.bench_scaleout import dask_workers, mapped_span
 
-    scene = make_scene(work / "scaleout.tif", SCALEOUT_SIDE, None)
+    width, height = SCALEOUT_SIZE
+    scene = make_scene(work / "scaleout.tif", width, None, bands=2, height=height)
     warm(scene)
-    env = cli_env(work)
+    env = cli_env(work.parent)
     one = one_tile_scene(work / "one_tile.tif")
     spans: dict[int, list[float]] = {}
     try:
         tessera_seconds(["tile", "--input", one, "--out", "warm", "--size", "64"], work, env)
         env = {**env, "PREFECT_API_URL": local_api_url(env)}
-
         for n in (1, 2):
             with dask_workers(work / f"dask-{n}", n, env, pinned=True) as (address, _):
-                for i in range(-1, repeat):  # -1: a warm-up run (imports on new workers)
+                warm_workers(address)
+                for i in range(repeat):
                     out = work / f"dask-{n}" / f"tiles_{i}"
                     settle()  # the last run's output written back: no throttled writer
                     since = datetime.now(UTC).isoformat()
@@ -210,11 +223,9 @@ def check_scaleout(work: Path, repeat: int) -> list[bool]:
                          "--set", f"runner.address={address}"],
                         work, env,
                     )  # fmt: skip
-                    if i >= 0:
-                        spans.setdefault(n, []).append(mapped_span(env, "tile-scene", since))
+                    spans.setdefault(n, []).append(mapped_span(env, "tile-scene", since))
                     shutil.rmtree(out)
     finally:
-        stop_server(env)
         scene.unlink()
     one_s, two_s = statistics.median(spans[1]), statistics.median(spans[2])
     return [
@@ -250,10 +261,14 @@ def main() -> None:
         for name in args.only:
             folder = work / name
             folder.mkdir(parents=True, exist_ok=True)
+            # not a gate: how busy the machine is apart from this run, after a bounded wait
+            print(json.dumps({"machine": name, **wait_quiet(QUIET_WAIT_S)}), flush=True)
             started = time.perf_counter()
             oks += CHECKS[name](folder, args.repeat)
             took[name] = round(time.perf_counter() - started)
     finally:
+        with contextlib.suppress(SystemExit):  # the local server the CLI runs started, if any
+            stop_server(cli_env(work))
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

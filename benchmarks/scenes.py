@@ -14,12 +14,16 @@ TILE = 256
 BANDS = 4
 
 
-def make_scene(path: Path, side: int, compress: str | None, bands: int = BANDS) -> Path:
-    """A tiled ``bands``-band uint16 GeoTIFF with texture, written block-row by block-row."""
+def make_scene(
+    path: Path, side: int, compress: str | None, bands: int = BANDS, height: int | None = None
+) -> Path:
+    """A tiled ``bands``-band uint16 GeoTIFF with texture, ``side`` pixels wide and ``height``
+    (``side``) high, written block-row by block-row."""
+    height = height or side
     prof = {
         "driver": "GTiff",
         "width": side,
-        "height": side,
+        "height": height,
         "count": bands,
         "dtype": "uint16",
         "crs": "EPSG:32616",
@@ -34,7 +38,7 @@ def make_scene(path: Path, side: int, compress: str | None, bands: int = BANDS) 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:TILE, 0:side]
     with rasterio.open(path, "w", **prof) as ds:
-        for r in range(0, side, TILE):
+        for r in range(0, height, TILE):
             base = 2000 + 1000 * np.sin((xx + r) / 150.0) + 800 * np.cos((yy + r) / 90.0)
             block = np.stack(
                 [base * (1 + 0.1 * b) + rng.integers(0, 200, base.shape) for b in range(bands)]

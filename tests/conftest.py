@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tessera.flows.local_api import QUIET_SERVICES
+
 _HOME = Path(tempfile.mkdtemp(prefix="tessera-test-prefect-"))
 os.environ["PREFECT_HOME"] = str(_HOME)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -19,6 +21,12 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # (3 CPU-s each, several per server), as the cluster's server does not (tasks/cluster/servers)
 os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# every Prefect server of the session (the harness's, the cluster's, the tests' own) runs its
+# services as Tessera's local server does, less the scheduler's slower loops: the deployment
+# tests wait for scheduled runs, which Prefect's 5-second loop creates at once
+for _name, _value in QUIET_SERVICES.items():
+    if "SCHEDULER" not in _name:
+        os.environ.setdefault(_name, _value)
 # no background server outlives a test: flows use the session's API (or a temporary one);
 # tests of the local server opt in and stop it themselves
 os.environ["TESSERA_PREFECT_API"] = "ephemeral"

@@ -202,7 +202,12 @@ def test_the_shipped_synthetic_subject_is_what_its_generator_writes(tmp_path):
     t1, tissue = write_synthetic_subject(mni, tmp_path)
     for made, rel in ((t1, "mni152_warped.nii.gz"), (tissue, "mni152_warped_tissue.nii.gz")):
         shipped = nib.load(files[f"mni152_warped/{rel}"])
-        np.testing.assert_array_equal(np.asarray(nib.load(made).dataobj), shipped.dataobj)
+        a = np.asarray(nib.load(made).dataobj).astype(np.int64)
+        b = np.asarray(shipped.dataobj).astype(np.int64)
+        # the same volume up to float32 rounding, which numpy's SIMD paths (pow, exp) make
+        # differ between CPUs: on one here 9 of 7.2 M voxels came out 1 apart (x.5 rounded)
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1, rel
+        assert (a != b).mean() < 1e-5, (rel, int((a != b).sum()))
         np.testing.assert_array_equal(nib.load(made).affine, shipped.affine)
     labels = np.asarray(nib.load(tissue).dataobj)
     image = np.asarray(nib.load(t1).dataobj).astype(float)
