@@ -27,6 +27,11 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 for _name, _value in QUIET_SERVICES.items():
     if "SCHEDULER" not in _name:
         os.environ.setdefault(_name, _value)
+# one intra-op thread for every torch of the session, the tests' own and their children's: the
+# tiny models here gain nothing from a second thread, and two workers each running
+# two-threaded processes on two cores spin OpenMP's waiting threads (measured: 300 steps of a
+# tiny conv net took 7-13 CPU-s at the default, 0.8-1.0 with one thread, the same loss)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # no background server outlives a test: flows use the session's API (or a temporary one);
 # tests of the local server opt in and stop it themselves
 os.environ["TESSERA_PREFECT_API"] = "ephemeral"

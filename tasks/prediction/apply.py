@@ -328,16 +328,16 @@ def _volume(
     if d.output in PIXEL_OUTPUTS:
         with tqdm(total=scene.n_planes, desc=rec.scene_id, unit="slice", leave=False,
                   disable=None) as bar:  # fmt: skip
-            probs, ok = predict_volume_pixels(
+            probs, best, ok = predict_volume_pixels(
                 scene, predict, d.normalise, k, d.window, overlap, options.blend,
                 options.batch_size, bar.update,
             )  # fmt: skip
         source = base / rec.files[0] if rec.kind == "nifti" else None
         return write_volume_maps(
-            files, probs, ok, scene.affine, model.map_classes(), lineage, source
+            files, probs, best, ok, scene.affine, model.map_classes(), lineage, source
         )
-    probs, ok, affine = predict_volume_windows(
+    probs, best, ok, affine = predict_volume_windows(
         scene, predict, d.normalise, k, d.window, d.stride, options.batch_size
     )
     tags = lineage | {"cell_voxels": str(d.stride)}
-    return write_volume_maps(files, probs, ok, affine, model.map_classes(), tags)
+    return write_volume_maps(files, probs, best, ok, affine, model.map_classes(), tags)

@@ -52,11 +52,14 @@ def predict_volume_pixels(
     blend: Blend = "gaussian",
     batch_size: int = 16,
     on_plane: Callable[[], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-voxel probabilities (K, X, Y, Z) as uint8 p·255 and the voxels with data (X, Y, Z),
-    in the RAS order the scene holds, each slice along ``scene.axis`` stitched as a plane."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-voxel probabilities (K, X, Y, Z) as uint8 p·255, the classes (X, Y, Z) (the argmax
+    of the blended scores before rounding, as evaluation scores them: rounded, two classes
+    can tie) and the voxels with data (X, Y, Z), in the RAS order the scene holds, each slice
+    along ``scene.axis`` stitched as a plane."""
     shape = scene.array.shape[1:]
     probs = np.zeros((n_classes, *shape), dtype=np.uint8)
+    best = np.zeros(shape, dtype=np.uint8)
     ok = np.zeros(shape, dtype=bool)
     height, width = scene.plane_shape
     for p in range(scene.n_planes):
@@ -67,6 +70,7 @@ def predict_volume_pixels(
             n = scores.shape[1]
             scaled = np.rint(np.clip(scores, 0, 1) * 255).astype(np.uint8)
             probs[(slice(None), *at)][:, row : row + n] = scaled
+            best[at][row : row + n] = scores.argmax(axis=0)
             ok[at][row : row + n] = scene_valid(scene, row, 0, n, width, p)[1]  # in memory
 
         stitch_plane(
@@ -74,7 +78,7 @@ def predict_volume_pixels(
         )
         if on_plane is not None:
             on_plane()
-    return probs, ok
+    return probs, best, ok
 
 
 def predict_volume_windows(
@@ -85,15 +89,17 @@ def predict_volume_windows(
     size: int,
     stride: int,
     batch_size: int = 16,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-window probabilities (K, x, y, z) uint8, valid cells, and their RAS affine: one
-    voxel per ``stride`` in-plane (the window starting there) and one per slice across."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-window probabilities (K, x, y, z) uint8, classes (the argmax before rounding),
+    valid cells, and their RAS affine: one voxel per ``stride`` in-plane (the window starting
+    there) and one per slice across."""
     height, width = scene.plane_shape
     rows_ax, cols_ax = slice_axes(scene.axis)
     shape = [0, 0, 0]
     shape[rows_ax], shape[cols_ax] = math.ceil(height / stride), math.ceil(width / stride)
     shape[scene.axis] = scene.n_planes
     probs = np.zeros((n_classes, *shape), dtype=np.uint8)
+    best = np.zeros(shape, dtype=np.uint8)
     ok = np.zeros(shape, dtype=bool)
     cells = [(p, i, j) for p in range(scene.n_planes) for i in range(shape[rows_ax])
              for j in range(shape[cols_ax])]  # fmt: skip
@@ -105,16 +111,18 @@ def predict_volume_windows(
             idx = [0, 0, 0]
             idx[rows_ax], idx[cols_ax], idx[scene.axis] = i, j, p
             ok[tuple(idx)] = any_valid
-        out = np.rint(np.clip(np.asarray(predict(np.stack(windows))), 0, 1) * 255)
-        for (p, i, j), v in zip(batch, out.astype(np.uint8), strict=True):
+        scores = np.asarray(predict(np.stack(windows)))
+        out = np.rint(np.clip(scores, 0, 1) * 255).astype(np.uint8)
+        for (p, i, j), v, c in zip(batch, out, scores.argmax(axis=1), strict=True):
             idx = [0, 0, 0]
             idx[rows_ax], idx[cols_ax], idx[scene.axis] = i, j, p
             probs[:, idx[0], idx[1], idx[2]] = v
+            best[idx[0], idx[1], idx[2]] = c
     to_source = np.eye(4)
     for ax in (rows_ax, cols_ax):
         to_source[ax, ax] = stride
         to_source[ax, 3] = (stride - 1) / 2
-    return probs, ok, scene.affine @ to_source
+    return probs, best, ok, scene.affine @ to_source
 
 
 def _own_order(ras: np.ndarray, source: Any) -> np.ndarray:
@@ -127,16 +135,18 @@ def _own_order(ras: np.ndarray, source: Any) -> np.ndarray:
 def write_volume_maps(
     files: MapFiles,
     probs: np.ndarray,
+    best: np.ndarray,
     ok: np.ndarray,
     ras_affine: np.ndarray,
     class_names: Sequence[str],
     tags: dict[str, str],
     source: Path | None = None,
 ) -> list[Path]:
-    """The class map (uint8, 255 without data) and optionally the probabilities (X, Y, Z, K)
+    """The class map (``best``, uint8, 255 without data) and optionally the probabilities
+    (X, Y, Z, K)
     as NIfTI: on ``source``'s own grid (a NIfTI input's shape, affine and orientation), else
     on ``ras_affine``; the lineage in a JSON extension and ``descrip``."""
-    classes = np.where(ok, probs.argmax(axis=0), CLASS_NODATA).astype(np.uint8)
+    classes = np.where(ok, best, CLASS_NODATA).astype(np.uint8)
     outputs = [(files.classes, classes)]
     if files.probabilities is not None:
         outputs.append((files.probabilities, np.moveaxis(probs, 0, -1)))

@@ -192,3 +192,25 @@ def test_a_vae_paints_each_window_with_its_nearest_evaluation_cluster(tmp_path):
         got, tags = ds.read(1), ds.tags()
     assert got.shape == (4, 6) and tags["classes"] == "cluster_0,cluster_1"
     assert np.array_equal(got, np.where(np.arange(6) < 3, 1, 0)[None].repeat(4, 0))
+
+
+class NearTie(torch.nn.Module):
+    """Three classes everywhere at p = 0.2, 0.3999 and 0.4001: 1 and 2 both round to 102/255."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.log(torch.tensor([0.2, 0.3999, 0.4001]))[None, :, None, None]
+        return logits.expand(x.shape[0], 3, *x.shape[2:])
+
+
+def test_a_volumes_class_map_is_the_argmax_of_its_scores_not_of_the_rounded_ones(tmp_path):
+    data = np.ones((12, 10, 3), np.float32)
+    (rec,) = _records([write_nifti(tmp_path / "v.nii.gz", data, np.eye(4))])
+    model = _model("nifti", ["c0"], 0.0, window=8)
+    model.module = NearTie().eval()
+    model.descriptor = model.descriptor.model_copy(update={"class_names": ["a", "b", "c"]})
+    opts = OPTS.model_copy(update={"probabilities": True})
+    res = predict_scene(rec, tmp_path, model, opts, tmp_path / "o")
+    probs = np.asarray(nib.load(res["files"][1]).dataobj)
+    assert (probs[..., 1] == probs[..., 2]).all() and (probs[..., 1] == 102).all()  # tied
+    # class 2, as evaluation scores it; the rounded probabilities would have given class 1
+    assert (np.asarray(nib.load(res["files"][0]).dataobj) == 2).all()
