@@ -122,15 +122,17 @@ def check_tiling(work: Path, repeat: int) -> list[bool]:
 
 
 # scene sides of the predict check: the ratio at the larger, three times (at 1024² it read 0.78
-# and 0.80 in one run, where fixed costs such as the COG copy weigh more); peak RSS at the
-# larger against the smaller (2.25x the pixels)
-PREDICT_SIDES = (1024, 1536)
+# and 0.80 in one run, at 1536² 0.76-1.0, where fixed costs such as the COG copy weigh more);
+# peak RSS at the larger against the smaller (4x the pixels)
+PREDICT_SIDES = (1024, 2048)
+# the share of its batches the bare forward times, scaled to all (the same batch each time)
+FORWARD_FRACTION = 0.34
 
 
 def check_predict(work: Path, repeat: int) -> list[bool]:
-    """``predict_scene`` against the bare forward over the same windows of a 1536² scene, both
-    in one fresh process, ``repeat`` times; the median peak RSS of those processes against one
-    at 1024²."""
+    """``predict_scene`` against the bare forward over the same windows of a 2048² scene (timed
+    on a third of its batches), both in one fresh process, ``repeat`` times; the median peak
+    RSS of those processes against one at 1024²."""
     from benchmarks.bench_predict import run_child
 
     bands = 11
@@ -138,8 +140,9 @@ def check_predict(work: Path, repeat: int) -> list[bool]:
     scenes = {s: make_scene(work / f"predict_{s}.tif", s, None, bands) for s in PREDICT_SIDES}
 
     def paired(side: int, i: int) -> dict[str, float]:
-        return run_child("paired", scene=scenes[side], out=work / f"maps_{side}_{i}",
-                         batch_size=16, overlap=0.25)  # fmt: skip
+        out = work / f"maps_{side}_{i}"
+        return run_child("paired", scene=scenes[side], out=out, batch_size=16, overlap=0.25,
+                         forward_fraction=FORWARD_FRACTION)  # fmt: skip
 
     big = [paired(big_side, i) for i in range(repeat)]
     small = paired(small_side, 0)
@@ -190,9 +193,9 @@ def check_startup(work: Path, repeat: int) -> list[bool]:
     ]
 
 
-# width, height: 32 rows of 256-px tiles, cut in two bands of 16 rows (4 bands, 1 GiB: with 2,
-# one worker's mapped phase took 0.8 s, where task overheads weigh on the ratio)
-SCALEOUT_SIZE = (16384, 8192)
+# width, height: 64 rows of 256-px tiles, cut in four bands of 16 rows, two per worker (at
+# 16384x8192, two bands, one per worker, dask put both on one worker in 2 of 3 runs once: 1.26)
+SCALEOUT_SIZE = (16384, 16384)
 
 
 def warm_workers(address: str) -> None:
@@ -205,11 +208,11 @@ def warm_workers(address: str) -> None:
 
 
 def check_scaleout(work: Path, repeat: int) -> list[bool]:
-    """The mapped phase of ``tessera tile`` of a 16384×8192 scene on one and on two Dask
+    """The mapped phase of ``tessera tile`` of a 16384² scene on one and on two Dask
     workers (one thread each, worker i pinned to CPU i: one worker has one core, two have two)
     of a scheduler of its own, with the local Prefect server; ``repeat`` runs on each, the
     workers' imports warmed first, gated on the ratio of the medians. The scene is over
-    tasks.tiling.cut.BAND_PIXELS, so it is cut in two bands of rows, one per worker (an 8192²
+    tasks.tiling.cut.BAND_PIXELS, so it is cut in four bands of rows, two per worker (an 8192²
     scene is one task, which a second worker cannot speed up). Unpinned, one worker's tiler
     already used both cores through its reader and writer threads: 1.34-2.59 over runs."""
     from benchmarks.bench_scaleout import dask_workers, mapped_span
