@@ -17,7 +17,12 @@ from affine import Affine
 from rasterio.windows import Window
 
 from tessera.tasks.prediction.cog import BLOCK, CLASS_NODATA, BlockWriter, class_colours, cog_writer
-from tessera.tasks.prediction.stitching import Blend, Predictor, stitch_plane
+from tessera.tasks.prediction.stitching import (
+    Blend,
+    Predictor,
+    probability_bytes,
+    stitch_plane,
+)
 from tessera.tasks.sources.raster import Grid
 from tessera.tasks.store.stats import valid_values
 from tessera.tasks.tiling.scene import RasterScene, VolumeScene
@@ -210,7 +215,7 @@ def write_maps(
             best = probs.argmax(axis=0).astype(np.uint8)
             w["classes"].write(row, np.where(ok, best, CLASS_NODATA)[None])
             if "probabilities" in w:
-                scaled = np.rint(np.clip(probs, 0, 1) * 255).astype(np.uint8)
+                scaled = probability_bytes(probs)
                 w["probabilities"].write(row, np.where(ok[None], scaled, 0), ok)
             if reconstruction is None or values is None:
                 return

@@ -24,6 +24,12 @@ Writer = Callable[[int, np.ndarray], None]  # (first row, (K, rows, W) float32)
 GAUSSIAN_SIGMA = 0.125  # of the window, as MONAI's sliding_window_inference
 
 
+def probability_bytes(scores: np.ndarray) -> np.ndarray:
+    """Probabilities as the maps store them, uint8 p·255. Rounded, two classes can tie: a
+    class map takes the argmax of the scores themselves."""
+    return np.rint(np.clip(scores, 0, 1) * 255).astype(np.uint8)
+
+
 def window_origins(length: int, size: int, stride: int) -> list[int]:
     """Window starts along one axis: every ``stride``, the last one ending at the edge."""
     if length <= size:

@@ -28,7 +28,12 @@ from tessera.tasks.prediction.raster import (
     cell_window,
     scene_valid,
 )
-from tessera.tasks.prediction.stitching import Blend, Predictor, stitch_plane
+from tessera.tasks.prediction.stitching import (
+    Blend,
+    Predictor,
+    probability_bytes,
+    stitch_plane,
+)
 from tessera.tasks.store.files import named
 from tessera.tasks.tiling.grid import slice_axes
 from tessera.tasks.tiling.scene import VolumeScene
@@ -68,8 +73,7 @@ def predict_volume_pixels(
 
         def write(row: int, scores: np.ndarray, at: tuple[Any, ...] = at, p: int = p) -> None:
             n = scores.shape[1]
-            scaled = np.rint(np.clip(scores, 0, 1) * 255).astype(np.uint8)
-            probs[(slice(None), *at)][:, row : row + n] = scaled
+            probs[(slice(None), *at)][:, row : row + n] = probability_bytes(scores)
             best[at][row : row + n] = scores.argmax(axis=0)
             ok[at][row : row + n] = scene_valid(scene, row, 0, n, width, p)[1]  # in memory
 
@@ -112,7 +116,7 @@ def predict_volume_windows(
             idx[rows_ax], idx[cols_ax], idx[scene.axis] = i, j, p
             ok[tuple(idx)] = any_valid
         scores = np.asarray(predict(np.stack(windows)))
-        out = np.rint(np.clip(scores, 0, 1) * 255).astype(np.uint8)
+        out = probability_bytes(scores)
         for (p, i, j), v, c in zip(batch, out, scores.argmax(axis=1), strict=True):
             idx = [0, 0, 0]
             idx[rows_ax], idx[cols_ax], idx[scene.axis] = i, j, p
@@ -143,9 +147,8 @@ def write_volume_maps(
     source: Path | None = None,
 ) -> list[Path]:
     """The class map (``best``, uint8, 255 without data) and optionally the probabilities
-    (X, Y, Z, K)
-    as NIfTI: on ``source``'s own grid (a NIfTI input's shape, affine and orientation), else
-    on ``ras_affine``; the lineage in a JSON extension and ``descrip``."""
+    (X, Y, Z, K) as NIfTI: on ``source``'s own grid (a NIfTI input's shape, affine and
+    orientation), else on ``ras_affine``; the lineage in a JSON extension and ``descrip``."""
     classes = np.where(ok, best, CLASS_NODATA).astype(np.uint8)
     outputs = [(files.classes, classes)]
     if files.probabilities is not None:
