@@ -205,13 +205,23 @@ def check_startup(work: Path, repeat: int) -> list[bool]:
 SCALEOUT_SIZE = (16384, 16384)
 
 
-def warm_workers(address: str) -> None:
-    """Import the tiling task's modules on every worker of ``address``, so that the first timed
-    run does not pay for them."""
-    from distributed import Client
+WARM_TIMEOUT_S = 120.0  # for every worker to import the tiling task's modules
 
+
+def warm_workers(address: str) -> None:
+    """Import the tiling task's modules on every worker of ``address`` (``WARM_TIMEOUT_S`` at
+    most, else one line), so that the first timed run does not pay for them."""
+    from distributed import Client, wait
+
+    code = "import prefect.task_engine, tessera.tasks.steps.tile, tessera.flows.tile"
     with Client(address, timeout=60) as client:
-        client.run(exec, "import prefect.task_engine, tessera.tasks.steps.tile, tessera.flows.tile")
+        futures = [client.submit(exec, code, workers=[w], pure=False)
+                   for w in client.scheduler_info()["workers"]]  # fmt: skip
+        try:
+            wait(futures, timeout=WARM_TIMEOUT_S)
+        except TimeoutError:
+            raise SystemExit(f"{address}: workers not warm within {WARM_TIMEOUT_S:.0f} s") from None
+        client.gather(futures)  # an import that failed stops here, with its error
 
 
 def check_scaleout(work: Path, repeat: int) -> list[bool]:
