@@ -10,6 +10,9 @@ to 127.0.0.1, the UI included) and says so; later commands find it through
 ``TESSERA_PREFECT_API``: ``local`` (the default) or ``ephemeral`` (Prefect's temporary API per
 command, nothing left running). A ``PREFECT_API_URL`` always wins.
 
+A new home's database is a copy of an empty one made once per user and Prefect version
+(:func:`seed_database`), so that the first start costs ~4 s rather than ~13 s of migrations.
+
 The server runs without the services Tessera does not use, and with the loops of those it
 keeps slowed down (:data:`QUIET_SERVICES`); a variable the user set wins. Every server is also
 recorded in the user's registry (:mod:`tessera.flows.local_servers`), so that ``tessera server
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.metadata
 import os
 import signal
 import subprocess
@@ -43,10 +47,17 @@ from tessera.flows.local_servers import (
     stop_server,
 )
 from tessera.tasks.cluster.processes import free_port, ours, start_time
+from tessera.tasks.store.templates import TemplateError, cache_folder, copy_new, template
 
 START_LOCK = "tessera-server.start.lock"
 LOG_FILE = "tessera-server.log"
 DEFAULT_IDLE_MINUTES = 30.0
+DATABASE = "prefect.db"  # Prefect's own default, in the home
+# the variables that point a Prefect server at a database of the user's choosing
+DATABASE_VARIABLES = (
+    "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+    "PREFECT_API_DATABASE_CONNECTION_URL",
+)
 STARTUP_TIMEOUT_S = 120.0
 POLL_S = 5.0
 
@@ -117,6 +128,49 @@ def server_environment(home: Path) -> dict[str, str]:
     return {**QUIET_SERVICES, **os.environ, "PREFECT_HOME": str(home)}
 
 
+# Made once per user and version: the migrated schema and Prefect's block types, as a server
+# leaves them on its first start (Prefect's own startup steps, run without a server)
+_MAKE_DATABASE = """
+import asyncio
+from prefect.server.database import provide_database_interface
+from prefect.server.models.block_registration import run_block_auto_registration
+
+async def main():
+    db = provide_database_interface()
+    await db.create_db()
+    async with await db.session() as session:
+        await run_block_auto_registration(session=session)
+
+asyncio.run(main())
+"""
+# a server's first start on a copy: its block types are registered already (a later start
+# registers them again, as Prefect does, for block types installed since)
+SEEDED_START = {"PREFECT_SERVER_BLOCKS_REGISTER_ON_START": "false"}
+
+
+def empty_database() -> Path:
+    """An empty SQLite database of the installed Prefect, made once per user and version (~9 s
+    of CPU), then copied: a server started on a copy is healthy in ~3.5 s, against ~13 s when
+    it makes a new one itself."""
+    name = f"empty-{importlib.metadata.version('prefect')}.db"
+    env = {k: v for k, v in os.environ.items() if k not in DATABASE_VARIABLES}
+    env["PREFECT_HOME"] = str(cache_folder("prefect"))  # not the user's: nothing lands there
+    env[DATABASE_VARIABLES[0]] = "sqlite+aiosqlite:///{path}"
+    return template("prefect", name, ["{python}", "-c", _MAKE_DATABASE], env, "Prefect database")
+
+
+def seed_database(database: Path) -> bool:
+    """Copy :func:`empty_database` to ``database`` if there is none (an existing file is never
+    replaced); whether it did (then start the server with :data:`SEEDED_START`). A template
+    that cannot be made is no error: the server then makes a new database itself."""
+    if database.exists():
+        return False
+    try:
+        return copy_new(empty_database(), database)
+    except (TemplateError, OSError):
+        return False
+
+
 def _log_tail(path: Path) -> str:
     try:
         lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
@@ -137,6 +191,10 @@ def start(home: Path, idle: float, notice: TextIO | None = sys.stderr) -> str:
         port = free_port()
         url = f"http://127.0.0.1:{port}/api"
         log = home / LOG_FILE
+        env = server_environment(home)
+        if not any(env.get(name) for name in DATABASE_VARIABLES):
+            if seed_database(home / DATABASE):  # Prefect's default database, made by a copy
+                env = {**SEEDED_START, **env}
         if notice:
             print(f"tessera: starting a local Prefect server (log: {log}) ...", file=notice)
         with open(log, "ab") as fh:
@@ -146,7 +204,7 @@ def start(home: Path, idle: float, notice: TextIO | None = sys.stderr) -> str:
                 stdout=fh,
                 stderr=fh,
                 start_new_session=True,  # not stopped by the terminal's Ctrl-C
-                env=server_environment(home),
+                env=env,
                 cwd=home,
             )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import chdir, redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -38,10 +41,21 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["TESSERA_PREFECT_API"] = "ephemeral"
 
 
+# the modules that read the session's :func:`tiny_trained` project: one worker runs them all
+TINY_TRAINED_READERS = (
+    "tests/models/test_train.py",
+    "tests/evaluation/test_evaluate.py",
+    "tests/prediction/test_predict_cli.py",
+)
+
+
 def test_group(nodeid: str) -> str:
     """The unit a parallel run keeps on one worker: the test's module, so that its trained
-    fixtures are made once, or the whole cluster tier, which shares one cluster."""
+    fixtures are made once; the readers of :func:`tiny_trained`, which is trained once; or
+    the whole cluster tier, which shares one cluster."""
     module = nodeid.split("::", 1)[0]
+    if module in TINY_TRAINED_READERS:
+        return "tiny-trained"
     return "tests/cluster" if module.startswith("tests/cluster/") else module
 
 
@@ -63,10 +77,26 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[str]:
     """One temporary Prefect API for every flow of the session; yields its URL."""
+    import prefect.testing.utilities as harness
     from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=90):
+    from tessera.flows.local_api import SEEDED_START, seed_database
+
+    def seeded_folder() -> str:
+        """The harness's database folder, its database a copy as Tessera's local server's
+        (tessera.flows.local_api.seed_database): ~9 s of CPU less per harness."""
+        folder = tempfile.mkdtemp()
+        if seed_database(Path(folder) / "prefect-test.db"):
+            os.environ.update({k: v for k, v in SEEDED_START.items() if k not in os.environ})
+        return folder
+
+    make_folder, saved = harness.mkdtemp, dict(os.environ)  # type: ignore[attr-defined]
+    harness.mkdtemp = seeded_folder  # type: ignore[attr-defined]
+    with harness.prefect_test_harness(server_startup_timeout=90):
+        harness.mkdtemp = make_folder  # type: ignore[attr-defined]
+        for name in SEEDED_START:  # for the harness's server only
+            if name not in saved:
+                os.environ.pop(name, None)
         yield str(PREFECT_API_URL.value())
 
 
@@ -98,3 +128,30 @@ def child_env(prefect_api: str) -> dict[str, str]:
 def subprocess_env(prefect_api: str) -> dict[str, str]:
     """A fresh :func:`child_env` for one test."""
     return child_env(prefect_api)
+
+
+@dataclass(frozen=True)
+class TrainedProject:
+    """A project with every tiny experiment trained, and what each training printed."""
+
+    root: Path
+    runs: dict[str, tuple[int, str, str]]  # experiment: (rc, stdout, stderr) of its training
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> TrainedProject:
+    """Every tiny experiment (tests/conf/tiny_experiments.yaml) trained once for the session,
+    with its defaults, in a catalogued project (:func:`tests.helpers.training_dir`). Read it
+    only; a test that changes it works on a copy (:func:`tests.helpers.relocated`)."""
+    from tessera.flows.cli import run
+    from tests.helpers import TINY_EXPERIMENTS, training_dir
+
+    root = training_dir(tmp_path_factory.mktemp("tiny-trained"), TINY_EXPERIMENTS, True)
+    runs = {}
+    with chdir(root):
+        for name in TINY_EXPERIMENTS:
+            out, err = io.StringIO(), io.StringIO()
+            with redirect_stdout(out), redirect_stderr(err):
+                rc = run(["train", "--experiment", name])
+            runs[name] = (rc, out.getvalue(), err.getvalue())
+    return TrainedProject(root, runs)

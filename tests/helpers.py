@@ -146,6 +146,28 @@ def training_dir(root: Path, experiments: dict[str, Any], catalogued: bool = Fal
     return root
 
 
+def relocated(project: Path, to: Path) -> Path:
+    """A copy at ``to`` of a project made by :func:`training_dir`, its own paths moved with it:
+    its params, run configs and MLflow store name the copy (its checkpoints' hyper-parameters
+    still name the original's tiles, which it only reads)."""
+    import shutil
+    import sqlite3
+    from contextlib import closing
+
+    shutil.copytree(project, to, symlinks=True)
+    old, new = f"{project}/", f"{to}/"
+    for path in [to / "params.yaml", *to.glob("models/*/run_config.json")]:
+        path.write_text(path.read_text().replace(old, new))
+    with closing(sqlite3.connect(to / "mlflow.db")) as db, db:
+        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            for column in db.execute(f"PRAGMA table_info({table})").fetchall():
+                if "CHAR" in column[2].upper() or "TEXT" in column[2].upper():
+                    name = column[1]
+                    db.execute(f'UPDATE {table} SET "{name}" = replace("{name}", ?, ?)', (old, new))
+    return to
+
+
 # one tiny experiment per model type, for the train/evaluate/register tests
 TINY_EXPERIMENTS: dict[str, Any] = yaml.safe_load((CONF / "tiny_experiments.yaml").read_text())
 
@@ -244,6 +266,7 @@ def prefect_server(home: Path, env: dict[str, str]) -> Iterator[dict[str, str]]:
     import subprocess
     import sys
 
+    from tessera.flows.local_api import SEEDED_START, seed_database
     from tessera.tasks.cluster.processes import free_port
 
     port = free_port()
@@ -251,6 +274,8 @@ def prefect_server(home: Path, env: dict[str, str]) -> Iterator[dict[str, str]]:
     env = {**env, "PREFECT_HOME": str(home), "PREFECT_API_URL": api}
     env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{home / 'p.db'}"
     home.mkdir(parents=True, exist_ok=True)
+    if seed_database(home / "p.db"):  # as Tessera's local server: a copy, not a migration
+        env = {**SEEDED_START, **env}
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
          "--port", str(port), "--analytics-off", "--no-ui"],

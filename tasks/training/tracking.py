@@ -10,16 +10,15 @@ import importlib.metadata
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from contextlib import closing
 from pathlib import Path
 
+from tessera.tasks.store.templates import TemplateError, template
+
 REACH_TIMEOUT_S = 30.0  # how long a tracking server may take to answer before training starts
-EMPTY_STORE_TIMEOUT_S = 300.0  # how long MLflow may take to make the empty store (~4 s here)
 
 
 class TrackingError(Exception):
@@ -67,41 +66,20 @@ def create_tracking_store(uri: str) -> None:
 
 
 def empty_store() -> Path:
-    """An empty MLflow store of the installed MLflow, made once per user and version in
-    ``$XDG_CACHE_HOME/tessera/mlflow`` (``~/.cache/...``): MLflow's schema migration takes
-    seconds of CPU, a copy none. Made in a child process, so that this one imports no MLflow
-    and holds no connection."""
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    folder = Path(cache) / "tessera" / "mlflow"
-    path = folder / f"empty-{importlib.metadata.version('mlflow')}.db"
-    if path.is_file():
-        return path
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".create.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if path.is_file():
-            return path
-        partial = folder / f".{path.name}.{os.getpid()}.partial"
-        partial.unlink(missing_ok=True)
-        code = (
-            "import sys; from mlflow import MlflowClient; "
-            "MlflowClient(sys.argv[1]).search_experiments()"
-        )
-        try:
-            res = subprocess.run(
-                [sys.executable, "-c", code, f"sqlite:///{partial}"],
-                capture_output=True, text=True, timeout=EMPTY_STORE_TIMEOUT_S, cwd=folder,
-            )  # fmt: skip
-            why = (res.stderr.strip().splitlines() or ["failed"])[-1] if res.returncode else ""
-        except subprocess.TimeoutExpired:
-            why = f"MLflow did not finish within {EMPTY_STORE_TIMEOUT_S:.0f} s"
-        except OSError as exc:
-            why = str(exc)
-        if why:
-            partial.unlink(missing_ok=True)
-            raise TrackingError(f"{path}: cannot create an empty MLflow store: {why}")
-        os.replace(partial, path)
-    return path
+    """An empty MLflow store of the installed MLflow, made once per user and version
+    (:mod:`tessera.tasks.store.templates`): MLflow's schema migration takes seconds of CPU, a
+    copy none. Made in a child process, so that this one imports no MLflow and holds no
+    connection."""
+    code = (
+        "import sys; from mlflow import MlflowClient; "
+        "MlflowClient(sys.argv[1]).search_experiments()"
+    )
+    name = f"empty-{importlib.metadata.version('mlflow')}.db"
+    argv = ["{python}", "-c", code, "sqlite:///{path}"]
+    try:
+        return template("mlflow", name, argv, dict(os.environ), "MLflow store")
+    except TemplateError as exc:
+        raise TrackingError(str(exc)) from None
 
 
 def check_tracking_server(uri: str, within_s: float = REACH_TIMEOUT_S) -> None:

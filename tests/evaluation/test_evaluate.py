@@ -13,20 +13,15 @@ import pytest
 import rasterio
 
 from tests.helpers import TINY_EXPERIMENTS as EXPERIMENTS
-from tests.helpers import training_dir
+from tests.helpers import relocated
 
 CLASSES = ["class_0", "class_1", "class_2"]
 
 
 @pytest.fixture(scope="module")
-def trained(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny experiments, each trained for 2 epochs."""
-    from tessera.flows.cli import run
-
-    root = training_dir(tmp_path_factory.mktemp("evaluate"), EXPERIMENTS)
-    for name in EXPERIMENTS:
-        assert run(["train", "--params", str(root / "params.yaml"), "--experiment", name]) == 0
-    return root
+def trained(tiny_trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny experiments, each trained for 2 epochs: a copy of the session's."""
+    return relocated(tiny_trained.root, tmp_path_factory.mktemp("evaluate") / "project")
 
 
 def kind_of(name: str) -> str:

@@ -4,16 +4,24 @@
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tessera.flows.local_api import QUIET_SERVICES, STATE_FILE, read_state, server_environment
+from tessera.flows.local_api import (
+    QUIET_SERVICES,
+    STATE_FILE,
+    read_state,
+    seed_database,
+    server_environment,
+)
 from tessera.flows.local_servers import ServerRecord, record, registry_dir, registry_file
 from tessera.tasks.cluster.processes import ours, start_time
 from tests.helpers import write_geotiff
@@ -106,6 +114,8 @@ def test_first_command_starts_it_later_ones_reuse_it_and_it_stops_when_idle(tmp_
         assert took < 25, took  # no new API to start (a generous bound for a loaded machine)
         runs = [r for r in _flow_runs(state.url) if r["state_type"] == "COMPLETED"]
         assert len(runs) == 2  # both runs recorded by the one server
+        with closing(sqlite3.connect(home / "prefect.db")) as db:  # in the seeded database
+            assert db.execute("SELECT count(*) FROM flow_run").fetchone()[0] == 2
 
         assert sorted(p.name for p in work.iterdir()) == ["g.tif", "t1", "t2"]  # no .prefect
         status = _tessera(["server", "status"], work, env)
@@ -121,6 +131,20 @@ def test_first_command_starts_it_later_ones_reuse_it_and_it_stops_when_idle(tmp_
                 time.sleep(0.2)
     finally:
         _kill(home)
+
+
+def test_a_new_home_gets_a_migrated_database_and_an_existing_one_is_kept(tmp_path):
+    db = tmp_path / "home" / "prefect.db"
+    assert seed_database(db)
+    with closing(sqlite3.connect(db)) as con:
+        assert len(con.execute("SELECT version_num FROM alembic_version").fetchall()) == 1
+        assert con.execute("SELECT count(*) FROM block_type").fetchone()[0] > 0
+        assert con.execute("SELECT count(*) FROM flow_run").fetchone()[0] == 0
+    theirs = tmp_path / "theirs" / "prefect.db"
+    theirs.parent.mkdir()
+    theirs.write_bytes(b"the user's own bytes")
+    assert not seed_database(theirs)
+    assert theirs.read_bytes() == b"the user's own bytes"
 
 
 @pytest.mark.slow

@@ -23,31 +23,23 @@ def _summary(root: Path, name: str, models: str = "models") -> dict:
     return json.loads((root / models / name / "train_summary.json").read_text())
 
 
-DEFAULT_OUT = "models-default"  # where each experiment is trained once with its defaults
-_DEFAULT_RUNS: dict[tuple[Path, str], tuple[int, str, str]] = {}
-
-
-def default_run(train_dir: Path, cli, name: str) -> tuple[int, str, str]:
-    """``tessera train --experiment name`` with the defaults, run once per module into
-    ``DEFAULT_OUT`` (no other test trains there) and shared by the tests that read such a
-    run: (rc, stdout, stderr)."""
-    key = (train_dir, name)
-    if key not in _DEFAULT_RUNS:
-        args = ["train", "--experiment", name, "--set", f"train.out={DEFAULT_OUT}"]
-        _DEFAULT_RUNS[key] = cli(*args, cwd=train_dir)
-    return _DEFAULT_RUNS[key]
+def default_run(tiny_trained, name: str) -> tuple[Path, tuple[int, str, str]]:
+    """The session's training of experiment ``name`` with its defaults (conftest's
+    ``tiny_trained``, shared read-only with the evaluate and predict tests): its project and
+    (rc, stdout, stderr)."""
+    return tiny_trained.root, tiny_trained.runs[name]
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
-def test_every_model_type_trains_from_the_cli(train_dir, cli, name):
-    rc, out, err = default_run(train_dir, cli, name)
+def test_every_model_type_trains_from_the_cli(tiny_trained, name):
+    root, (rc, out, err) = default_run(tiny_trained, name)
     assert rc == 0, err
     assert f"trained {name}: world size 1, 2 epochs" in out
-    s = _summary(train_dir, name, DEFAULT_OUT)
+    s = _summary(root, name)
     assert s["world_size"] == 1 and s["epochs"] == 2 and s["steps"] > 0
     assert s["model_type"] == EXPERIMENTS[name]["model"]["type"]
     assert math.isfinite(s["best_val_loss"])
-    folder = train_dir / DEFAULT_OUT / name
+    folder = root / "models" / name
     assert (folder / s["best_checkpoint"]).exists()
     assert (folder / "checkpoints" / "last.ckpt").exists()
     assert (folder / "plots" / "loss_curve.png").stat().st_size > 1000
@@ -64,15 +56,15 @@ def test_every_model_type_trains_from_the_cli(train_dir, cli, name):
         assert "val_active_units" in s["final_metrics"]
 
 
-def test_mlflow_gets_params_epoch_metrics_and_plots(train_dir, cli):
+def test_mlflow_gets_params_epoch_metrics_and_plots(tiny_trained):
     from mlflow.tracking import MlflowClient
 
-    rc, _, err = default_run(train_dir, cli, "tiny-seg")
+    root, (rc, _, err) = default_run(tiny_trained, "tiny-seg")
     assert rc == 0, err
-    s = _summary(train_dir, "tiny-seg", DEFAULT_OUT)
-    client = MlflowClient(f"sqlite:///{train_dir / 'mlflow.db'}")
+    s = _summary(root, "tiny-seg")
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     assert "mlflow_run_id" not in s and "wall_time_s" not in s  # the same on every machine
-    this_run = json.loads((train_dir / DEFAULT_OUT / "tiny-seg" / "train_run.json").read_text())
+    this_run = json.loads((root / "models" / "tiny-seg" / "train_run.json").read_text())
     run = client.get_run(this_run["mlflow_run_id"])
     assert run.data.params["latent_channels"] == "8"
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) == s["epochs"] == 2
@@ -225,7 +217,7 @@ def test_cosine_schedule_anneals_and_early_stopping_stops(train_dir, cli):
 
 
 @pytest.mark.parametrize("name", ["tiny-seg", "tiny-vae"])
-def test_a_gradient_norm_bound_limits_every_update(train_dir, cli, name):
+def test_a_gradient_norm_bound_limits_every_update(train_dir, tiny_trained, cli, name):
     """A vanishing gradient-norm bound leaves the weights where they started (Adam's ε then
     dominates each step), under Lightning's automatic optimisation (seg_ae) and under the
     VAE's own optimiser steps; without it they move."""
@@ -237,15 +229,15 @@ def test_a_gradient_norm_bound_limits_every_update(train_dir, cli, name):
     moved = {}
     for bound in ("null", "1e-12"):  # null: the default run (no bound)
         if bound == "null":
-            rc, _, err = default_run(train_dir, cli, name)
-            out = DEFAULT_OUT
+            root, (rc, _, err) = default_run(tiny_trained, name)
+            folder = root / "models" / name
         else:
             out = f"models-clip-{bound}"
             rc, _, err = cli("train", "--experiment", name, "--set", f"train.out={out}",
                              "--set", f"train.trainer.gradient_clip_val={bound}",
                              cwd=train_dir)  # fmt: skip
+            folder = train_dir / out / name
         assert rc == 0, err
-        folder = train_dir / out / name
         config = RunConfig.model_validate_json((folder / "run_config.json").read_text())
         pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
         _, module = build(config)  # the weights the training started from

@@ -10,23 +10,18 @@ import numpy as np
 import pytest
 import rasterio
 
-from tests.helpers import TINY_EXPERIMENTS, training_dir, write_geotiff
-
-EXPERIMENTS = {k: TINY_EXPERIMENTS[k] for k in ("tiny-seg", "tiny-ssvae", "tiny-vae")}
+from tests.helpers import relocated, write_geotiff
 
 
 @pytest.fixture(scope="module")
-def trained(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tiny-seg, tiny-ssvae and tiny-vae trained; tiny-seg and tiny-vae evaluated and
-    registered as champions."""
-    from tessera.flows.cli import run
-
-    root = training_dir(tmp_path_factory.mktemp("predict"), EXPERIMENTS, catalogued=True)
-    params = ["--params", str(root / "params.yaml")]
-    for name in EXPERIMENTS:
-        assert run(["train", *params, "--experiment", name]) == 0
+def trained(tiny_trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny experiments trained (a copy of the session's); tiny-seg and tiny-vae evaluated
+    and registered as champions."""
     from contextlib import chdir
 
+    from tessera.flows.cli import run
+
+    root = relocated(tiny_trained.root, tmp_path_factory.mktemp("predict") / "project")
     with chdir(root):  # the catalogue's scenes and the outputs are the project's
         for name in ("tiny-seg", "tiny-vae"):
             assert run(["evaluate", "--experiment", name]) == 0

@@ -92,15 +92,17 @@ def test_mlflow_that_cannot_make_a_store_is_one_line(tmp_path, monkeypatch):
 def test_mlflow_that_hangs_making_the_store_fails_within_its_bound(tmp_path, monkeypatch):
     import time
 
+    from tessera.tasks.store import templates
     from tessera.tasks.training import tracking
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("PYTHONPATH", str(tmp_path / "slow"))
-    monkeypatch.setattr(tracking, "EMPTY_STORE_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(templates, "TEMPLATE_TIMEOUT_S", 2.0)
     (tmp_path / "slow").mkdir()
     (tmp_path / "slow" / "mlflow.py").write_text("import time\ntime.sleep(60)\n")
     started = time.monotonic()
-    with pytest.raises(tracking.TrackingError, match="MLflow did not finish within 2 s"):
+    why = "empty MLflow store: it did not finish within 2 s"
+    with pytest.raises(tracking.TrackingError, match=why):
         create_tracking_store(f"sqlite:///{tmp_path / 'p' / 'mlflow.db'}")
     assert time.monotonic() - started < 30
     assert not (tmp_path / "p" / "mlflow.db").exists()
