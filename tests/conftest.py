@@ -6,7 +6,7 @@ import io
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import chdir, redirect_stderr, redirect_stdout
+from contextlib import ExitStack, chdir, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,12 +90,15 @@ def prefect_api() -> Iterator[str]:
             os.environ.update({k: v for k, v in SEEDED_START.items() if k not in os.environ})
         return folder
 
-    make_folder, saved = harness.mkdtemp, dict(os.environ)  # type: ignore[attr-defined]
-    harness.mkdtemp = seeded_folder  # type: ignore[attr-defined]
-    with harness.prefect_test_harness(server_startup_timeout=90):
-        harness.mkdtemp = make_folder  # type: ignore[attr-defined]
-        for name in SEEDED_START:  # for the harness's server only
-            if name not in saved:
+    make_folder = harness.mkdtemp  # type: ignore[attr-defined]
+    ours = [name for name in SEEDED_START if name not in os.environ]
+    with ExitStack() as stack:
+        harness.mkdtemp = seeded_folder  # type: ignore[attr-defined]
+        try:
+            stack.enter_context(harness.prefect_test_harness(server_startup_timeout=90))
+        finally:  # for the harness's server only, started or not
+            harness.mkdtemp = make_folder  # type: ignore[attr-defined]
+            for name in ours:
                 os.environ.pop(name, None)
         yield str(PREFECT_API_URL.value())
 
