@@ -191,12 +191,12 @@ def start(home: Path, idle: float, notice: TextIO | None = sys.stderr) -> str:
         port = free_port()
         url = f"http://127.0.0.1:{port}/api"
         log = home / LOG_FILE
+        if notice:  # before the seeding: the first on a machine makes the template (~10 s)
+            print(f"tessera: starting a local Prefect server (log: {log}) ...", file=notice)
         env = server_environment(home)
         if not any(env.get(name) for name in DATABASE_VARIABLES):
             if seed_database(home / DATABASE):  # Prefect's default database, made by a copy
                 env = {**SEEDED_START, **env}
-        if notice:
-            print(f"tessera: starting a local Prefect server (log: {log}) ...", file=notice)
         with open(log, "ab") as fh:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "tessera.flows.local_api", str(home), str(port), str(idle)],
