@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -101,18 +100,23 @@ def orthogonality_penalty(z: torch.Tensor) -> torch.Tensor:
     return off.pow(2).sum() / max(c * (c - 1), 1)
 
 
-@functools.cache
-def _dice_loss() -> nn.Module:
-    """MONAI's Dice loss (stateless), imported at the first segmentation step: importing MONAI
-    loads all its submodules (~3.5 s), which evaluation, registration and prediction and the
-    VAE trainings never need."""
-    from monai.losses import DiceLoss
+DICE_SMOOTH = 1e-5  # MONAI's smooth_nr and smooth_dr
 
-    return DiceLoss(include_background=True, softmax=False, batch=True)
+
+def soft_dice_loss(probs: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+    """MONAI's ``DiceLoss(include_background=True, batch=True)`` on probabilities: one Dice per
+    class over the batch and all pixels, 1 - mean. The same operations in the same order, so the
+    value and gradients are bit-identical (``tests/models/test_losses.py`` checks against MONAI);
+    written here because importing MONAI loads all its submodules (~0.9 s per training rank)."""
+    axes = [0, *range(2, probs.ndim)]
+    tp = torch.sum(probs * onehot, dim=axes)
+    fp = (torch.sum(probs, dim=axes) - tp) * 0.5
+    fn = (torch.sum(onehot, dim=axes) - tp) * 0.5
+    return torch.mean(1 - (2 * tp + DICE_SMOOTH) / (2 * (tp + fp + fn) + DICE_SMOOTH))
 
 
 class MaskedDiceCELoss(nn.Module):
-    """MONAI's Dice + cross-entropy, with pixels of label ``ignore_index`` left out of both.
+    """Dice (as MONAI's) + cross-entropy, with pixels of label ``ignore_index`` left out of both.
 
     ``monai.losses.DiceCELoss`` has no ignore index, and the store marks unknown pixels (and
     unlabelled tiles) with 255, so the Dice part masks probabilities and one-hot targets.
@@ -144,7 +148,7 @@ class MaskedDiceCELoss(nn.Module):
         onehot = F.one_hot(target, self.num_classes).permute(0, 3, 1, 2).to(logits.dtype)
         m = known.unsqueeze(1).to(logits.dtype)
         probs = torch.softmax(logits, dim=1) * m
-        return ce + _dice_loss()(probs, onehot * m)
+        return ce + soft_dice_loss(probs, onehot * m)
 
 
 def permute_dims(z: torch.Tensor) -> torch.Tensor:

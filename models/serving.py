@@ -43,7 +43,7 @@ class ReconstructionServing(nn.Module):
         self.net, self.rec_loss = net, rec_loss
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from tessera.models.losses import reconstruction_mean  # monai: only when reconstructing
+        from tessera.models.losses import reconstruction_mean
 
         return reconstruction_mean(self.rec_loss, self.net(x)["rec"], x)  # type: ignore[arg-type]
 

@@ -100,7 +100,11 @@ class CurveRecorder:
 
 
 def _logger(config: RunConfig) -> Any:
-    if not config.tracking_uri:
+    """MLflow's logger on the global rank 0 only: the others never log (Lightning's MLflow
+    logger is rank-zero only), and importing MLflow costs each rank ~1.3 s."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    if not config.tracking_uri or getattr(rank_zero_only, "rank", 0) != 0:
         return False
     from lightning.pytorch.loggers import MLFlowLogger
 

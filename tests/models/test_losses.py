@@ -22,6 +22,7 @@ from tessera.models.losses import (
     orthogonality_penalty,
     permute_dims,
     reconstruction_nll,
+    soft_dice_loss,
     total_correlation,
 )
 
@@ -83,6 +84,28 @@ def test_latent_regularisers():
     correlated = torch.cat([a, 2 * a], dim=1)
     assert float(orthogonality_penalty(independent)) < 0.01
     assert float(orthogonality_penalty(correlated)) == pytest.approx(4.0, rel=0.1)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 16, 16), (2, 2, 5, 6, 7)])
+def test_soft_dice_is_monais_dice_loss_bit_for_bit(shape):
+    from monai.losses import DiceLoss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(shape, generator=g)
+    label = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=g)
+    onehot = torch.movedim(torch.nn.functional.one_hot(label, shape[1]), -1, 1).float()
+    onehot[0, :, :2] = 0  # masked pixels, as MaskedDiceCELoss gives them
+    ours_in = logits.clone().requires_grad_()
+    theirs_in = logits.clone().requires_grad_()
+    ours = soft_dice_loss(torch.softmax(ours_in, 1), onehot)
+    theirs = DiceLoss(include_background=True, softmax=False, batch=True)(
+        torch.softmax(theirs_in, 1), onehot
+    )
+    ours.backward()
+    theirs.backward()
+    assert torch.equal(ours, theirs) and 0 < ours.item() < 1
+    assert ours_in.grad is not None and theirs_in.grad is not None
+    assert torch.equal(ours_in.grad, theirs_in.grad)
 
 
 def test_masked_dice_ce_ignores_unknown_pixels_and_unlabelled_tiles():
