@@ -55,6 +55,9 @@ class RunnerParams(BaseModel):
     rdzv_timeout_s: int = Field(
         default=300, ge=10, description="How long a node waits for the others to join."
     )
+    tracking_timeout_s: float = Field(
+        default=30, gt=0, description="Bound on reaching an MLflow tracking server (http)."
+    )
 
 
 class IngestParams(BaseModel):

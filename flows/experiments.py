@@ -76,6 +76,7 @@ def resolve_experiment(
         rdzv_endpoint=train.rdzv_endpoint,
         rdzv_timeout_s=runner.rdzv_timeout_s,
         max_restarts=runner.max_restarts,
+        tracking_timeout_s=runner.tracking_timeout_s,
         slurm=runner.slurm,
     )
     return TrainFlowParams(run=run, launch=launch)

@@ -199,7 +199,7 @@ def launch_training(config_path: Path, launch: LaunchParams) -> dict[str, Any]:
     """
     config = RunConfig.model_validate_json(config_path.read_text())
     if config.tracking_uri:
-        check_tracking_server(config.tracking_uri)
+        check_tracking_server(config.tracking_uri, launch.tracking_timeout_s)
         create_tracking_store(config.tracking_uri)
     out = Path(config.out_dir)
     stage = config_path.parent

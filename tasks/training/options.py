@@ -45,4 +45,7 @@ class LaunchParams(BaseModel):
     max_restarts: int = Field(
         default=0, ge=0, description="torchrun restarts of the ranks; each resumes the run."
     )
+    tracking_timeout_s: float = Field(
+        default=30, gt=0, description="Bound on reaching an MLflow tracking server first."
+    )
     slurm: SlurmParams = Field(default_factory=SlurmParams)

@@ -18,8 +18,6 @@ from pathlib import Path
 
 from tessera.tasks.store.templates import TemplateError, template
 
-REACH_TIMEOUT_S = 30.0  # how long a tracking server may take to answer before training starts
-
 
 class TrackingError(Exception):
     """The tracking store cannot be used; the message is one line."""
@@ -82,7 +80,7 @@ def empty_store() -> Path:
         raise TrackingError(str(exc)) from None
 
 
-def check_tracking_server(uri: str, within_s: float = REACH_TIMEOUT_S) -> None:
+def check_tracking_server(uri: str, within_s: float) -> None:
     """Fail in one line, within ``within_s``, unless the tracking server at an ``http(s)``
     ``uri`` answers its health check; other stores (files, databases) are not checked here."""
     if not uri.startswith(("http://", "https://")):

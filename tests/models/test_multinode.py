@@ -95,14 +95,14 @@ def test_two_nodes_by_torchrun_give_the_weights_of_two_processes_on_one_node(
 def test_a_node_whose_peer_never_comes_fails_within_the_join_timeout(project, subprocess_env):
     args = ["train", "--experiment", "alone", "--num-nodes", 2, "--devices", 1,
             "--set", f"train.rdzv_endpoint=127.0.0.1:{free_port()}",
-            "--set", "runner.rdzv_timeout_s=20"]  # fmt: skip
+            "--set", "runner.rdzv_timeout_s=10"]  # fmt: skip
     started = time.monotonic()
     proc = _tessera(args, project, subprocess_env)
     _, err = proc.communicate(timeout=180)
     took = time.monotonic() - started
     lines = [ln for ln in err.splitlines() if ln.startswith("tessera:")]
     assert proc.returncode == 1 and len(lines) == 1, err[-3000:]
-    assert took < 20 + 40, took  # the join timeout, plus the launcher's start-up
+    assert took < 10 + 40, took  # the join timeout, plus the launcher's start-up
     assert not (project / "models" / "alone").exists()
 
 
