@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tessera.tasks.sources.catalog import SceneRecord
+from tessera.tasks.sources.records import SceneRecord
 from tessera.tasks.store.format import StoreInfo
 
 
