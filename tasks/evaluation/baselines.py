@@ -8,10 +8,13 @@ figure the model has to beat and the promotion gate can require it to beat.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from tessera.models.evaluate import Inference
-from tessera.tasks.evaluation.metrics import assignment_scores, classification_scores, fit_clusterer
+if TYPE_CHECKING:  # the comparisons below are read by reports, the CLI and registration, which
+    # must not pay for torch, Lightning and scikit-learn (~5 s) to print a line
+    from tessera.models.evaluate import Inference
 
 PREFIX = "baseline_"
 BASELINE_NAMES = {
@@ -42,6 +45,8 @@ def raw_kmeans_scores(
 ) -> dict[str, float]:
     """k-means (the model's k) on the tiles' raw pixels: internal and, where known, external
     scores."""
+    from tessera.tasks.evaluation.metrics import assignment_scores, fit_clusterer
+
     if len(raw) <= k:
         return {}
     clusters = np.asarray(fit_clusterer(raw, k, "kmeans", seed).predict(raw))
@@ -52,6 +57,8 @@ def raw_kmeans_scores(
 def tile_class_baselines(inf: Inference) -> dict[str, dict[str, float]]:
     """Classification scores of the baselines' tile classes, and of always answering the
     test split's commonest class."""
+    from tessera.tasks.evaluation.metrics import classification_scores
+
     labels = inf.targets
     known = labels >= 0
     if inf.class_pred is None or not known.any():

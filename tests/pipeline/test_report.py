@@ -16,3 +16,17 @@ def test_summary_row_shows_the_model_beside_its_baseline(tmp_path):
     assert "versus baseline" in text and len(rows) == 1
     assert "| dice_mean 0.91 < rf 0.98 |" in rows[0]
     assert "| new | - | - |" in text  # not evaluated yet: nothing to compare
+
+
+def test_the_deployed_flows_import_no_torch_lightning_or_sklearn():
+    """`prefect deploy` and every worker's flow run import these modules first; the pipeline's
+    report reads the baselines' scores, not the code that computes them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import tessera.flows.pipeline, tessera.flows.predict_folder; "
+        "print(sorted(m for m in ('torch', 'lightning', 'sklearn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]
