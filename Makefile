@@ -11,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo test lint imports typecheck pytest bench bench-check clean
+.PHONY: setup demo test checks lint imports typecheck pytest bench bench-check clean
 
 setup: $(STAMP)
 
@@ -50,7 +50,16 @@ TEST_WORKERS ?= 2
 pytest: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q -n $(TEST_WORKERS) --durations=15
 
-test: lint imports typecheck pytest
+# The static checks run beside the suite (which leaves a core idle while it waits on its
+# servers); their output follows the suite's, and either failing fails `make test`.
+test: setup
+	@log=$$(mktemp); $(MAKE) --no-print-directory checks > $$log 2>&1 & checks=$$!; \
+	trap 'kill $$checks 2>/dev/null; rm -f $$log' EXIT; \
+	$(MAKE) --no-print-directory pytest; rc=$$?; \
+	wait $$checks; crc=$$?; cat $$log; \
+	test $$rc -eq 0 -a $$crc -eq 0
+
+checks: lint imports typecheck
 
 bench: setup
 	$(BIN)/python benchmarks/bench_tiling.py

@@ -13,7 +13,7 @@ from tessera.tasks.prediction.options import PredictOptions
 from tessera.tasks.sources.specs import SourceSpec
 from tessera.tasks.store.files import read_yaml_mapping
 from tessera.tasks.tiling.params import TileParams
-from tessera.tasks.training.options import SlurmParams
+from tessera.tasks.training.options import LaunchLimits
 
 PARAMS_FILE = "params.yaml"  # the project's one config, at its root
 OnBadInput = Literal["fail", "skip"]
@@ -26,9 +26,10 @@ def updated(model: M, **changes: Any) -> M:
     return type(model).model_validate(model.model_dump() | given) if given else model
 
 
-class RunnerParams(BaseModel):
+class RunnerParams(LaunchLimits):
     """Where the work runs, not what it computes (no stage's outputs depend on it, so DVC does
-    not track it): mapped tasks on threads or Dask, trainings here or as Slurm jobs."""
+    not track it): mapped tasks on threads or Dask, trainings here or as Slurm jobs, and the
+    trainings' restarts and bounds (:class:`LaunchLimits`)."""
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["threads", "dask"] = "threads"
@@ -47,16 +48,6 @@ class RunnerParams(BaseModel):
     )
     training: Literal["local", "slurm"] = Field(
         default="local", description="local: here (torchrun for several); slurm: a Slurm job."
-    )
-    slurm: SlurmParams = Field(default_factory=SlurmParams)
-    max_restarts: int = Field(
-        default=0, ge=0, description="torchrun restarts after a rank dies; each resumes the run."
-    )
-    rdzv_timeout_s: int = Field(
-        default=300, ge=10, description="How long a node waits for the others to join."
-    )
-    tracking_timeout_s: float = Field(
-        default=30, gt=0, description="Bound on reaching an MLflow tracking server (http)."
     )
 
 

@@ -16,7 +16,7 @@ from tessera.models.config import (
     validate_model_params,
 )
 from tessera.tasks.prediction.options import Blend
-from tessera.tasks.training.options import LaunchParams
+from tessera.tasks.training.options import LaunchLimits, LaunchParams
 
 
 def default_tracking(root: Path) -> tuple[str, str | None]:
@@ -74,10 +74,7 @@ def resolve_experiment(
         num_nodes=run.trainer.num_nodes,
         resume=resume,
         rdzv_endpoint=train.rdzv_endpoint,
-        rdzv_timeout_s=runner.rdzv_timeout_s,
-        max_restarts=runner.max_restarts,
-        tracking_timeout_s=runner.tracking_timeout_s,
-        slurm=runner.slurm,
+        **runner.model_dump(include=set(LaunchLimits.model_fields)),
     )
     return TrainFlowParams(run=run, launch=launch)
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from tessera.tasks.registry.gate import CHAMPION, Bar, Direction, GateDecision, gate
+from tessera.tasks.registry.http_retries import http_retry_environment
 
 PRIMARY_METRIC_TAG, PRIMARY_VALUE_TAG = "tessera.primary_metric", "tessera.primary_value"
 FINGERPRINT_TAG = "tessera.fingerprint"
@@ -35,13 +36,8 @@ class RegistryError(Exception):
 
 
 def configure_http_retries(retries: int, backoff_s: int, timeout_s: int = 10) -> None:
-    """Set MLflow's own HTTP retries: ``retries`` attempts, sleeping backoff·2^i between, each
-    request answered within ``timeout_s``. MLflow's defaults (7 retries, factor 2, 120 s)
-    took 247 s to give up on a server that was down (measured)."""
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(retries)
-    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(backoff_s)
-    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(timeout_s)
+    """Set :func:`http_retry_environment` in this process, where MLflow reads it per call."""
+    os.environ.update(http_retry_environment(retries, backoff_s, timeout_s))
 
 
 def check_tracking(uri: str) -> None:

@@ -42,7 +42,11 @@ from tessera.tasks.store.outputs import check_output, json_keys
 from tessera.tasks.training.options import LaunchParams
 from tessera.tasks.training.relay import relay_without_traceback
 from tessera.tasks.training.slurm import last_output_line, run_slurm_job
-from tessera.tasks.training.tracking import check_tracking_server, create_tracking_store
+from tessera.tasks.training.tracking import (
+    check_tracking_server,
+    create_tracking_store,
+    rank_http_environment,
+)
 
 ERROR_FILE = "error.txt"  # in the staging folder: the first failing rank's one-line reason
 PEER_WAIT_S = 120.0  # how long a node that is not rank zero waits for the promoted run
@@ -152,9 +156,13 @@ def training_command(config_path: Path, launch: LaunchParams, run_id: str) -> li
     return cmd + entry
 
 
-def _environment(config: RunConfig, stage: Path, run_id: str) -> dict[str, str]:
+def _environment(
+    config: RunConfig, stage: Path, run_id: str, launch: LaunchParams
+) -> dict[str, str]:
     return {
         **os.environ,
+        # a tracking server that stops answering fails the run within the bound
+        **rank_http_environment(launch.tracking_timeout_s),
         # pinned before torch starts, whatever the launcher
         **cpu_kernel_environment(config.trainer.cpu_isa, config.trainer.threads),
         "TESSERA_ERROR_FILE": str((stage / ERROR_FILE).resolve()),
@@ -206,7 +214,7 @@ def launch_training(config_path: Path, launch: LaunchParams) -> dict[str, Any]:
     for old in attempt_files(stage / ERROR_FILE):
         old.unlink(missing_ok=True)
     run_id = launch_of(stage)
-    env = _environment(config, stage, run_id)
+    env = _environment(config, stage, run_id, launch)
     if launch.launcher == "slurm":
         job = run_slurm_job(_entry(config_path, launch.resume), launch, config, stage, env)
         rc, where = job.returncode, f"Slurm job {job.job_id}"

@@ -28,7 +28,26 @@ class SlurmParams(BaseModel):
     )
 
 
-class LaunchParams(BaseModel):
+class LaunchLimits(BaseModel):
+    """What params.yaml's ``runner`` and :class:`LaunchParams` share: the Slurm job, the
+    restarts, and the bounds on waiting for peers and for the tracking server."""
+
+    slurm: SlurmParams = Field(default_factory=SlurmParams)
+    max_restarts: int = Field(
+        default=0, ge=0, description="torchrun restarts after a rank dies; each resumes the run."
+    )
+    rdzv_timeout_s: int = Field(
+        default=300, ge=10, description="How long a node waits for the others to join."
+    )
+    tracking_timeout_s: float = Field(
+        default=30,
+        gt=0,
+        description="Bound on waiting for an MLflow tracking server (http): before the ranks "
+        "start, and on each of their calls while they train.",
+    )
+
+
+class LaunchParams(LaunchLimits):
     """How ``tessera train`` starts the training processes and waits for them."""
 
     model_config = ConfigDict(extra="forbid")
@@ -39,13 +58,3 @@ class LaunchParams(BaseModel):
     num_nodes: int = Field(default=1, ge=1)
     resume: bool = Field(default=False, description="Continue from the last checkpoint.")
     rdzv_endpoint: str | None = Field(default=None, description="host:port, several nodes.")
-    rdzv_timeout_s: int = Field(
-        default=300, ge=10, description="How long a node waits for the others to join."
-    )
-    max_restarts: int = Field(
-        default=0, ge=0, description="torchrun restarts of the ranks; each resumes the run."
-    )
-    tracking_timeout_s: float = Field(
-        default=30, gt=0, description="Bound on reaching an MLflow tracking server first."
-    )
-    slurm: SlurmParams = Field(default_factory=SlurmParams)

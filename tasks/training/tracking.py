@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import importlib.metadata
+import math
 import os
 import shutil
 import sqlite3
@@ -16,6 +17,7 @@ import urllib.request
 from contextlib import closing
 from pathlib import Path
 
+from tessera.tasks.registry.http_retries import http_retry_environment
 from tessera.tasks.store.templates import TemplateError, template
 
 
@@ -104,3 +106,12 @@ def check_tracking_server(uri: str, within_s: float) -> None:
                 "nothing was changed"
             )
         time.sleep(1)
+
+
+def rank_http_environment(bound_s: float) -> dict[str, str]:
+    """The ranks' MLflow HTTP retries, so that a tracking server that stops answering during
+    training fails the run within about ``bound_s`` instead of MLflow's ~4 minutes: r retries
+    sleep 2 + 4 + … + 2^(r-1) = 2^r - 2 s in all (r the largest with that ≤ ``bound_s``),
+    and the r + 1 requests share ``bound_s`` as their timeouts."""
+    retries = max(1, int(math.log2(bound_s + 2)))
+    return http_retry_environment(retries, 1, max(1, math.ceil(bound_s / (retries + 1))))

@@ -256,7 +256,7 @@ def test_a_tracking_server_that_dies_mid_training_fails_in_one_line_and_keeps_th
         last = staging_dir(folder) / "checkpoints" / "last.ckpt"
         proc = subprocess.Popen(
             [TESSERA, "train", "--experiment", "keep", "--set", "train.trainer.max_epochs=60",
-             "--set", f"train.tracking_uri={uri}"],
+             "--set", f"train.tracking_uri={uri}", "--set", "runner.tracking_timeout_s=4"],
             cwd=trained, env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, start_new_session=True,
         )  # fmt: skip
@@ -274,5 +274,7 @@ def test_a_tracking_server_that_dies_mid_training_fails_in_one_line_and_keeps_th
     took = time.monotonic() - died
     lines = [ln for ln in err.splitlines() if ln.startswith("tessera:")]
     assert proc.returncode == 1 and len(lines) == 1, err[-3000:]
-    assert "Traceback" not in err and took < 60, (lines, took)
+    # within the bound (2 s of retries) and the ranks' teardown, not MLflow's own retries
+    # (~27 s here before the bound reached the ranks; minutes against a remote server)
+    assert "Traceback" not in err and took < 20, (lines, took)
     assert _files(folder) == before  # the previous run, byte for byte

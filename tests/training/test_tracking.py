@@ -109,3 +109,26 @@ def test_mlflow_that_hangs_making_the_store_fails_within_its_bound(tmp_path, mon
     assert list((tmp_path / "cache" / "tessera" / "mlflow").iterdir()) == [
         tmp_path / "cache" / "tessera" / "mlflow" / ".create.lock"
     ]
+
+
+@pytest.mark.parametrize("bound_s", [1, 4, 30, 300])
+def test_the_ranks_mlflow_retries_give_up_within_the_bound(bound_s):
+    """The sleeps urllib3 takes between the retries MLflow makes (MLflow passes these variables
+    to ``urllib3.Retry``) stay under the bound, and so do the requests' timeouts together."""
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+    from urllib3.util.retry import Retry
+
+    from tessera.tasks.training.tracking import rank_http_environment
+
+    env = rank_http_environment(bound_s)
+    retries = int(env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
+    retry = Retry(total=retries, connect=retries, backoff_factor=int(
+        env["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"]), backoff_jitter=0.0)  # fmt: skip
+    slept, attempts = 0.0, 1
+    with pytest.raises(MaxRetryError):
+        while True:  # a server that refuses every connection
+            retry = retry.increment("GET", "/api", error=NewConnectionError(None, "refused"))
+            slept += retry.get_backoff_time()
+            attempts += 1
+    assert attempts == retries + 1 and slept <= bound_s and (slept > 0 or retries == 1)
+    assert int(env["MLFLOW_HTTP_REQUEST_TIMEOUT"]) * attempts <= bound_s + attempts
