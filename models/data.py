@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from tessera.models.normalisation import (
     Normalisation,
@@ -19,7 +19,24 @@ from tessera.models.normalisation import (
     per_image,
 )
 from tessera.tasks.store.format import IGNORE
-from tessera.tasks.store.reader import TileStore
+from tessera.tasks.store.reader import Allocator, TileStore
+
+
+def shared_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An empty array over a tensor in shared memory. A DataLoader worker's batch made of
+    these crosses to the training process as it is: torch copies any other tensor into shared
+    memory first (its ``default_collate`` allocates the same way, for the same reason)."""
+    like = torch.from_numpy(np.empty(0, dtype))
+    return torch.empty(shape, dtype=like.dtype).share_memory_().numpy()
+
+
+def as_tensor(array: np.ndarray) -> torch.Tensor:
+    """The tensor of an array from :func:`shared_empty` (still in shared memory), else a
+    tensor over the array (``torch.from_numpy``, which would not know it is shared)."""
+    base = array.base
+    if isinstance(base, torch.Tensor) and base.is_shared() and base.shape == array.shape:
+        return base
+    return torch.from_numpy(array)
 
 
 class TileDataset(Dataset[dict[str, Any]]):
@@ -102,15 +119,18 @@ class TileDataset(Dataset[dict[str, Any]]):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def _image(self, image: np.ndarray, valid: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+    def _image(
+        self, image: np.ndarray, valid: np.ndarray, rows: np.ndarray, alloc: Allocator = np.empty
+    ) -> torch.Tensor:
         if self._shift is None or self._scale is None:
-            return torch.from_numpy(image)
+            return as_tensor(image)
         shift, scale = self._shift, self._scale
         if self._scene_of_row is not None:
             at = torch.as_tensor(self._scene_of_row[rows])
             shift, scale = shift[at], scale[at]
-        x = apply(image, valid, shift.numpy(), scale.numpy(), self.normalisation, self._clip)
-        return torch.from_numpy(x)
+        out = alloc(image.shape, np.dtype(np.float32))
+        apply(image, valid, shift.numpy(), scale.numpy(), self.normalisation, self._clip, out)
+        return as_tensor(out)
 
     def _target(self, rows: np.ndarray) -> torch.Tensor | None:
         if self.targets is None:
@@ -132,15 +152,18 @@ class TileDataset(Dataset[dict[str, Any]]):
 
     def __getitems__(self, items: Sequence[int]) -> dict[str, Any]:
         rows = self.indices[np.asarray(items)]
-        b = self.store.get_batch(rows)
+        alloc = shared_empty if get_worker_info() is not None else np.empty
+        b = self.store.get_batch(rows, alloc)  # raw values: read straight into the batch
+        label = None
+        if b["label"] is not None:
+            label = alloc(b["label"].shape, np.dtype(np.int64))
+            np.copyto(label, b["label"])
         return {
-            "image": self._image(b["image"], b["valid"], rows),
-            "label": torch.from_numpy(b["label"].astype(np.int64))
-            if b["label"] is not None
-            else None,
+            "image": self._image(b["image"], b["valid"], rows, alloc),
+            "label": None if label is None else as_tensor(label),
             "has_label": torch.from_numpy(b["has_label"]),
             "target": self._target(rows),
-            "valid": torch.from_numpy(b["valid"]),
+            "valid": as_tensor(b["valid"]),
             "meta": b["meta"],
         }
 

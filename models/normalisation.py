@@ -130,12 +130,22 @@ def apply(
     scale: np.ndarray,
     how: str,
     clip: np.ndarray | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """``(x - shift) / scale`` (after clipping to ``clip`` (C, 2) where given) on the pixels
-    the scheme normalises, 0 elsewhere; values (…, C, h, w), shift and scale (C, 1, 1)."""
+    the scheme normalises, 0 elsewhere; values (…, C, h, w), shift and scale (C, 1, 1).
+    ``out``: a float32 array of the values' shape to write into, which is returned."""
     x = values.astype(np.float32)
     if clip is not None:
         bounds = np.asarray(clip, dtype=np.float32)
-        x = np.clip(x, bounds[:, 0, None, None], bounds[:, 1, None, None])
+        x = np.clip(x, bounds[:, 0, None, None], bounds[:, 1, None, None], out=x)
     keep = np.expand_dims(mask_for(values, valid, how), -3)
-    return np.where(keep, (x - shift) / scale, np.float32(0.0)).astype(np.float32)
+    if out is None:
+        out = np.empty(x.shape, np.float32)
+    if np.result_type(x, shift, scale) == np.float32:  # the same float32 steps, in place
+        np.subtract(x, shift, out=out)
+        np.divide(out, scale, out=out)
+    else:  # computed wider and rounded once, as written
+        np.copyto(out, (x - shift) / scale, casting="same_kind")
+    np.copyto(out, np.float32(0.0), where=~keep)
+    return out

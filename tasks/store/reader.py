@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from tessera.tasks.store.format import (
     stem_of,
     valid_file,
 )
+
+Allocator = Callable[[tuple[int, ...], np.dtype], np.ndarray]
 
 
 class TileStore:
@@ -89,17 +91,20 @@ class TileStore:
             "meta": dict(self._meta[i]),
         }
 
-    def get_batch(self, indices: Sequence[int] | np.ndarray) -> dict[str, Any]:
+    def get_batch(
+        self, indices: Sequence[int] | np.ndarray, alloc: Allocator = np.empty
+    ) -> dict[str, Any]:
         """Stacked tiles of one channel layout, each copied once straight from its shard.
 
         ``label`` is None when no tile of the batch is labelled; otherwise unlabelled tiles
         are filled with the ignore value and ``has_label`` says which tiles carry labels.
+        ``alloc(shape, dtype)`` makes the image and valid arrays (shared memory, say).
         """
         idx = np.asarray(indices, dtype=np.int64)
         img0 = self._arrays(self._shard[idx[0]])[0]
         n, tile = len(idx), img0.shape[2:]
-        image = np.empty((n, *img0.shape[1:]), dtype=img0.dtype)
-        valid = np.empty((n, *tile), dtype=bool)
+        image = alloc((n, *img0.shape[1:]), img0.dtype)
+        valid = alloc((n, *tile), np.dtype(bool))
         has_label = self._has_label[idx].astype(bool)
         label = np.full((n, *tile), IGNORE, dtype=np.uint8) if has_label.any() else None
         for j, i in enumerate(idx):

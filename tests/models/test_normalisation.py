@@ -77,3 +77,32 @@ def test_ct_clips_to_the_stores_percentiles_then_z_scores():
     assert out[0, 0, 1] == 0 and out[0, 0, 2] == pytest.approx((hi - 40) / 300, rel=1e-5)
     with pytest.raises(ValueError, match="predates"):
         clip_bounds({"b0": {"mean": 0, "std": 1}}, ["b0"], "ct")
+
+
+@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("how", ["zscore", "image_zscore"])
+def test_apply_in_place_is_the_written_formula_bit_for_bit(wide, how):
+    """``apply`` writes into float32 buffers step by step; its values are those of
+    ``where(keep, (x - shift) / scale, 0)`` rounded once to float32, clipped or not, with
+    float32 or float64 shift and scale."""
+    from tessera.models.normalisation import mask_for
+
+    rng = np.random.default_rng(4)
+    values = rng.integers(0, 4000, (3, 2, 9, 9)).astype(np.uint16)
+    valid = rng.random((3, 9, 9)) > 0.2
+    dtype = np.float64 if wide else np.float32
+    shift = rng.normal(900, 50, (2, 1, 1)).astype(dtype)
+    scale = rng.uniform(100, 900, (2, 1, 1)).astype(dtype)
+    clip = np.array([[10.0, 3000.0], [0.0, 3500.0]])
+    for bounds in (None, clip):
+        x = values.astype(np.float32)
+        if bounds is not None:
+            b = bounds.astype(np.float32)
+            x = np.clip(x, b[:, 0, None, None], b[:, 1, None, None])
+        keep = np.expand_dims(mask_for(values, valid, how), -3)
+        want = np.where(keep, (x - shift) / scale, np.float32(0.0)).astype(np.float32)
+        out = np.full(values.shape, np.nan, np.float32)
+        got = apply(values, valid, shift, scale, how, bounds, out)
+        assert got is out and got.dtype == np.float32
+        assert np.array_equal(got, want) and np.array_equal(apply(values, valid, shift, scale,
+                                                                  how, bounds), want)  # fmt: skip
