@@ -10,8 +10,9 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 60
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup demo test checks lint imports typecheck pytest bench bench-check clean
+.PHONY: setup demo test checks lint imports typecheck docs pytest bench bench-check clean
 
 setup: $(STAMP)
 
@@ -59,7 +60,12 @@ test: setup
 	wait $$checks; crc=$$?; cat $$log; \
 	test $$rc -eq 0 -a $$crc -eq 0
 
-checks: lint imports typecheck
+checks: lint imports typecheck docs
+
+# The docs site (mkdocs.yml) into build/site, strictly: a broken link or API reference fails.
+# The generated references in docs/reference/: `$(BIN)/python -m tessera.flows.docs_reference`.
+docs: setup
+	$(BIN)/mkdocs build --strict --quiet
 
 bench: setup
 	$(BIN)/python benchmarks/bench_tiling.py
@@ -70,4 +76,4 @@ bench-check: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python benchmarks/check.py
 
 clean:
-	rm -rf outputs .prefect .pytest_cache .mypy_cache .ruff_cache
+	rm -rf outputs .prefect .pytest_cache .mypy_cache .ruff_cache build/site

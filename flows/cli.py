@@ -84,7 +84,9 @@ def tile(
     size: Annotated[int | None, typer.Option(help="Tile size in pixels.")] = None,
     stride: Annotated[int | None, typer.Option(help="Stride (overlap = size - stride).")] = None,
     axis: Annotated[int | None, typer.Option(help="Volume slicing axis (2: axial).")] = None,
-    min_valid_fraction: Annotated[float | None, typer.Option()] = None,
+    min_valid_fraction: Annotated[
+        float | None, typer.Option(help="Tiles with fewer valid pixels are dropped.")
+    ] = None,
     on_bad_input: BadOpt = None,
     task_runner: RunnerOpt = None,
 ) -> None:
@@ -208,7 +210,10 @@ app.add_typer(cluster_app, name="cluster")
 
 
 @app.command()
-def summary(params: ParamsOpt = Path("params.yaml"), tiles: Path = Path("outputs/tiles")) -> None:
+def summary(
+    params: ParamsOpt = Path("params.yaml"),
+    tiles: Annotated[Path, typer.Option(help="The tile store described.")] = Path("outputs/tiles"),
+) -> None:
     """Print what the pipeline has produced: tiles, metrics, registered models, where things are."""
     from rich.console import Console
 

@@ -32,7 +32,9 @@ class RunnerParams(LaunchLimits):
     trainings' restarts and bounds (:class:`LaunchLimits`)."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["threads", "dask"] = "threads"
+    kind: Literal["threads", "dask"] = Field(
+        default="threads", description="Where mapped tasks run: threads here, or Dask."
+    )
     address: str | None = Field(default=None, description="Dask scheduler; None: a LocalCluster.")
     cluster_class: str | None = Field(
         default=None,
@@ -55,17 +57,27 @@ class IngestParams(BaseModel):
     """``tessera ingest``: sources in, ``catalog`` out."""
 
     model_config = ConfigDict(extra="forbid")
-    sources: list[SourceSpec] = Field(default_factory=list)
-    catalog: str = "outputs/catalog.parquet"
-    on_bad_input: OnBadInput = "fail"
+    sources: list[SourceSpec] = Field(
+        default_factory=list,
+        description="The inputs: each a name, a kind (geotiff, nifti, dicom) and its paths or "
+        "glob patterns, with optional labels and bands.",
+    )
+    catalog: str = Field(
+        default="outputs/catalog.parquet", description="The catalogue written: one row a scene."
+    )
+    on_bad_input: OnBadInput = Field(
+        default="fail", description="fail: a bad file stops the stage; skip: it is listed."
+    )
 
 
 class TileStageParams(TileParams):
     """``tessera tile``: the catalogue in, the tile store ``out``."""
 
-    catalog: str = "outputs/catalog.parquet"
-    out: str = "outputs/tiles"
-    on_bad_input: OnBadInput = "fail"
+    catalog: str = Field(default="outputs/catalog.parquet", description="The catalogue read.")
+    out: str = Field(default="outputs/tiles", description="The tile store written.")
+    on_bad_input: OnBadInput = Field(
+        default="fail", description="fail: a bad file stops the stage; skip: it is listed."
+    )
 
     def geometry(self) -> TileParams:
         """Only the fields that shape the tiles (they key the content-addressed parts)."""
@@ -76,8 +88,8 @@ class TrainParams(BaseModel):
     """``tessera train``: defaults every experiment starts from."""
 
     model_config = ConfigDict(extra="forbid")
-    store: str = "outputs/tiles"
-    out: str = "outputs/models"
+    store: str = Field(default="outputs/tiles", description="The tile store trained on.")
+    out: str = Field(default="outputs/models", description="One folder per experiment here.")
     tracking_uri: str | None = Field(
         default=None,
         description="MLflow URI; None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here.",
@@ -93,33 +105,42 @@ class EvaluateParams(BaseModel):
     """``tessera evaluate``: how the latent space and the outputs of a model are judged."""
 
     model_config = ConfigDict(extra="forbid")
-    out: str = "outputs/eval"
-    split: Literal["train", "val", "test"] = "test"
+    out: str = Field(default="outputs/eval", description="One folder per experiment here.")
+    split: Literal["train", "val", "test"] = Field(
+        default="test", description="The split whose latents are clustered and scored."
+    )
     tile_class: Literal["majority", "presence"] = Field(
         default="majority", description="Tile labels for clustering when training used none."
     )
     k: int | None = Field(default=None, ge=2, description="None: classes, else best silhouette.")
-    k_max: int = Field(default=8, ge=2)
+    k_max: int = Field(default=8, ge=2, description="The most clusters the search tries.")
     noise: float = Field(default=0.05, ge=0, description="Contrastive views: noise std.")
-    tsne: bool = True
-    batch_size: int = Field(default=64, ge=1)
-    seed: int = 0
-    map_splits: list[Literal["train", "val", "test"]] = ["train", "val", "test"]
+    tsne: bool = Field(default=True, description="Also a t-SNE plot of the latents.")
+    batch_size: int = Field(default=64, ge=1, description="Tiles per forward pass.")
+    seed: int = Field(default=0, description="Seed of k-means, t-SNE and the baselines.")
+    map_splits: list[Literal["train", "val", "test"]] = Field(
+        default=["train", "val", "test"],
+        description="The splits whose tiles the cluster maps of whole scenes show.",
+    )
 
 
 class RegistryParams(BaseModel):
     """``tessera register``: the promotion gate and how hard to retry the tracking server."""
 
     model_config = ConfigDict(extra="forbid")
-    min_improvement: float = Field(default=0.0, ge=0)
+    min_improvement: float = Field(
+        default=0.0, ge=0, description="How much a candidate must beat the champion by."
+    )
     require_beats_baseline: bool = Field(
         default=False,
         description="Champion only for a model that beats its evaluation's best baseline.",
     )
-    out: str = "outputs/registry"
+    out: str = Field(default="outputs/registry", description="One record per experiment.")
     retries: int = Field(default=4, ge=0, description="HTTP retries per MLflow request.")
     backoff_s: int = Field(default=1, ge=0, description="Backoff factor in s (1, 2, 4 … s).")
-    ready_timeout_s: float = Field(default=120.0, gt=0)
+    ready_timeout_s: float = Field(
+        default=120.0, gt=0, description="Bound on the wait for a new version to be READY."
+    )
     example_tiles: int = Field(default=4, ge=2, description="Input example batch (>= 2).")
 
 
@@ -129,7 +150,9 @@ class ExperimentRegistry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, description="None: tessera-<experiment>.")
     primary_metric: str | None = Field(default=None, description="None: by model type.")
-    direction: Literal["max", "min"] = "max"
+    direction: Literal["max", "min"] = Field(
+        default="max", description="Whether a higher or a lower primary metric is better."
+    )
 
 
 class ExperimentParams(BaseModel):
@@ -138,8 +161,12 @@ class ExperimentParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset: DatasetParams
     model: dict[str, Any] = Field(description="type (seg_ae, vae, cvae, ssvae) + arguments.")
-    trainer: dict[str, Any] = Field(default_factory=dict)
-    loader: dict[str, Any] = Field(default_factory=dict)
+    trainer: dict[str, Any] = Field(
+        default_factory=dict, description="Keys of train.trainer this experiment overrides."
+    )
+    loader: dict[str, Any] = Field(
+        default_factory=dict, description="Keys of train.loader this experiment overrides."
+    )
     registry: ExperimentRegistry = Field(default_factory=ExperimentRegistry)
     heldout: list[str] = Field(
         default_factory=list,

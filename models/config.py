@@ -34,15 +34,23 @@ class TrainerParams(BaseModel):
     """Lightning ``Trainer`` settings."""
 
     model_config = ConfigDict(extra="forbid")
-    accelerator: str = "cpu"
-    devices: int = Field(default=1, ge=1)
-    num_nodes: int = Field(default=1, ge=1)
-    strategy: str = "auto"
-    precision: Precision = "32"
-    max_epochs: int = Field(default=5, ge=1)
-    limit_train_batches: int | float = 1.0
-    limit_val_batches: int | float = 1.0
-    seed: int = 0
+    accelerator: str = Field(default="cpu", description="cpu, gpu or auto (Lightning's).")
+    devices: int = Field(default=1, ge=1, description="Processes per node (DDP over several).")
+    num_nodes: int = Field(default=1, ge=1, description="Nodes of a multi-node run.")
+    strategy: str = Field(
+        default="auto", description="Lightning's strategy (auto: DDP if several)."
+    )
+    precision: Precision = Field(default="32", description="Lightning's precision.")
+    max_epochs: int = Field(default=5, ge=1, description="Epochs at most.")
+    limit_train_batches: int | float = Field(
+        default=1.0, description="Training batches per epoch: a count, or a share of them."
+    )
+    limit_val_batches: int | float = Field(
+        default=1.0, description="Validation batches: a count, or a share of them."
+    )
+    seed: int = Field(
+        default=0, description="Seed of the weights, the batch order and the augmentation."
+    )
     deterministic: bool | Literal["warn"] = Field(
         default=True,
         description="Deterministic algorithms; 'warn' where one has none (grid_sample on CUDA).",
@@ -60,7 +68,7 @@ class TrainerParams(BaseModel):
         "AVX2 and AVX-512 kernels "
         "round differently: pin it to reproduce CPU results across CPU generations.",
     )
-    log_every_n_steps: int = Field(default=10, ge=1)
+    log_every_n_steps: int = Field(default=10, ge=1, description="Steps between logged losses.")
     gradient_clip_val: float | None = Field(
         default=None,
         gt=0,
@@ -74,23 +82,27 @@ class TrainerParams(BaseModel):
         "(None: run max_epochs).",
     )
     monitor: str = Field(default="val_loss", description="Metric that picks best.ckpt.")
-    monitor_mode: Literal["min", "max"] = "min"
+    monitor_mode: Literal["min", "max"] = Field(
+        default="min", description="Whether the monitored metric is better lower or higher."
+    )
 
 
 class LoaderParams(BaseModel):
     """DataLoader settings."""
 
     model_config = ConfigDict(extra="forbid")
-    batch_size: int = Field(default=32, ge=1)
-    num_workers: int = Field(default=0, ge=0)
-    pin_memory: bool = False
+    batch_size: int = Field(default=32, ge=1, description="Tiles per batch and process.")
+    num_workers: int = Field(
+        default=0, ge=0, description="DataLoader worker processes (0: read in the trainer)."
+    )
+    pin_memory: bool = Field(default=False, description="Page-locked batches (CUDA only).")
 
 
 class DatasetParams(BaseModel):
     """Which tiles an experiment trains on, and how tile classes are derived."""
 
     model_config = ConfigDict(extra="forbid")
-    sources: list[str] = Field(min_length=1)
+    sources: list[str] = Field(min_length=1, description="The catalogued sources trained on.")
     normalisation: Normalisation = Field(
         default="zscore",
         description="zscore or percentile (the store's statistics), image_zscore (MRI: each "
@@ -116,9 +128,17 @@ class DatasetParams(BaseModel):
     def _booleans(cls, v: Any) -> Any:
         return {True: "dihedral", False: "none"}.get(v, v) if isinstance(v, bool) else v
 
-    tile_class: Literal["none", "majority", "presence"] = "none"
-    presence_threshold: float = Field(default=0.05, ge=0, le=1)
-    labels_per_class: int | None = Field(default=None, ge=1)
+    tile_class: Literal["none", "majority", "presence"] = Field(
+        default="none",
+        description="Tile classes (ssvae, cvae) from the labels: majority (the largest "
+        "class) or presence (the largest non-first class above presence_threshold).",
+    )
+    presence_threshold: float = Field(
+        default=0.05, ge=0, le=1, description="presence: the share a class must cover."
+    )
+    labels_per_class: int | None = Field(
+        default=None, ge=1, description="Keep this many seeded labels per class in training."
+    )
     labelled_fraction: float | None = Field(
         default=None, gt=0, lt=1, description="Oversample labelled training tiles to this share."
     )

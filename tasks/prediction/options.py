@@ -25,7 +25,9 @@ class PredictOptions(BaseModel):
         description="Also the reconstruction in source units and a per-pixel anomaly map "
         "(reconstruction error): segmentation autoencoders, rasters.",
     )
-    on_bad_input: Literal["fail", "skip"] = "fail"
+    on_bad_input: Literal["fail", "skip"] = Field(
+        default="fail", description="fail: a bad input stops the run; skip: it is listed."
+    )
     force: bool = Field(default=False, description="Redo maps this model version made.")
     experiments: list[str] = Field(
         default_factory=list,

@@ -15,9 +15,10 @@ class SplitParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     fractions: dict[str, float] = Field(
-        default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15}
+        default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15},
+        description="Each split's share of the blocks or slabs (summing to 1).",
     )
-    seed: int = 0
+    seed: int = Field(default=0, description="Seed of the blocks' and slabs' assignment.")
     block_size: int = Field(default=256, ge=1, description="Raster split blocks, in pixels.")
     slab_thickness: int = Field(default=16, ge=1, description="Slices per slab (one subject).")
     slab_buffer: int = Field(default=2, ge=0, description="Slices dropped beside slab borders.")
@@ -34,10 +35,12 @@ class TileParams(BaseModel):
     """Tile geometry and store layout."""
 
     model_config = ConfigDict(extra="forbid")
-    size: int = Field(default=64, ge=4, le=8192)
+    size: int = Field(default=64, ge=4, le=8192, description="Tile side, in pixels.")
     stride: int = Field(default=64, ge=1, description="Step; defaults to the size (no overlap).")
     axis: int = Field(default=2, ge=0, le=2, description="Volume slicing axis (2: axial in RAS).")
-    min_valid_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+    min_valid_fraction: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Tiles with fewer valid pixels are dropped."
+    )
     shard_tiles: int = Field(default=4096, ge=1, description="Tiles per shard file at most.")
     stats_row_step: int = Field(
         default=0,
