@@ -10,13 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tessera.models.config import DatasetParams, LoaderParams, TrainerParams
 from tessera.tasks.prediction.options import PredictOptions
-from tessera.tasks.sources.specs import SourceSpec
+from tessera.tasks.sources.specs import OnBadInput, SourceSpec, on_bad_input_field
 from tessera.tasks.store.files import read_yaml_mapping
 from tessera.tasks.tiling.params import TileParams
 from tessera.tasks.training.options import LaunchLimits
 
 PARAMS_FILE = "params.yaml"  # the project's one config, at its root
-OnBadInput = Literal["fail", "skip"]
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -65,9 +64,7 @@ class IngestParams(BaseModel):
     catalog: str = Field(
         default="outputs/catalog.parquet", description="The catalogue written: one row a scene."
     )
-    on_bad_input: OnBadInput = Field(
-        default="fail", description="fail: a bad file stops the stage; skip: it is listed."
-    )
+    on_bad_input: OnBadInput = on_bad_input_field()
 
 
 class TileStageParams(TileParams):
@@ -75,9 +72,7 @@ class TileStageParams(TileParams):
 
     catalog: str = Field(default="outputs/catalog.parquet", description="The catalogue read.")
     out: str = Field(default="outputs/tiles", description="The tile store written.")
-    on_bad_input: OnBadInput = Field(
-        default="fail", description="fail: a bad file stops the stage; skip: it is listed."
-    )
+    on_bad_input: OnBadInput = on_bad_input_field()
 
     def geometry(self) -> TileParams:
         """Only the fields that shape the tiles (they key the content-addressed parts)."""
@@ -117,7 +112,9 @@ class EvaluateParams(BaseModel):
     noise: float = Field(default=0.05, ge=0, description="Contrastive views: noise std.")
     tsne: bool = Field(default=True, description="Also a t-SNE plot of the latents.")
     batch_size: int = Field(default=64, ge=1, description="Tiles per forward pass.")
-    seed: int = Field(default=0, description="Seed of k-means, t-SNE and the baselines.")
+    seed: int = Field(
+        default=0, description="Seed of k-means, PCA, t-SNE, the contrastive views, baselines."
+    )
     map_splits: list[Literal["train", "val", "test"]] = Field(
         default=["train", "val", "test"],
         description="The splits whose tiles the cluster maps of whole scenes show.",
@@ -137,7 +134,9 @@ class RegistryParams(BaseModel):
     )
     out: str = Field(default="outputs/registry", description="One record per experiment.")
     retries: int = Field(default=4, ge=0, description="HTTP retries per MLflow request.")
-    backoff_s: int = Field(default=1, ge=0, description="Backoff factor in s (1, 2, 4 … s).")
+    backoff_s: int = Field(
+        default=1, ge=0, description="Backoff factor: retries sleep 0, 2, 4, 8 … times it, in s."
+    )
     ready_timeout_s: float = Field(
         default=120.0, gt=0, description="Bound on the wait for a new version to be READY."
     )

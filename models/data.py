@@ -27,10 +27,11 @@ def shared_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     these crosses to the training process as it is: torch copies any other tensor into shared
     memory first (its ``default_collate`` allocates the same way, for the same reason)."""
     like = torch.from_numpy(np.empty(0, dtype))
-    return torch.empty(shape, dtype=like.dtype).share_memory_().numpy()
+    storage = like._typed_storage()._new_shared(int(np.prod(shape)))  # as default_collate
+    return like.new(storage).view(shape).numpy()
 
 
-def as_tensor(array: np.ndarray) -> torch.Tensor:
+def tensor_of(array: np.ndarray) -> torch.Tensor:
     """The tensor of an array from :func:`shared_empty` (still in shared memory), else a
     tensor over the array (``torch.from_numpy``, which would not know it is shared)."""
     base = array.base
@@ -123,14 +124,14 @@ class TileDataset(Dataset[dict[str, Any]]):
         self, image: np.ndarray, valid: np.ndarray, rows: np.ndarray, alloc: Allocator = np.empty
     ) -> torch.Tensor:
         if self._shift is None or self._scale is None:
-            return as_tensor(image)
+            return tensor_of(image)
         shift, scale = self._shift, self._scale
         if self._scene_of_row is not None:
             at = torch.as_tensor(self._scene_of_row[rows])
             shift, scale = shift[at], scale[at]
         out = alloc(image.shape, np.dtype(np.float32))
         apply(image, valid, shift.numpy(), scale.numpy(), self.normalisation, self._clip, out)
-        return as_tensor(out)
+        return tensor_of(out)
 
     def _target(self, rows: np.ndarray) -> torch.Tensor | None:
         if self.targets is None:
@@ -153,17 +154,18 @@ class TileDataset(Dataset[dict[str, Any]]):
     def __getitems__(self, items: Sequence[int]) -> dict[str, Any]:
         rows = self.indices[np.asarray(items)]
         alloc = shared_empty if get_worker_info() is not None else np.empty
-        b = self.store.get_batch(rows, alloc)  # raw values: read straight into the batch
+        raw = self._shift is None or self._scale is None  # read straight into the batch
+        b = self.store.get_batch(rows, alloc, alloc if raw else np.empty)
         label = None
         if b["label"] is not None:
             label = alloc(b["label"].shape, np.dtype(np.int64))
             np.copyto(label, b["label"])
         return {
             "image": self._image(b["image"], b["valid"], rows, alloc),
-            "label": None if label is None else as_tensor(label),
+            "label": None if label is None else tensor_of(label),
             "has_label": torch.from_numpy(b["has_label"]),
             "target": self._target(rows),
-            "valid": as_tensor(b["valid"]),
+            "valid": tensor_of(b["valid"]),
             "meta": b["meta"],
         }
 

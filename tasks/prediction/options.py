@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tessera.tasks.sources.specs import OnBadInput, on_bad_input_field
+
 Blend = Literal["gaussian", "constant"]
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -25,9 +27,7 @@ class PredictOptions(BaseModel):
         description="Also the reconstruction in source units and a per-pixel anomaly map "
         "(reconstruction error): segmentation autoencoders, rasters.",
     )
-    on_bad_input: Literal["fail", "skip"] = Field(
-        default="fail", description="fail: a bad input stops the run; skip: it is listed."
-    )
+    on_bad_input: OnBadInput = on_bad_input_field()
     force: bool = Field(default=False, description="Redo maps this model version made.")
     experiments: list[str] = Field(
         default_factory=list,

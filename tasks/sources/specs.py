@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Resampling = Literal["nearest", "bilinear", "cubic", "average", "mode"]
 SourceKind = Literal["geotiff", "nifti", "dicom"]
+
+
+OnBadInput = Literal["fail", "skip"]
+
+
+def on_bad_input_field() -> Any:
+    """The ``on_bad_input`` option of every stage that reads user files."""
+    return Field(default="fail", description="fail: a bad input stops the run; skip: it is listed.")
 
 
 class QABitRule(BaseModel):

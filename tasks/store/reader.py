@@ -92,18 +92,22 @@ class TileStore:
         }
 
     def get_batch(
-        self, indices: Sequence[int] | np.ndarray, alloc: Allocator = np.empty
+        self,
+        indices: Sequence[int] | np.ndarray,
+        alloc: Allocator = np.empty,
+        image_alloc: Allocator | None = None,
     ) -> dict[str, Any]:
         """Stacked tiles of one channel layout, each copied once straight from its shard.
 
         ``label`` is None when no tile of the batch is labelled; otherwise unlabelled tiles
         are filled with the ignore value and ``has_label`` says which tiles carry labels.
-        ``alloc(shape, dtype)`` makes the image and valid arrays (shared memory, say).
+        ``alloc(shape, dtype)`` makes the valid masks and, unless ``image_alloc`` is given,
+        the images (in shared memory, say).
         """
         idx = np.asarray(indices, dtype=np.int64)
         img0 = self._arrays(self._shard[idx[0]])[0]
         n, tile = len(idx), img0.shape[2:]
-        image = alloc((n, *img0.shape[1:]), img0.dtype)
+        image = (image_alloc or alloc)((n, *img0.shape[1:]), img0.dtype)
         valid = alloc((n, *tile), np.dtype(bool))
         has_label = self._has_label[idx].astype(bool)
         label = np.full((n, *tile), IGNORE, dtype=np.uint8) if has_label.any() else None

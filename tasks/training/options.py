@@ -43,7 +43,8 @@ class LaunchLimits(BaseModel):
         default=30,
         gt=0,
         description="Bound on waiting for an MLflow tracking server (http): before the ranks "
-        "start, and on each of their calls while they train.",
+        "start, and on each of their calls while they train (it sets their MLFLOW_HTTP_REQUEST_* "
+        "retries: a server that is down fails the run within about this long).",
     )
 
 

@@ -108,10 +108,14 @@ def check_tracking_server(uri: str, within_s: float) -> None:
         time.sleep(1)
 
 
+MAX_RETRIES = 10  # MLflow refuses more (_MLFLOW_HTTP_REQUEST_MAX_RETRIES_LIMIT)
+
+
 def rank_http_environment(bound_s: float) -> dict[str, str]:
-    """The ranks' MLflow HTTP retries, so that a tracking server that stops answering during
-    training fails the run within about ``bound_s`` instead of MLflow's ~4 minutes: r retries
-    sleep 2 + 4 + … + 2^(r-1) = 2^r - 2 s in all (r the largest with that ≤ ``bound_s``),
-    and the r + 1 requests share ``bound_s`` as their timeouts."""
-    retries = max(1, int(math.log2(bound_s + 2)))
-    return http_retry_environment(retries, 1, max(1, math.ceil(bound_s / (retries + 1))))
+    """The ranks' MLflow HTTP retries from the bound: a tracking server that is down fails
+    the run within about ``bound_s`` (MLflow's own retries take ~4 minutes), and each request
+    may take ``bound_s`` to be answered (an artifact upload through a loaded server), so one
+    that hangs fails it within (r + 1)·``bound_s``. The r retries sleep 2 + 4 + … + 2^(r-1)
+    = 2^r - 2 s in all: r is the largest with that ≤ ``bound_s``, at most 10."""
+    retries = min(MAX_RETRIES, max(1, int(math.log2(bound_s + 2))))
+    return http_retry_environment(retries, 1, max(1, math.ceil(bound_s)))
