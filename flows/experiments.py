@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from tessera.flows.config import EvaluateParams, TesseraParams
+from tessera.models.checkpoint import BEST_CHECKPOINT
 from tessera.models.config import (
     CHECKPOINT_DIR,
     RunConfig,
@@ -97,7 +98,7 @@ def resolve_evaluation(
 ) -> EvaluateFlowParams:
     """The experiment's run config, its best checkpoint (unless given) and the output folder."""
     run = resolve_experiment(params, name).run
-    ckpt = checkpoint or Path(run.out_dir) / CHECKPOINT_DIR / "best.ckpt"
+    ckpt = checkpoint or Path(run.out_dir) / CHECKPOINT_DIR / BEST_CHECKPOINT
     return EvaluateFlowParams(
         run=run,
         checkpoint=str(ckpt),

@@ -8,6 +8,7 @@ from pathlib import Path
 from tessera.flows.config import TesseraParams
 from tessera.flows.experiments import default_tracking, resolve_experiment
 from tessera.flows.predict import PredictFlowParams
+from tessera.models.checkpoint import BEST_CHECKPOINT
 from tessera.models.config import CHECKPOINT_DIR, RUN_CONFIG_FILE, RunConfig
 from tessera.tasks.evaluation.clusters import CLUSTERS_FILE
 from tessera.tasks.prediction.model import ModelSource
@@ -24,7 +25,7 @@ def model_source(params: TesseraParams, ref: str) -> ModelSource:
         return ModelSource(ref=ref, tracking_uri=uri)
     if ref in params.experiments:
         run = _absolute(resolve_experiment(params, ref).run)
-        best = Path(run.out_dir) / CHECKPOINT_DIR / "best.ckpt"
+        best = Path(run.out_dir) / CHECKPOINT_DIR / BEST_CHECKPOINT
         return ModelSource(ref=ref, run=run, checkpoint=str(best), clusters=_clusters(params, run))
     path = Path(ref)
     if path.is_file():

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tessera.models.augment import Augment, augmenter
+from tessera.models.config import RunConfig
 from tessera.models.data import TileDataset, collate_batch
 from tessera.models.normalisation import Normalisation
 from tessera.tasks.store.format import INFO_FILE
@@ -110,6 +111,27 @@ class TileDataModule(pl.LightningDataModule):
         # shuffles its next epochs as the uninterrupted run would have
         self.shuffle_generator = torch.Generator().manual_seed(seed)
         self._augment: Any = None
+
+    @classmethod
+    def from_run(cls, config: RunConfig) -> TileDataModule:
+        """The data module of a run config (its dataset, loader and seed)."""
+        ds, loader = config.dataset, config.loader
+        return cls(
+            config.store,
+            ds.sources,
+            batch_size=loader.batch_size,
+            num_workers=loader.num_workers,
+            pin_memory=loader.pin_memory,
+            normalisation=ds.normalisation,
+            augment=ds.augment,
+            crop=ds.crop,
+            synth_probability=ds.synth_probability,
+            tile_class=ds.tile_class,
+            presence_threshold=ds.presence_threshold,
+            labels_per_class=ds.labels_per_class,
+            labelled_fraction=ds.labelled_fraction,
+            seed=config.trainer.seed,
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """Checkpointed state: where the shuffling generator stands."""

@@ -19,9 +19,10 @@ from tqdm import tqdm
 
 from tessera.models.augment import dihedral
 from tessera.models.baselines import BaselineResults, TrainBudget, pooled_pixels
+from tessera.models.checkpoint import load_checkpoint
 from tessera.models.config import SUMMARY_FILE, RunConfig
 from tessera.models.data import TileDataset, collate_batch
-from tessera.models.datamodule import tile_classes
+from tessera.models.datamodule import TileDataModule, tile_classes
 from tessera.models.diagnostics import active_units
 from tessera.models.metrics import ReconstructionMeter, SegmentationScores
 from tessera.models.nets import capacity_mode
@@ -49,28 +50,6 @@ class Inference:
     map_metas: list[dict[str, Any]] = field(default_factory=list)
     raw: np.ndarray | None = None  # the tiles' own pixels (pooled), for k-means on raw pixels
     baselines: BaselineResults = field(default_factory=BaselineResults)
-
-
-def load_task(config: RunConfig, checkpoint: Path) -> tuple[Any, Any]:
-    """The run's DataModule (set up) and its LightningModule with the checkpoint's weights."""
-    from tessera.models.cpu import pin_cpu_kernels
-    from tessera.models.train import build
-
-    pin_cpu_kernels(None, config.trainer.cpu_isa)  # the training's kernels, if none ran yet
-    if not checkpoint.exists():
-        raise FileNotFoundError(f"{checkpoint}: no checkpoint (run `tessera train` first)")
-    dm, module = build(config)
-    dm.setup("test")
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unreadable, truncated, or holding more than weights
-        kind = type(exc).__name__
-        raise ValueError(f"{checkpoint}: not a readable checkpoint ({kind})") from None
-    if not isinstance(state, dict) or "state_dict" not in state:
-        raise ValueError(f"{checkpoint}: not a Lightning checkpoint")
-    module.load_state_dict(state["state_dict"])
-    module.trained_steps = int(state.get("global_step", 0))
-    return dm, module.eval()
 
 
 def training_steps(config: RunConfig, checkpoint_steps: int) -> int:
@@ -189,7 +168,10 @@ def run_inference(
 
     The tiles of ``map_splits`` are embedded too (no metrics), for cluster maps of the scenes.
     """
-    dm, module = load_task(config, checkpoint)
+    loaded = load_checkpoint(checkpoint, config.model["type"], config.trainer.cpu_isa)
+    module = loaded.module
+    dm = TileDataModule.from_run(config)
+    dm.setup("test")
     class_names = dm.info["class_names"]
     ds = eval_dataset(dm, [split], tile_class)
     if len(ds) == 0:
@@ -229,7 +211,7 @@ def run_inference(
         drawn = module.class_samples(samples_per_class, class_names)
         samples = {name: t.cpu().numpy() for name, t in drawn.items()}
     budget = TrainBudget(
-        training_steps(config, module.trained_steps), config.loader.batch_size,
+        training_steps(config, loaded.steps), config.loader.batch_size,
         config.dataset.augment != "none", seed,
     )  # fmt: skip
     baselines = module.baselines(dm.datasets["train"], ds, budget)

@@ -13,6 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
+from tessera.models.checkpoint import LAST_CHECKPOINT
 from tessera.models.config import (
     CHECKPOINT_DIR,
     PLOT_DIR,
@@ -20,11 +21,11 @@ from tessera.models.config import (
     RUN_FILE,
     SUMMARY_FILE,
 )
+from tessera.tasks.store.files import swap_directory
 from tessera.tasks.store.outputs import STAGING_MARKER
 
 # what a training writes into its folder; the summary last, so that it marks a complete run
 RUN_ITEMS = (RUN_CONFIG_FILE, CHECKPOINT_DIR, PLOT_DIR, RUN_FILE, SUMMARY_FILE)
-LAST = "last.ckpt"
 
 
 def staging_dir(out_dir: str | Path) -> Path:
@@ -45,11 +46,7 @@ def promote(stage: Path, out: Path) -> None:
     for name in RUN_ITEMS:
         new, old = stage / name, out / name
         if new.is_dir():
-            if old.exists():
-                shutil.rmtree(_aside(old), ignore_errors=True)
-                os.replace(old, _aside(old))
-            os.replace(new, old)
-            shutil.rmtree(_aside(old), ignore_errors=True)
+            swap_directory(new, old, _aside(old))
         elif new.is_file():
             os.replace(new, old)
         elif old.is_dir():
@@ -71,10 +68,10 @@ def prepare_stage(out: Path, resume: bool, launch: str, peers_within_s: float = 
     stage = staging_dir(out)
     if stage.exists() and not resume and not _same_launch(stage, launch, peers_within_s):
         shutil.rmtree(stage)
-    if resume and not (stage / CHECKPOINT_DIR / LAST).is_file():
+    if resume and not (stage / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file():
         done = out / CHECKPOINT_DIR
-        if not (done / LAST).is_file():
-            raise FileNotFoundError(f"{done / LAST}: no checkpoint to resume from")
+        if not (done / LAST_CHECKPOINT).is_file():
+            raise FileNotFoundError(f"{done / LAST_CHECKPOINT}: no checkpoint to resume from")
         shutil.rmtree(stage, ignore_errors=True)
         shutil.copytree(done, stage / CHECKPOINT_DIR)
     stage.mkdir(parents=True, exist_ok=True)
@@ -102,7 +99,7 @@ def is_stage(path: Path) -> bool:
 
 def discard_unresumable(stage: Path) -> None:
     """Remove a failed run's staging folder unless it holds a checkpoint to resume from."""
-    if is_stage(stage) and not (stage / CHECKPOINT_DIR / LAST).is_file():
+    if is_stage(stage) and not (stage / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file():
         shutil.rmtree(stage, ignore_errors=True)
 
 

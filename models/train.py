@@ -20,6 +20,12 @@ from typing import Any
 
 import torch
 
+from tessera.models.checkpoint import (
+    BEST_CHECKPOINT,
+    DESCRIPTOR_KEY,
+    LAST_CHECKPOINT,
+    MODEL_TYPE_KEY,
+)
 from tessera.models.config import (
     CHECKPOINT_DIR,
     LAUNCH_ENV,
@@ -30,7 +36,7 @@ from tessera.models.config import (
     validate_model_params,
 )
 from tessera.models.cpu import pin_cpu_kernels
-from tessera.models.run_folder import LAST, attempt_file, promote, staging_dir
+from tessera.models.run_folder import attempt_file, promote, staging_dir
 from tessera.tasks.store.errors import debugging, one_line
 from tessera.tasks.store.files import atomic_write_json
 
@@ -44,25 +50,12 @@ from tessera.tasks.store.files import atomic_write_json
 def build(config: RunConfig) -> tuple[Any, Any]:
     """The DataModule and the LightningModule of a run config."""
     from tessera.models.datamodule import TileDataModule
+    from tessera.models.descriptor import ModelDescriptor
     from tessera.models.trainers import MODEL_TASKS
+    from tessera.tasks.store.format import StoreInfo
 
-    ds, loader = config.dataset, config.loader
-    dm = TileDataModule(
-        config.store,
-        ds.sources,
-        batch_size=loader.batch_size,
-        num_workers=loader.num_workers,
-        pin_memory=loader.pin_memory,
-        normalisation=ds.normalisation,
-        augment=ds.augment,
-        crop=ds.crop,
-        synth_probability=ds.synth_probability,
-        tile_class=ds.tile_class,
-        presence_threshold=ds.presence_threshold,
-        labels_per_class=ds.labels_per_class,
-        labelled_fraction=ds.labelled_fraction,
-        seed=config.trainer.seed,
-    )
+    ds = config.dataset
+    dm = TileDataModule.from_run(config)
     info = dm.info
     model = validate_model_params(config.model)
     kind = model.pop("type")
@@ -70,7 +63,16 @@ def build(config: RunConfig) -> tuple[Any, Any]:
     with_classes = task.needs_classes(kind, ds.tile_class)
     if with_classes and not info["class_names"]:
         raise ValueError(f"{config.store}: sources {ds.sources} have no label classes for {kind}")
-    return dm, task(**task.data_arguments(kind, info, with_classes), **model)
+    module = task(**task.data_arguments(kind, info, with_classes), **model)
+    # the checkpoints carry the model type and descriptor: loading needs nothing else
+    descriptor = ModelDescriptor.build(
+        config, StoreInfo.read(Path(config.store)), module.serving_output
+    )
+    module.checkpoint_extras = {
+        MODEL_TYPE_KEY: kind,
+        DESCRIPTOR_KEY: descriptor.to_bytes().decode(),
+    }
+    return dm, module
 
 
 class CurveRecorder:
@@ -142,7 +144,7 @@ def _trainer(
     t = config.trainer
     ckpt = PortableCheckpoint(
         dirpath=out / CHECKPOINT_DIR,
-        filename="best",
+        filename=Path(BEST_CHECKPOINT).stem,
         monitor=t.monitor,
         mode=t.monitor_mode,
         save_top_k=1,
@@ -153,7 +155,7 @@ def _trainer(
     # callback: the latest epoch, every epoch, for --resume
     last = PortableCheckpoint(
         dirpath=out / CHECKPOINT_DIR,
-        filename="last",
+        filename=Path(LAST_CHECKPOINT).stem,
         monitor=None,
         save_top_k=1,
         every_n_epochs=1,
@@ -253,7 +255,7 @@ def _run(
     config: RunConfig, resume: bool, dm: Any, module: Any, out: Path, stage: Path, start: float
 ) -> dict[str, Any] | None:
     """The built run: fit, test, and on rank zero the plots, summary and promotion."""
-    last = stage / CHECKPOINT_DIR / LAST
+    last = stage / CHECKPOINT_DIR / LAST_CHECKPOINT
     if resume and not last.exists():
         raise FileNotFoundError(f"{last}: no checkpoint to resume from")
     from_last = (resume or restarts() > 0) and last.exists()

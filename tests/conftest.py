@@ -44,6 +44,7 @@ os.environ["TESSERA_PREFECT_API"] = "ephemeral"
 # the modules that read the session's :func:`tiny_trained` project: one worker runs them all
 TINY_TRAINED_READERS = (
     "tests/models/test_train.py",
+    "tests/models/test_checkpoint.py",
     "tests/evaluation/test_evaluate.py",
     "tests/prediction/test_predict_cli.py",
 )

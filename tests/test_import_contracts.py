@@ -70,3 +70,31 @@ def test_each_contract_breaks_on_the_import_it_forbids(tmp_path, contract):
     assert "1 broken" in got.stdout, got.stdout
     broken = got.stdout.split("Broken contracts", 1)[1].splitlines()
     assert any(ln.startswith(contract) for ln in broken), got.stdout
+
+
+def test_the_tessera_links_exist_and_resolve_to_the_top_level_rooms():
+    for room in ("flows", "tasks", "models"):
+        link = REPO / "tessera" / room
+        assert link.is_symlink(), f"{link} is not a link"
+        assert link.resolve() == (REPO / room).resolve()
+        assert (link / "__init__.py").is_file()
+    import tessera.flows
+
+    assert Path(tessera.flows.__file__).resolve() == (REPO / "flows" / "__init__.py").resolve()
+
+
+@pytest.mark.parametrize(
+    "line", ["import flows.cli", "from tasks.store import format", "from models import nets"]
+)
+def test_a_bare_import_of_a_room_fails_ruff(tmp_path, line):
+    ruff = str(Path(sys.executable).parent / "ruff")
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    probe = tmp_path / "probe.py"
+    probe.write_text(f"{line}\nfrom tessera.flows import cli\n\n__all__ = ['cli']\n")
+    got = subprocess.run(
+        [ruff, "check", "--no-cache", "--select", "TID251", "--output-format", "concise", "."],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert got.returncode == 1, got.stdout
+    assert got.stdout.count("TID251") == 1, got.stdout  # the bare import only
+    assert "not the bare folder" in got.stdout

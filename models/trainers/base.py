@@ -105,6 +105,9 @@ class BaseTask(pl.LightningModule):
     def __init__(self) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.checkpoint_extras: dict[str, str] = {}
+        """What a checkpoint carries beside the weights and hyper-parameters (the model type
+        and descriptor; see :mod:`tessera.models.checkpoint`); set by the training."""
         self.configure_models()
         self.configure_losses()
         self.configure_metrics()
@@ -118,6 +121,9 @@ class BaseTask(pl.LightningModule):
     def configure_metrics(self) -> None:
         """Reset the accumulators used for epoch-level metrics."""
         self._val_mu: list[torch.Tensor] = []
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint.update(self.checkpoint_extras)
 
     def configure_optimizers(self) -> Any:
         """Adam, with the model's ``lr_schedule`` (constant when it has none) stepped per

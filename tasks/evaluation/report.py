@@ -21,7 +21,7 @@ from tessera.tasks.evaluation.cluster_maps import write_tile_map, write_volume_t
 from tessera.tasks.evaluation.clusters import write_clusters
 from tessera.tasks.evaluation.heldout import HeldOut
 from tessera.tasks.evaluation.latents import LatentReport
-from tessera.tasks.store.files import atomic_write_bytes, atomic_write_json
+from tessera.tasks.store.files import atomic_write_bytes, atomic_write_json, swap_directory
 from tessera.tasks.store.format import StoreInfo
 from tessera.tasks.store.outputs import (
     STAGING_MARKER,
@@ -279,16 +279,6 @@ def check_evaluation_output(out: Path) -> Path:
     )
 
 
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Replace directory ``out`` by ``tmp`` (the old one is removed only after the rename)."""
-    old = _staging(out)[1]
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def write_evaluation(
     out: Path,
     experiment: str,
@@ -327,7 +317,7 @@ def write_evaluation(
     atomic_write_json(tmp / METRICS_FILE, metrics)
     write_clusters(tmp, rep.kmeans.cluster_centers_, rep.k, inf.model_type)
     (tmp / STAGING_MARKER).unlink()
-    _swap_into_place(tmp, out)
+    swap_directory(tmp, out, _staging(out)[1])
     return {
         "experiment": experiment,
         "out": str(out),

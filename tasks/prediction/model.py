@@ -60,11 +60,10 @@ class AppliedModel:
 def checkpoint_model(run: RunConfig, checkpoint: Path, ref: str) -> AppliedModel:
     """The serving module of ``run``'s checkpoint and the descriptor its store gives it;
     its version names the checkpoint's content (``ckpt-<sha256 prefix>``)."""
-    from tessera.models.evaluate import load_task
-    from tessera.tasks.store.format import StoreInfo
+    from tessera.models.checkpoint import load_checkpoint, model_descriptor
 
-    _, task = load_task(run, checkpoint)
-    descriptor = ModelDescriptor.build(run, StoreInfo.read(Path(run.store)), task.serving_output)
+    loaded = load_checkpoint(checkpoint, run.model["type"], run.trainer.cpu_isa)
+    task, descriptor = loaded.module, model_descriptor(loaded, run)
     digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:12]
     return AppliedModel(
         task.serving_module(), descriptor, run.experiment, f"ckpt-{digest}", ref, {},

@@ -27,7 +27,6 @@ from tessera.tasks.registry.mlflow_registry import (
     version_with_fingerprint,
 )
 from tessera.tasks.store.files import atomic_write_json
-from tessera.tasks.store.format import StoreInfo
 from tessera.tasks.store.outputs import check_output_file, json_keys
 
 
@@ -45,9 +44,14 @@ def serving_example(
     the model's ``tessera_model.json``, and its reconstruction module (None without one)."""
     import torch
 
-    from tessera.models.evaluate import load_task
+    from tessera.models.checkpoint import BEST_CHECKPOINT, load_checkpoint, model_descriptor
+    from tessera.models.datamodule import TileDataModule
 
-    dm, task = load_task(run, Path(run.out_dir) / CHECKPOINT_DIR / "best.ckpt")
+    checkpoint = Path(run.out_dir) / CHECKPOINT_DIR / BEST_CHECKPOINT
+    loaded = load_checkpoint(checkpoint, run.model["type"], run.trainer.cpu_isa)
+    task = loaded.module
+    dm = TileDataModule.from_run(run)
+    dm.setup("test")
     ds = next(dm.datasets[s] for s in ("test", "val", "train") if len(dm.datasets[s]))
     n = min(n_tiles, len(ds))
     if n < 2:  # a batch of one would freeze the exported batch dimension
@@ -56,7 +60,7 @@ def serving_example(
     model = task.serving_module()
     with torch.no_grad():
         expected = model(example).numpy()
-    descriptor = ModelDescriptor.build(run, StoreInfo.read(Path(run.store)), task.serving_output)
+    descriptor = model_descriptor(loaded, run)
     return model, example.numpy(), expected, descriptor, task.reconstruction_module()
 
 

@@ -17,6 +17,7 @@ from tessera.tasks.sources.raster import gdal_env
 from tessera.tasks.sources.records import SceneRecord, guess_kind
 from tessera.tasks.sources.specs import SourceSpec
 from tessera.tasks.store.files import atomic_write_bytes, atomic_write_json
+from tessera.tasks.store.format import REJECTED_FILE
 
 __all__ = [
     "SceneRecord",
@@ -48,9 +49,6 @@ def inspect_source(spec: SourceSpec, base: Path) -> SourceReport:
     except BadInputError as exc:
         records, errors = [], [*errors, exc]
     return SourceReport(source=spec.name, records=records, rejected=[e.as_dict() for e in errors])
-
-
-REJECTED_FILE = "rejected.json"  # beside the catalogue: the inputs ingest refused
 
 
 def write_catalog(

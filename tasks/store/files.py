@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def swap_directory(new: Path, out: Path, aside: Path) -> None:
+    """Put folder ``new`` in the place of ``out`` by renames. The previous ``out`` waits at
+    ``aside`` until the new one is in place, then is deleted. A stale ``aside`` is deleted
+    first only while ``out`` exists; otherwise it may be the one copy left by an interrupted
+    swap, and it is kept until ``new`` has taken the place."""
+    if out.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(out, aside)
+    os.replace(new, out)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def named(exc: OSError, path: Path | str) -> OSError:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 STORE_VERSION = 1
 INFO_FILE = "store.json"
 INDEX_FILE = "index.parquet"
-REJECTED_FILE = "rejected.json"
+REJECTED_FILE = "rejected.json"  # the inputs ingest (beside the catalogue) or tiling refused
 PARTS_DIR = "parts"
 PART_FILE = "part.json"
 IGNORE = 255  # the label of pixels without one

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from tessera.tasks.store.files import atomic_write_bytes, atomic_write_json
+from tessera.tasks.store.files import atomic_write_bytes, atomic_write_json, swap_directory
 from tessera.tasks.store.format import (
     GEO_COLUMNS,
     INDEX_COLUMNS,
@@ -172,9 +172,5 @@ def finish_store(
     info = info.model_copy(update={"n_tiles": len(index)})
     atomic_write_json(tmp / INFO_FILE, info.to_json())
     (tmp / STAGING_MARKER).unlink(missing_ok=True)
-    old = _previous_dir(out)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_directory(tmp, out, _previous_dir(out))
     return info
