@@ -34,8 +34,8 @@ import yaml
 
 from tessera.flows.config import TesseraParams
 from tessera.flows.experiments import resolve_experiment
-from tessera.models.config import RUN_CONFIG_FILE
-from tessera.models.train import fit
+from tessera.models.fit import fit
+from tessera.models.run_config import RUN_CONFIG_FILE
 from tessera.tasks.prediction.scoring import heldout_scores
 
 EXPERIMENT = "mni152-seg_ae"

@@ -100,7 +100,7 @@ def child_forward(
 def child_ours(scene: Path, out: Path, batch: int, overlap_frac: float) -> dict[str, float]:
     """``predict_scene``: what ``tessera predict`` does for one scene."""
     from tessera.tasks.prediction.apply import predict_scene
-    from tessera.tasks.prediction.options import PredictOptions
+    from tessera.tasks.prediction.predict_options import PredictOptions
     from tessera.tasks.prediction.stitching import window_origins
     from tessera.tasks.sources.adhoc import adhoc_sources
     from tessera.tasks.sources.catalog import inspect_source

@@ -42,18 +42,18 @@ from tessera.flows.config import TesseraParams
 from tessera.flows.experiments import resolve_experiment
 from tessera.models.augment import augment_batch
 from tessera.models.baselines import fitted_forest_scores
-from tessera.models.config import RunConfig
 from tessera.models.data import TileDataset, collate_batch
+from tessera.models.fit import fit
+from tessera.models.image_metrics import SegmentationScores
 from tessera.models.losses import MaskedDiceCELoss
-from tessera.models.metrics import SegmentationScores
-from tessera.models.train import fit
+from tessera.models.run_config import RunConfig
 from tessera.tasks.store.format import IGNORE
 
 EXPERIMENTS = ("landsat8-seg_ae", "mni152-seg_ae")
 
 
 def train_seg_ae(run: RunConfig, out: str, **changes: Any) -> dict[str, Any]:
-    """seg_ae trained by ``tessera.models.train`` (best checkpoint by the run's monitor), with
+    """seg_ae trained by ``tessera.models.fit`` (best checkpoint by the run's monitor), with
     ``changes`` to its arguments."""
     model = dict(run.model, **changes)
     cfg = run.model_copy(update={"model": model, "out_dir": out, "tracking_uri": None})

@@ -90,7 +90,7 @@ def bench_memcpy(store_dir: Path, batches: int = 60) -> float:
 def publish(part: Path, store: Path, rec: Any, params: Any) -> None:
     """A one-part store around a tiled part, published as the tile flow publishes it."""
     from tessera.tasks.store.writer import staging_dir
-    from tessera.tasks.tiling.summary import publish_store
+    from tessera.tasks.tiling.publication import publish_store
 
     tmp = staging_dir(store)
     (tmp / "parts").mkdir(parents=True, exist_ok=True)

@@ -235,7 +235,7 @@ def run(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         from click import exceptions as click_exc  # type: ignore[no-redef]
 
-    from tessera.tasks.store.errors import debugging, expected, user_message
+    from tessera.tasks.store.error_policy import debugging, expected, user_message
 
     try:
         configure_environment()

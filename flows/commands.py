@@ -44,7 +44,7 @@ def load(params: Path | None, overrides: list[str] | None, **sections: dict[str,
     except ValidationError as exc:
         raise UserError(f"{where}: invalid config: {validation_message(exc, section)}") from None
     except OSError as exc:
-        from tessera.tasks.store.errors import one_line
+        from tessera.tasks.store.error_policy import one_line
 
         raise UserError(one_line(exc)) from None
     except ValueError as exc:

@@ -8,12 +8,12 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tessera.models.config import DatasetParams, LoaderParams, TrainerParams
-from tessera.tasks.prediction.options import PredictOptions
+from tessera.models.run_config import DatasetParams, LoaderParams, TrainerParams
+from tessera.tasks.prediction.predict_options import PredictOptions
 from tessera.tasks.sources.specs import OnBadInput, SourceSpec, on_bad_input_field
 from tessera.tasks.store.files import read_yaml_mapping
 from tessera.tasks.tiling.params import TileParams
-from tessera.tasks.training.options import LaunchLimits
+from tessera.tasks.training.launch_options import LaunchLimits
 
 PARAMS_FILE = "params.yaml"  # the project's one config, at its root
 M = TypeVar("M", bound=BaseModel)

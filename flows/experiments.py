@@ -10,14 +10,14 @@ from pydantic import BaseModel, Field
 
 from tessera.flows.config import EvaluateParams, TesseraParams
 from tessera.models.checkpoint import BEST_CHECKPOINT
-from tessera.models.config import (
+from tessera.models.run_config import (
     CHECKPOINT_DIR,
     RunConfig,
     TrainerParams,
     validate_model_params,
 )
-from tessera.tasks.prediction.options import Blend
-from tessera.tasks.training.options import LaunchLimits, LaunchParams
+from tessera.tasks.prediction.predict_options import Blend
+from tessera.tasks.training.launch_options import LaunchLimits, LaunchParams
 
 
 def default_tracking(root: Path) -> tuple[str, str | None]:

@@ -9,7 +9,7 @@ from typing import Any, ParamSpec
 
 from prefect.states import Failed, State
 
-from tessera.tasks.store.errors import debugging, one_line
+from tessera.tasks.store.error_policy import debugging, one_line
 
 P = ParamSpec("P")
 

@@ -17,7 +17,7 @@ from tessera.flows.markdown import artifact_key, predictions_markdown
 from tessera.tasks.prediction.apply import row_bands
 from tessera.tasks.prediction.loading import pinned
 from tessera.tasks.prediction.model import ModelSource
-from tessera.tasks.prediction.options import PredictOptions
+from tessera.tasks.prediction.predict_options import PredictOptions
 from tessera.tasks.sources.specs import SourceSpec
 from tessera.tasks.steps.predict import (
     assemble_scene_step,

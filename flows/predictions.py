@@ -9,10 +9,10 @@ from tessera.flows.config import TesseraParams
 from tessera.flows.experiments import default_tracking, resolve_experiment
 from tessera.flows.predict import PredictFlowParams
 from tessera.models.checkpoint import BEST_CHECKPOINT
-from tessera.models.config import CHECKPOINT_DIR, RUN_CONFIG_FILE, RunConfig
+from tessera.models.run_config import CHECKPOINT_DIR, RUN_CONFIG_FILE, RunConfig
 from tessera.tasks.evaluation.clusters import CLUSTERS_FILE
 from tessera.tasks.prediction.model import ModelSource
-from tessera.tasks.prediction.options import PredictOptions
+from tessera.tasks.prediction.predict_options import PredictOptions
 from tessera.tasks.sources.specs import SourceSpec
 
 

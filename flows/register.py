@@ -13,7 +13,7 @@ from prefect.states import Completed, State
 from tessera.flows.failures import failing_in_one_line
 from tessera.flows.markdown import artifact_key, decisions_markdown
 from tessera.flows.registrations import RegisterFlowParams
-from tessera.tasks.registry.register import check_record_output
+from tessera.tasks.registry.register_experiment import check_record_output
 from tessera.tasks.steps.register import check_tracking_step, lineage_step, register_experiment_step
 
 

@@ -11,11 +11,11 @@ from pydantic import BaseModel
 
 from tessera.flows.config import RegistryParams, TesseraParams
 from tessera.flows.experiments import resolve_experiment
-from tessera.models.config import (
+from tessera.models.run_config import (
     RunConfig,
 )
 from tessera.tasks.registry.gate import Direction
-from tessera.tasks.registry.register import primary_metric
+from tessera.tasks.registry.register_experiment import primary_metric
 
 
 class RegistrationSpec(BaseModel):

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from tessera.flows.config import TesseraParams
-from tessera.tasks.evaluation.baselines import versus_line
-from tessera.tasks.pipeline.report import (
+from tessera.tasks.evaluation.comparison import versus_line
+from tessera.tasks.pipeline.run_report import (
     VERSUS,
     experiment_outputs,
     headline,

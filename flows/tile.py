@@ -18,7 +18,7 @@ from tessera.tasks.steps.tile import load_catalog_step, publish_store_step, tile
 from tessera.tasks.store.format import PARTS_DIR
 from tessera.tasks.store.writer import check_store_output, discard_staging, store_writer
 from tessera.tasks.tiling.cut import plan_splits, row_bands
-from tessera.tasks.tiling.summary import empty_store_reason
+from tessera.tasks.tiling.publication import empty_store_reason
 
 
 @flow(name="tessera-tile", log_prints=True)

@@ -23,7 +23,7 @@ from torch import nn
 
 from tessera.models.augment import augment_batch
 from tessera.models.data import TileDataset, collate_batch
-from tessera.models.metrics import SegmentationScores
+from tessera.models.image_metrics import SegmentationScores
 from tessera.tasks.store.format import IGNORE
 
 FOREST_PIXELS = 60_000

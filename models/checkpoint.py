@@ -93,7 +93,7 @@ def load_checkpoint(
 
 def model_descriptor(model: LoadedModel, run: Any) -> Any:
     """The checkpoint's descriptor; for a checkpoint written before Tessera saved one, the
-    descriptor that ``run``'s (a :class:`~tessera.models.config.RunConfig`) tile store gives."""
+    descriptor that ``run``'s (a :class:`~tessera.models.run_config.RunConfig`) tile store gives."""
     if model.descriptor is not None:
         return model.descriptor
     from tessera.models.descriptor import ModelDescriptor

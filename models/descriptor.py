@@ -17,7 +17,6 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from tessera.models.config import RunConfig
 from tessera.models.normalisation import (
     Normalisation,
     apply,
@@ -26,6 +25,7 @@ from tessera.models.normalisation import (
     normalisation_params,
     per_image,
 )
+from tessera.models.run_config import RunConfig
 from tessera.tasks.store.format import StoreInfo
 
 DESCRIPTOR_FILE = "tessera_model.json"

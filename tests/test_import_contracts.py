@@ -27,7 +27,7 @@ BREAKS = {
     ),
     "Prefect only in flows and the steps": ("tasks/sources/paths.py", "import prefect"),
     "MLflow only in tasks.registry.mlflow_registry": (
-        "tasks/registry/register.py",
+        "tasks/registry/register_experiment.py",
         "import mlflow",
     ),
     "DVC only in tasks.pipeline.dvc_stages": ("flows/pipeline.py", "import dvc.repo"),
@@ -98,3 +98,20 @@ def test_a_bare_import_of_a_room_fails_ruff(tmp_path, line):
     assert got.returncode == 1, got.stdout
     assert got.stdout.count("TID251") == 1, got.stdout  # the bare import only
     assert "not the bare folder" in got.stdout
+
+
+def test_no_module_name_names_two_things():
+    """Within flows/, tasks/ and models/ a module name is used once, except ``__init__.py``
+    and a stage's flow and step (``flows/tile.py`` and ``tasks/steps/tile.py``)."""
+    where: dict[str, set[str]] = {}
+    for room in ("flows", "tasks", "models"):
+        for path in (REPO / room).rglob("*.py"):
+            where.setdefault(path.name, set()).add(str(path.relative_to(REPO)))
+    shared = {
+        name: paths
+        for name, paths in where.items()
+        if len(paths) > 1
+        and name != "__init__.py"
+        and paths != {f"flows/{name}", f"tasks/steps/{name}"}
+    }
+    assert shared == {}

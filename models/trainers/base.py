@@ -49,7 +49,7 @@ class BaseTask(pl.LightningModule):
         return 0
 
     # the trainer's gradient-norm bound, for a module that steps its own optimisers (Lightning
-    # clips only under automatic optimisation); set by tessera.models.train
+    # clips only under automatic optimisation); set by tessera.models.fit
     gradient_clip_val: float | None = None
 
     @property

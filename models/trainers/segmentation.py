@@ -11,6 +11,7 @@ from torch import nn
 
 from tessera.models.baselines import BaselineResults, TrainBudget, fitted_forest_scores
 from tessera.models.data import TileDataset
+from tessera.models.image_metrics import SegmentationScores
 from tessera.models.kinds import ActKind, ConvKind, LatentReg, LrSchedule, NormKind, RecLoss, Skips
 from tessera.models.losses import (
     MaskedDiceCELoss,
@@ -20,7 +21,6 @@ from tessera.models.losses import (
     reconstruction_mean,
     reconstruction_nll,
 )
-from tessera.models.metrics import SegmentationScores
 from tessera.models.nets import SegAutoEncoder
 from tessera.models.serving import ReconstructionServing, SegServing
 from tessera.models.trainers.base import BaseTask

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tessera.models.metrics import SegmentationScores
+from tessera.models.image_metrics import SegmentationScores
 
 PREFIX = "heldout_"
 
@@ -110,7 +110,7 @@ def baseline_heldout_scores(
 ) -> dict[str, float]:
     """A baseline's held-out scores as ``baseline_<baseline>_heldout_*``, and the best
     baseline's ``baseline_heldout_dice_mean`` (there is one per-pixel baseline)."""
-    from tessera.tasks.evaluation.baselines import PREFIX, best_of
+    from tessera.tasks.evaluation.comparison import PREFIX, best_of
 
     own = named_scores(scores, names)
     return {f"{PREFIX}{baseline}_{k}": v for k, v in own.items()} | best_of({baseline: own})

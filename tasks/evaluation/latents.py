@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from tessera.models.evaluate import Inference
-from tessera.tasks.evaluation.baselines import baseline_metrics
-from tessera.tasks.evaluation.metrics import (
+from tessera.models.inference import Inference
+from tessera.tasks.evaluation.comparison import baseline_metrics
+from tessera.tasks.evaluation.latent_metrics import (
     assignment_scores,
     classification_scores,
     clustering_scores,

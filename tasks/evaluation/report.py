@@ -1,6 +1,6 @@
 """Evaluation outputs: tables for ``dvc plots``, PNGs, cluster maps, ``metrics.json``, report.
 
-Plain functions over an :class:`tessera.models.evaluate.Inference`; the evaluate flow chains them.
+Plain functions over an :class:`tessera.models.inference.Inference`; the evaluate flow chains them.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from tessera.models.evaluate import Inference
-from tessera.tasks.evaluation.baselines import versus_markdown
+from tessera.models.inference import Inference
 from tessera.tasks.evaluation.cluster_maps import write_tile_map, write_volume_tile_map
 from tessera.tasks.evaluation.clusters import write_clusters
+from tessera.tasks.evaluation.comparison import versus_markdown
 from tessera.tasks.evaluation.heldout import HeldOut
 from tessera.tasks.evaluation.latents import LatentReport
 from tessera.tasks.store.files import atomic_write_bytes, atomic_write_json, swap_directory
@@ -255,8 +255,8 @@ def write_report(out: Path, text: str) -> Path:
 
 
 def training_history(model_dir: Path) -> dict[str, list[float]]:
-    """Epoch losses recorded by ``tessera.models.train`` in the run's summary (empty if absent)."""
-    from tessera.models.config import SUMMARY_FILE
+    """Epoch losses recorded by ``tessera.models.fit`` in the run's summary (empty if absent)."""
+    from tessera.models.run_config import SUMMARY_FILE
 
     path = model_dir / SUMMARY_FILE
     if not path.exists():

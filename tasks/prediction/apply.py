@@ -13,8 +13,8 @@ from tqdm import tqdm
 
 from tessera.models.descriptor import DescriptorError, ModelDescriptor
 from tessera.tasks.prediction.model import AppliedModel, batch_predictor, resolve_device
-from tessera.tasks.prediction.options import PredictOptions
-from tessera.tasks.prediction.raster import (
+from tessera.tasks.prediction.predict_options import PredictOptions
+from tessera.tasks.prediction.raster_maps import (
     MapFiles,
     Reconstruction,
     assemble_maps,
@@ -68,7 +68,7 @@ def map_files(rec: SceneRecord, out_dir: Path, options: PredictOptions, volume: 
 def read_lineage(path: Path) -> dict[str, str]:
     """The lineage in a map Tessera wrote ({} for any other file)."""
     if path.name.endswith(".nii.gz"):
-        from tessera.tasks.prediction.volume import read_lineage as nifti_lineage
+        from tessera.tasks.prediction.volume_maps import read_lineage as nifti_lineage
 
         return nifti_lineage(path)
     import rasterio
@@ -317,7 +317,7 @@ def _volume(
     lineage: dict[str, str],
     base: Path,
 ) -> list[Path]:
-    from tessera.tasks.prediction.volume import (
+    from tessera.tasks.prediction.volume_maps import (
         predict_volume_pixels,
         predict_volume_windows,
         write_volume_maps,

@@ -8,7 +8,7 @@ from typing import Any
 
 from tessera.models.descriptor import ModelDescriptor
 from tessera.tasks.prediction.model import AppliedModel, ModelSource, checkpoint_model
-from tessera.tasks.prediction.options import PredictOptions
+from tessera.tasks.prediction.predict_options import PredictOptions
 from tessera.tasks.sources.records import SceneRecord
 
 _LOADED: dict[str, AppliedModel] = {}  # one model per process, shared by its threads

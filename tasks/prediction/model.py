@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from tessera.models.config import RunConfig
 from tessera.models.descriptor import ModelDescriptor
-from tessera.tasks.prediction.options import Device
+from tessera.models.run_config import RunConfig
+from tessera.tasks.prediction.predict_options import Device
 from tessera.tasks.prediction.stitching import Predictor
 
 MIN_BATCH = 2  # torch.export specialises a batch of one; pad a lone window to two

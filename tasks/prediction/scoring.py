@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tessera.models.config import RunConfig
-from tessera.models.metrics import SegmentationScores
+from tessera.models.image_metrics import SegmentationScores
+from tessera.models.run_config import RunConfig
 from tessera.tasks.evaluation.heldout import (
     HeldOut,
     baseline_heldout_scores,
@@ -29,8 +29,8 @@ from tessera.tasks.evaluation.heldout import (
 )
 from tessera.tasks.prediction.apply import in_model_order
 from tessera.tasks.prediction.model import batch_predictor, checkpoint_model
-from tessera.tasks.prediction.options import Blend
-from tessera.tasks.prediction.raster import StripReader, image_pieces, scene_valid
+from tessera.tasks.prediction.predict_options import Blend
+from tessera.tasks.prediction.raster_maps import StripReader, image_pieces, scene_valid
 from tessera.tasks.prediction.stitching import stitch_plane
 from tessera.tasks.sources.catalog import read_catalog
 from tessera.tasks.store.format import IGNORE

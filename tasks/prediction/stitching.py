@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from tessera.tasks.prediction.options import Blend
+from tessera.tasks.prediction.predict_options import Blend
 
 Reader = Callable[[int, int, int, int], np.ndarray]  # (row, col, height, width) -> (C, h, w)
 Predictor = Callable[[np.ndarray], np.ndarray]  # (N, C, s, s) float32 -> (N, K, s, s)
@@ -87,7 +87,7 @@ def stitch_plane(
         write: Receives each finished band of rows, in order: its first row and the
             (K, rows, width) blended scores. It may run while ``read`` fetches the next
             batch in another thread, so it must not read the input files itself
-            (:class:`~tessera.tasks.prediction.raster.StripReader` hands back the rows).
+            (:class:`~tessera.tasks.prediction.raster_maps.StripReader` hands back the rows).
         height: Rows of the plane.
         width: Columns of the plane.
         size: Window side in pixels.

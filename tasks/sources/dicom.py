@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from tessera.tasks.sources.errors import MAX_VOLUME_BYTES, BadInputError, check_exists
 from tessera.tasks.sources.quiet import quiet_decoders
+from tessera.tasks.sources.refusals import MAX_VOLUME_BYTES, BadInputError, check_exists
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _PIXELS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from tessera.tasks.sources.errors import BadInputError
 from tessera.tasks.sources.labels import load_geojson
 from tessera.tasks.sources.paths import display_path, is_remote, natural_key, sha256_file
 from tessera.tasks.sources.raster import (
@@ -29,6 +28,7 @@ from tessera.tasks.sources.records import (
     source_files,
     unexpected,
 )
+from tessera.tasks.sources.refusals import BadInputError
 from tessera.tasks.sources.specs import LabelSpec, SourceSpec
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tessera.tasks.sources.errors import BadInputError
 from tessera.tasks.sources.paths import as_url, display_path, is_remote, sha256_file
 from tessera.tasks.sources.records import (
     SceneRecord,
@@ -17,6 +16,7 @@ from tessera.tasks.sources.records import (
     source_files,
     unexpected,
 )
+from tessera.tasks.sources.refusals import BadInputError
 from tessera.tasks.sources.specs import SourceSpec
 from tessera.tasks.sources.volume import check_dicom_header, check_nifti_header, load_volume
 from tessera.tasks.store.stats import valid_values

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from tessera.tasks.sources.errors import BadInputError
+from tessera.tasks.sources.refusals import BadInputError
 from tessera.tasks.sources.specs import LabelSpec
 from tessera.tasks.store.format import IGNORE
 

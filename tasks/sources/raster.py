@@ -14,8 +14,8 @@ from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.windows import Window
 
-from tessera.tasks.sources.errors import BadInputError
 from tessera.tasks.sources.paths import as_url, exists, is_remote, natural_key
+from tessera.tasks.sources.refusals import BadInputError
 from tessera.tasks.store.stats import valid_values
 
 SUPPORTED_DTYPES = frozenset(

@@ -12,8 +12,8 @@ from rasterio.enums import Resampling as RioResampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from tessera.tasks.sources.errors import BadInputError
 from tessera.tasks.sources.raster import BandRef, Grid, gdal_reason, grid_of
+from tessera.tasks.sources.refusals import BadInputError
 
 
 class RasterStack:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tessera.tasks.sources.errors import BadInputError
 from tessera.tasks.sources.paths import as_path, display_path, resolve_paths
+from tessera.tasks.sources.refusals import BadInputError
 from tessera.tasks.sources.specs import LabelSpec, SourceSpec
 
 

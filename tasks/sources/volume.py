@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from tessera.tasks.sources.dicom import check_dicom_header, read_dicom_file, read_dicom_series
-from tessera.tasks.sources.errors import MAX_VOLUME_BYTES, BadInputError, check_exists
 from tessera.tasks.sources.quiet import quiet_decoders
+from tessera.tasks.sources.refusals import MAX_VOLUME_BYTES, BadInputError, check_exists
 
 __all__ = ["Volume", "check_dicom_header", "check_nifti_header", "load_volume", "to_ras"]
 _SUPPORTED = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"}

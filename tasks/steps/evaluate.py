@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect.cache_policies import NONE
 
-from tessera.models.evaluate import run_inference
+from tessera.models.inference import run_inference
 from tessera.tasks.evaluation.latents import score_latents
 from tessera.tasks.evaluation.report import training_history, write_evaluation
 from tessera.tasks.prediction.scoring import heldout_scores, stitched_scores

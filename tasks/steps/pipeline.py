@@ -11,7 +11,7 @@ from tessera.tasks.pipeline.dvc_stages import (
     push_outputs,
     stage_changed,
 )
-from tessera.tasks.pipeline.report import run_summary
+from tessera.tasks.pipeline.run_report import run_summary
 from tessera.tasks.steps import Step
 from tessera.tasks.store.files import read_yaml_mapping
 

@@ -6,7 +6,7 @@ from prefect.cache_policies import NONE
 
 from tessera.tasks.registry.lineage import lineage_tags
 from tessera.tasks.registry.mlflow_registry import check_tracking
-from tessera.tasks.registry.register import register_experiment
+from tessera.tasks.registry.register_experiment import register_experiment
 from tessera.tasks.steps import Step
 
 # register: not retried as a whole, a retry would register a second version (HTTP calls

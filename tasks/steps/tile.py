@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from tessera.tasks.sources.catalog import load_catalog
-from tessera.tasks.sources.errors import rejecting_bad_input
+from tessera.tasks.sources.refusals import rejecting_bad_input
 from tessera.tasks.steps import Step
 from tessera.tasks.tiling.cut import tile_scene
-from tessera.tasks.tiling.summary import publish_store
+from tessera.tasks.tiling.publication import publish_store
 
 load_catalog_step = Step(load_catalog, "load-catalog")
 # a full disk or a read-only output is reported in one line, not retried with a traceback

@@ -5,7 +5,7 @@ recognisable Tessera output, a path holding an input or the working directory, a
 or backup folders beside it that Tessera did not make are all refused in one line, and
 nothing is touched. Each room recognises its own outputs (a tile store here, an evaluation
 in ``tasks.evaluation.report``, a training run in ``tasks.training.launch``, a registry
-record in ``tasks.registry.register``).
+record in ``tasks.registry.register_experiment``).
 """
 
 from __future__ import annotations

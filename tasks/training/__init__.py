@@ -1,2 +1,2 @@
 """Training launch: the run configuration written, ``torchrun`` started, errors relayed in one
-line. The training itself is :mod:`tessera.models.train`."""
+line. The training itself is :mod:`tessera.models.fit`."""

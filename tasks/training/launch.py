@@ -20,14 +20,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tessera.models.config import (
+from tessera.models.cpu import cpu_kernel_environment
+from tessera.models.run_config import (
     LAUNCH_ENV,
     RUN_CONFIG_FILE,
     RUN_FILE,
     SUMMARY_FILE,
     RunConfig,
 )
-from tessera.models.cpu import cpu_kernel_environment
 from tessera.models.run_folder import (
     attempt_files,
     discard_unresumable,
@@ -39,7 +39,7 @@ from tessera.models.run_folder import (
 from tessera.models.version import FINGERPRINT_ENV, identity
 from tessera.tasks.store.files import atomic_write_json
 from tessera.tasks.store.outputs import check_output, json_keys
-from tessera.tasks.training.options import LaunchParams
+from tessera.tasks.training.launch_options import LaunchParams
 from tessera.tasks.training.relay import relay_without_traceback
 from tessera.tasks.training.slurm import last_output_line, run_slurm_job
 from tessera.tasks.training.tracking import (
@@ -100,7 +100,7 @@ def launch_id(launch: LaunchParams, out: Path) -> str:
 
 
 def _entry(config_path: Path, resume: bool) -> list[str]:
-    return ["-m", "tessera.models.train", "--config", str(config_path)] + (
+    return ["-m", "tessera.models.fit", "--config", str(config_path)] + (
         ["--resume"] if resume else []
     )
 
@@ -127,7 +127,7 @@ def check_endpoint(endpoint: str, within_s: float = 10.0) -> None:
 
 
 def training_command(config_path: Path, launch: LaunchParams, run_id: str) -> list[str]:
-    """``python -m tessera.models.train`` for one process, or under torchrun for several (or
+    """``python -m tessera.models.fit`` for one process, or under torchrun for several (or
     for restarts). One node runs torchrun ``--standalone``; several nodes meet at the c10d
     rendezvous ``rdzv_endpoint`` under ``run_id``, each waiting ``rdzv_timeout_s`` at most."""
     entry = _entry(config_path, launch.resume)

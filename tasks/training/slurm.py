@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tessera.tasks.training.options import SlurmParams
+from tessera.tasks.training.launch_options import SlurmParams
 from tessera.tasks.training.relay import Relay
 
 if TYPE_CHECKING:
-    from tessera.models.config import RunConfig
+    from tessera.models.run_config import RunConfig
 
 SCRIPT = "slurm-job.sh"
 OUTPUT = "slurm-%j.out"

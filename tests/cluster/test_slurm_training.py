@@ -114,7 +114,7 @@ def test_a_node_running_another_tessera_is_refused_naming_it(cluster, project, t
     shutil.copytree(
         REPO / "tessera", other / "tessera", ignore=shutil.ignore_patterns("__pycache__")
     )
-    with open(other / "tessera" / "models" / "train.py", "a") as fh:
+    with open(other / "tessera" / "models" / "fit.py", "a") as fh:
         fh.write("# an older release on the nodes\n")
     runner = _runner(Path(cluster.folder), "workers", None)
     runner["slurm"]["env"]["PYTHONPATH"] = str(other)  # what the job's Python imports

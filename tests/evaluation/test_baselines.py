@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from tessera.models.baselines import BaselineResults
-from tessera.models.evaluate import Inference
-from tessera.tasks.evaluation.baselines import (
+from tessera.models.inference import Inference
+from tessera.tasks.evaluation.comparison import (
     baseline_metrics,
     best_baseline,
     versus_line,

@@ -175,7 +175,7 @@ def test_the_gate_decides_on_the_held_out_score_where_there_is_one():
 
 
 def test_the_headline_puts_the_held_out_score_beside_the_split_score():
-    from tessera.tasks.pipeline.report import headline
+    from tessera.tasks.pipeline.run_report import headline
 
     line = headline({"dice_mean": 0.949, "heldout_dice_mean": 0.8712, "silhouette": 0.5})
     assert line == "dice_mean 0.949 split, 0.8712 held-out, silhouette 0.5"
@@ -259,8 +259,8 @@ def test_a_raster_view_keeps_north_up_and_thins_a_large_scene():
 
 
 def test_the_summary_compares_the_held_out_score_with_the_forests():
-    from tessera.tasks.evaluation.baselines import versus_line
-    from tessera.tasks.pipeline.report import VERSUS
+    from tessera.tasks.evaluation.comparison import versus_line
+    from tessera.tasks.pipeline.run_report import VERSUS
 
     metrics = {"dice_mean": 0.917, "heldout_dice_mean": 0.881, "baseline_rf_dice_mean": 0.982,
                "baseline_rf_heldout_dice_mean": 0.885}  # fmt: skip

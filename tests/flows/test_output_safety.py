@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from tessera.tasks.evaluation.report import check_evaluation_output
-from tessera.tasks.registry.register import check_record_output
+from tessera.tasks.registry.register_experiment import check_record_output
 from tessera.tasks.sources.samples import copy_samples, sample_files
 from tessera.tasks.store.outputs import OutputRefusedError
 from tessera.tasks.store.reader import TileStore
 from tessera.tasks.training.launch import write_run_config
-from tessera.tasks.training.options import LaunchParams
+from tessera.tasks.training.launch_options import LaunchParams
 from tests.helpers import write_geotiff
 
 
@@ -136,7 +136,7 @@ def test_other_outputs_refuse_user_files(tmp_path):
 
 
 def test_training_does_not_write_into_a_user_folder(tmp_path):
-    from tessera.models.config import RunConfig
+    from tessera.models.run_config import RunConfig
 
     user = tmp_path / "models" / "exp"
     user.mkdir(parents=True)

@@ -78,8 +78,8 @@ def test_pooled_pixels_bound_the_vector_length():
 
 
 def test_a_trained_baseline_gets_the_whole_training_budget(tmp_path):
-    from tessera.models.config import RunConfig
-    from tessera.models.evaluate import training_steps
+    from tessera.models.inference import training_steps
+    from tessera.models.run_config import RunConfig
 
     run = RunConfig(
         experiment="e", store="s", out_dir=str(tmp_path), dataset={"sources": ["x"]},

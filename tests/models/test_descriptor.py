@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tessera.models.config import DatasetParams, RunConfig
 from tessera.models.descriptor import DescriptorError, ModelDescriptor
 from tessera.models.normalisation import normalisation_params
+from tessera.models.run_config import DatasetParams, RunConfig
 from tessera.tasks.store.format import StoreInfo
 
 BANDS = ["B1", "B2", "B3"]

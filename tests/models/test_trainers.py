@@ -11,9 +11,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from tessera.models.augment import augment_batch
-from tessera.models.config import model_schema, validate_model_params
 from tessera.models.datamodule import keep_labels_per_class, tile_classes
 from tessera.models.diagnostics import active_units, collapse_message
+from tessera.models.run_config import model_schema, validate_model_params
 from tessera.models.trainers import SegAETask, SSVAETask, VAETask
 
 

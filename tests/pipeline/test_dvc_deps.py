@@ -18,12 +18,12 @@ from tests.helpers import REPO
 # that DVC's record holds wherever the stages ran).
 NOT_OUTPUT = {"tessera.flows.markdown", "tessera.flows.failures"}
 SCHEMA_IMPORTS = {
-    ("tessera.flows.config", "tessera.models.config"),
+    ("tessera.flows.config", "tessera.models.run_config"),
     ("tessera.flows.config", "tessera.flows.profiles"),
-    ("tessera.flows.config", "tessera.tasks.training.options"),
-    ("tessera.flows.experiments", "tessera.tasks.training.options"),
+    ("tessera.flows.config", "tessera.tasks.training.launch_options"),
+    ("tessera.flows.experiments", "tessera.tasks.training.launch_options"),
 }
-LAUNCHED = {"train": ["tessera.models.train"]}  # run as `python -m`, not imported
+LAUNCHED = {"train": ["tessera.models.fit"]}  # run as `python -m`, not imported
 
 
 def _stage_code(graph: grimp.ImportGraph, stage: str) -> set[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tessera.tasks.pipeline.report import run_summary
+from tessera.tasks.pipeline.run_report import run_summary
 
 
 def test_summary_row_shows_the_model_beside_its_baseline(tmp_path):

@@ -10,7 +10,7 @@ import rasterio
 
 from tessera.models.palette import CLASS_PALETTE
 from tessera.tasks.prediction.cog import CLASS_NODATA
-from tessera.tasks.prediction.raster import (
+from tessera.tasks.prediction.raster_maps import (
     MapFiles,
     predict_raster_pixels,
     predict_raster_windows,

@@ -145,7 +145,7 @@ class DatasetParams(BaseModel):
 
 
 class RunConfig(BaseModel):
-    """Everything ``python -m tessera.models.train`` needs: written by the train flow as JSON."""
+    """Everything ``python -m tessera.models.fit`` needs: written by the train flow as JSON."""
 
     model_config = ConfigDict(extra="forbid")
     experiment: str

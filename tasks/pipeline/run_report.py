@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tessera.tasks.evaluation.baselines import versus_line
+from tessera.tasks.evaluation.comparison import versus_line
 
 HEADLINE = ("dice_mean", "accuracy", "balanced_accuracy", "silhouette", "nmi", "rec_psnr")
 VERSUS = (*HEADLINE, "heldout_dice_mean")

@@ -21,7 +21,7 @@ import nibabel.orientations as nio
 import numpy as np
 
 from tessera.tasks.prediction.cog import CLASS_NODATA
-from tessera.tasks.prediction.raster import (
+from tessera.tasks.prediction.raster_maps import (
     MapFiles,
     Normaliser,
     StripReader,

@@ -2,7 +2,7 @@
 
 Loads a trained checkpoint (``weights_only=True``), runs the model over the test tiles once and
 returns per-tile arrays for the representation metrics in
-:mod:`tessera.tasks.evaluation.metrics`, plus the streamed reconstruction, segmentation and
+:mod:`tessera.tasks.evaluation.latent_metrics`, plus the streamed reconstruction, segmentation and
 classification figures.
 """
 
@@ -20,12 +20,12 @@ from tqdm import tqdm
 from tessera.models.augment import dihedral
 from tessera.models.baselines import BaselineResults, TrainBudget, pooled_pixels
 from tessera.models.checkpoint import load_checkpoint
-from tessera.models.config import SUMMARY_FILE, RunConfig
 from tessera.models.data import TileDataset, collate_batch
 from tessera.models.datamodule import TileDataModule, tile_classes
 from tessera.models.diagnostics import active_units
-from tessera.models.metrics import ReconstructionMeter, SegmentationScores
+from tessera.models.image_metrics import ReconstructionMeter, SegmentationScores
 from tessera.models.nets import capacity_mode
+from tessera.models.run_config import SUMMARY_FILE, RunConfig
 from tessera.tasks.store.format import IGNORE
 
 

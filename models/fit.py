@@ -1,4 +1,4 @@
-"""Training entry point: ``python -m tessera.models.train --config RUN.json [--resume]``.
+"""Training entry point: ``python -m tessera.models.fit --config RUN.json [--resume]``.
 
 Run it as it is for one process, under ``torchrun --nproc_per_node N`` for DDP, or under
 ``srun`` on SLURM: Lightning reads the launcher's environment. Everything is written into the
@@ -26,7 +26,8 @@ from tessera.models.checkpoint import (
     LAST_CHECKPOINT,
     MODEL_TYPE_KEY,
 )
-from tessera.models.config import (
+from tessera.models.cpu import pin_cpu_kernels
+from tessera.models.run_config import (
     CHECKPOINT_DIR,
     LAUNCH_ENV,
     PLOT_DIR,
@@ -35,9 +36,8 @@ from tessera.models.config import (
     RunConfig,
     validate_model_params,
 )
-from tessera.models.cpu import pin_cpu_kernels
 from tessera.models.run_folder import attempt_file, promote, staging_dir
-from tessera.tasks.store.errors import debugging, one_line
+from tessera.tasks.store.error_policy import debugging, one_line
 from tessera.tasks.store.files import atomic_write_json
 
 # FREEZE_NOTE: a rank holds ~500,000 objects once torch, Lightning and MLflow are imported, and
@@ -342,7 +342,7 @@ def check_same_code() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI of the entry point; bad configs get one line and exit 1."""
-    parser = argparse.ArgumentParser(prog="python -m tessera.models.train")
+    parser = argparse.ArgumentParser(prog="python -m tessera.models.fit")
     parser.add_argument("--config", required=True, type=Path, help="run config JSON")
     parser.add_argument("--resume", action="store_true", help="continue from last.ckpt")
     args = parser.parse_args(argv)
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             except FileExistsError:
                 pass
         else:
-            print(f"tessera.models.train: {line}", file=sys.stderr)
+            print(f"tessera.models.fit: {line}", file=sys.stderr)
         return 1
     return 0
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from tessera.models.config import CHECKPOINT_DIR, RUN_FILE, RunConfig
 from tessera.models.descriptor import DESCRIPTOR_FILE, DIGEST_TAG, ModelDescriptor
+from tessera.models.run_config import CHECKPOINT_DIR, RUN_FILE, RunConfig
 from tessera.models.serving import RECONSTRUCTION_FILE, save_exported
-from tessera.tasks.evaluation.baselines import BASELINE_NAMES, best_baseline
 from tessera.tasks.evaluation.clusters import CLUSTERS_FILE
+from tessera.tasks.evaluation.comparison import BASELINE_NAMES, best_baseline
 from tessera.tasks.evaluation.report import METRICS_FILE, PLOTS, REPORT_FILE
 from tessera.tasks.registry.gate import CHAMPION, Bar, Direction, gate_metric
 from tessera.tasks.registry.lineage import model_fingerprint

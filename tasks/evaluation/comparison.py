@@ -14,7 +14,7 @@ import numpy as np
 
 if TYPE_CHECKING:  # the comparisons below are read by reports, the CLI and registration, which
     # must not pay for torch, Lightning and scikit-learn (~5 s) to print a line
-    from tessera.models.evaluate import Inference
+    from tessera.models.inference import Inference
 
 PREFIX = "baseline_"
 BASELINE_NAMES = {
@@ -45,7 +45,7 @@ def raw_kmeans_scores(
 ) -> dict[str, float]:
     """k-means (the model's k) on the tiles' raw pixels: internal and, where known, external
     scores."""
-    from tessera.tasks.evaluation.metrics import assignment_scores, fit_clusterer
+    from tessera.tasks.evaluation.latent_metrics import assignment_scores, fit_clusterer
 
     if len(raw) <= k:
         return {}
@@ -57,7 +57,7 @@ def raw_kmeans_scores(
 def tile_class_baselines(inf: Inference) -> dict[str, dict[str, float]]:
     """Classification scores of the baselines' tile classes, and of always answering the
     test split's commonest class."""
-    from tessera.tasks.evaluation.metrics import classification_scores
+    from tessera.tasks.evaluation.latent_metrics import classification_scores
 
     labels = inf.targets
     known = labels >= 0
