@@ -66,7 +66,7 @@ test: setup
 checks: lint imports typecheck docs
 
 # The docs site (mkdocs.yml) into build/site, strictly: a broken link or API reference fails.
-# The generated references in docs/reference/: `$(BIN)/python -m tessera.flows.docs_reference`.
+# The generated references in docs/reference/: `$(BIN)/python -m tessera.flows.cli.docs_reference`.
 docs: setup
 	$(BIN)/mkdocs build --strict --quiet
 

@@ -32,8 +32,8 @@ from typing import Any
 
 import yaml
 
-from tessera.flows.config import TesseraParams
-from tessera.flows.experiments import resolve_experiment
+from tessera.flows.settings.experiments import resolve_experiment
+from tessera.flows.settings.schema import TesseraParams
 from tessera.models.fit import fit
 from tessera.models.run_config import RUN_CONFIG_FILE
 from tessera.tasks.prediction.scoring import heldout_scores

@@ -85,7 +85,7 @@ def prefect_defaults() -> dict[str, str]:
     """Prefect's own defaults for every setting Tessera's quiet server changes."""
     import prefect.settings
 
-    from tessera.flows.local_api import QUIET_SERVICES
+    from tessera.flows.local_server.api import QUIET_SERVICES
 
     return {k: str(getattr(prefect.settings, k).value()).lower() for k in QUIET_SERVICES}
 

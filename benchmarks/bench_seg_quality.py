@@ -38,8 +38,8 @@ from typing import Any
 import torch
 import yaml
 
-from tessera.flows.config import TesseraParams
-from tessera.flows.experiments import resolve_experiment
+from tessera.flows.settings.experiments import resolve_experiment
+from tessera.flows.settings.schema import TesseraParams
 from tessera.models.augment import augment_batch
 from tessera.models.baselines import fitted_forest_scores
 from tessera.models.data import TileDataset, collate_batch

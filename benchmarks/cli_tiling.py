@@ -80,7 +80,7 @@ def tile_cli(scene: Path, out: Path, size: int, env: dict[str, str]) -> float:
 
 def local_api_url(env: dict[str, str]) -> str:
     """The URL of the local Prefect server the runs in ``env`` use."""
-    from tessera.flows.local_api import running_url
+    from tessera.flows.local_server.api import running_url
 
     home = Path(env["XDG_STATE_HOME"]) / "tessera" / "prefect"
     url = running_url(home)

@@ -10,9 +10,9 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, State
 
-from tessera.flows.experiments import EvaluateFlowParams
-from tessera.flows.failures import failing_in_one_line
+from tessera.flows.flow_helpers import failing_in_one_line
 from tessera.flows.markdown import artifact_key
+from tessera.flows.settings.experiments import EvaluateFlowParams
 from tessera.tasks.evaluation.report import check_evaluation_output
 from tessera.tasks.steps.evaluate import (
     heldout_scores_step,

@@ -5,31 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, unmapped
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.states import Completed, Failed, State
+from prefect.states import Completed, State
 
-from tessera.flows.config import IngestParams
-from tessera.flows.failures import failing_in_one_line
+from tessera.flows.flow_helpers import failing_in_one_line
 from tessera.flows.markdown import ingest_markdown
-from tessera.tasks.sources.catalog import SceneRecord
-from tessera.tasks.steps.ingest import inspect_source_step, write_catalog_step
-
-
-def inspect_all(params: IngestParams, base: Path) -> tuple[list[SceneRecord], list[dict[str, str]]]:
-    """Inspect every source in parallel (mapped tasks) with a progress bar."""
-    reports = inspect_source_step.map(params.sources, unmapped(base), desc="inspect", unit="source")
-    records = [r for rep in reports for r in rep.records]
-    rejected = [x for rep in reports for x in rep.rejected]
-    return records, rejected
-
-
-def failed_on(rejected: list[dict[str, str]]) -> State[Any]:
-    """A Failed state whose message is one line per rejected input."""
-    return Failed(
-        message="\n".join(f"{x['path']}: {x['reason']}" for x in rejected),
-        data={"rejected": rejected},
-    )
+from tessera.flows.settings.schema import IngestParams
+from tessera.tasks.steps.ingest import failed_on, inspect_sources, write_catalog_step
 
 
 @flow(name="tessera-ingest", log_prints=True)
@@ -37,7 +20,7 @@ def failed_on(rejected: list[dict[str, str]]) -> State[Any]:
 def ingest_flow(params: IngestParams, base: str = ".") -> State[Any]:
     """Validate all sources before writing anything; then write the catalogue (and rejects)."""
     root = Path(base)
-    records, rejected = inspect_all(params, root)
+    records, rejected = inspect_sources(params.sources, root)
     if rejected and params.on_bad_input == "fail":
         return failed_on(rejected)
     catalog = root / params.catalog

@@ -18,18 +18,17 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, Failed, State
 from pydantic import BaseModel, Field
 
-from tessera.flows.config import PARAMS_FILE, validated_params
-from tessera.flows.failures import failing_in_one_line
+from tessera.flows.flow_helpers import failing_in_one_line
 from tessera.flows.markdown import artifact_key
+from tessera.flows.settings.schema import PARAMS_FILE, validated_params
 from tessera.flows.stages import parse_stage_command, stage_call
 from tessera.tasks.pipeline.dvc_stages import Stage, pipeline_lock
-from tessera.tasks.steps import StepFailed, failing_as
+from tessera.tasks.steps import StepFailed, failing_as, read_params_step
 from tessera.tasks.steps.pipeline import (
     commit_stage_step,
     default_remote_step,
     pipeline_stages_step,
     push_outputs_step,
-    read_params_step,
     run_summary_step,
     stage_changed_step,
 )

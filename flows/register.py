@@ -10,9 +10,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
-from tessera.flows.failures import failing_in_one_line
+from tessera.flows.flow_helpers import failing_in_one_line
 from tessera.flows.markdown import artifact_key, decisions_markdown
-from tessera.flows.registrations import RegisterFlowParams
+from tessera.flows.settings.registrations import RegisterFlowParams
 from tessera.tasks.registry.register_experiment import check_record_output
 from tessera.tasks.steps.register import check_tracking_step, lineage_step, register_experiment_step
 

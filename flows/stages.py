@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tessera.flows.config import TesseraParams
+from tessera.flows.settings.schema import TesseraParams
 from tessera.tasks.sources.specs import SourceSpec
 
 
@@ -56,7 +56,7 @@ def _tile(p: TesseraParams, o: StageOptions) -> dict[str, Any]:
 
 
 def _train(p: TesseraParams, o: StageOptions) -> dict[str, Any]:
-    from tessera.flows.experiments import resolve_experiment
+    from tessera.flows.settings.experiments import resolve_experiment
     from tessera.tasks.registry.mlflow_registry import configure_http_retries
 
     # the training processes log to the tracking server with these (they inherit them)
@@ -68,14 +68,14 @@ def _train(p: TesseraParams, o: StageOptions) -> dict[str, Any]:
 def _evaluate(p: TesseraParams, o: StageOptions) -> dict[str, Any]:
     from pathlib import Path
 
-    from tessera.flows.experiments import resolve_evaluation
+    from tessera.flows.settings.experiments import resolve_evaluation
 
     ckpt = Path(o.checkpoint) if o.checkpoint else None
     return {"params": resolve_evaluation(p, o.one_experiment("evaluate"), ckpt)}
 
 
 def _register(p: TesseraParams, o: StageOptions) -> dict[str, Any]:
-    from tessera.flows.registrations import resolve_registration
+    from tessera.flows.settings.registrations import resolve_registration
     from tessera.tasks.registry.mlflow_registry import configure_http_retries
 
     configure_http_retries(p.registry.retries, p.registry.backoff_s)
@@ -83,7 +83,7 @@ def _register(p: TesseraParams, o: StageOptions) -> dict[str, Any]:
 
 
 def _predict(p: TesseraParams, o: StageOptions) -> dict[str, Any]:
-    from tessera.flows.predictions import resolve_prediction
+    from tessera.flows.settings.predictions import resolve_prediction
     from tessera.tasks.registry.mlflow_registry import configure_http_retries
 
     configure_http_retries(p.registry.retries, p.registry.backoff_s)
@@ -130,7 +130,7 @@ def stage_call(name: str, params: TesseraParams, options: StageOptions) -> tuple
     kwargs = stage.arguments(params, options)
     flow = stage.flow()
     if stage.maps_tasks:
-        from tessera.flows.runner import make_task_runner
+        from tessera.flows.settings.runner import make_task_runner
 
         flow = flow.with_options(task_runner=make_task_runner(params.runner))
     return flow, kwargs

@@ -9,11 +9,11 @@ from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, Failed, State
 
-from tessera.flows.config import IngestParams, TileStageParams
-from tessera.flows.failures import failing_in_one_line
-from tessera.flows.ingest import failed_on, inspect_all
+from tessera.flows.flow_helpers import failing_in_one_line
 from tessera.flows.markdown import tile_markdown
+from tessera.flows.settings.schema import IngestParams, TileStageParams
 from tessera.tasks.sources.specs import SourceSpec
+from tessera.tasks.steps.ingest import failed_on, inspect_sources
 from tessera.tasks.steps.tile import load_catalog_step, publish_store_step, tile_scene_step
 from tessera.tasks.store.format import PARTS_DIR
 from tessera.tasks.store.writer import check_store_output, discard_staging, store_writer
@@ -31,8 +31,8 @@ def tile_flow(
     given = [root / f for s in sources or [] for f in s.paths]
     out = check_store_output(root / params.out, given)  # before any work
     if sources:
-        records, rejected = inspect_all(
-            IngestParams(sources=sources, on_bad_input=params.on_bad_input), root
+        records, rejected = inspect_sources(
+            IngestParams(sources=sources, on_bad_input=params.on_bad_input).sources, root
         )
     else:
         records, rejected = load_catalog_step(root, params.catalog)

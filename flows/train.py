@@ -8,9 +8,9 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, State
 
-from tessera.flows.experiments import TrainFlowParams
-from tessera.flows.failures import failing_in_one_line
+from tessera.flows.flow_helpers import failing_in_one_line
 from tessera.flows.markdown import artifact_key, summary_markdown
+from tessera.flows.settings.experiments import TrainFlowParams
 from tessera.tasks.steps.train import launch_training_step, write_run_config_step
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tessera.flows.local_api import QUIET_SERVICES
+from tessera.flows.local_server.api import QUIET_SERVICES
 
 _HOME = Path(tempfile.mkdtemp(prefix="tessera-test-prefect-"))
 os.environ["PREFECT_HOME"] = str(_HOME)
@@ -81,11 +81,11 @@ def prefect_api() -> Iterator[str]:
     import prefect.testing.utilities as harness
     from prefect.settings import PREFECT_API_URL
 
-    from tessera.flows.local_api import SEEDED_START, seed_database
+    from tessera.flows.local_server.api import SEEDED_START, seed_database
 
     def seeded_folder() -> str:
         """The harness's database folder, its database a copy as Tessera's local server's
-        (tessera.flows.local_api.seed_database): ~9 s of CPU less per harness."""
+        (tessera.flows.local_server.api.seed_database): ~9 s of CPU less per harness."""
         folder = tempfile.mkdtemp()
         if seed_database(Path(folder) / "prefect-test.db"):
             os.environ.update({k: v for k, v in SEEDED_START.items() if k not in os.environ})

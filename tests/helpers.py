@@ -266,7 +266,7 @@ def prefect_server(home: Path, env: dict[str, str]) -> Iterator[dict[str, str]]:
     import subprocess
     import sys
 
-    from tessera.flows.local_api import SEEDED_START, seed_database
+    from tessera.flows.local_server.api import SEEDED_START, seed_database
     from tessera.tasks.cluster.processes import free_port
 
     port = free_port()

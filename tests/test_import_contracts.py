@@ -21,6 +21,7 @@ BREAKS = {
         "import tessera.tasks.sources.records",
     ),
     "Rooms of tasks": ("tasks/sources/paths.py", "import tessera.tasks.tiling.grid"),
+    "Rooms of flows": ("flows/tile.py", "import tessera.flows.ingest"),
     "The tile store imports no other module": (
         "tasks/store/format.py",
         "import tessera.models.blocks",

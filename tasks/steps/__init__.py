@@ -67,3 +67,15 @@ def failing_as(prefix: str) -> Iterator[None]:
         yield
     except StepFailed as exc:
         raise StepFailed(f"{prefix}{exc}") from None
+
+
+def _read_params_step() -> Step[..., dict[str, Any]]:
+    from prefect.cache_policies import NONE
+
+    from tessera.tasks.store.files import read_yaml_mapping
+
+    return Step(read_yaml_mapping, "read-params", cache_policy=NONE)
+
+
+# a params file, read by the runs that start from one (the pipeline, the scheduled predictions)
+read_params_step = _read_params_step()

@@ -13,10 +13,8 @@ from tessera.tasks.pipeline.dvc_stages import (
 )
 from tessera.tasks.pipeline.run_report import run_summary
 from tessera.tasks.steps import Step
-from tessera.tasks.store.files import read_yaml_mapping
 
 # pipeline: DVC reads and writes files; a stage itself is never retried blindly
-read_params_step = Step(read_yaml_mapping, "read-params", cache_policy=NONE)
 run_summary_step = Step(run_summary, "run-summary", cache_policy=NONE)
 pipeline_stages_step = Step(pipeline_stages, "dvc-stages", retries=2, retry_delay_seconds=2)
 stage_changed_step = Step(stage_changed, "dvc-status", retries=2, retry_delay_seconds=2)

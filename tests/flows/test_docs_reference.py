@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from tessera.flows.docs_reference import PAGES, cli_reference, params_reference
+from tessera.flows.cli.docs_reference import PAGES, cli_reference, params_reference
 from tests.helpers import REPO
 
 FOLDER = REPO / "docs" / "reference"
@@ -14,7 +14,7 @@ FOLDER = REPO / "docs" / "reference"
 def test_the_committed_references_are_what_the_code_generates():
     for page, text in (("params.md", params_reference()), ("cli.md", cli_reference())):
         assert (FOLDER / page).read_text() == text, (
-            f"docs/reference/{page} is stale: run `python -m tessera.flows.docs_reference`"
+            f"docs/reference/{page} is stale: run `python -m tessera.flows.cli.docs_reference`"
         )
     assert set(PAGES) == {"params.md", "cli.md"}
 

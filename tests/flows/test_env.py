@@ -7,7 +7,7 @@ import sys
 
 CHECK = """
 import sys
-from tessera.flows.env import configure_environment
+from tessera.flows.settings.env import configure_environment
 configure_environment()
 import rasterio
 assert "botocore" not in sys.modules, "rasterio's import ran boto3"

@@ -250,7 +250,7 @@ def test_a_tracking_server_that_dies_mid_training_fails_in_one_line_and_keeps_th
     )  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
     try:
-        from tessera.flows.local_api import healthy
+        from tessera.flows.local_server.api import healthy
 
         wait_for(lambda: healthy(uri), 90, "the MLflow server")
         last = staging_dir(folder) / "checkpoints" / "last.ckpt"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from tessera.flows.config import IngestParams, TileStageParams
 from tessera.flows.ingest import ingest_flow
+from tessera.flows.settings.schema import IngestParams, TileStageParams
 from tessera.flows.tile import tile_flow
 from tessera.tasks.sources.samples import sample_files
 from tessera.tasks.sources.specs import SourceSpec

@@ -15,14 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tessera.flows.local_api import (
+from tessera.flows.local_server.api import (
     QUIET_SERVICES,
     STATE_FILE,
     read_state,
     seed_database,
     server_environment,
 )
-from tessera.flows.local_servers import ServerRecord, record, registry_dir, registry_file
+from tessera.flows.local_server.server_records import (
+    ServerRecord,
+    record,
+    registry_dir,
+    registry_file,
+)
 from tessera.tasks.cluster.processes import ours, start_time
 from tests.helpers import write_geotiff
 

@@ -84,7 +84,7 @@ def test_cropping_augmentation_is_refused_for_a_model_that_reads_whole_tiles():
     import pytest
     from pydantic import ValidationError
 
-    from tessera.flows.config import ExperimentParams
+    from tessera.flows.settings.schema import ExperimentParams
 
     vae = {"type": "vae", "latent_dim": 4}
     with pytest.raises(ValidationError, match="only seg_ae takes"):

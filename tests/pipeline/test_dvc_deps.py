@@ -16,12 +16,12 @@ from tests.helpers import REPO
 # params.yaml; the stages that build a model import them themselves); and where the work
 # runs: the profile and the runner's Slurm options (no stage's output depends on them, so
 # that DVC's record holds wherever the stages ran).
-NOT_OUTPUT = {"tessera.flows.markdown", "tessera.flows.failures"}
+NOT_OUTPUT = {"tessera.flows.markdown", "tessera.flows.flow_helpers"}
 SCHEMA_IMPORTS = {
-    ("tessera.flows.config", "tessera.models.run_config"),
-    ("tessera.flows.config", "tessera.flows.profiles"),
-    ("tessera.flows.config", "tessera.tasks.training.launch_options"),
-    ("tessera.flows.experiments", "tessera.tasks.training.launch_options"),
+    ("tessera.flows.settings.schema", "tessera.models.run_config"),
+    ("tessera.flows.settings.schema", "tessera.flows.settings.profiles"),
+    ("tessera.flows.settings.schema", "tessera.tasks.training.launch_options"),
+    ("tessera.flows.settings.experiments", "tessera.tasks.training.launch_options"),
 }
 LAUNCHED = {"train": ["tessera.models.fit"]}  # run as `python -m`, not imported
 

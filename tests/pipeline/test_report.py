@@ -25,7 +25,7 @@ def test_the_deployed_flows_import_no_torch_lightning_or_sklearn():
     import sys
 
     code = (
-        "import sys; import tessera.flows.pipeline, tessera.flows.predict_folder; "
+        "import sys; import tessera.flows.pipeline, tessera.flows.predict; "
         "print(sorted(m for m in ('torch', 'lightning', 'sklearn') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

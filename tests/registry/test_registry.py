@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tessera.flows.local_api import healthy
+from tessera.flows.local_server.api import healthy
 from tessera.models.serving import ClassifierServing
 from tessera.models.vae_nets import TileClassifier
 from tessera.tasks.cluster.processes import free_port

@@ -15,10 +15,10 @@ A new home's database is a copy of an empty one made once per user and Prefect v
 
 The server runs without the services Tessera does not use, and with the loops of those it
 keeps slowed down (:data:`QUIET_SERVICES`); a variable the user set wins. Every server is also
-recorded in the user's registry (:mod:`tessera.flows.local_servers`), so that ``tessera server
-status`` lists each project's and ``tessera server stop --all`` stops them.
+recorded in the user's registry (:mod:`tessera.flows.local_server.server_records`), so that
+``tessera server status`` lists each project's and ``tessera server stop --all`` stops them.
 
-Run as ``python -m tessera.flows.local_api HOME PORT IDLE_MINUTES``, this module is the
+Run as ``python -m tessera.flows.local_server.api HOME PORT IDLE_MINUTES``, this module is the
 watchdog that owns the server process.
 """
 
@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from tessera.flows.local_servers import (
+from tessera.flows.local_server.server_records import (
     STATE_FILE,
     USERS_FILE,
     ServerRecord,
@@ -199,7 +199,14 @@ def start(home: Path, idle: float, notice: TextIO | None = sys.stderr) -> str:
                 env = {**SEEDED_START, **env}
         with open(log, "ab") as fh:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "tessera.flows.local_api", str(home), str(port), str(idle)],
+                [
+                    sys.executable,
+                    "-m",
+                    "tessera.flows.local_server.api",
+                    str(home),
+                    str(port),
+                    str(idle),
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=fh,
                 stderr=fh,

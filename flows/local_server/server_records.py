@@ -24,7 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
-from tessera.flows.env import user_state_dir
+from tessera.flows.settings.env import user_state_dir
 from tessera.tasks.cluster.processes import Daemon, ours, start_time, stop
 from tessera.tasks.store.files import atomic_write_bytes
 
@@ -95,7 +95,7 @@ def _take_over(home: Path) -> ServerRecord | None:
         pid, server_pid, url = int(old["pid"]), int(old["server_pid"]), str(old["url"])
         since = (home / STATE_FILE).stat().st_mtime  # written when the server started
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-        if argv[1:4] != ["-m", "tessera.flows.local_api", str(home)]:
+        if argv[1:4] != ["-m", "tessera.flows.local_server.api", str(home)]:
             return None
         idle_minutes = float(argv[5])
     except (OSError, ValueError, KeyError, TypeError, IndexError):

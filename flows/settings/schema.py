@@ -238,7 +238,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def validated_params(raw: dict[str, Any]) -> TesseraParams:
     """``params.yaml``'s mapping validated, with the active profile's ``runner`` over it."""
-    from tessera.flows.profiles import with_profile
+    from tessera.flows.settings.profiles import with_profile
 
     return TesseraParams.model_validate(with_profile(raw))
 

@@ -31,7 +31,7 @@ def load(params: Path | None, overrides: list[str] | None, **sections: dict[str,
     not given); problems in one line."""
     from pydantic import ValidationError
 
-    from tessera.flows.config import load_params, updated
+    from tessera.flows.settings.schema import load_params, updated
 
     where = str(params) if params is not None else "options"
     section = None
@@ -54,7 +54,7 @@ def load(params: Path | None, overrides: list[str] | None, **sections: dict[str,
 def _changed(section: Any, changes: dict[str, Any]) -> Any:
     """A params section with a command's options; a section that says how its options
     combine (the tile geometry: a new size brings the stride along) does it itself."""
-    from tessera.flows.config import updated
+    from tessera.flows.settings.schema import updated
 
     with_changes = getattr(section, "with_changes", None)
     return with_changes(**changes) if with_changes else updated(section, **changes)
@@ -62,7 +62,7 @@ def _changed(section: Any, changes: dict[str, Any]) -> Any:
 
 def run_flow(flow_obj: Any, **kwargs: Any) -> Any:
     """Run a flow; a failed state becomes a one-line error."""
-    from tessera.flows.local_api import prefect_api
+    from tessera.flows.local_server.api import prefect_api
 
     with prefect_api():
         state = flow_obj(**kwargs, return_state=True)

@@ -13,7 +13,7 @@ import os
 import tempfile
 from typing import Any
 
-from tessera.flows.config import RunnerParams
+from tessera.flows.settings.schema import RunnerParams
 
 
 class WorkerMismatchError(Exception):

@@ -51,7 +51,7 @@ def user_state_dir() -> Path:
 def configure_environment(cwd: Path | None = None) -> None:
     """Keep every tool offline and its state in the project or the user's state folder; the
     active profile's variables (``TESSERA_PROFILE``) come first."""
-    from tessera.flows.profiles import export_profile_env
+    from tessera.flows.settings.profiles import export_profile_env
 
     export_profile_env()
     os.environ.setdefault("PREFECT_HOME", str(state_home(cwd)))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from tessera.flows.config import EvaluateParams, TesseraParams
+from tessera.flows.settings.schema import EvaluateParams, TesseraParams
 from tessera.models.checkpoint import BEST_CHECKPOINT
 from tessera.models.run_config import (
     CHECKPOINT_DIR,

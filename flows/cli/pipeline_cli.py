@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tessera.flows.commands import load, run_flow
+from tessera.flows.cli.common import load, run_flow
 
 ForceOpt = Annotated[
     list[str] | None,
@@ -27,7 +27,7 @@ def run_pipeline(
 
     p = load(Path(PARAMS_FILE), None)  # a bad params.yaml fails here, in one line
     fp = PipelineParams(root=".", force=list(force or []), push=push)
-    from tessera.flows.runner import make_task_runner
+    from tessera.flows.settings.runner import make_task_runner
 
     f = pipeline_flow.with_options(task_runner=make_task_runner(p.runner))
     typer.echo(run_flow(f, params=fp)["summary"])
@@ -45,7 +45,7 @@ def serve(
     from tessera.flows.pipeline import PipelineParams, pipeline_flow
 
     fp = PipelineParams(root=str(Path.cwd()), force=list(force or []))
-    from tessera.flows.local_api import prefect_api
+    from tessera.flows.local_server.api import prefect_api
 
     with prefect_api():
         typer.echo(f"serving tessera-pipeline/{name}: cron {cron!r} ({timezone}); Ctrl-C stops")

@@ -9,12 +9,12 @@ from typing import Annotated
 
 import typer
 
-from tessera.flows.cluster_cli import cluster_app
-from tessera.flows.commands import BadOpt, RunnerOpt, SetOpt, UserError, load, run_stage
-from tessera.flows.env import configure_environment
-from tessera.flows.pipeline_cli import run_pipeline, serve
-from tessera.flows.predict_cli import predict
-from tessera.flows.server_cli import prefect_home, server_app
+from tessera.flows.cli.cluster_cli import cluster_app
+from tessera.flows.cli.common import BadOpt, RunnerOpt, SetOpt, UserError, load, run_stage
+from tessera.flows.cli.pipeline_cli import run_pipeline, serve
+from tessera.flows.cli.predict_cli import predict
+from tessera.flows.cli.server_cli import prefect_home, server_app
+from tessera.flows.settings.env import configure_environment
 
 app = typer.Typer(
     add_completion=False,
@@ -217,8 +217,13 @@ def summary(
     """Print what the pipeline has produced: tiles, metrics, registered models, where things are."""
     from rich.console import Console
 
-    from tessera.flows.local_api import running_url
-    from tessera.flows.summary import experiments_table, predictions_table, store_table, ui_hints
+    from tessera.flows.cli.summary_cli import (
+        experiments_table,
+        predictions_table,
+        store_table,
+        ui_hints,
+    )
+    from tessera.flows.local_server.api import running_url
 
     p = load(params, None)
     console = Console(width=max(Console().width, 160))

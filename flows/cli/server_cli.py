@@ -14,14 +14,14 @@ server_app = typer.Typer(
 
 
 def prefect_home() -> Path:
-    """This command's Prefect home (set by ``tessera.flows.env.configure_environment``)."""
+    """This command's Prefect home (set by ``tessera.flows.settings.env.configure_environment``)."""
     return Path(os.environ["PREFECT_HOME"]).absolute()
 
 
 @server_app.command("start")
 def server_start() -> None:
     """Start the local Prefect server now (commands otherwise start it on first use)."""
-    from tessera.flows.local_api import idle_minutes, running_url, start
+    from tessera.flows.local_server.api import idle_minutes, running_url, start
 
     url = running_url(prefect_home()) or start(prefect_home(), idle_minutes())
     typer.echo(f"Prefect API at {url}; UI at {url.removesuffix('/api')}")
@@ -38,14 +38,14 @@ def server_stop(
     if all_servers:
         _stop_all()
         return
-    from tessera.flows.local_api import stop
+    from tessera.flows.local_server.api import stop
 
     pid = stop(prefect_home())
     typer.echo(f"stopped the local Prefect server (pid {pid})" if pid else "no server running")
 
 
 def _stop_all() -> None:
-    from tessera.flows.local_servers import recorded, stop_server
+    from tessera.flows.local_server.server_records import recorded, stop_server
 
     records = recorded()
     if not records:
@@ -61,8 +61,8 @@ def _stop_all() -> None:
 def server_status() -> None:
     """Say whether this project's server is up, where its data lives, and list every server
     Tessera started for you (``*``: this project's) with its uptime and idle time."""
-    from tessera.flows.local_api import mode, running_url
-    from tessera.flows.local_servers import duration, forget, recorded, server_state
+    from tessera.flows.local_server.api import mode, running_url
+    from tessera.flows.local_server.server_records import duration, forget, recorded, server_state
 
     home = prefect_home()
     url = running_url(home)

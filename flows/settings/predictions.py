@@ -5,15 +5,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tessera.flows.config import TesseraParams
-from tessera.flows.experiments import default_tracking, resolve_experiment
-from tessera.flows.predict import PredictFlowParams
+from pydantic import BaseModel
+
+from tessera.flows.settings.experiments import default_tracking, resolve_experiment
+from tessera.flows.settings.schema import TesseraParams
 from tessera.models.checkpoint import BEST_CHECKPOINT
 from tessera.models.run_config import CHECKPOINT_DIR, RUN_CONFIG_FILE, RunConfig
 from tessera.tasks.evaluation.clusters import CLUSTERS_FILE
 from tessera.tasks.prediction.model import ModelSource
 from tessera.tasks.prediction.predict_options import PredictOptions
 from tessera.tasks.sources.specs import SourceSpec
+
+
+class PredictFlowParams(BaseModel):
+    """The model, the inputs (sources as ``tessera tile`` reads them) and the options."""
+
+    model: ModelSource
+    sources: list[SourceSpec]
+    base: str = "."
+    options: PredictOptions = PredictOptions()
 
 
 def model_source(params: TesseraParams, ref: str) -> ModelSource:

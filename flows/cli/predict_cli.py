@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tessera.flows.commands import BadOpt, RunnerOpt, SetOpt, UserError, load, run_stage
+from tessera.flows.cli.common import BadOpt, RunnerOpt, SetOpt, UserError, load, run_stage
 
 
 def predict(

@@ -1,4 +1,5 @@
-"""Flows fail in one line: anything raised in a flow body becomes a Failed state, no traceback."""
+"""What the flows share: they fail in one line (anything raised in a flow body becomes a
+Failed state, no traceback)."""
 
 from __future__ import annotations
 

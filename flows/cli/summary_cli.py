@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tessera.flows.config import TesseraParams
+from tessera.flows.settings.schema import TesseraParams
 from tessera.tasks.evaluation.comparison import versus_line
 from tessera.tasks.pipeline.run_report import (
     VERSUS,

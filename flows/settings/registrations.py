@@ -9,8 +9,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tessera.flows.config import RegistryParams, TesseraParams
-from tessera.flows.experiments import resolve_experiment
+from tessera.flows.settings.experiments import resolve_experiment
+from tessera.flows.settings.schema import RegistryParams, TesseraParams
 from tessera.models.run_config import (
     RunConfig,
 )
