@@ -34,8 +34,8 @@ import yaml
 
 from tessera.flows.settings.experiments import resolve_experiment
 from tessera.flows.settings.schema import TesseraParams
-from tessera.models.fit import fit
-from tessera.models.run_config import RUN_CONFIG_FILE
+from tessera.models.run.fit import fit
+from tessera.models.run.run_config import RUN_CONFIG_FILE
 from tessera.tasks.prediction.scoring import heldout_scores
 
 EXPERIMENT = "mni152-seg_ae"

@@ -40,20 +40,20 @@ import yaml
 
 from tessera.flows.settings.experiments import resolve_experiment
 from tessera.flows.settings.schema import TesseraParams
-from tessera.models.augment import augment_batch
-from tessera.models.baselines import fitted_forest_scores
-from tessera.models.data import TileDataset, collate_batch
-from tessera.models.fit import fit
-from tessera.models.image_metrics import SegmentationScores
-from tessera.models.losses import MaskedDiceCELoss
-from tessera.models.run_config import RunConfig
+from tessera.models.data.augment import augment_batch
+from tessera.models.data.tiles import TileDataset, collate_batch
+from tessera.models.run.fit import fit
+from tessera.models.run.run_config import RunConfig
+from tessera.models.scoring.baselines import fitted_forest_scores
+from tessera.models.scoring.image_metrics import SegmentationScores
+from tessera.models.scoring.losses import MaskedDiceCELoss
 from tessera.tasks.store.format import IGNORE
 
 EXPERIMENTS = ("landsat8-seg_ae", "mni152-seg_ae")
 
 
 def train_seg_ae(run: RunConfig, out: str, **changes: Any) -> dict[str, Any]:
-    """seg_ae trained by ``tessera.models.fit`` (best checkpoint by the run's monitor), with
+    """seg_ae trained by ``tessera.models.run.fit`` (best checkpoint by the run's monitor), with
     ``changes`` to its arguments."""
     model = dict(run.model, **changes)
     cfg = run.model_copy(update={"model": model, "out_dir": out, "tracking_uri": None})
@@ -177,7 +177,7 @@ def converged_peers(
     300 epochs) fitted to convergence on the forest's own 60,000 training pixels."""
     from sklearn.neural_network import MLPClassifier
 
-    from tessera.models.baselines import pixel_classifier_scores
+    from tessera.models.scoring.baselines import pixel_classifier_scores
 
     path = train_seg_ae(run, str(out / "pixel_path"), pixel_path=32)
     start = time.perf_counter()

@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader, default_collate
 
 from benchmarks.digits_references import shift_collate
 from tessera.models.kinds import ClusterReg
+from tessera.models.nets.vae_nets import TileClassifier
 from tessera.models.trainers import SSVAETask, VAETask
-from tessera.models.vae_nets import TileClassifier
 
 WIDTHS = [32, 64, 128]
 

@@ -17,7 +17,7 @@ def _timed_passes(ds: object, workers: int, batches: int) -> tuple[float, float]
     import torch
     from torch.utils.data import DataLoader, RandomSampler
 
-    from tessera.models.data import collate_batch
+    from tessera.models.data.tiles import collate_batch
 
     sampler = RandomSampler(
         ds,
@@ -49,7 +49,7 @@ def bench_loading(store_dir: Path, workers: int, batches: int = 60) -> tuple[flo
     The first pass pays the page faults of fresh shard mappings in every worker; the second,
     with persistent workers, is the steady state of training.
     """
-    from tessera.models.data import TileDataset
+    from tessera.models.data.tiles import TileDataset
 
     return _timed_passes(TileDataset(store_dir, normalisation="none"), workers, batches)
 

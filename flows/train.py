@@ -17,7 +17,7 @@ from tessera.tasks.steps.train import launch_training_step, write_run_config_ste
 @flow(name="tessera-train")
 @failing_in_one_line
 def train_flow(params: TrainFlowParams) -> State[Any]:
-    """Write the run config, launch ``tessera.models.fit`` (under torchrun for DDP), read the
+    """Write the run config, launch ``tessera.models.run.fit`` (under torchrun for DDP), read the
     summary."""
     config_path = write_run_config_step(params.run, params.launch)
     summary = launch_training_step(config_path, params.launch)

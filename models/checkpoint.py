@@ -65,8 +65,8 @@ def load_checkpoint(
         cpu_isa: the instruction set the training pinned (``train.trainer.cpu_isa``), pinned
             here too before any kernel runs, so that results are the training's.
     """
-    from tessera.models.cpu import pin_cpu_kernels
     from tessera.models.descriptor import ModelDescriptor
+    from tessera.models.run.cpu import pin_cpu_kernels
     from tessera.models.trainers import MODEL_TASKS
 
     pin_cpu_kernels(None, cpu_isa)
@@ -93,7 +93,8 @@ def load_checkpoint(
 
 def model_descriptor(model: LoadedModel, run: Any) -> Any:
     """The checkpoint's descriptor; for a checkpoint written before Tessera saved one, the
-    descriptor that ``run``'s (a :class:`~tessera.models.run_config.RunConfig`) tile store gives."""
+    descriptor that the tile store of ``run`` (a
+    :class:`~tessera.models.run.run_config.RunConfig`) gives."""
     if model.descriptor is not None:
         return model.descriptor
     from tessera.models.descriptor import ModelDescriptor

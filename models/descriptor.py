@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from tessera.models.normalisation import (
+from tessera.models.data.normalisation import (
     Normalisation,
     apply,
     clip_bounds,
@@ -25,7 +25,7 @@ from tessera.models.normalisation import (
     normalisation_params,
     per_image,
 )
-from tessera.models.run_config import RunConfig
+from tessera.models.run.run_config import RunConfig
 from tessera.tasks.store.format import StoreInfo
 
 DESCRIPTOR_FILE = "tessera_model.json"
@@ -51,7 +51,7 @@ class ModelDescriptor(BaseModel):
     source_kind: Literal["geotiff", "nifti", "dicom"]
     bands: list[str] = Field(description="Input bands, in the order the model reads them.")
     normalisation: Normalisation = Field(
-        description="The scheme (tessera.models.normalisation); image_* take shift and scale "
+        description="The scheme (tessera.models.data.normalisation); image_* take shift and scale "
         "from each input image, so the stored ones are empty."
     )
     shift: list[float] = Field(description="Per band: subtracted first.")
@@ -132,7 +132,7 @@ class ModelDescriptor(BaseModel):
 
     def normalise(self, window: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """A (C, h, w) window of source values in the model's input units, as
-        :class:`~tessera.models.data.TileDataset` gives tiles: ``(x - shift) / scale``, and 0
+        :class:`~tessera.models.data.tiles.TileDataset` gives tiles: ``(x - shift) / scale``, and 0
         where ``valid`` (h, w) is False (or, for ``image_zscore``, in the background);
         without normalisation, the values as they are. A per-image scheme needs
         :meth:`for_image` first."""

@@ -17,15 +17,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from tessera.models.augment import dihedral
-from tessera.models.baselines import BaselineResults, TrainBudget, pooled_pixels
 from tessera.models.checkpoint import load_checkpoint
-from tessera.models.data import TileDataset, collate_batch
-from tessera.models.datamodule import TileDataModule, tile_classes
-from tessera.models.diagnostics import active_units
-from tessera.models.image_metrics import ReconstructionMeter, SegmentationScores
-from tessera.models.nets import capacity_mode
-from tessera.models.run_config import SUMMARY_FILE, RunConfig
+from tessera.models.data.augment import dihedral
+from tessera.models.data.datamodule import TileDataModule, tile_classes
+from tessera.models.data.tiles import TileDataset, collate_batch
+from tessera.models.nets.seg_nets import capacity_mode
+from tessera.models.run.run_config import SUMMARY_FILE, RunConfig
+from tessera.models.scoring.baselines import BaselineResults, TrainBudget, pooled_pixels
+from tessera.models.scoring.diagnostics import active_units
+from tessera.models.scoring.image_metrics import ReconstructionMeter, SegmentationScores
 from tessera.tasks.store.format import IGNORE
 
 

@@ -17,4 +17,4 @@ CapacityMode = Literal["undercomplete", "complete", "overcomplete"]
 Skips = Literal["none", "seg", "all"]
 LrSchedule = Literal["constant", "cosine", "one_cycle"]
 ClusterReg = Literal["none", "dec", "vade"]
-Augment = Literal["none", "dihedral", "plain", "synthseg"]  # models/augment.py
+Augment = Literal["none", "dihedral", "plain", "synthseg"]  # models/data/augment.py

@@ -23,7 +23,7 @@ RECONSTRUCTION_FILE = "reconstruction.pt2"  # beside tessera_model.json in a reg
 
 
 class SegServing(nn.Module):
-    """Segmentation logits of a :class:`~tessera.models.nets.SegAutoEncoder`."""
+    """Segmentation logits of a :class:`~tessera.models.nets.seg_nets.SegAutoEncoder`."""
 
     def __init__(self, net: nn.Module, num_classes: int) -> None:
         super().__init__()
@@ -35,15 +35,16 @@ class SegServing(nn.Module):
 
 
 class ReconstructionServing(nn.Module):
-    """The expected reconstruction (N, C, H, W) of a :class:`~tessera.models.nets.SegAutoEncoder`,
-    in the normalised units of its input."""
+    """The expected reconstruction (N, C, H, W) of a
+    :class:`~tessera.models.nets.seg_nets.SegAutoEncoder`, in the normalised units of its
+    input."""
 
     def __init__(self, net: nn.Module, rec_loss: str) -> None:
         super().__init__()
         self.net, self.rec_loss = net, rec_loss
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from tessera.models.losses import reconstruction_mean
+        from tessera.models.scoring.losses import reconstruction_mean
 
         return reconstruction_mean(self.rec_loss, self.net(x)["rec"], x)  # type: ignore[arg-type]
 

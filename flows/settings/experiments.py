@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from tessera.flows.settings.schema import EvaluateParams, TesseraParams
 from tessera.models.checkpoint import BEST_CHECKPOINT
-from tessera.models.run_config import (
+from tessera.models.run.run_config import (
     CHECKPOINT_DIR,
     RunConfig,
     TrainerParams,

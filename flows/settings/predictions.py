@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from tessera.flows.settings.experiments import default_tracking, resolve_experiment
 from tessera.flows.settings.schema import TesseraParams
 from tessera.models.checkpoint import BEST_CHECKPOINT
-from tessera.models.run_config import CHECKPOINT_DIR, RUN_CONFIG_FILE, RunConfig
+from tessera.models.run.run_config import CHECKPOINT_DIR, RUN_CONFIG_FILE, RunConfig
 from tessera.tasks.evaluation.clusters import CLUSTERS_FILE
 from tessera.tasks.prediction.model import ModelSource
 from tessera.tasks.prediction.predict_options import PredictOptions

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from tessera.flows.settings.experiments import resolve_experiment
 from tessera.flows.settings.schema import RegistryParams, TesseraParams
-from tessera.models.run_config import (
+from tessera.models.run.run_config import (
     RunConfig,
 )
 from tessera.tasks.registry.gate import Direction

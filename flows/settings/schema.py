@@ -8,7 +8,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tessera.models.run_config import DatasetParams, LoaderParams, TrainerParams
+from tessera.models.run.run_config import DatasetParams, LoaderParams, TrainerParams
 from tessera.tasks.prediction.predict_options import PredictOptions
 from tessera.tasks.sources.specs import OnBadInput, SourceSpec, on_bad_input_field
 from tessera.tasks.store.files import read_yaml_mapping

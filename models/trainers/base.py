@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tessera.models.baselines import BaselineResults, TrainBudget
-from tessera.models.data import TileDataset
-from tessera.models.diagnostics import active_units, collapse_message
-from tessera.models.losses import kl_weight, rec_channels, reconstruction_mean
-from tessera.models.vae_nets import GaussianDecoder, GaussianEncoder
+from tessera.models.data.tiles import TileDataset
+from tessera.models.nets.vae_nets import GaussianDecoder, GaussianEncoder
+from tessera.models.scoring.baselines import BaselineResults, TrainBudget
+from tessera.models.scoring.diagnostics import active_units, collapse_message
+from tessera.models.scoring.losses import kl_weight, rec_channels, reconstruction_mean
 
 
 class BaseTask(pl.LightningModule):
@@ -49,7 +49,7 @@ class BaseTask(pl.LightningModule):
         return 0
 
     # the trainer's gradient-norm bound, for a module that steps its own optimisers (Lightning
-    # clips only under automatic optimisation); set by tessera.models.fit
+    # clips only under automatic optimisation); set by tessera.models.run.fit
     gradient_clip_val: float | None = None
 
     @property

@@ -9,11 +9,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from tessera.models.baselines import BaselineResults, TrainBudget, fitted_forest_scores
-from tessera.models.data import TileDataset
-from tessera.models.image_metrics import SegmentationScores
+from tessera.models.data.tiles import TileDataset
 from tessera.models.kinds import ActKind, ConvKind, LatentReg, LrSchedule, NormKind, RecLoss, Skips
-from tessera.models.losses import (
+from tessera.models.nets.seg_nets import SegAutoEncoder
+from tessera.models.scoring.baselines import BaselineResults, TrainBudget, fitted_forest_scores
+from tessera.models.scoring.image_metrics import SegmentationScores
+from tessera.models.scoring.losses import (
     MaskedDiceCELoss,
     latent_penalty,
     orthogonality_penalty,
@@ -21,7 +22,6 @@ from tessera.models.losses import (
     reconstruction_mean,
     reconstruction_nll,
 )
-from tessera.models.nets import SegAutoEncoder
 from tessera.models.serving import ReconstructionServing, SegServing
 from tessera.models.trainers.base import BaseTask
 from tessera.tasks.store.format import IGNORE

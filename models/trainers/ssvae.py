@@ -9,15 +9,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tessera.models.baselines import (
+from tessera.models.data.tiles import TileDataset
+from tessera.models.kinds import ActKind, ConvKind, NormKind, RecLoss, Warmup
+from tessera.models.nets.vae_nets import TileClassifier
+from tessera.models.scoring.baselines import (
     BaselineResults,
     TrainBudget,
     predict_tiles,
     train_labels_only,
 )
-from tessera.models.data import TileDataset
-from tessera.models.kinds import ActKind, ConvKind, NormKind, RecLoss, Warmup
-from tessera.models.losses import (
+from tessera.models.scoring.losses import (
     kl_normal,
     m2_labelled_loss,
     m2_unlabelled_loss,
@@ -26,7 +27,6 @@ from tessera.models.losses import (
 )
 from tessera.models.serving import ClassifierServing
 from tessera.models.trainers.base import BaseTask, _KLMixin, reparameterise
-from tessera.models.vae_nets import TileClassifier
 
 
 class SSVAETask(_KLMixin, BaseTask):

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tessera.models.kinds import ActKind, ClusterReg, ConvKind, NormKind, RecLoss, Warmup
-from tessera.models.losses import (
+from tessera.models.nets.mixture import MixturePrior
+from tessera.models.scoring.losses import (
     TCDiscriminator,
     dec_loss,
     dec_soft_assignment,
@@ -20,7 +21,6 @@ from tessera.models.losses import (
     reconstruction_nll,
     total_correlation,
 )
-from tessera.models.mixture import MixturePrior
 from tessera.models.serving import EncoderServing
 from tessera.models.trainers.base import BaseTask, _KLMixin, reparameterise
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tessera.models.image_metrics import SegmentationScores
+from tessera.models.scoring.image_metrics import SegmentationScores
 
 PREFIX = "heldout_"
 

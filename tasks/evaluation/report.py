@@ -255,8 +255,9 @@ def write_report(out: Path, text: str) -> Path:
 
 
 def training_history(model_dir: Path) -> dict[str, list[float]]:
-    """Epoch losses recorded by ``tessera.models.fit`` in the run's summary (empty if absent)."""
-    from tessera.models.run_config import SUMMARY_FILE
+    """Epoch losses recorded by ``tessera.models.run.fit`` in the run's summary (empty if
+    absent)."""
+    from tessera.models.run.run_config import SUMMARY_FILE
 
     path = model_dir / SUMMARY_FILE
     if not path.exists():

@@ -191,7 +191,7 @@ def piece_files(files: MapFiles, rows: Rows) -> MapFiles:
 
 def _fitted(rec: SceneRecord, d: ModelDescriptor, base: Path) -> ModelDescriptor:
     """``d`` fitted to the scene of ``rec`` (a per-image scheme's statistics), read whole."""
-    from tessera.models.normalisation import per_image
+    from tessera.models.data.normalisation import per_image
     from tessera.tasks.tiling.scene import RasterScene, VolumeScene
 
     if not per_image(d.normalisation):

@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from tessera.models.descriptor import ModelDescriptor
-from tessera.models.run_config import RunConfig
+from tessera.models.run.run_config import RunConfig
 from tessera.tasks.prediction.predict_options import Device
 from tessera.tasks.prediction.stitching import Predictor
 

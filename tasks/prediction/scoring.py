@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tessera.models.image_metrics import SegmentationScores
-from tessera.models.run_config import RunConfig
+from tessera.models.run.run_config import RunConfig
+from tessera.models.scoring.image_metrics import SegmentationScores
 from tessera.tasks.evaluation.heldout import (
     HeldOut,
     baseline_heldout_scores,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from tessera.models.descriptor import DESCRIPTOR_FILE, DIGEST_TAG, ModelDescriptor
-from tessera.models.run_config import CHECKPOINT_DIR, RUN_FILE, RunConfig
+from tessera.models.run.run_config import CHECKPOINT_DIR, RUN_FILE, RunConfig
 from tessera.models.serving import RECONSTRUCTION_FILE, save_exported
 from tessera.tasks.evaluation.clusters import CLUSTERS_FILE
 from tessera.tasks.evaluation.comparison import BASELINE_NAMES, best_baseline
@@ -45,7 +45,7 @@ def serving_example(
     import torch
 
     from tessera.models.checkpoint import BEST_CHECKPOINT, load_checkpoint, model_descriptor
-    from tessera.models.datamodule import TileDataModule
+    from tessera.models.data.datamodule import TileDataModule
 
     checkpoint = Path(run.out_dir) / CHECKPOINT_DIR / BEST_CHECKPOINT
     loaded = load_checkpoint(checkpoint, run.model["type"], run.trainer.cpu_isa)

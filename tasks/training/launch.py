@@ -2,7 +2,7 @@
 on this node or across nodes, or a Slurm job), the wait, and the summary of the promoted run.
 
 Nothing of the previous run is touched until the new one is complete
-(:mod:`tessera.models.run_folder`): a refused, failed or killed training leaves the last
+(:mod:`tessera.models.run.run_folder`): a refused, failed or killed training leaves the last
 summary and checkpoints as they were.
 """
 
@@ -20,15 +20,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tessera.models.cpu import cpu_kernel_environment
-from tessera.models.run_config import (
+from tessera.models.run.cpu import cpu_kernel_environment
+from tessera.models.run.run_config import (
     LAUNCH_ENV,
     RUN_CONFIG_FILE,
     RUN_FILE,
     SUMMARY_FILE,
     RunConfig,
 )
-from tessera.models.run_folder import (
+from tessera.models.run.run_folder import (
     attempt_files,
     discard_unresumable,
     is_stage,
@@ -100,7 +100,7 @@ def launch_id(launch: LaunchParams, out: Path) -> str:
 
 
 def _entry(config_path: Path, resume: bool) -> list[str]:
-    return ["-m", "tessera.models.fit", "--config", str(config_path)] + (
+    return ["-m", "tessera.models.run.fit", "--config", str(config_path)] + (
         ["--resume"] if resume else []
     )
 
@@ -127,7 +127,7 @@ def check_endpoint(endpoint: str, within_s: float = 10.0) -> None:
 
 
 def training_command(config_path: Path, launch: LaunchParams, run_id: str) -> list[str]:
-    """``python -m tessera.models.fit`` for one process, or under torchrun for several (or
+    """``python -m tessera.models.run.fit`` for one process, or under torchrun for several (or
     for restarts). One node runs torchrun ``--standalone``; several nodes meet at the c10d
     rendezvous ``rdzv_endpoint`` under ``run_id``, each waiting ``rdzv_timeout_s`` at most."""
     entry = _entry(config_path, launch.resume)

@@ -23,7 +23,7 @@ from tessera.tasks.training.launch_options import SlurmParams
 from tessera.tasks.training.relay import Relay
 
 if TYPE_CHECKING:
-    from tessera.models.run_config import RunConfig
+    from tessera.models.run.run_config import RunConfig
 
 SCRIPT = "slurm-job.sh"
 OUTPUT = "slurm-%j.out"

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from tessera.models.run_folder import staging_dir
+from tessera.models.run.run_folder import staging_dir
 from tessera.tasks.cluster.cluster import _runner
 from tests.cluster.conftest import client_env
 from tests.cluster.projects import TESSERA, ok, one_line, scene_project, tessera

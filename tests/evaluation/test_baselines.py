@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tessera.models.baselines import BaselineResults
 from tessera.models.inference import Inference
+from tessera.models.scoring.baselines import BaselineResults
 from tessera.tasks.evaluation.comparison import (
     baseline_metrics,
     best_baseline,

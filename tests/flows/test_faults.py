@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tessera.models.run_folder import staging_dir
+from tessera.models.run.run_folder import staging_dir
 from tessera.tasks.pipeline.dvc_stages import pipeline_lock
 from tessera.tasks.store.writer import lock_path
 from tests.helpers import TINY_EXPERIMENTS, training_dir, write_geotiff

@@ -136,7 +136,7 @@ def test_other_outputs_refuse_user_files(tmp_path):
 
 
 def test_training_does_not_write_into_a_user_folder(tmp_path):
-    from tessera.models.run_config import RunConfig
+    from tessera.models.run.run_config import RunConfig
 
     user = tmp_path / "models" / "exp"
     user.mkdir(parents=True)

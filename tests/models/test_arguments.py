@@ -36,7 +36,7 @@ def test_unknown_model_type_names_the_choices() -> None:
 def test_validation_imports_no_torch() -> None:
     """The `tessera` parent validates params.yaml without starting torch or Lightning."""
     code = (
-        "import sys; from tessera.models.run_config import validate_model_params; "
+        "import sys; from tessera.models.run.run_config import validate_model_params; "
         "validate_model_params({'type': 'seg_ae', 'skips': 'seg'}); "
         "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
     )

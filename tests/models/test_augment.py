@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tessera.models.augment import Augmenter, synthesised
+from tessera.models.data.augment import Augmenter, synthesised
 from tessera.tasks.store.format import IGNORE
 
 
@@ -94,7 +94,7 @@ def test_cropping_augmentation_is_refused_for_a_model_that_reads_whole_tiles():
 
 
 def test_a_single_tile_is_normalised_per_scene_as_a_batch_is(prefect_api, tmp_path):
-    from tessera.models.data import TileDataset
+    from tessera.models.data.tiles import TileDataset
     from tests.helpers import write_nifti
 
     rng = np.random.default_rng(0)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from tessera.models.baselines import (
+from tessera.models.data.datamodule import TileDataModule
+from tessera.models.nets.vae_nets import TileClassifier
+from tessera.models.scoring.baselines import (
     TrainBudget,
     fitted_forest_scores,
     labelled_pixels,
@@ -17,8 +19,6 @@ from tessera.models.baselines import (
     predict_tiles,
     train_labels_only,
 )
-from tessera.models.datamodule import TileDataModule
-from tessera.models.vae_nets import TileClassifier
 from tests.helpers import training_dir
 
 
@@ -79,7 +79,7 @@ def test_pooled_pixels_bound_the_vector_length():
 
 def test_a_trained_baseline_gets_the_whole_training_budget(tmp_path):
     from tessera.models.inference import training_steps
-    from tessera.models.run_config import RunConfig
+    from tessera.models.run.run_config import RunConfig
 
     run = RunConfig(
         experiment="e", store="s", out_dir=str(tmp_path), dataset={"sources": ["x"]},

@@ -6,14 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from tessera.models.blocks import (
+from tessera.models.nets.blocks import (
     DeformConv2d,
     DilatedContext,
     SpatialTransformer,
     make_conv,
     make_norm,
 )
-from tessera.models.nets import SegAutoEncoder
+from tessera.models.nets.seg_nets import SegAutoEncoder
 
 
 @pytest.mark.parametrize(
@@ -166,8 +166,8 @@ def test_seg_skips_reach_the_segmentation_but_never_the_reconstruction():
 def test_the_pixel_path_sees_each_pixel_alone_and_reaches_the_segmentation_head():
     import torch
 
-    from tessera.models.blocks import PixelPath
-    from tessera.models.nets import SegAutoEncoder
+    from tessera.models.nets.blocks import PixelPath
+    from tessera.models.nets.seg_nets import SegAutoEncoder
 
     torch.manual_seed(0)
     path = PixelPath(3, 8)

@@ -16,7 +16,7 @@ from tessera.models.checkpoint import (
     model_descriptor,
 )
 from tessera.models.descriptor import ModelDescriptor
-from tessera.models.run_config import CHECKPOINT_DIR, RUN_CONFIG_FILE, RunConfig
+from tessera.models.run.run_config import CHECKPOINT_DIR, RUN_CONFIG_FILE, RunConfig
 from tessera.tasks.store.format import StoreInfo
 from tests.helpers import TINY_EXPERIMENTS
 
@@ -29,7 +29,7 @@ def _run(root: Path, name: str) -> tuple[RunConfig, Path]:
 
 def _store_built(run: RunConfig, checkpoint: Path) -> torch.nn.Module:
     """The model as the training built it from its run config and store, with the weights."""
-    from tessera.models.fit import build
+    from tessera.models.run.fit import build
 
     _, module = build(run)
     module.load_state_dict(torch.load(checkpoint, weights_only=True)["state_dict"])

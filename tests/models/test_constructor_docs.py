@@ -7,7 +7,8 @@ import inspect
 import pytest
 from torch import nn
 
-from tessera.models import blocks, nets, vae_nets
+from tessera.models.nets import blocks, vae_nets
+from tessera.models.nets import seg_nets as nets
 from tessera.models.trainers import MODEL_TASKS
 
 

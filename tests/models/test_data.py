@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from tessera.models.data import TileDataset, collate_batch
+from tessera.models.data.tiles import TileDataset, collate_batch
 from tests.helpers import write_geotiff
 
 KEYS = ("image", "label", "valid", "has_label")
@@ -39,7 +39,7 @@ def test_worker_batches_equal_the_processes_and_are_made_in_shared_memory(prefec
     # a worker forked from a pytest worker (Prefect's threads and handlers inside) fails at
     # exit: the workers fork from a fresh server process that imports the dataset once
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["tessera.models.data", __name__])
+    context.set_forkserver_preload(["tessera.models.data.tiles", __name__])
     order = [[5, 0, 9, 3], [1, 14, 2, 7]]
     for normalisation in ("none", "zscore"):  # raw values read into the batch; normalised
         ds = _Probe(tmp_path / "t", normalisation=normalisation)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tessera.models.data.normalisation import normalisation_params
 from tessera.models.descriptor import DescriptorError, ModelDescriptor
-from tessera.models.normalisation import normalisation_params
-from tessera.models.run_config import DatasetParams, RunConfig
+from tessera.models.run.run_config import DatasetParams, RunConfig
 from tessera.tasks.store.format import StoreInfo
 
 BANDS = ["B1", "B2", "B3"]
@@ -85,7 +85,7 @@ def test_normalise_matches_the_tile_datasets_units_and_zeroes_invalid_pixels():
     import numpy as np
     import torch
 
-    from tessera.models.data import TileDataset
+    from tessera.models.data.tiles import TileDataset
 
     d = _descriptor()
     x = np.arange(3 * 4 * 4, dtype=np.uint16).reshape(3, 4, 4) * 7

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tessera.models.losses import (
+from tessera.models.scoring.losses import (
     MaskedDiceCELoss,
     TCDiscriminator,
     dec_loss,

@@ -85,7 +85,7 @@ def test_contrastive_retrieval_and_info_nce():
 def test_ssim_psnr_mse_on_known_pairs_and_only_over_valid_pixels():
     import torch
 
-    from tessera.models.image_metrics import masked_mse, masked_psnr, masked_ssim
+    from tessera.models.scoring.image_metrics import masked_mse, masked_psnr, masked_ssim
 
     torch.manual_seed(0)
     x = torch.rand(2, 3, 32, 32)
@@ -104,7 +104,7 @@ def test_ssim_psnr_mse_on_known_pairs_and_only_over_valid_pixels():
 def test_segmentation_dice_and_iou_by_hand():
     import torch
 
-    from tessera.models.image_metrics import segmentation_scores
+    from tessera.models.scoring.image_metrics import segmentation_scores
 
     pred = torch.tensor([[0, 0, 1, 1], [2, 2, 2, 2]])
     label = torch.tensor([[0, 1, 1, 1], [2, 2, 255, 0]])
@@ -121,7 +121,7 @@ def test_segmentation_scores_equal_torchmetrics_f1_and_jaccard_exactly():
     import torch
     from torchmetrics.classification import MulticlassF1Score, MulticlassJaccardIndex
 
-    from tessera.models.image_metrics import SegmentationScores
+    from tessera.models.scoring.image_metrics import SegmentationScores
 
     g = torch.Generator().manual_seed(1)
     pred = torch.randint(0, 4, (5, 32, 32), generator=g)
@@ -140,7 +140,7 @@ def test_segmentation_scores_equal_torchmetrics_f1_and_jaccard_exactly():
 def test_meters_streamed_over_batches_equal_one_pass():
     import torch
 
-    from tessera.models.image_metrics import (
+    from tessera.models.scoring.image_metrics import (
         ReconstructionMeter,
         SegmentationScores,
         segmentation_scores,

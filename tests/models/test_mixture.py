@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from tessera.models.losses import kl_normal
-from tessera.models.mixture import MixturePrior
+from tessera.models.nets.mixture import MixturePrior
+from tessera.models.scoring.losses import kl_normal
 
 
 def test_one_standard_component_gives_the_standard_normal_kl():

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tessera.models.run_folder import staging_dir
+from tessera.models.run.run_folder import staging_dir
 from tessera.tasks.cluster.processes import free_port
 from tessera.tasks.training.launch import failure_reason, training_command
 from tessera.tasks.training.launch_options import LaunchParams
@@ -137,7 +137,7 @@ def _rank_process(rank: int, stage: Path) -> int | None:
             continue
         ours = f"TESSERA_ERROR_FILE={stage}/".encode()
         if (
-            b"tessera.models.fit" in cmd
+            b"tessera.models.run.fit" in cmd
             and f"RANK={rank}".encode() in env
             and any(v.startswith(ours) for v in env)
         ):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from tessera.models.data.normalisation import apply, clip_bounds, image_params
 from tessera.models.descriptor import DescriptorError, ModelDescriptor
-from tessera.models.normalisation import apply, clip_bounds, image_params
 from tessera.tasks.store.stats import BandStats
 
 
@@ -85,7 +85,7 @@ def test_apply_in_place_is_the_written_formula_bit_for_bit(wide, how):
     """``apply`` writes into float32 buffers step by step; its values are those of
     ``where(keep, (x - shift) / scale, 0)`` rounded once to float32, clipped or not, with
     float32 or float64 shift and scale."""
-    from tessera.models.normalisation import mask_for
+    from tessera.models.data.normalisation import mask_for
 
     rng = np.random.default_rng(4)
     values = rng.integers(0, 4000, (3, 2, 9, 9)).astype(np.uint16)

@@ -223,8 +223,8 @@ def test_a_gradient_norm_bound_limits_every_update(train_dir, tiny_trained, cli,
     VAE's own optimiser steps; without it they move."""
     import lightning.pytorch as pl
 
-    from tessera.models.fit import build
-    from tessera.models.run_config import RunConfig
+    from tessera.models.run.fit import build
+    from tessera.models.run.run_config import RunConfig
 
     moved = {}
     for bound in ("null", "1e-12"):  # null: the default run (no bound)

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from tessera.models.augment import augment_batch
-from tessera.models.datamodule import keep_labels_per_class, tile_classes
-from tessera.models.diagnostics import active_units, collapse_message
-from tessera.models.run_config import model_schema, validate_model_params
+from tessera.models.data.augment import augment_batch
+from tessera.models.data.datamodule import keep_labels_per_class, tile_classes
+from tessera.models.run.run_config import model_schema, validate_model_params
+from tessera.models.scoring.diagnostics import active_units, collapse_message
 from tessera.models.trainers import SegAETask, SSVAETask, VAETask
 
 
@@ -215,7 +215,7 @@ def test_ssvae_per_element_elbo_is_the_summed_elbo_over_the_tile_size():
 
 
 def test_oversampling_gives_batches_the_asked_share_of_labelled_tiles(tmp_path):
-    from tessera.models.datamodule import oversample_labelled
+    from tessera.models.data.datamodule import oversample_labelled
 
     class Fake:
         indices = np.arange(100)

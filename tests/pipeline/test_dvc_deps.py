@@ -18,12 +18,12 @@ from tests.helpers import REPO
 # that DVC's record holds wherever the stages ran).
 NOT_OUTPUT = {"tessera.flows.markdown", "tessera.flows.flow_helpers"}
 SCHEMA_IMPORTS = {
-    ("tessera.flows.settings.schema", "tessera.models.run_config"),
+    ("tessera.flows.settings.schema", "tessera.models.run.run_config"),
     ("tessera.flows.settings.schema", "tessera.flows.settings.profiles"),
     ("tessera.flows.settings.schema", "tessera.tasks.training.launch_options"),
     ("tessera.flows.settings.experiments", "tessera.tasks.training.launch_options"),
 }
-LAUNCHED = {"train": ["tessera.models.fit"]}  # run as `python -m`, not imported
+LAUNCHED = {"train": ["tessera.models.run.fit"]}  # run as `python -m`, not imported
 
 
 def _stage_code(graph: grimp.ImportGraph, stage: str) -> set[str]:

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from tessera.flows.local_server.api import healthy
+from tessera.models.nets.vae_nets import TileClassifier
 from tessera.models.serving import ClassifierServing
-from tessera.models.vae_nets import TileClassifier
 from tessera.tasks.cluster.processes import free_port
 from tessera.tasks.registry.gate import Bar, gate
 from tessera.tasks.registry.mlflow_registry import RegistryError, log_candidate, promote

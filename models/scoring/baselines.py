@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tessera.models.augment import augment_batch
-from tessera.models.data import TileDataset, collate_batch
-from tessera.models.image_metrics import SegmentationScores
+from tessera.models.data.augment import augment_batch
+from tessera.models.data.tiles import TileDataset, collate_batch
+from tessera.models.scoring.image_metrics import SegmentationScores
 from tessera.tasks.store.format import IGNORE
 
 FOREST_PIXELS = 60_000

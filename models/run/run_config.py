@@ -12,8 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from tessera.models.arguments import constructor_arguments
+from tessera.models.data.normalisation import Normalisation
 from tessera.models.kinds import Augment
-from tessera.models.normalisation import Normalisation
 
 SUMMARY_FILE = "train_summary.json"
 RUN_FILE = "train_run.json"
@@ -145,7 +145,7 @@ class DatasetParams(BaseModel):
 
 
 class RunConfig(BaseModel):
-    """Everything ``python -m tessera.models.fit`` needs: written by the train flow as JSON."""
+    """Everything ``python -m tessera.models.run.fit`` needs: written by the train flow as JSON."""
 
     model_config = ConfigDict(extra="forbid")
     experiment: str

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from tessera.models.augment import Augment, augmenter
-from tessera.models.data import TileDataset, collate_batch
-from tessera.models.normalisation import Normalisation
-from tessera.models.run_config import RunConfig
+from tessera.models.data.augment import Augment, augmenter
+from tessera.models.data.tiles import TileDataset, collate_batch
+from tessera.models.data.normalisation import Normalisation
+from tessera.models.run.run_config import RunConfig
 from tessera.tasks.store.format import INFO_FILE
 from tessera.tasks.store.reader import TileStore
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from tessera.models.kinds import ActKind, ConvKind, NormKind
-from tessera.models.nets import Decoder, Encoder
+from tessera.models.nets.seg_nets import Decoder, Encoder
 
 # log σ² is soft-bounded to ±6 (σ² in [0.0025, 403]): an unbounded head can return e^30 for an
 # (x, y) pair it never saw, and one such −ELBO spike froze the ssvae classifier's Adam steps

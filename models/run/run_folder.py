@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from tessera.models.checkpoint import LAST_CHECKPOINT
-from tessera.models.run_config import (
+from tessera.models.run.run_config import (
     CHECKPOINT_DIR,
     PLOT_DIR,
     RUN_CONFIG_FILE,

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from tessera.models.normalisation import (
+from tessera.models.data.normalisation import (
     Normalisation,
     apply,
     clip_bounds,

@@ -1,4 +1,4 @@
-"""Training entry point: ``python -m tessera.models.fit --config RUN.json [--resume]``.
+"""Training entry point: ``python -m tessera.models.run.fit --config RUN.json [--resume]``.
 
 Run it as it is for one process, under ``torchrun --nproc_per_node N`` for DDP, or under
 ``srun`` on SLURM: Lightning reads the launcher's environment. Everything is written into the
@@ -26,8 +26,8 @@ from tessera.models.checkpoint import (
     LAST_CHECKPOINT,
     MODEL_TYPE_KEY,
 )
-from tessera.models.cpu import pin_cpu_kernels
-from tessera.models.run_config import (
+from tessera.models.run.cpu import pin_cpu_kernels
+from tessera.models.run.run_config import (
     CHECKPOINT_DIR,
     LAUNCH_ENV,
     PLOT_DIR,
@@ -36,7 +36,7 @@ from tessera.models.run_config import (
     RunConfig,
     validate_model_params,
 )
-from tessera.models.run_folder import attempt_file, promote, staging_dir
+from tessera.models.run.run_folder import attempt_file, promote, staging_dir
 from tessera.tasks.store.error_policy import debugging, one_line
 from tessera.tasks.store.files import atomic_write_json
 
@@ -49,7 +49,7 @@ from tessera.tasks.store.files import atomic_write_json
 
 def build(config: RunConfig) -> tuple[Any, Any]:
     """The DataModule and the LightningModule of a run config."""
-    from tessera.models.datamodule import TileDataModule
+    from tessera.models.data.datamodule import TileDataModule
     from tessera.models.descriptor import ModelDescriptor
     from tessera.models.trainers import MODEL_TASKS
     from tessera.tasks.store.format import StoreInfo
@@ -139,7 +139,7 @@ def _trainer(
     clips them itself (``BaseTask.gradient_clip_val``)."""
     import lightning.pytorch as pl
 
-    from tessera.models.callbacks import PortableCheckpoint, early_stopping, progress_bar
+    from tessera.models.run.callbacks import PortableCheckpoint, early_stopping, progress_bar
 
     t = config.trainer
     ckpt = PortableCheckpoint(
@@ -162,7 +162,7 @@ def _trainer(
         enable_version_counter=False,
     )
     curves = CurveRecorder()
-    from tessera.models.rng_state import RngState
+    from tessera.models.run.rng_state import RngState
 
     strategy = t.strategy
     if strategy == "auto" and t.devices * t.num_nodes > 1:
@@ -233,7 +233,7 @@ def fit(config: RunConfig, resume: bool = False) -> dict[str, Any] | None:
     """Train, test the best checkpoint, and (rank zero) write the summary; returns it on rank 0.
 
     Everything is written into the run's staging folder; rank zero moves it over the
-    experiment's folder once the summary is written (:mod:`tessera.models.run_folder`). A
+    experiment's folder once the summary is written (:mod:`tessera.models.run.run_folder`). A
     resumed or restarted run continues from the staging folder's last checkpoint."""
     import lightning.pytorch as pl
 
@@ -342,7 +342,7 @@ def check_same_code() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI of the entry point; bad configs get one line and exit 1."""
-    parser = argparse.ArgumentParser(prog="python -m tessera.models.fit")
+    parser = argparse.ArgumentParser(prog="python -m tessera.models.run.fit")
     parser.add_argument("--config", required=True, type=Path, help="run config JSON")
     parser.add_argument("--resume", action="store_true", help="continue from last.ckpt")
     args = parser.parse_args(argv)
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             except FileExistsError:
                 pass
         else:
-            print(f"tessera.models.fit: {line}", file=sys.stderr)
+            print(f"tessera.models.run.fit: {line}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,4 +1,4 @@
-"""Networks assembled from :mod:`tessera.models.blocks`: the segmentation autoencoder and the
+"""Networks assembled from :mod:`tessera.models.nets.blocks`: the segmentation autoencoder and the
 VAE parts."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from tessera.models.blocks import (
+from tessera.models.kinds import CapacityMode, Skips
+from tessera.models.nets.blocks import (
     ActKind,
     ConvKind,
     ConvNormAct,
@@ -21,7 +22,6 @@ from tessera.models.blocks import (
     make_conv,
     make_norm,
 )
-from tessera.models.kinds import CapacityMode, Skips
 
 
 def capacity_mode(ratio: float) -> CapacityMode:
