@@ -283,7 +283,3 @@ def main() -> None:
     except Exception:  # pragma: no cover - an exit hook failed: let Python finish normally
         sys.exit(code)
     os._exit(code)
-
-
-if __name__ == "__main__":
-    main()
