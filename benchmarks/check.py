@@ -193,9 +193,17 @@ IMPORT_FLOOR = "import prefect.flows, prefect.client.orchestration, pandas, rast
 
 
 def import_floor_seconds() -> float:
-    """Wall seconds of a Python that imports :data:`IMPORT_FLOOR` and exits."""
+    """Wall seconds of a Python that imports :data:`IMPORT_FLOOR` and exits (300 s at most;
+    otherwise the check stops with one line, as :func:`tessera_seconds` does)."""
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", IMPORT_FLOOR], check=True, timeout=300)
+    try:
+        res = subprocess.run(
+            [sys.executable, "-c", IMPORT_FLOOR], capture_output=True, text=True, timeout=300
+        )
+    except subprocess.TimeoutExpired:
+        raise SystemExit("import floor: no answer within 300 s") from None
+    if res.returncode != 0:
+        raise SystemExit(f"import floor failed: {res.stderr.strip()[-2000:]}")
     return time.perf_counter() - t0
 
 
