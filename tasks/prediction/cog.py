@@ -20,7 +20,7 @@ from rasterio.shutil import copy as rio_copy
 
 from tessera.models.palette import CLASS_PALETTE
 from tessera.tasks.sources.raster import Grid
-from tessera.tasks.store.files import named
+from tessera.tasks.store.files import attempt_path, named
 
 BLOCK = 512
 CLASS_NODATA = 255
@@ -81,8 +81,8 @@ def cog_writer(
         cog: False: ``out`` is the tiled GeoTIFF itself, no COG copy (one band of rows of a
             scene mapped in bands, assembled into the COG later).
     """
-    staging = out.parent / f".{out.name}.blocks.tif"
-    final_tmp = out.parent / f".{out.name}.tmp"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging, final_tmp = attempt_path(out, ".blocks.tif"), attempt_path(out, ".tmp")
     profile = {
         "driver": "GTiff",
         "width": grid.width,
@@ -98,7 +98,6 @@ def cog_writer(
         "compress": "deflate",
         "BIGTIFF": "IF_SAFER",
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
     try:
         with (
             rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),

@@ -34,7 +34,7 @@ from tessera.tasks.prediction.stitching import (
     probability_bytes,
     stitch_plane,
 )
-from tessera.tasks.store.files import named
+from tessera.tasks.store.files import attempt_path, named
 from tessera.tasks.tiling.grid import slice_axes
 from tessera.tasks.tiling.scene import VolumeScene
 
@@ -183,7 +183,7 @@ def write_volume_maps(
 
 def _save(img: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.nii.gz")
+    tmp = attempt_path(path, ".tmp.nii.gz")
     try:
         nib.save(img, tmp)
         os.replace(tmp, path)

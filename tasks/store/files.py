@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -35,6 +36,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def attempt_path(out: Path, suffix: str) -> Path:
+    """A hidden name beside ``out`` that no other writer of ``out`` uses, not created here (a
+    file made there gets the umask's mode). Dask may run a task again while the first attempt
+    still writes; each attempt stages its output under its own name, then renames it."""
+    return out.parent / f".{out.name}.{os.getpid()}-{secrets.token_hex(4)}{suffix}"
 
 
 def swap_directory(new: Path, out: Path, aside: Path) -> None:

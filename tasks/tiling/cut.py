@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from tessera.tasks.sources.catalog import SceneRecord
 from tessera.tasks.sources.raster import gdal_env
-from tessera.tasks.store.files import atomic_write_json
+from tessera.tasks.store.files import atomic_write_json, attempt_path
 from tessera.tasks.store.format import IGNORE, PART_FILE, STORE_VERSION
 from tessera.tasks.store.shards import ShardSet
 from tessera.tasks.store.stats import BandStats, valid_values
@@ -238,16 +238,12 @@ def tile_scene(
         return part_digest(read_part(parts_dir, name))
     for other in reuse or []:
         if (other / name / PART_FILE).exists():
-            tmp = parts_dir / f".{name}.linking"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
+            tmp = _attempt_dir(final, ".linking")
             for f in (other / name).iterdir():
                 os.link(f, tmp / f.name)
-            os.replace(tmp, final)
+            _publish(tmp, final)
             return part_digest(read_part(parts_dir, name))
-    work = parts_dir / f".{name}.partial"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = _attempt_dir(final, ".partial")
     with gdal_env(), ThreadPoolExecutor(max_workers=1) as pool:
         scene = open_scene(rec, base, tile.axis)
         shards = ShardSet(
@@ -292,8 +288,27 @@ def tile_scene(
         "dtype": str(scene.dtype),
     }
     atomic_write_json(work / PART_FILE, summary, compact=True)
-    os.replace(work, final)
+    _publish(work, final)
     return part_digest(summary)
+
+
+def _attempt_dir(final: Path, suffix: str) -> Path:
+    """A new folder of this attempt alone at part ``final`` (what a killed attempt leaves, the
+    store's finish drops)."""
+    work = attempt_path(final, suffix)
+    work.mkdir(parents=True)
+    return work
+
+
+def _publish(work: Path, final: Path) -> None:
+    """Rename a finished attempt into place; when another attempt got there first (the same
+    content: a part's name is its content key), keep that one."""
+    try:
+        os.replace(work, final)
+    except OSError:
+        if not (final / PART_FILE).exists():
+            raise
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def read_part(parts_dir: Path, name: str) -> dict[str, Any]:

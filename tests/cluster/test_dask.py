@@ -164,7 +164,17 @@ def test_a_worker_killed_mid_run_still_gives_the_same_result(
         dask, threads = _maps(tmp_path / "dask"), _maps(tmp_path / "threads")
         assert len(dask) == len(scenes) and dask.keys() == threads.keys()
         for name in dask:
-            np.testing.assert_array_equal(dask[name], threads[name])
+            _same_map(name, dask[name], threads[name], tmp_path)
+
+
+def _same_map(name: str, dask: np.ndarray, threads: np.ndarray, folder: Path) -> None:
+    """Equal maps; else where they differ, and what the run left (to tell a race apart)."""
+    differ = np.argwhere(dask != threads)
+    if differ.size:
+        lo, hi = differ.min(axis=0), differ.max(axis=0)
+        left = sorted(p.name for p in (folder / "dask").iterdir())
+        logs = {p.name: p.read_text()[-1500:] for p in folder.glob("*.log")}
+        pytest.fail(f"{name}: {len(differ)} pixels differ in {lo}..{hi}; left {left}; {logs}")
 
 
 def test_a_worker_running_another_tessera_is_refused(cluster_env, own_dask, tmp_path):

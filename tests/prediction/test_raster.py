@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +83,38 @@ def test_a_failed_prediction_leaves_no_file(tmp_path):
         predict_raster_pixels(scene, MapFiles(out), broken, _raw, ["a"], 32, 8)
     scene.close()
     assert not out.exists() and list(out.parent.iterdir()) == []
+
+
+def test_two_attempts_at_one_map_at_once_each_write_their_own_files(tmp_path):
+    """Dask runs a task again when it counts a worker as lost, possibly while the first
+    attempt still writes: both attempts' maps are whole, and one of them is the map."""
+    data = np.arange(96 * 96, dtype=np.uint16).reshape(1, 96, 96) % 1000
+    src = write_geotiff(tmp_path / "s.tif", data)
+    out = tmp_path / "o" / "s_classes.tif"
+    both_writing = threading.Barrier(2, timeout=60)
+
+    def attempt() -> None:
+        scene = _scene(src)
+        first = [True]
+
+        def model(x: np.ndarray) -> np.ndarray:
+            if first[0]:  # both attempts have opened their files before either writes
+                first[0] = False
+                both_writing.wait()
+            return _threshold_model(x)
+
+        try:
+            predict_raster_pixels(scene, MapFiles(out), model, _raw, ["low", "high"], 32, 8,
+                                  batch_size=1)  # fmt: skip
+        finally:
+            scene.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        for f in [pool.submit(attempt) for _ in range(2)]:
+            f.result(timeout=120)
+    with rasterio.open(out) as ds:
+        assert np.array_equal(ds.read(1), (data[0] > 500).astype(np.uint8))
+    assert [p.name for p in out.parent.iterdir()] == ["s_classes.tif"]
 
 
 def test_a_per_window_model_paints_one_cell_per_stride_on_the_cluster_map_grid(tmp_path):

@@ -1,6 +1,7 @@
 """What a tiling task hands back to the flow: a few numbers, whatever the tile count."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,3 +31,26 @@ def test_a_part_hands_back_its_counts_not_its_rows(tmp_path: Path) -> None:
         again = tile_scene(rec, params, {"mode": "subject", "split": "train"}, parts, tmp_path)
         assert again == digest  # a finished part is reused, and answers the same
     assert abs(sizes[8] - sizes[64]) <= 8  # 64 times the tiles, the same few numbers
+
+
+def test_two_attempts_at_one_part_at_once_leave_one_whole_part(tmp_path: Path) -> None:
+    """Dask runs a task again when it counts a worker as lost, possibly while the first
+    attempt still writes: each attempt writes its own folder, and the part is whole."""
+    rng = np.random.default_rng(1)
+    scene = write_geotiff(tmp_path / "s.tif", rng.integers(1, 900, (2, 512, 512), np.uint16))
+    spec = SourceSpec(name="s", kind="geotiff", paths=[str(scene)])
+    (rec,) = inspect_source(spec, tmp_path).records
+    params = TileParams(size=16, stride=16, min_valid_fraction=0.0, shard_tiles=64)
+    split = {"mode": "subject", "split": "train"}
+    alone = tile_scene(rec, params, split, tmp_path / "alone", tmp_path, progress=False)
+    parts = tmp_path / "parts"
+    with ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(tile_scene, rec, params, split, parts, tmp_path, progress=False)
+                for _ in range(2)]  # fmt: skip
+        digests = [f.result(timeout=120) for f in runs]
+    assert digests == [alone, alone]
+    assert [p.name for p in parts.iterdir()] == [alone["name"]]  # no attempt's folder left
+    whole, ref = parts / alone["name"], tmp_path / "alone" / alone["name"]
+    assert sorted(p.name for p in whole.iterdir()) == sorted(p.name for p in ref.iterdir())
+    for f in ref.glob("*.npy"):
+        assert np.array_equal(np.load(whole / f.name), np.load(f))
