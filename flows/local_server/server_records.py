@@ -89,13 +89,17 @@ def read_state(home: Path) -> ServerRecord | None:
     return rec
 
 
+# the watchdog's module, and where Tessera releases before the flows/ rooms started it from
+WATCHDOG_MODULES = ("tessera.flows.local_server.api", "tessera.flows.local_api")
+
+
 def _take_over(home: Path) -> ServerRecord | None:
     try:
         old = json.loads((home / STATE_FILE).read_text())
         pid, server_pid, url = int(old["pid"]), int(old["server_pid"]), str(old["url"])
         since = (home / STATE_FILE).stat().st_mtime  # written when the server started
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-        if argv[1:4] != ["-m", "tessera.flows.local_server.api", str(home)]:
+        if argv[1] != "-m" or argv[2] not in WATCHDOG_MODULES or argv[3] != str(home):
             return None
         idle_minutes = float(argv[5])
     except (OSError, ValueError, KeyError, TypeError, IndexError):

@@ -16,7 +16,7 @@ from tessera.models.data.augment import Augment, augmenter
 from tessera.models.data.tiles import TileDataset, collate_batch
 from tessera.models.data.normalisation import Normalisation
 from tessera.models.run.run_config import RunConfig
-from tessera.tasks.store.format import INFO_FILE
+from tessera.tasks.store.format import INFO_FILE, StoreInfo
 from tessera.tasks.store.reader import TileStore
 
 TileClass = Literal["none", "majority", "presence"]
@@ -188,6 +188,11 @@ class TileDataModule(pl.LightningDataModule):
             oversample_labelled(self.datasets["train"], hp["labelled_fraction"])
         if len(self.datasets["train"]) == 0:
             raise ValueError(f"{store.root}: sources {list(hp['sources'])} have no training tiles")
+
+    @property
+    def store_info(self) -> StoreInfo:
+        """The store's ``store.json``, as read when the store was opened."""
+        return self._open().info
 
     @property
     def info(self) -> dict[str, Any]:

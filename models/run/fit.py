@@ -52,7 +52,6 @@ def build(config: RunConfig) -> tuple[Any, Any]:
     from tessera.models.data.datamodule import TileDataModule
     from tessera.models.descriptor import ModelDescriptor
     from tessera.models.trainers import MODEL_TASKS
-    from tessera.tasks.store.format import StoreInfo
 
     ds = config.dataset
     dm = TileDataModule.from_run(config)
@@ -65,9 +64,7 @@ def build(config: RunConfig) -> tuple[Any, Any]:
         raise ValueError(f"{config.store}: sources {ds.sources} have no label classes for {kind}")
     module = task(**task.data_arguments(kind, info, with_classes), **model)
     # the checkpoints carry the model type and descriptor: loading needs nothing else
-    descriptor = ModelDescriptor.build(
-        config, StoreInfo.read(Path(config.store)), module.serving_output
-    )
+    descriptor = ModelDescriptor.build(config, dm.store_info, module.serving_output)
     module.checkpoint_extras = {
         MODEL_TYPE_KEY: kind,
         DESCRIPTOR_KEY: descriptor.to_bytes().decode(),

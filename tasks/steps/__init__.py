@@ -15,9 +15,11 @@ from contextlib import contextmanager
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 from prefect import task
+from prefect.cache_policies import NONE
 from tqdm import tqdm
 
 from tessera.tasks.store.error_policy import StepError, returning_errors
+from tessera.tasks.store.files import read_yaml_mapping
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -69,13 +71,5 @@ def failing_as(prefix: str) -> Iterator[None]:
         raise StepFailed(f"{prefix}{exc}") from None
 
 
-def _read_params_step() -> Step[..., dict[str, Any]]:
-    from prefect.cache_policies import NONE
-
-    from tessera.tasks.store.files import read_yaml_mapping
-
-    return Step(read_yaml_mapping, "read-params", cache_policy=NONE)
-
-
 # a params file, read by the runs that start from one (the pipeline, the scheduled predictions)
-read_params_step = _read_params_step()
+read_params_step = Step(read_yaml_mapping, "read-params", cache_policy=NONE)
