@@ -22,6 +22,7 @@ from tessera.tasks.prediction.raster_maps import (
     predict_raster_pixels,
     predict_raster_windows,
 )
+from tessera.tasks.prediction.stitching import Stitching
 from tessera.tasks.sources.records import SceneRecord
 from tessera.tasks.store.outputs import check_output_file
 
@@ -244,7 +245,7 @@ def predict_scene(
         files = piece_files(files, rows)
     device = resolve_device(options.device)
     predict = batch_predictor(model, device, d.output == "class_logits", options.reconstruction)
-    overlap = min(round(options.overlap * d.window), d.window - 1)
+    stitching = Stitching.for_window(d.window, options.overlap, options.blend, options.batch_size)
     # GDAL's block cache holds what was read (5 % of RAM by default, the whole scene on a big
     # machine): a few rows of blocks are all that stitching reads again
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
@@ -256,13 +257,15 @@ def predict_scene(
             d = d.for_image(image_pieces(scene))  # a per-image scheme: this input's statistics
             rec_maps = _reconstruction(d, options)
             if d.is_volume:
-                written = _volume(scene, files, predict, model, d, options, overlap, lineage, base)
+                written = _volume(
+                    scene, files, predict, model, d, options, stitching, lineage, base
+                )
             elif d.output in PIXEL_OUTPUTS:
                 height = scene.plane_shape[0] if rows is None else rows[1] - rows[0]
-                with _bar(rec, height, d.window - overlap) as bar:
+                with _bar(rec, height, stitching.size - stitching.overlap) as bar:
                     written = predict_raster_pixels(
-                        scene, files, predict, d.normalise, model.map_classes(), d.window, overlap,
-                        options.blend, options.batch_size, lineage, bar.update, rec_maps, rows,
+                        scene, files, predict, d.normalise, model.map_classes(), stitching,
+                        lineage, bar.update, rec_maps, rows,
                     )  # fmt: skip
             else:
                 with _bar(rec, scene.plane_shape[0], d.stride) as bar:
@@ -313,7 +316,7 @@ def _volume(
     model: AppliedModel,
     d: ModelDescriptor,
     options: PredictOptions,
-    overlap: int,
+    stitching: Stitching,
     lineage: dict[str, str],
     base: Path,
 ) -> list[Path]:
@@ -329,9 +332,8 @@ def _volume(
         with tqdm(total=scene.n_planes, desc=rec.scene_id, unit="slice", leave=False,
                   disable=None) as bar:  # fmt: skip
             probs, best, ok = predict_volume_pixels(
-                scene, predict, d.normalise, k, d.window, overlap, options.blend,
-                options.batch_size, bar.update,
-            )  # fmt: skip
+                scene, predict, d.normalise, k, stitching, bar.update
+            )
         source = base / rec.files[0] if rec.kind == "nifti" else None
         return write_volume_maps(
             files, probs, best, ok, scene.affine, model.map_classes(), lineage, source

@@ -18,8 +18,8 @@ from rasterio.windows import Window
 
 from tessera.tasks.prediction.cog import BLOCK, CLASS_NODATA, BlockWriter, class_colours, cog_writer
 from tessera.tasks.prediction.stitching import (
-    Blend,
     Predictor,
+    Stitching,
     probability_bytes,
     stitch_plane,
 )
@@ -271,10 +271,7 @@ def predict_raster_pixels(
     predict: Predictor,
     normalise: Normaliser,
     class_names: Sequence[str],
-    size: int,
-    overlap: int,
-    blend: Blend = "gaussian",
-    batch_size: int = 16,
+    stitching: Stitching,
     tags: dict[str, str] | None = None,
     on_row: Callable[[], None] | None = None,
     reconstruction: Reconstruction | None = None,
@@ -289,10 +286,7 @@ def predict_raster_pixels(
         predict: Class probabilities (N, K, s, s) of a batch of normalised windows (N, C, s, s).
         normalise: Source values and valid pixels of a window to the model's input units.
         class_names: The K classes, in score order.
-        size: Window side in pixels.
-        overlap: Pixels shared by neighbouring windows.
-        blend: gaussian or constant.
-        batch_size: Windows per call of ``predict``.
+        stitching: The windows: size, overlap, blending, batch size.
         tags: Lineage written into the files' metadata.
         on_row: Called after each row of windows.
         reconstruction: With the reconstruction's channels after the K probabilities that
@@ -314,10 +308,7 @@ def predict_raster_pixels(
             values, ok = read.rows(lo, hi)
             write(lo - first, scores[:, lo - row : hi - row], ok, values)
 
-        stitch_plane(
-            read, predict, stitched, height, width, size, overlap, channels, blend,
-            batch_size, on_row, rows,
-        )  # fmt: skip
+        stitch_plane(read, predict, stitched, (height, width), channels, stitching, on_row, rows)
 
     grid = scene.grid if rows is None else band_grid(scene.grid, rows)
     return write_maps(files, grid, class_names, tags or {}, fill, reconstruction, rows is None)

@@ -31,7 +31,7 @@ from tessera.tasks.prediction.apply import in_model_order
 from tessera.tasks.prediction.model import batch_predictor, checkpoint_model
 from tessera.tasks.prediction.predict_options import Blend
 from tessera.tasks.prediction.raster_maps import StripReader, image_pieces, scene_valid
-from tessera.tasks.prediction.stitching import stitch_plane
+from tessera.tasks.prediction.stitching import Stitching, stitch_plane
 from tessera.tasks.sources.catalog import read_catalog
 from tessera.tasks.store.format import IGNORE
 from tessera.tasks.store.reader import TileStore
@@ -57,13 +57,12 @@ def _score_plane(
     predict: Any,
     normalise: Any,
     k: int,
-    size: int,
-    overlap: int,
-    blend: Blend,
+    stitching: Stitching,
 ) -> dict[int, np.ndarray]:
     """The stitched classes of each tile of one plane, stitched over the whole plane."""
     height, width = scene.plane_shape
-    classes = plane_classes(scene, plane, predict, normalise, k, size, overlap, blend)
+    classes = plane_classes(scene, plane, predict, normalise, k, stitching)
+    size = stitching.size
     found, rows = _plane_tiles(tiles, size)
     for i, r, c in rows:
         h, w = min(size, height - r), min(size, width - c)
@@ -96,7 +95,7 @@ def stitched_scores(
         return {}
     k = len(d.class_names)
     predict = batch_predictor(model, "cpu", softmax=True)
-    tile_overlap = min(round(overlap * d.window), d.window - 1)
+    stitching = Stitching.for_window(d.window, overlap, blend)
     scores = SegmentationScores(k)
     for scene_id, tiles in chosen.groupby("scene_id"):
         scene = open_scene(records[str(scene_id)], base, d.axis)
@@ -104,9 +103,8 @@ def stitched_scores(
             fitted = d.for_image(image_pieces(scene))  # a per-image scheme: this scene's
             for plane, in_plane in tiles.groupby(tiles["slice"].clip(lower=0)):
                 found = _score_plane(
-                    scene, int(plane), in_plane, predict, fitted.normalise, k, d.window,
-                    tile_overlap, blend,
-                )  # fmt: skip
+                    scene, int(plane), in_plane, predict, fitted.normalise, k, stitching
+                )
                 batch = store.get_batch(list(found))
                 label = np.where(batch["valid"], batch["label"], IGNORE)
                 pred = np.stack([found[i] for i in found])
@@ -117,9 +115,8 @@ def stitched_scores(
 
 
 def plane_classes(
-    scene: Any, plane: int, predict: Any, normalise: Any, k: int, size: int, overlap: int,
-    blend: Blend,
-) -> np.ndarray:  # fmt: skip
+    scene: Any, plane: int, predict: Any, normalise: Any, k: int, stitching: Stitching
+) -> np.ndarray:
     """One whole plane's classes (h, w), stitched window by window as ``tessera predict``
     stitches it."""
     height, width = scene.plane_shape
@@ -130,7 +127,7 @@ def plane_classes(
     def write(top: int, probs: np.ndarray) -> None:
         out[top : top + probs.shape[1]] = probs.argmax(axis=0)
 
-    stitch_plane(read, predict, write, height, width, size, overlap, k, blend)
+    stitch_plane(read, predict, write, (height, width), k, stitching)
     return out
 
 
@@ -162,7 +159,7 @@ def heldout_scores(
         raise ValueError(f"{catalog}: held-out source(s) {missing} not catalogued")
     k = len(d.class_names)
     predict = batch_predictor(model, "cpu", softmax=True)
-    tile_overlap = min(round(overlap * d.window), d.window - 1)
+    stitching = Stitching.for_window(d.window, overlap, blend)
     scores, baseline = SegmentationScores(k), SegmentationScores(k)
     per_source = {name: SegmentationScores(k) for name in sources}
     found = HeldOut()
@@ -180,9 +177,7 @@ def heldout_scores(
             fitted = d.for_image(image_pieces(scene))
             preds, labels = [], []
             for plane in range(scene.n_planes):
-                pred = plane_classes(
-                    scene, plane, predict, fitted.normalise, k, d.window, tile_overlap, blend
-                )
+                pred = plane_classes(scene, plane, predict, fitted.normalise, k, stitching)
                 height, width = scene.plane_shape
                 label = scene.read_label(plane, 0, 0, height, width)
                 if label is None:

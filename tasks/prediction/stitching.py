@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,6 +23,36 @@ Predictor = Callable[[np.ndarray], np.ndarray]  # (N, C, s, s) float32 -> (N, K,
 Writer = Callable[[int, np.ndarray], None]  # (first row, (K, rows, W) float32)
 
 GAUSSIAN_SIGMA = 0.125  # of the window, as MONAI's sliding_window_inference
+
+
+@dataclass(frozen=True)
+class Stitching:
+    """How a plane is mapped window by window.
+
+    Args:
+        size: Window side in pixels.
+        overlap: Pixels shared by neighbouring windows (0 ≤ overlap < size).
+        blend: How overlapping windows are weighted: gaussian or constant.
+        batch_size: Windows per call of the model.
+    """
+
+    size: int
+    overlap: int
+    blend: Blend = "gaussian"
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.overlap < self.size:
+            raise ValueError(
+                f"overlap {self.overlap} must be at least 0 and below the window {self.size}"
+            )
+
+    @classmethod
+    def for_window(
+        cls, size: int, overlap_share: float, blend: Blend = "gaussian", batch_size: int = 16
+    ) -> Stitching:
+        """Windows of ``size`` overlapping by ``overlap_share`` of it (at most size - 1)."""
+        return cls(size, min(round(overlap_share * size), size - 1), blend, batch_size)
 
 
 def probability_bytes(scores: np.ndarray) -> np.ndarray:
@@ -68,13 +99,9 @@ def stitch_plane(
     read: Reader,
     predict: Predictor,
     write: Writer,
-    height: int,
-    width: int,
-    size: int,
-    overlap: int,
+    shape: tuple[int, int],
     channels_out: int,
-    blend: Blend = "gaussian",
-    batch_size: int = 16,
+    stitching: Stitching,
     on_row: Callable[[], None] | None = None,
     row_range: tuple[int, int] | None = None,
 ) -> None:
@@ -88,13 +115,9 @@ def stitch_plane(
             (K, rows, width) blended scores. It may run while ``read`` fetches the next
             batch in another thread, so it must not read the input files itself
             (:class:`~tessera.tasks.prediction.raster_maps.StripReader` hands back the rows).
-        height: Rows of the plane.
-        width: Columns of the plane.
-        size: Window side in pixels.
-        overlap: Pixels shared by neighbouring windows (0 ≤ overlap < size).
+        shape: Rows and columns of the plane.
         channels_out: K, the score channels ``predict`` returns.
-        blend: How overlapping windows are weighted: gaussian or constant.
-        batch_size: Windows per call of ``predict``.
+        stitching: The windows: size, overlap, blending, batch size.
         on_row: Called after each row of windows (a progress bar's update).
         row_range: Only the rows [first, stop) of the plane, for one band of a plane mapped in
             bands: the rows of windows that reach them, on the plane's own window grid, in the
@@ -102,9 +125,9 @@ def stitch_plane(
             whole plane is mapped. Rows outside the band may also be written; the writer
             drops them.
     """
-    if not 0 <= overlap < size:
-        raise ValueError(f"overlap {overlap} must be at least 0 and below the window {size}")
-    stride = size - overlap
+    (height, width), size = shape, stitching.size
+    blend, batch_size = stitching.blend, stitching.batch_size
+    stride = size - stitching.overlap
     rows, cols = window_origins(height, size, stride), window_origins(width, size, stride)
     weight = blend_weights(size, blend)
     h_win, w_win = min(size, height), min(size, width)

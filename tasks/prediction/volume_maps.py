@@ -29,8 +29,8 @@ from tessera.tasks.prediction.raster_maps import (
     scene_valid,
 )
 from tessera.tasks.prediction.stitching import (
-    Blend,
     Predictor,
+    Stitching,
     probability_bytes,
     stitch_plane,
 )
@@ -52,10 +52,7 @@ def predict_volume_pixels(
     predict: Predictor,
     normalise: Normaliser,
     n_classes: int,
-    size: int,
-    overlap: int,
-    blend: Blend = "gaussian",
-    batch_size: int = 16,
+    stitching: Stitching,
     on_plane: Callable[[], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-voxel probabilities (K, X, Y, Z) as uint8 p·255, the classes (X, Y, Z) (the argmax
@@ -77,9 +74,7 @@ def predict_volume_pixels(
             best[at][row : row + n] = scores.argmax(axis=0)
             ok[at][row : row + n] = scene_valid(scene, row, 0, n, width, p)[1]  # in memory
 
-        stitch_plane(
-            read, predict, write, height, width, size, overlap, n_classes, blend, batch_size
-        )
+        stitch_plane(read, predict, write, (height, width), n_classes, stitching)
         if on_plane is not None:
             on_plane()
     return probs, best, ok

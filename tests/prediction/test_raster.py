@@ -17,6 +17,7 @@ from tessera.tasks.prediction.raster_maps import (
     predict_raster_pixels,
     predict_raster_windows,
 )
+from tessera.tasks.prediction.stitching import Stitching
 from tessera.tasks.sources.adhoc import adhoc_sources
 from tessera.tasks.sources.catalog import inspect_source
 from tessera.tasks.tiling.scene import RasterScene
@@ -48,7 +49,7 @@ def test_class_map_is_a_cog_on_the_input_grid_with_nodata_kept(tmp_path):
     scene = _scene(src)
     files = MapFiles(tmp_path / "out" / "scene_classes.tif", tmp_path / "out" / "scene_p.tif")
     predict_raster_pixels(
-        scene, files, _threshold_model, _raw, ["low", "high"], 64, 16,
+        scene, files, _threshold_model, _raw, ["low", "high"], Stitching(64, 16),
         tags={"tessera_model": "threshold"},
     )  # fmt: skip
     scene.close()
@@ -80,7 +81,7 @@ def test_a_failed_prediction_leaves_no_file(tmp_path):
 
     out = tmp_path / "o" / "s_classes.tif"
     with pytest.raises(RuntimeError, match="model failed"):
-        predict_raster_pixels(scene, MapFiles(out), broken, _raw, ["a"], 32, 8)
+        predict_raster_pixels(scene, MapFiles(out), broken, _raw, ["a"], Stitching(32, 8))
     scene.close()
     assert not out.exists() and list(out.parent.iterdir()) == []
 
@@ -104,8 +105,8 @@ def test_two_attempts_at_one_map_at_once_each_write_their_own_files(tmp_path):
             return _threshold_model(x)
 
         try:
-            predict_raster_pixels(scene, MapFiles(out), model, _raw, ["low", "high"], 32, 8,
-                                  batch_size=1)  # fmt: skip
+            predict_raster_pixels(scene, MapFiles(out), model, _raw, ["low", "high"],
+                                  Stitching(32, 8, batch_size=1))  # fmt: skip
         finally:
             scene.close()
 

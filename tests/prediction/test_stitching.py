@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tessera.tasks.prediction.stitching import blend_weights, stitch_plane, window_origins
+from tessera.tasks.prediction.stitching import (
+    Stitching,
+    blend_weights,
+    stitch_plane,
+    window_origins,
+)
 
 
 def _stitch(image: np.ndarray, predict, k: int, size: int, overlap: int, blend: str):
@@ -21,7 +26,7 @@ def _stitch(image: np.ndarray, predict, k: int, size: int, overlap: int, blend: 
         bands.append((r, block.shape[1]))
         out[:, r : r + block.shape[1]] = block
 
-    stitch_plane(read, predict, write, h, w, size, overlap, k, blend, batch_size=3)
+    stitch_plane(read, predict, write, (h, w), k, Stitching(size, overlap, blend, batch_size=3))
     return out, bands
 
 
@@ -64,3 +69,10 @@ def test_a_model_answering_the_wrong_shape_is_refused_in_one_line():
         _stitch(image, lambda x: x[:, :, :8, :8], 1, 16, 4, "constant")
     with pytest.raises(ValueError, match="overlap 16"):
         _stitch(image, lambda x: x, 1, 16, 16, "constant")
+
+
+def test_an_overlap_share_becomes_pixels_below_the_window():
+    assert Stitching.for_window(64, 0.25, "constant", 8) == Stitching(64, 16, "constant", 8)
+    assert Stitching.for_window(16, 0.99).overlap == 15  # at most size - 1: windows step on
+    with pytest.raises(ValueError, match="overlap -1 must be at least 0"):
+        Stitching(16, -1)
