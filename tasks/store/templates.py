@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tessera.tasks.store.files import attempt_path
+
 TEMPLATE_TIMEOUT_S = 300.0  # how long a child may take to make an empty database
 
 
@@ -43,8 +45,7 @@ def template(kind: str, name: str, argv: list[str], env: dict[str, str], what: s
         fcntl.flock(lock, fcntl.LOCK_EX)  # one maker at a time; the others then reuse it
         if path.is_file():
             return path
-        partial = folder / f".{name}.{os.getpid()}.partial"
-        partial.unlink(missing_ok=True)
+        partial = attempt_path(path, ".partial")
 
         def fill(text: str) -> str:
             return text.replace("{path}", str(partial)).replace("{python}", sys.executable)
@@ -74,7 +75,7 @@ def copy_new(source: Path, target: Path) -> bool:
     if target.exists():
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    partial = attempt_path(target, ".partial")
     try:
         shutil.copyfile(source, partial)
         os.link(partial, target)  # fails, replacing nothing, if one appeared meanwhile
