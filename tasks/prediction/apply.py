@@ -262,7 +262,7 @@ def predict_scene(
                 )
             elif d.output in PIXEL_OUTPUTS:
                 height = scene.plane_shape[0] if rows is None else rows[1] - rows[0]
-                with _bar(rec, height, stitching.size - stitching.overlap) as bar:
+                with _bar(rec, height, stitching.stride) as bar:
                     written = predict_raster_pixels(
                         scene, files, predict, d.normalise, model.map_classes(), stitching,
                         lineage, bar.update, rec_maps, rows,

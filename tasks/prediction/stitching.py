@@ -47,6 +47,11 @@ class Stitching:
                 f"overlap {self.overlap} must be at least 0 and below the window {self.size}"
             )
 
+    @property
+    def stride(self) -> int:
+        """Pixels from one window to the next."""
+        return self.size - self.overlap
+
     @classmethod
     def for_window(
         cls, size: int, overlap_share: float, blend: Blend = "gaussian", batch_size: int = 16
@@ -127,7 +132,7 @@ def stitch_plane(
     """
     (height, width), size = shape, stitching.size
     blend, batch_size = stitching.blend, stitching.batch_size
-    stride = size - stitching.overlap
+    stride = stitching.stride
     rows, cols = window_origins(height, size, stride), window_origins(width, size, stride)
     weight = blend_weights(size, blend)
     h_win, w_win = min(size, height), min(size, width)
