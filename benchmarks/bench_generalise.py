@@ -36,7 +36,7 @@ from tessera.flows.settings.experiments import resolve_experiment
 from tessera.flows.settings.schema import TesseraParams
 from tessera.models.run.fit import fit
 from tessera.models.run.run_config import RUN_CONFIG_FILE
-from tessera.tasks.prediction.scoring import heldout_scores
+from tessera.tasks.prediction.scoring import SceneScoring, heldout_scores
 
 EXPERIMENT = "mni152-seg_ae"
 BASELINE = "zscore/dihedral"
@@ -62,10 +62,11 @@ def run_variant(
     assert summary is not None
     wall = time.perf_counter() - start
     (folder / RUN_CONFIG_FILE).write_text(cfg.model_dump_json(indent=1))
-    held = heldout_scores(
+    scoring = SceneScoring(
         cfg, folder / "checkpoints" / "best.ckpt", Path(params.tile.catalog), Path.cwd(),
-        exp.heldout, params.predict.overlap, params.predict.blend,
+        params.predict.overlap, params.predict.blend,
     )  # fmt: skip
+    held = heldout_scores(scoring, exp.heldout)
     m = held.metrics
     return {
         "variant": variant,

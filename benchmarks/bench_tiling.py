@@ -70,7 +70,7 @@ def bench_tessera(path: Path, parts: Path) -> tuple[float, float, Path, Any, Any
     """Tessera's tiler (the function the tile task wraps) into a fresh part."""
     from tessera.tasks.sources.catalog import inspect_source
     from tessera.tasks.sources.specs import SourceSpec
-    from tessera.tasks.tiling.cut import tile_scene
+    from tessera.tasks.tiling.cut import PartFolders, tile_scene
     from tessera.tasks.tiling.params import TileParams
 
     rep = inspect_source(SourceSpec(name="bench", kind="geotiff", paths=[str(path)]), Path("/"))
@@ -79,7 +79,7 @@ def bench_tessera(path: Path, parts: Path) -> tuple[float, float, Path, Any, Any
     shutil.rmtree(parts, ignore_errors=True)
     settle()
     t0 = time.perf_counter()
-    summary = tile_scene(rec, params, {"mode": "blocks"}, parts, Path("/"), progress=False)
+    summary = tile_scene(rec, params, {"mode": "blocks"}, PartFolders(parts), Path("/"), False)
     dt = time.perf_counter() - t0
     n = summary["tiles"]
     mbs = n * BANDS * TILE * TILE * 2 / dt / 2**20

@@ -13,7 +13,9 @@ from prefect.states import Completed, State
 from tessera.flows.flow_helpers import failing_in_one_line
 from tessera.flows.markdown import artifact_key
 from tessera.flows.settings.experiments import EvaluateFlowParams
-from tessera.tasks.evaluation.report import check_evaluation_output
+from tessera.models.inference import InferenceOptions
+from tessera.tasks.evaluation.report import Findings, check_evaluation_output
+from tessera.tasks.prediction.scoring import SceneScoring
 from tessera.tasks.steps.evaluate import (
     heldout_scores_step,
     run_inference_step,
@@ -30,29 +32,19 @@ def evaluate_flow(params: EvaluateFlowParams) -> State[Any]:
     """Infer on the split, score the latents, write metrics, plots, maps and the report."""
     ev, run = params.evaluate, params.run
     check_evaluation_output(Path(params.out_dir))  # before any work
-    inf = run_inference_step(
-        run,
-        Path(params.checkpoint),
-        ev.split,
-        ev.tile_class,
-        ev.noise,
-        ev.seed,
-        ev.batch_size,
-        map_splits=tuple(ev.map_splits),
+    inference = InferenceOptions(
+        ev.split, ev.tile_class, ev.noise, ev.seed, ev.batch_size, map_splits=tuple(ev.map_splits)
     )
+    inf = run_inference_step(run, Path(params.checkpoint), inference)
     rep = score_latents_step(inf, ev.k, ev.k_max, ev.seed, ev.tsne)
     history = training_history_step(Path(run.out_dir))
-    stitched = stitched_scores_step(
-        run, Path(params.checkpoint), Path(params.catalog), Path.cwd(), ev.split,
-        params.overlap, params.blend,
+    scoring = SceneScoring(
+        run, Path(params.checkpoint), Path(params.catalog), Path.cwd(), params.overlap,
+        params.blend,
     )  # fmt: skip
-    heldout = heldout_scores_step(
-        run, Path(params.checkpoint), Path(params.catalog), Path.cwd(), params.heldout,
-        params.overlap, params.blend, inf.baselines.pixel_classifier,
-    )  # fmt: skip
-    result = write_evaluation_step(
-        Path(params.out_dir), run.experiment, inf, rep, history, Path(run.store), stitched,
-        heldout,
-    )  # fmt: skip
+    stitched = stitched_scores_step(scoring, ev.split)
+    heldout = heldout_scores_step(scoring, params.heldout, inf.baselines.pixel_classifier)
+    found = Findings(inf, rep, history, stitched, heldout)
+    result = write_evaluation_step(Path(params.out_dir), run.experiment, found, Path(run.store))
     create_markdown_artifact(result["markdown"], key=artifact_key("tessera-eval", run.experiment))
     return Completed(data=result)

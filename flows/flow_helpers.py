@@ -10,7 +10,7 @@ from typing import Any, ParamSpec
 
 from prefect.states import Failed, State
 
-from tessera.tasks.store.error_policy import debugging, one_line
+from tessera.tasks.base.error_policy import debugging, one_line
 
 P = ParamSpec("P")
 

@@ -13,7 +13,8 @@ from prefect.states import Completed, State
 from tessera.flows.flow_helpers import failing_in_one_line
 from tessera.flows.markdown import artifact_key, decisions_markdown
 from tessera.flows.settings.registrations import RegisterFlowParams
-from tessera.tasks.registry.register_experiment import check_record_output
+from tessera.tasks.registry.gate import GateRule
+from tessera.tasks.registry.register_experiment import Registration, check_record_output
 from tessera.tasks.steps.register import check_tracking_step, lineage_step, register_experiment_step
 
 
@@ -38,15 +39,19 @@ def register_flow(params: RegisterFlowParams) -> State[Any]:
             register_experiment_step(
                 run,
                 Path(spec.eval_dir),
-                spec.name,
-                spec.metric,
-                spec.direction,
-                reg.min_improvement,
+                Registration(
+                    spec.name,
+                    GateRule(
+                        spec.metric,
+                        spec.direction,
+                        reg.min_improvement,
+                        reg.require_beats_baseline,
+                    ),
+                    Path(reg.out) / f"{run.experiment}.json",
+                    reg.example_tiles,
+                    reg.ready_timeout_s,
+                ),
                 lineages[run.store],
-                Path(reg.out) / f"{run.experiment}.json",
-                reg.example_tiles,
-                reg.ready_timeout_s,
-                reg.require_beats_baseline,
             )
         )
     create_markdown_artifact(decisions_markdown(records), key=artifact_key("tessera", "registry"))

@@ -17,7 +17,7 @@ from tessera.tasks.steps.ingest import failed_on, inspect_sources
 from tessera.tasks.steps.tile import load_catalog_step, publish_store_step, tile_scene_step
 from tessera.tasks.store.format import PARTS_DIR
 from tessera.tasks.store.writer import check_store_output, discard_staging, store_writer
-from tessera.tasks.tiling.cut import plan_splits, row_bands
+from tessera.tasks.tiling.cut import PartFolders, plan_splits, row_bands
 from tessera.tasks.tiling.publication import empty_store_reason
 
 
@@ -50,9 +50,8 @@ def tile_flow(
             [rec for rec, _ in units],
             unmapped(geometry),
             [plan[rec.scene_id] for rec, _ in units],
-            unmapped(tmp / PARTS_DIR),
+            unmapped(PartFolders(tmp / PARTS_DIR, (out / PARTS_DIR,))),
             unmapped(root),
-            unmapped([out / PARTS_DIR]),
             unmapped(len(units) == 1),
             [band for _, band in units],
             desc="tile",

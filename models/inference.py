@@ -150,24 +150,46 @@ class _Collector:
             self.examples["prediction"] = pred.numpy()
 
 
+@dataclass(frozen=True)
+class InferenceOptions:
+    """What an evaluation's inference covers.
+
+    Args:
+        split: The split whose tiles are embedded and scored.
+        tile_class: Tile labels where training used none: ``majority`` or ``presence``.
+        noise: Noise std of the two augmented views.
+        seed: Seed of the views and of the baselines.
+        batch_size: Tiles per forward pass.
+        n_examples: Tiles kept as examples for the plots.
+        samples_per_class: Samples drawn per class from a generative model (0: none).
+        map_splits: The splits whose tiles are embedded too (no metrics), for the cluster
+            maps of whole scenes.
+    """
+
+    split: str = "test"
+    tile_class: str = "majority"
+    noise: float = 0.05
+    seed: int = 0
+    batch_size: int = 64
+    n_examples: int = 6
+    samples_per_class: int = 8
+    map_splits: tuple[str, ...] = ("train", "val", "test")
+
+
 @torch.no_grad()
 def run_inference(
     config: RunConfig,
     checkpoint: Path,
-    split: str = "test",
-    tile_class: str = "majority",
-    noise: float = 0.05,
-    seed: int = 0,
-    batch_size: int = 64,
-    n_examples: int = 6,
-    samples_per_class: int = 8,
-    map_splits: tuple[str, ...] = ("train", "val", "test"),
+    options: InferenceOptions | None = None,
     progress: bool = True,
 ) -> Inference:
-    """Run the checkpoint over ``split``: latents, two augmented views, metrics, examples.
-
-    The tiles of ``map_splits`` are embedded too (no metrics), for cluster maps of the scenes.
-    """
+    """Run the checkpoint over the options' split: latents, two augmented views, metrics,
+    examples; and embed the tiles of its ``map_splits``."""
+    o = options or InferenceOptions()
+    split, tile_class, seed, batch_size = o.split, o.tile_class, o.seed, o.batch_size
+    noise, n_examples, samples_per_class, map_splits = (
+        o.noise, o.n_examples, o.samples_per_class, o.map_splits
+    )  # fmt: skip
     loaded = load_checkpoint(checkpoint, config.model["type"], config.trainer.cpu_isa)
     module = loaded.module
     dm = TileDataModule.from_run(config)

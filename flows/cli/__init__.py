@@ -10,7 +10,16 @@ from typing import Annotated
 import typer
 
 from tessera.flows.cli.cluster_cli import cluster_app
-from tessera.flows.cli.common import BadOpt, RunnerOpt, SetOpt, UserError, load, run_stage
+from tessera.flows.cli.common import (
+    BadOpt,
+    RunnerOpt,
+    SetOpt,
+    UserError,
+    load,
+    options_of,
+    run_stage,
+    with_sections,
+)
 from tessera.flows.cli.pipeline_cli import run_pipeline, serve
 from tessera.flows.cli.predict_cli import predict
 from tessera.flows.cli.server_cli import prefect_home, server_app
@@ -54,7 +63,12 @@ def ingest(
     on_bad_input: BadOpt = None,
 ) -> None:
     """Validate ingest.sources and write the catalogue (outputs/catalog.parquet)."""
-    p = load(params, set_, ingest={"on_bad_input": on_bad_input}, runner={"kind": task_runner})
+    from tessera.flows.settings.schema import updated
+
+    p = load(params, set_)
+    with options_of("ingest", params):
+        ingest_ = updated(p.ingest, on_bad_input=on_bad_input)
+    p = with_sections(p, params, task_runner, ingest=ingest_)
     res = run_stage("ingest", p, params)
     typer.echo(
         f"catalogue: {res['catalog']} ({res['scenes']} scenes, {len(res['rejected'])} rejected)"
@@ -62,7 +76,7 @@ def ingest(
 
 
 @app.command()
-def tile(
+def tile(  # noqa: PLR0913 - a typer command: one parameter per CLI option
     params: Annotated[
         Path | None,
         typer.Option("--params", help="The params file (default params.yaml; with --input: none)."),
@@ -94,19 +108,17 @@ def tile(
     adhoc = bool(input_)
     if params is None and not adhoc:
         params = Path("params.yaml")
-    p = load(
-        params,
-        set_,
-        tile={
-            "out": str(out) if out is not None else ("tiles" if adhoc else None),
-            "size": size,
-            "stride": stride,
-            "axis": axis,
-            "min_valid_fraction": min_valid_fraction,
-            "on_bad_input": on_bad_input,
-        },
-        runner={"kind": task_runner},
-    )
+    p = load(params, set_)
+    with options_of("tile", params):  # a new size brings its stride along
+        tile_ = p.tile.with_changes(
+            out=str(out) if out is not None else ("tiles" if adhoc else None),
+            size=size,
+            stride=stride,
+            axis=axis,
+            min_valid_fraction=min_valid_fraction,
+            on_bad_input=on_bad_input,
+        )
+    p = with_sections(p, params, task_runner, tile=tile_)
     sources = None
     if adhoc:
         from tessera.tasks.sources.adhoc import adhoc_sources
@@ -240,7 +252,7 @@ def run(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         from click import exceptions as click_exc  # type: ignore[no-redef]
 
-    from tessera.tasks.store.error_policy import debugging, expected, user_message
+    from tessera.tasks.base.error_policy import debugging, expected, user_message
 
     try:
         configure_environment()

@@ -3,10 +3,15 @@ through the stage table, and turn a failure into one line (:class:`UserError`)."
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from tessera.flows.settings.schema import TesseraParams
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key: a.b=c.")]
 RunnerOpt = Annotated[str | None, typer.Option("--task-runner", help="threads or dask.")]
@@ -25,39 +30,50 @@ def validation_message(exc: Any, section: str | None = None) -> str:
     return "; ".join(f"{'.'.join(map(str, [*head, *e['loc']]))}: {e['msg']}" for e in exc.errors())
 
 
-def load(params: Path | None, overrides: list[str] | None, **sections: dict[str, Any]) -> Any:
-    """Validate ``params`` (None: the defaults) with the ``--set`` overrides, then with the
-    typed options of the command (``sections``: ``{"tile": {"size": 32}}``; None values are
-    not given); problems in one line."""
+def load(params: Path | None, overrides: list[str] | None) -> TesseraParams:
+    """Validate ``params`` (None: the defaults) with the ``--set`` overrides; problems in one
+    line. A command then applies its own options with :func:`with_options`."""
     from pydantic import ValidationError
 
-    from tessera.flows.settings.schema import load_params, updated
+    from tessera.flows.settings.schema import load_params
 
     where = str(params) if params is not None else "options"
-    section = None
     try:
-        p = load_params(params, list(overrides or []))
-        changed = {}
-        for section, options in sections.items():
-            changed[section] = _changed(getattr(p, section), options)
-        return updated(p, **changed)
+        return load_params(params, list(overrides or []))
     except ValidationError as exc:
-        raise UserError(f"{where}: invalid config: {validation_message(exc, section)}") from None
+        raise UserError(f"{where}: invalid config: {validation_message(exc)}") from None
     except OSError as exc:
-        from tessera.tasks.store.error_policy import one_line
+        from tessera.tasks.base.error_policy import one_line
 
         raise UserError(one_line(exc)) from None
     except ValueError as exc:
         raise UserError(f"{where}: {exc}") from None
 
 
-def _changed(section: Any, changes: dict[str, Any]) -> Any:
-    """A params section with a command's options; a section that says how its options
-    combine (the tile geometry: a new size brings the stride along) does it itself."""
+@contextmanager
+def options_of(section: str, params: Path | None) -> Iterator[None]:
+    """Where a command validates its options for the params' ``section`` (with the section's
+    own ``model_validate``, ``with_changes`` or :func:`~tessera.flows.settings.schema.updated`):
+    a problem is one line naming the section's key."""
+    from pydantic import ValidationError
+
+    try:
+        yield
+    except ValidationError as exc:
+        where = str(params) if params is not None else "options"
+        raise UserError(f"{where}: invalid config: {validation_message(exc, section)}") from None
+
+
+def with_sections(
+    p: TesseraParams, params: Path | None, task_runner: str | None, **sections: Any
+) -> TesseraParams:
+    """``p`` with a command's own ``sections`` (each a section model it validated under
+    :func:`options_of`) and its ``--task-runner``."""
     from tessera.flows.settings.schema import updated
 
-    with_changes = getattr(section, "with_changes", None)
-    return with_changes(**changes) if with_changes else updated(section, **changes)
+    with options_of("runner", params):
+        runner = updated(p.runner, kind=task_runner)
+    return p.model_copy(update={**sections, "runner": runner})
 
 
 def run_flow(flow_obj: Any, **kwargs: Any) -> Any:

@@ -7,10 +7,19 @@ from typing import Annotated
 
 import typer
 
-from tessera.flows.cli.common import BadOpt, RunnerOpt, SetOpt, UserError, load, run_stage
+from tessera.flows.cli.common import (
+    BadOpt,
+    RunnerOpt,
+    SetOpt,
+    UserError,
+    load,
+    options_of,
+    run_stage,
+    with_sections,
+)
 
 
-def predict(
+def predict(  # noqa: PLR0913 - a typer command: one parameter per CLI option
     model: Annotated[
         str | None,
         typer.Option(
@@ -64,22 +73,23 @@ def predict(
     """Apply a model to whole scenes and volumes: class maps as COG or NIfTI on the input's grid."""
     if params is None and Path("params.yaml").is_file():
         params = Path("params.yaml")
-    p = load(
-        params,
-        set_,
-        predict={
-            "out": str(out) if out is not None else None,
-            "overlap": overlap,
-            "blend": blend,
-            "batch_size": batch_size,
-            "device": device,
-            "probabilities": probabilities,
-            "reconstruction": reconstruction,
-            "on_bad_input": on_bad_input,
-            "force": force,
-        },
-        runner={"kind": task_runner},
-    )
+    from tessera.flows.settings.schema import updated
+
+    p = load(params, set_)
+    with options_of("predict", params):
+        options = updated(
+            p.predict,
+            out=str(out) if out is not None else None,
+            overlap=overlap,
+            blend=blend,
+            batch_size=batch_size,
+            device=device,
+            probabilities=probabilities,
+            reconstruction=reconstruction,
+            on_bad_input=on_bad_input,
+            force=force,
+        )
+    p = with_sections(p, params, task_runner, predict=options)
     sources = None
     if input_:
         from tessera.tasks.sources.adhoc import adhoc_sources

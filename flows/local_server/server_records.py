@@ -25,8 +25,8 @@ from typing import Literal
 from pydantic import BaseModel, ValidationError
 
 from tessera.flows.settings.env import user_state_dir
+from tessera.tasks.base.files import atomic_write_bytes
 from tessera.tasks.cluster.processes import Daemon, ours, start_time, stop
-from tessera.tasks.store.files import atomic_write_bytes
 
 STATE_FILE = "tessera-server.json"  # this home's record, beside its database
 USERS_FILE = "tessera-server.users"  # commands hold a shared lock on it while they run

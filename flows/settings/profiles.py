@@ -31,7 +31,7 @@ def read_profile() -> Profile | None:
     name = os.environ.get(PROFILE_ENV)
     if not name:
         return None
-    from tessera.tasks.store.files import read_yaml_mapping
+    from tessera.tasks.base.files import read_yaml_mapping
 
     path = Path(name)
     try:

@@ -9,9 +9,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tessera.models.run.run_config import DatasetParams, LoaderParams, TrainerParams
+from tessera.tasks.base.files import read_yaml_mapping
 from tessera.tasks.prediction.predict_options import PredictOptions
 from tessera.tasks.sources.specs import OnBadInput, SourceSpec, on_bad_input_field
-from tessera.tasks.store.files import read_yaml_mapping
 from tessera.tasks.tiling.params import TileParams
 from tessera.tasks.training.launch_options import LaunchLimits
 

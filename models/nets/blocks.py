@@ -184,7 +184,7 @@ class ConvNormAct(nn.Sequential):
         groups: Its groups (the group kind).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - a network block: each argument a documented choice, as in MONAI
         self,
         in_ch: int,
         out_ch: int,

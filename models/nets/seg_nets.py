@@ -227,7 +227,7 @@ class SegAutoEncoder(nn.Module):
             beside the context (0: none).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the params.yaml schema: one documented argument per key
         self,
         in_channels: int,
         num_classes: int,

@@ -32,7 +32,7 @@ class GaussianEncoder(nn.Module):
         act: Activation: relu, leaky_relu, prelu, gelu, silu or none.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the params.yaml schema: one documented argument per key
         self,
         in_channels: int,
         image_size: int,

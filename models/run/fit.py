@@ -37,8 +37,8 @@ from tessera.models.run.run_config import (
     validate_model_params,
 )
 from tessera.models.run.run_folder import attempt_file, promote, staging_dir
-from tessera.tasks.store.error_policy import debugging, one_line
-from tessera.tasks.store.files import atomic_write_json
+from tessera.tasks.base.error_policy import debugging, one_line
+from tessera.tasks.base.files import atomic_write_json
 
 # FREEZE_NOTE: a rank holds ~500,000 objects once torch, Lightning and MLflow are imported, and
 # each full collection of Python's cyclic GC walks them all (~0.25 s), during the run and

@@ -21,8 +21,8 @@ from tessera.models.run.run_config import (
     RUN_FILE,
     SUMMARY_FILE,
 )
-from tessera.tasks.store.files import swap_directory
-from tessera.tasks.store.outputs import STAGING_MARKER
+from tessera.tasks.base.files import swap_directory
+from tessera.tasks.base.outputs import STAGING_MARKER
 
 # what a training writes into its folder; the summary last, so that it marks a complete run
 RUN_ITEMS = (RUN_CONFIG_FILE, CHECKPOINT_DIR, PLOT_DIR, RUN_FILE, SUMMARY_FILE)

@@ -73,7 +73,7 @@ class SegAETask(BaseTask):
     net: SegAutoEncoder
     primary_metric = "dice_mean"
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the params.yaml schema: one documented argument per key
         self,
         in_channels: int,
         num_classes: int,

@@ -78,7 +78,7 @@ class SSVAETask(_KLMixin, BaseTask):
 
     primary_metric = "accuracy"
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the params.yaml schema: one documented argument per key
         self,
         in_channels: int,
         image_size: int,

@@ -70,7 +70,7 @@ class VAETask(_KLMixin, BaseTask):
 
     dec_ready: torch.Tensor
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the params.yaml schema: one documented argument per key
         self,
         in_channels: int,
         image_size: int,

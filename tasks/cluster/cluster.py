@@ -71,7 +71,7 @@ def read_state(folder: Path) -> ClusterState | None:
 
 
 def _save(state: ClusterState) -> None:
-    from tessera.tasks.store.files import atomic_write_bytes
+    from tessera.tasks.base.files import atomic_write_bytes
 
     folder = Path(state.folder)
     atomic_write_bytes(folder / STATE_FILE, state.model_dump_json(indent=1).encode())

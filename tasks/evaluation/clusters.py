@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tessera.tasks.store.files import atomic_write_json
+from tessera.tasks.base.files import atomic_write_json
 
 CLUSTERS_FILE = "clusters.json"
 

@@ -10,26 +10,27 @@ import io
 import json
 import math
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tessera.models.inference import Inference
-from tessera.tasks.evaluation.cluster_maps import write_tile_map, write_volume_tile_map
-from tessera.tasks.evaluation.clusters import write_clusters
-from tessera.tasks.evaluation.comparison import versus_markdown
-from tessera.tasks.evaluation.heldout import HeldOut
-from tessera.tasks.evaluation.latents import LatentReport
-from tessera.tasks.store.files import atomic_write_bytes, atomic_write_json, swap_directory
-from tessera.tasks.store.format import StoreInfo
-from tessera.tasks.store.outputs import (
+from tessera.tasks.base.files import atomic_write_bytes, atomic_write_json, swap_directory
+from tessera.tasks.base.outputs import (
     STAGING_MARKER,
     check_output,
     is_staging,
     json_keys,
     mark_staging,
 )
+from tessera.tasks.evaluation.cluster_maps import write_tile_map, write_volume_tile_map
+from tessera.tasks.evaluation.clusters import write_clusters
+from tessera.tasks.evaluation.comparison import versus_markdown
+from tessera.tasks.evaluation.heldout import HeldOut
+from tessera.tasks.evaluation.latents import LatentReport
+from tessera.tasks.store.format import StoreInfo
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
@@ -280,28 +281,31 @@ def check_evaluation_output(out: Path) -> Path:
     )
 
 
-def write_evaluation(
-    out: Path,
-    experiment: str,
-    inf: Inference,
-    rep: LatentReport,
-    history: dict[str, list[float]],
-    store: Path,
-    extra_metrics: dict[str, float] | None = None,
-    heldout: HeldOut | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Findings:
+    """What an evaluation found: the inference over its split, the report on its latents,
+    the training's history, the stitched maps' scores and the held-out scores."""
+
+    inf: Inference
+    rep: LatentReport
+    history: dict[str, list[float]]
+    stitched: dict[str, float] = field(default_factory=dict)
+    heldout: HeldOut = field(default_factory=HeldOut)
+
+
+def write_evaluation(out: Path, experiment: str, found: Findings, store: Path) -> dict[str, Any]:
     """Write metrics.json, tables, PNGs, cluster maps and report.md into ``out`` at once;
-    ``extra_metrics`` (the stitched map's scores) and the held-out scores join the metrics.
+    the stitched and held-out scores join the metrics.
 
     Everything is written to a sibling temporary directory that replaces ``out`` at the end.
     """
+    inf, rep, history, heldout = found.inf, found.rep, found.history, found.heldout
     params = StoreInfo.read(store).params
     out = check_evaluation_output(out)
     tmp = _staging(out)[0]
     shutil.rmtree(tmp, ignore_errors=True)
     mark_staging(tmp)
-    heldout = heldout or HeldOut()
-    metrics = flat_metrics(inf, rep, {**(extra_metrics or {}), **heldout.metrics})
+    metrics = flat_metrics(inf, rep, {**found.stitched, **heldout.metrics})
     write_tables(tmp, inf, rep, history)
     plots = write_plots(tmp, inf, rep, history, experiment)
     plots += write_heldout_plots(tmp, heldout, experiment, inf.class_names)

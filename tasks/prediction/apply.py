@@ -12,11 +12,14 @@ import rasterio
 from tqdm import tqdm
 
 from tessera.models.descriptor import DescriptorError, ModelDescriptor
+from tessera.tasks.base.outputs import check_output_file
 from tessera.tasks.prediction.model import AppliedModel, batch_predictor, resolve_device
 from tessera.tasks.prediction.predict_options import PredictOptions
 from tessera.tasks.prediction.raster_maps import (
+    Cells,
     MapFiles,
     Reconstruction,
+    Scorer,
     assemble_maps,
     image_pieces,
     predict_raster_pixels,
@@ -24,7 +27,6 @@ from tessera.tasks.prediction.raster_maps import (
 )
 from tessera.tasks.prediction.stitching import Stitching
 from tessera.tasks.sources.records import SceneRecord
-from tessera.tasks.store.outputs import check_output_file
 
 PIXEL_OUTPUTS = {"class_logits"}  # the model answers per pixel: stitched at full resolution
 WINDOW_OUTPUTS = {"class_probabilities", "latent_mean"}  # per window: at the window stride
@@ -256,23 +258,24 @@ def predict_scene(
         try:
             d = d.for_image(image_pieces(scene))  # a per-image scheme: this input's statistics
             rec_maps = _reconstruction(d, options)
-            if d.is_volume:
-                written = _volume(
-                    scene, files, predict, model, d, options, stitching, lineage, base
-                )
+            scorer = Scorer(predict, d.normalise, model.map_classes(), rec_maps)
+            cells = Cells(d.window, d.stride, options.batch_size)
+            if d.is_volume and d.output in PIXEL_OUTPUTS:
+                source = base / rec.files[0] if rec.kind == "nifti" else None
+                written = _volume_pixels(scene, files, scorer, stitching, lineage, source)
+            elif d.is_volume:
+                written = _volume_windows(scene, files, scorer, cells, lineage)
             elif d.output in PIXEL_OUTPUTS:
                 height = scene.plane_shape[0] if rows is None else rows[1] - rows[0]
                 with _bar(rec, height, stitching.stride) as bar:
                     written = predict_raster_pixels(
-                        scene, files, predict, d.normalise, model.map_classes(), stitching,
-                        lineage, bar.update, rec_maps, rows,
-                    )  # fmt: skip
+                        scene, files, scorer, stitching, lineage, bar.update, rows
+                    )
             else:
                 with _bar(rec, scene.plane_shape[0], d.stride) as bar:
                     written = predict_raster_windows(
-                        scene, files, predict, d.normalise, model.map_classes(), d.window, d.stride,
-                        options.batch_size, lineage, bar.update,
-                    )  # fmt: skip
+                        scene, files, scorer, cells, lineage, bar.update
+                    )
         finally:
             scene.close()
     return result | {"files": [str(p) for p in written]}
@@ -309,37 +312,27 @@ def _bar(rec: SceneRecord, height: int, step: int) -> Any:
     return tqdm(total=total, desc=rec.scene_id, unit="row", leave=False, disable=None)
 
 
-def _volume(
+def _volume_pixels(
     scene: Any,
     files: MapFiles,
-    predict: Any,
-    model: AppliedModel,
-    d: ModelDescriptor,
-    options: PredictOptions,
+    scorer: Scorer,
     stitching: Stitching,
     lineage: dict[str, str],
-    base: Path,
+    source: Path | None,
 ) -> list[Path]:
-    from tessera.tasks.prediction.volume_maps import (
-        predict_volume_pixels,
-        predict_volume_windows,
-        write_volume_maps,
-    )
+    from tessera.tasks.prediction.volume_maps import predict_volume_pixels, write_volume_maps
 
-    rec = scene.rec
-    k = len(model.map_classes())
-    if d.output in PIXEL_OUTPUTS:
-        with tqdm(total=scene.n_planes, desc=rec.scene_id, unit="slice", leave=False,
-                  disable=None) as bar:  # fmt: skip
-            probs, best, ok = predict_volume_pixels(
-                scene, predict, d.normalise, k, stitching, bar.update
-            )
-        source = base / rec.files[0] if rec.kind == "nifti" else None
-        return write_volume_maps(
-            files, probs, best, ok, scene.affine, model.map_classes(), lineage, source
-        )
-    probs, best, ok, affine = predict_volume_windows(
-        scene, predict, d.normalise, k, d.window, d.stride, options.batch_size
-    )
-    tags = lineage | {"cell_voxels": str(d.stride)}
-    return write_volume_maps(files, probs, best, ok, affine, model.map_classes(), tags)
+    with tqdm(total=scene.n_planes, desc=scene.rec.scene_id, unit="slice", leave=False,
+              disable=None) as bar:  # fmt: skip
+        scores = predict_volume_pixels(scene, scorer, stitching, bar.update)
+    return write_volume_maps(files, scores, scene.affine, scorer.class_names, lineage, source)
+
+
+def _volume_windows(
+    scene: Any, files: MapFiles, scorer: Scorer, cells: Cells, lineage: dict[str, str]
+) -> list[Path]:
+    from tessera.tasks.prediction.volume_maps import predict_volume_windows, write_volume_maps
+
+    scores, affine = predict_volume_windows(scene, scorer, cells)
+    tags = lineage | {"cell_voxels": str(cells.stride)}
+    return write_volume_maps(files, scores, affine, scorer.class_names, tags)

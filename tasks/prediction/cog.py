@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,8 @@ from rasterio.enums import ColorInterp
 from rasterio.shutil import copy as rio_copy
 
 from tessera.models.palette import CLASS_PALETTE
+from tessera.tasks.base.files import attempt_path, named
 from tessera.tasks.sources.raster import Grid
-from tessera.tasks.store.files import attempt_path, named
 
 BLOCK = 512
 CLASS_NODATA = 255
@@ -50,34 +51,39 @@ class BlockWriter:
             raise named(exc, self.ds.name) from None
 
 
+@dataclass(frozen=True)
+class Bands:
+    """The bands of a map file.
+
+    Args:
+        count: How many.
+        dtype: Their numpy dtype name.
+        nodata: The nodata value (None: none; a writer given ``valid`` rows writes an
+            internal mask band instead, as for probabilities, where 255/255 is a value).
+        names: Band descriptions.
+        colours: A colour table for band 1 (a class map).
+        overview_resampling: How the overviews are computed (mode for classes).
+    """
+
+    count: int
+    dtype: str
+    nodata: float | None = None
+    names: Sequence[str] = ()
+    colours: dict[int, tuple[int, int, int, int]] | None = None
+    overview_resampling: str = "mode"
+
+
 @contextmanager
 def cog_writer(
-    out: Path,
-    grid: Grid,
-    count: int,
-    dtype: str,
-    nodata: float | None,
-    tags: dict[str, str],
-    band_names: Sequence[str] = (),
-    colours: dict[int, tuple[int, int, int, int]] | None = None,
-    overview_resampling: str = "mode",
-    masked: bool = False,
-    cog: bool = True,
+    out: Path, grid: Grid, bands: Bands, tags: dict[str, str], cog: bool = True
 ) -> Iterator[BlockWriter]:
     """Yield a writer of rows; on leaving, the COG replaces ``out`` (nothing half-written).
 
     Args:
         out: The COG to write.
         grid: The input's grid: CRS, transform, width and height, kept exactly.
-        count: Bands.
-        dtype: Their numpy dtype name.
-        nodata: The nodata value (None: none).
+        bands: What its bands hold.
         tags: Dataset metadata (lineage, class names).
-        band_names: Band descriptions.
-        colours: A colour table for band 1 (a class map).
-        overview_resampling: How the overviews are computed (mode for classes).
-        masked: Say which pixels have a value with an internal mask band rather than a
-            nodata value (a probability of 255/255 is a value).
         cog: False: ``out`` is the tiled GeoTIFF itself, no COG copy (one band of rows of a
             scene mapped in bands, assembled into the COG later).
     """
@@ -87,11 +93,11 @@ def cog_writer(
         "driver": "GTiff",
         "width": grid.width,
         "height": grid.height,
-        "count": count,
-        "dtype": dtype,
+        "count": bands.count,
+        "dtype": bands.dtype,
         "crs": grid.crs_wkt,
         "transform": grid.affine,
-        "nodata": nodata,
+        "nodata": bands.nodata,
         "tiled": True,
         "blockxsize": BLOCK,
         "blockysize": BLOCK,
@@ -104,10 +110,10 @@ def cog_writer(
             rasterio.open(staging, "w", **profile) as ds,
         ):
             ds.update_tags(**tags)
-            for i, name in enumerate(band_names, start=1):
+            for i, name in enumerate(bands.names, start=1):
                 ds.set_band_description(i, name)
-            if colours is not None:
-                ds.write_colormap(1, colours)
+            if bands.colours is not None:
+                ds.write_colormap(1, bands.colours)
                 ds.colorinterp = [ColorInterp.palette]
             yield BlockWriter(ds)
         if not cog:
@@ -119,7 +125,7 @@ def cog_writer(
                 final_tmp,
                 driver="COG",
                 compress="deflate",
-                overview_resampling=overview_resampling,
+                overview_resampling=bands.overview_resampling,
                 num_threads="ALL_CPUS",
                 blocksize=BLOCK,
             )

@@ -16,7 +16,14 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
-from tessera.tasks.prediction.cog import BLOCK, CLASS_NODATA, BlockWriter, class_colours, cog_writer
+from tessera.tasks.prediction.cog import (
+    BLOCK,
+    CLASS_NODATA,
+    Bands,
+    BlockWriter,
+    class_colours,
+    cog_writer,
+)
 from tessera.tasks.prediction.stitching import (
     Predictor,
     Stitching,
@@ -68,6 +75,35 @@ def scene_valid(
     ok = np.asarray(valid_values(window, scene.rec.nodata).all(axis=0))
     mask = scene.read_valid(plane, r, c, h, w)
     return window, ok if mask is None else ok & mask
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """The model as a map calls it.
+
+    Args:
+        predict: Class probabilities of a batch of normalised windows (N, C, s, s): (N, K, s, s)
+            for a per-pixel model, (N, K) for one that answers once per window.
+        normalise: Source values and valid pixels of a window to the model's input units.
+        class_names: The K classes, in score order.
+        reconstruction: With the reconstruction's channels after the K probabilities that
+            ``predict`` returns, the reconstruction and anomaly maps are written too.
+    """
+
+    predict: Predictor
+    normalise: Normaliser
+    class_names: Sequence[str]
+    reconstruction: Reconstruction | None = None
+
+
+@dataclass(frozen=True)
+class Cells:
+    """The grid of a per-window map: a window of ``size`` pixels every ``stride`` pixels
+    (one cell each), ``batch_size`` windows per call of the model."""
+
+    size: int
+    stride: int
+    batch_size: int = 16
 
 
 class StripReader:
@@ -169,28 +205,22 @@ def _writers(
     ``probabilities``, ``reconstruction``, ``anomaly``."""
     meta = tags | _class_tags(class_names)
     k = len(class_names)
-    writers = {
-        "classes": stack.enter_context(
-            cog_writer(files.classes, grid, 1, "uint8", CLASS_NODATA, meta, ["class"],
-                       class_colours(k), cog=cog)
-        )
-    }  # fmt: skip
+    classes = Bands(1, "uint8", CLASS_NODATA, ["class"], class_colours(k))
+    writers = {"classes": stack.enter_context(cog_writer(files.classes, grid, classes, meta, cog))}
     if files.probabilities is not None:
+        probabilities = Bands(k, "uint8", None, list(class_names), overview_resampling="average")
         writers["probabilities"] = stack.enter_context(
-            cog_writer(files.probabilities, grid, k, "uint8", None, meta, list(class_names),
-                       overview_resampling="average", masked=True, cog=cog)
-        )  # fmt: skip
+            cog_writer(files.probabilities, grid, probabilities, meta, cog)
+        )
     if files.reconstruction is not None and reconstruction is not None:
+        bands = reconstruction.bands
+        values = Bands(len(bands), "float32", float("nan"), bands, overview_resampling="average")
         writers["reconstruction"] = stack.enter_context(
-            cog_writer(files.reconstruction, grid, len(reconstruction.bands), "float32",
-                       float("nan"), tags, reconstruction.bands, overview_resampling="average",
-                       cog=cog)
-        )  # fmt: skip
+            cog_writer(files.reconstruction, grid, values, tags, cog)
+        )
     if files.anomaly is not None and reconstruction is not None:
-        writers["anomaly"] = stack.enter_context(
-            cog_writer(files.anomaly, grid, 1, "float32", float("nan"), tags,
-                       ["mean_abs_error"], overview_resampling="average", cog=cog)
-        )  # fmt: skip
+        error = Bands(1, "float32", float("nan"), ["mean_abs_error"], overview_resampling="average")
+        writers["anomaly"] = stack.enter_context(cog_writer(files.anomaly, grid, error, tags, cog))
     return writers
 
 
@@ -268,13 +298,10 @@ def band_grid(grid: Grid, rows: tuple[int, int]) -> Grid:
 def predict_raster_pixels(
     scene: RasterScene,
     files: MapFiles,
-    predict: Predictor,
-    normalise: Normaliser,
-    class_names: Sequence[str],
+    scorer: Scorer,
     stitching: Stitching,
     tags: dict[str, str] | None = None,
     on_row: Callable[[], None] | None = None,
-    reconstruction: Reconstruction | None = None,
     rows: tuple[int, int] | None = None,
 ) -> list[Path]:
     """Per-pixel class maps: the argmax of the blended scores, uint8, nodata 255 where the input
@@ -283,32 +310,33 @@ def predict_raster_pixels(
     Args:
         scene: The scene, opened as ``tessera tile`` opens it (bands stacked on the grid).
         files: The COGs to write (each replaced only once it is complete).
-        predict: Class probabilities (N, K, s, s) of a batch of normalised windows (N, C, s, s).
-        normalise: Source values and valid pixels of a window to the model's input units.
-        class_names: The K classes, in score order.
+        scorer: The model, answering (N, K, s, s) per batch (then the reconstruction's
+            channels, where it has one: ``files.reconstruction`` and ``files.anomaly``).
         stitching: The windows: size, overlap, blending, batch size.
         tags: Lineage written into the files' metadata.
         on_row: Called after each row of windows.
-        reconstruction: With the reconstruction's channels after the K probabilities that
-            ``predict`` returns, write ``files.reconstruction`` and ``files.anomaly``.
         rows: Only the rows [first, stop), into plain tiled GeoTIFFs on their own grid: one
             band of a scene mapped in bands (:func:`assemble_maps` makes the COGs).
     """
     height, width = scene.plane_shape
+    class_names, reconstruction = scorer.class_names, scorer.reconstruction
     channels = len(class_names) + (len(reconstruction.bands) if reconstruction else 0)
     first, stop = rows or (0, height)
 
-    read = StripReader(scene, normalise)
+    read = StripReader(scene, scorer.normalise)
 
     def fill(write: RowWriter) -> None:
         def stitched(row: int, scores: np.ndarray) -> None:
+            if on_row is not None:
+                on_row()
             lo, hi = max(row, first), min(row + scores.shape[1], stop)  # the band's own rows
             if lo >= hi:
                 return
             values, ok = read.rows(lo, hi)
             write(lo - first, scores[:, lo - row : hi - row], ok, values)
 
-        stitch_plane(read, predict, stitched, (height, width), channels, stitching, on_row, rows)
+        plane = (height, width)
+        stitch_plane(read, scorer.predict, stitched, plane, channels, stitching, rows)
 
     grid = scene.grid if rows is None else band_grid(scene.grid, rows)
     return write_maps(files, grid, class_names, tags or {}, fill, reconstruction, rows is None)
@@ -317,12 +345,8 @@ def predict_raster_pixels(
 def predict_raster_windows(
     scene: RasterScene,
     files: MapFiles,
-    predict: Predictor,
-    normalise: Normaliser,
-    class_names: Sequence[str],
-    size: int,
-    stride: int,
-    batch_size: int = 16,
+    scorer: Scorer,
+    cells: Cells,
     tags: dict[str, str] | None = None,
     on_row: Callable[[], None] | None = None,
 ) -> list[Path]:
@@ -333,16 +357,14 @@ def predict_raster_windows(
     Args:
         scene: The scene, opened as ``tessera tile`` opens it.
         files: The COGs to write.
-        predict: Class probabilities (N, K) of a batch of normalised windows (N, C, s, s).
-        normalise: Source values and valid pixels of a window to the model's input units.
-        class_names: The K classes, in score order.
-        size: Window side in pixels (the model's tile size).
-        stride: Pixels between window starts: the map's cell.
-        batch_size: Windows per call of ``predict``.
+        scorer: The model, answering (N, K) per batch.
+        cells: The windows (the model's tile size) and the pixels between their starts.
         tags: Lineage written into the files' metadata.
         on_row: Called after each row of cells.
     """
     height, width = scene.plane_shape
+    size, stride, batch_size = cells.size, cells.stride, cells.batch_size
+    class_names, normalise, predict = scorer.class_names, scorer.normalise, scorer.predict
     n_rows, n_cols = math.ceil(height / stride), math.ceil(width / stride)
     a = scene.grid.affine @ Affine.scale(stride)
     grid = Grid(scene.grid.crs_wkt, tuple(a)[:6], n_rows, n_cols)

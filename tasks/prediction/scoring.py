@@ -11,6 +11,7 @@ blending, against the same model applied to each tile on its own.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,18 +71,32 @@ def _score_plane(
     return found
 
 
-def stitched_scores(
-    run: RunConfig,
-    checkpoint: Path,
-    catalog: Path,
-    base: Path,
-    split: str = "test",
-    overlap: float = 0.25,
-    blend: Blend = "gaussian",
-) -> dict[str, float]:
+@dataclass(frozen=True)
+class SceneScoring:
+    """What whole-scene scores read, and how they stitch, as ``tessera predict`` does.
+
+    Args:
+        run: The evaluated run.
+        checkpoint: Its checkpoint.
+        catalog: The catalogue of the scenes.
+        base: The folder the catalogue's paths are relative to.
+        overlap: The share of a window that its neighbours overlap.
+        blend: How overlapping windows are weighted.
+    """
+
+    run: RunConfig
+    checkpoint: Path
+    catalog: Path
+    base: Path
+    overlap: float = 0.25
+    blend: Blend = "gaussian"
+
+
+def stitched_scores(scoring: SceneScoring, split: str = "test") -> dict[str, float]:
     """``stitched_dice_<c>``, ``stitched_iou_<c>`` and their means for a per-pixel model;
     {} for any other model, or a store whose scenes the catalogue does not list."""
-    model = checkpoint_model(run, checkpoint, run.experiment)
+    run, catalog, base = scoring.run, scoring.catalog, scoring.base
+    model = checkpoint_model(run, scoring.checkpoint, run.experiment)
     d = model.descriptor
     if d.output != "class_logits" or not catalog.is_file():
         return {}
@@ -95,7 +110,7 @@ def stitched_scores(
         return {}
     k = len(d.class_names)
     predict = batch_predictor(model, "cpu", softmax=True)
-    stitching = Stitching.for_window(d.window, overlap, blend)
+    stitching = Stitching.for_window(d.window, scoring.overlap, scoring.blend)
     scores = SegmentationScores(k)
     for scene_id, tiles in chosen.groupby("scene_id"):
         scene = open_scene(records[str(scene_id)], base, d.axis)
@@ -132,14 +147,7 @@ def plane_classes(
 
 
 def heldout_scores(
-    run: RunConfig,
-    checkpoint: Path,
-    catalog: Path,
-    base: Path,
-    sources: list[str],
-    overlap: float = 0.25,
-    blend: Blend = "gaussian",
-    pixel_baseline: Any = None,
+    scoring: SceneScoring, sources: list[str], pixel_baseline: Any = None
 ) -> HeldOut:
     """The held-out scores of a per-pixel model over every labelled scene of ``sources``
     in the catalogue, pixel counts pooled; empty for no sources or another kind of model.
@@ -147,7 +155,8 @@ def heldout_scores(
     the same normalised bands as the model."""
     if not sources:
         return HeldOut()
-    model = checkpoint_model(run, checkpoint, run.experiment)
+    run, catalog, base = scoring.run, scoring.catalog, scoring.base
+    model = checkpoint_model(run, scoring.checkpoint, run.experiment)
     d = model.descriptor
     if d.output != "class_logits":
         return HeldOut()
@@ -159,7 +168,7 @@ def heldout_scores(
         raise ValueError(f"{catalog}: held-out source(s) {missing} not catalogued")
     k = len(d.class_names)
     predict = batch_predictor(model, "cpu", softmax=True)
-    stitching = Stitching.for_window(d.window, overlap, blend)
+    stitching = Stitching.for_window(d.window, scoring.overlap, scoring.blend)
     scores, baseline = SegmentationScores(k), SegmentationScores(k)
     per_source = {name: SegmentationScores(k) for name in sources}
     found = HeldOut()

@@ -107,7 +107,6 @@ def stitch_plane(
     shape: tuple[int, int],
     channels_out: int,
     stitching: Stitching,
-    on_row: Callable[[], None] | None = None,
     row_range: tuple[int, int] | None = None,
 ) -> None:
     """Predict a ``height`` × ``width`` plane window by window and ``write`` the blended scores.
@@ -117,13 +116,13 @@ def stitch_plane(
             plane itself is smaller than a window.
         predict: Scores of a batch of windows, (N, K, size, size) from (N, C, size, size).
         write: Receives each finished band of rows, in order: its first row and the
-            (K, rows, width) blended scores. It may run while ``read`` fetches the next
-            batch in another thread, so it must not read the input files itself
+            (K, rows, width) blended scores, once per row of windows (a progress bar's step).
+            It may run while ``read`` fetches the next batch in another thread, so it must
+            not read the input files itself
             (:class:`~tessera.tasks.prediction.raster_maps.StripReader` hands back the rows).
         shape: Rows and columns of the plane.
         channels_out: K, the score channels ``predict`` returns.
         stitching: The windows: size, overlap, blending, batch size.
-        on_row: Called after each row of windows (a progress bar's update).
         row_range: Only the rows [first, stop) of the plane, for one band of a plane mapped in
             bands: the rows of windows that reach them, on the plane's own window grid, in the
             same order, so that every row of the band gets exactly the scores it gets when the
@@ -168,8 +167,6 @@ def stitch_plane(
                 weights[r - top : r - top + h_win, c : c + w_win] += wv
             if n + 1 < len(jobs) and jobs[n + 1][0] == i:
                 continue  # more batches of this row of windows
-            if on_row is not None:
-                on_row()
             # rows no later window adds to
             done = (rows[i + 1] if i + 1 < len(rows) else r + h_win) - top
             write(top, scores[:, :done] / weights[None, :done])

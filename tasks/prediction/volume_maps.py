@@ -14,31 +14,41 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import nibabel as nib
 import nibabel.orientations as nio
 import numpy as np
 
+from tessera.tasks.base.files import attempt_path, named
 from tessera.tasks.prediction.cog import CLASS_NODATA
 from tessera.tasks.prediction.raster_maps import (
+    Cells,
     MapFiles,
-    Normaliser,
+    Scorer,
     StripReader,
     cell_window,
     scene_valid,
 )
 from tessera.tasks.prediction.stitching import (
-    Predictor,
     Stitching,
     probability_bytes,
     stitch_plane,
 )
-from tessera.tasks.store.files import attempt_path, named
 from tessera.tasks.tiling.grid import slice_axes
 from tessera.tasks.tiling.scene import VolumeScene
 
 LINEAGE_EXTENSION = 6  # NIfTI extension code "comment": the lineage as JSON
+
+
+class VolumeScores(NamedTuple):
+    """A volume's scores in the RAS order the scene holds: probabilities (K, X, Y, Z) as
+    uint8 p·255, the classes (X, Y, Z) (the argmax before rounding: rounded, two classes can
+    tie) and the voxels with data."""
+
+    probs: np.ndarray
+    best: np.ndarray
+    ok: np.ndarray
 
 
 def _plane_index(axis: int, plane: int) -> tuple[Any, ...]:
@@ -49,16 +59,13 @@ def _plane_index(axis: int, plane: int) -> tuple[Any, ...]:
 
 def predict_volume_pixels(
     scene: VolumeScene,
-    predict: Predictor,
-    normalise: Normaliser,
-    n_classes: int,
+    scorer: Scorer,
     stitching: Stitching,
     on_plane: Callable[[], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-voxel probabilities (K, X, Y, Z) as uint8 p·255, the classes (X, Y, Z) (the argmax
-    of the blended scores before rounding, as evaluation scores them: rounded, two classes
-    can tie) and the voxels with data (X, Y, Z), in the RAS order the scene holds, each slice
-    along ``scene.axis`` stitched as a plane."""
+) -> VolumeScores:
+    """Per-voxel scores (the classes as evaluation scores them), each slice along
+    ``scene.axis`` stitched as a plane."""
+    n_classes = len(scorer.class_names)
     shape = scene.array.shape[1:]
     probs = np.zeros((n_classes, *shape), dtype=np.uint8)
     best = np.zeros(shape, dtype=np.uint8)
@@ -66,7 +73,7 @@ def predict_volume_pixels(
     height, width = scene.plane_shape
     for p in range(scene.n_planes):
         at = _plane_index(scene.axis, p)
-        read = StripReader(scene, normalise, p)
+        read = StripReader(scene, scorer.normalise, p)
 
         def write(row: int, scores: np.ndarray, at: tuple[Any, ...] = at, p: int = p) -> None:
             n = scores.shape[1]
@@ -74,24 +81,19 @@ def predict_volume_pixels(
             best[at][row : row + n] = scores.argmax(axis=0)
             ok[at][row : row + n] = scene_valid(scene, row, 0, n, width, p)[1]  # in memory
 
-        stitch_plane(read, predict, write, (height, width), n_classes, stitching)
+        stitch_plane(read, scorer.predict, write, (height, width), n_classes, stitching)
         if on_plane is not None:
             on_plane()
-    return probs, best, ok
+    return VolumeScores(probs, best, ok)
 
 
 def predict_volume_windows(
-    scene: VolumeScene,
-    predict: Predictor,
-    normalise: Normaliser,
-    n_classes: int,
-    size: int,
-    stride: int,
-    batch_size: int = 16,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-window probabilities (K, x, y, z) uint8, classes (the argmax before rounding),
-    valid cells, and their RAS affine: one voxel per ``stride`` in-plane (the window starting
-    there) and one per slice across."""
+    scene: VolumeScene, scorer: Scorer, cells: Cells
+) -> tuple[VolumeScores, np.ndarray]:
+    """Per-window scores and their RAS affine: one voxel per ``cells.stride`` in-plane (the
+    window starting there) and one per slice across."""
+    size, stride, batch_size = cells.size, cells.stride, cells.batch_size
+    n_classes, normalise = len(scorer.class_names), scorer.normalise
     height, width = scene.plane_shape
     rows_ax, cols_ax = slice_axes(scene.axis)
     shape = [0, 0, 0]
@@ -100,17 +102,17 @@ def predict_volume_windows(
     probs = np.zeros((n_classes, *shape), dtype=np.uint8)
     best = np.zeros(shape, dtype=np.uint8)
     ok = np.zeros(shape, dtype=bool)
-    cells = [(p, i, j) for p in range(scene.n_planes) for i in range(shape[rows_ax])
-             for j in range(shape[cols_ax])]  # fmt: skip
-    for b in range(0, len(cells), batch_size):
-        batch, windows = cells[b : b + batch_size], []
+    starts = [(p, i, j) for p in range(scene.n_planes) for i in range(shape[rows_ax])
+              for j in range(shape[cols_ax])]  # fmt: skip
+    for b in range(0, len(starts), batch_size):
+        batch, windows = starts[b : b + batch_size], []
         for p, i, j in batch:
             x, any_valid = cell_window(scene, i * stride, j * stride, size, normalise, p)
             windows.append(x)
             idx = [0, 0, 0]
             idx[rows_ax], idx[cols_ax], idx[scene.axis] = i, j, p
             ok[tuple(idx)] = any_valid
-        scores = np.asarray(predict(np.stack(windows)))
+        scores = np.asarray(scorer.predict(np.stack(windows)))
         out = probability_bytes(scores)
         for (p, i, j), v, c in zip(batch, out, scores.argmax(axis=1), strict=True):
             idx = [0, 0, 0]
@@ -121,7 +123,7 @@ def predict_volume_windows(
     for ax in (rows_ax, cols_ax):
         to_source[ax, ax] = stride
         to_source[ax, 3] = (stride - 1) / 2
-    return probs, best, ok, scene.affine @ to_source
+    return VolumeScores(probs, best, ok), scene.affine @ to_source
 
 
 def _own_order(ras: np.ndarray, source: Any) -> np.ndarray:
@@ -133,9 +135,7 @@ def _own_order(ras: np.ndarray, source: Any) -> np.ndarray:
 
 def write_volume_maps(
     files: MapFiles,
-    probs: np.ndarray,
-    best: np.ndarray,
-    ok: np.ndarray,
+    scores: VolumeScores,
     ras_affine: np.ndarray,
     class_names: Sequence[str],
     tags: dict[str, str],
@@ -144,10 +144,10 @@ def write_volume_maps(
     """The class map (``best``, uint8, 255 without data) and optionally the probabilities
     (X, Y, Z, K) as NIfTI: on ``source``'s own grid (a NIfTI input's shape, affine and
     orientation), else on ``ras_affine``; the lineage in a JSON extension and ``descrip``."""
-    classes = np.where(ok, best, CLASS_NODATA).astype(np.uint8)
+    classes = np.where(scores.ok, scores.best, CLASS_NODATA).astype(np.uint8)
     outputs = [(files.classes, classes)]
     if files.probabilities is not None:
-        outputs.append((files.probabilities, np.moveaxis(probs, 0, -1)))
+        outputs.append((files.probabilities, np.moveaxis(scores.probs, 0, -1)))
     header: Any = None
     affine = ras_affine
     image_type: Any = nib.Nifti1Image

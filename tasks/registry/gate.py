@@ -26,6 +26,18 @@ class Bar:
     value: float
 
 
+@dataclass(frozen=True)
+class GateRule:
+    """How a candidate is judged: the gate ``metric``, whether a higher or a lower value is
+    better, the margin by which it must beat the champion, and whether it must first beat its
+    evaluation's best baseline (``registry.require_beats_baseline``)."""
+
+    metric: str
+    direction: Direction = "max"
+    min_improvement: float = 0.0
+    require_beats_baseline: bool = False
+
+
 @dataclass
 class GateDecision:
     """Where the candidate goes, and why."""

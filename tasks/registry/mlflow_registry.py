@@ -15,13 +15,13 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tessera.tasks.registry.gate import CHAMPION, Bar, Direction, GateDecision, gate
+from tessera.tasks.registry.gate import CHAMPION, Bar, GateDecision, GateRule, gate
 from tessera.tasks.registry.http_retries import http_retry_environment
 
 PRIMARY_METRIC_TAG, PRIMARY_VALUE_TAG = "tessera.primary_metric", "tessera.primary_value"
@@ -84,32 +84,53 @@ class Candidate:
     run_id: str
 
 
+@dataclass(frozen=True)
+class LogTarget:
+    """Where a candidate is logged: the tracking store and experiment; the training's run,
+    used when this store has it (else a new run of the experiment); the artifact location
+    of an experiment created here."""
+
+    tracking_uri: str
+    experiment: str
+    run_id: str | None = None
+    artifact_location: str | None = None
+
+
+@dataclass(frozen=True)
+class CandidateFiles:
+    """What goes with a candidate: ``artifacts`` (a file or folder per artifact path) and
+    ``metrics`` on its run, ``extra_files`` inside the logged model, ``tags`` on the version."""
+
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    extra_files: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServingCheck:
+    """An input example and the output the loaded-back model must give for it."""
+
+    example: np.ndarray
+    expected: np.ndarray
+
+
 def log_candidate(
     model: Any,
     example: np.ndarray,
     name: str,
-    tracking_uri: str,
-    experiment: str,
-    run_id: str | None = None,
-    artifact_location: str | None = None,
-    artifacts: dict[str, Path] | None = None,
-    metrics: dict[str, float | None] | None = None,
-    tags: dict[str, str] | None = None,
+    target: LogTarget,
+    files: CandidateFiles | None = None,
     ready_timeout_s: float = 120.0,
-    extra_files: list[Path] | None = None,
 ) -> Candidate:
-    """Log ``model`` (torch.export, signature, input example) and register it as ``name``.
-
-    Logs to the training's run ``run_id`` when this store has it, else to a new run of the
-    experiment. ``artifacts`` (a file or folder per artifact path) and ``metrics`` go there too;
-    ``extra_files`` go inside the logged model; ``tags`` are set on the new model version.
-    """
+    """Log ``model`` (torch.export, signature, input example) with ``files`` to ``target``
+    and register it as ``name``."""
     from mlflow import MlflowClient
 
-    with using_tracking(tracking_uri):
+    with using_tracking(target.tracking_uri):
         return _log_candidate(
-            MlflowClient(tracking_uri), model, example, name, experiment, run_id,
-            artifact_location, artifacts, metrics, tags, ready_timeout_s, extra_files,
+            MlflowClient(target.tracking_uri), model, example, name, target,
+            files or CandidateFiles(), ready_timeout_s,
         )  # fmt: skip
 
 
@@ -118,20 +139,16 @@ def _log_candidate(
     model: Any,
     example: np.ndarray,
     name: str,
-    experiment: str,
-    run_id: str | None,
-    artifact_location: str | None,
-    artifacts: dict[str, Path] | None,
-    metrics: dict[str, float | None] | None,
-    tags: dict[str, str] | None,
+    target: LogTarget,
+    files: CandidateFiles,
     ready_timeout_s: float,
-    extra_files: list[Path] | None = None,
 ) -> Candidate:
     import mlflow
     import mlflow.pytorch
     import torch
     from mlflow.models import infer_signature
 
+    experiment, run_id = target.experiment, target.run_id
     if run_id is not None:
         try:
             mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
@@ -139,19 +156,19 @@ def _log_candidate(
             run_id = None
     if run_id is None:
         if client.get_experiment_by_name(experiment) is None:
-            client.create_experiment(experiment, artifact_location=artifact_location)
+            client.create_experiment(experiment, artifact_location=target.artifact_location)
         mlflow.set_experiment(experiment)
     with torch.no_grad():
         output = model(torch.from_numpy(example)).numpy()
     with mlflow.start_run(run_id=run_id, run_name=None if run_id else f"{experiment}-register"):
         run = mlflow.active_run()
         assert run is not None
-        for path, src in (artifacts or {}).items():
+        for path, src in files.artifacts.items():
             if src.is_dir():
                 mlflow.log_artifacts(str(src), path)
             elif src.exists():
                 mlflow.log_artifact(str(src), path)
-        finite = {f"eval_{k}": v for k, v in (metrics or {}).items() if v is not None}
+        finite = {f"eval_{k}": v for k, v in files.metrics.items() if v is not None}
         if finite:
             mlflow.log_metrics(finite)
         info = mlflow.pytorch.log_model(
@@ -160,7 +177,7 @@ def _log_candidate(
             signature=infer_signature(example, output),
             input_example=example,
             pip_requirements=PIP_REQUIREMENTS,
-            extra_files=[str(p) for p in extra_files or []] or None,
+            extra_files=[str(p) for p in files.extra_files] or None,
         )
     # the version and its tags (the fingerprint among them) are created in one call: a run
     # killed in between cannot leave an untagged version that a rerun would register again
@@ -168,7 +185,7 @@ def _log_candidate(
     # server fails in the middle must still end in one line (Tessera prints the outcome)
     with redirect_stderr(io.StringIO()):
         mv = mlflow.register_model(
-            info.model_uri, name, await_registration_for=int(ready_timeout_s), tags=tags or {}
+            info.model_uri, name, await_registration_for=int(ready_timeout_s), tags=files.tags
         )
     version = str(mv.version)
     return Candidate(name, version, f"models:/{name}/{version}", run.info.run_id)
@@ -266,14 +283,11 @@ def champion_record(client: Any, name: str, metric: str) -> tuple[str | None, fl
 def promote(
     candidate: Candidate,
     tracking_uri: str,
-    example: np.ndarray,
-    expected: np.ndarray,
-    metric: str,
+    check: ServingCheck,
     value: float | None,
-    direction: Direction,
-    min_improvement: float,
-    ready_timeout_s: float = 120.0,
+    rule: GateRule,
     bar: Bar | None = None,
+    ready_timeout_s: float = 120.0,
 ) -> GateDecision:
     """READY → load back and check → gate (against ``bar`` too, when given) → move one alias.
     Raises before any alias moves."""
@@ -282,18 +296,21 @@ def promote(
     client = MlflowClient(tracking_uri)
     name, version = candidate.name, candidate.version
     stored = "" if value is None or not math.isfinite(value) else repr(float(value))
+    metric = rule.metric
     client.set_model_version_tag(name, version, PRIMARY_METRIC_TAG, metric)
     client.set_model_version_tag(name, version, PRIMARY_VALUE_TAG, stored)
     try:
         wait_until_ready(client, name, version, ready_timeout_s)
         with using_tracking(tracking_uri):
-            validate_version(candidate.model_uri, example, expected)
+            validate_version(candidate.model_uri, check.example, check.expected)
     except RegistryError as exc:
         client.set_model_version_tag(name, version, "tessera.validation", f"failed: {exc}")
         raise
     client.set_model_version_tag(name, version, "tessera.validation", "passed")
     champ_version, champ_value = champion_record(client, name, metric)
-    decision = gate(metric, value, champ_value, direction, min_improvement, champ_version, bar)
+    decision = gate(
+        metric, value, champ_value, rule.direction, rule.min_improvement, champ_version, bar
+    )
     client.set_model_version_tag(name, version, "tessera.gate", decision.reason)
     client.set_registered_model_alias(name, decision.alias, version)
     return decision

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,22 +13,25 @@ import numpy as np
 from tessera.models.descriptor import DESCRIPTOR_FILE, DIGEST_TAG, ModelDescriptor
 from tessera.models.run.run_config import CHECKPOINT_DIR, RUN_FILE, RunConfig
 from tessera.models.serving import RECONSTRUCTION_FILE, save_exported
+from tessera.tasks.base.files import atomic_write_json
+from tessera.tasks.base.outputs import check_output_file, json_keys
 from tessera.tasks.evaluation.clusters import CLUSTERS_FILE
 from tessera.tasks.evaluation.comparison import BASELINE_NAMES, best_baseline
 from tessera.tasks.evaluation.report import METRICS_FILE, PLOTS, REPORT_FILE
-from tessera.tasks.registry.gate import CHAMPION, Bar, Direction, gate_metric
+from tessera.tasks.registry.gate import CHAMPION, Bar, GateRule, gate_metric
 from tessera.tasks.registry.lineage import model_fingerprint
 from tessera.tasks.registry.mlflow_registry import (
     FINGERPRINT_TAG,
+    CandidateFiles,
+    LogTarget,
     RegistryError,
+    ServingCheck,
     current_champion,
     log_candidate,
     promote,
     registered_candidate,
     version_with_fingerprint,
 )
-from tessera.tasks.store.files import atomic_write_json
-from tessera.tasks.store.outputs import check_output_file, json_keys
 
 
 def primary_metric(model_type: str, configured: str | None) -> str:
@@ -74,31 +78,35 @@ def check_record_output(path: Path) -> Path:
     return check_output_file(path, is_registry_record, "Tessera registry record")
 
 
+@dataclass(frozen=True)
+class Registration:
+    """What an experiment is registered as, and how: the model's name, the gate's rule, the
+    record file, the tiles of the input example and the bound on the wait for READY."""
+
+    name: str
+    rule: GateRule
+    record: Path
+    example_tiles: int = 4
+    ready_timeout_s: float = 120.0
+
+
 def register_experiment(
-    run: RunConfig,
-    eval_dir: Path,
-    name: str,
-    metric: str,
-    direction: Direction,
-    min_improvement: float,
-    lineage: dict[str, str],
-    record_path: Path,
-    example_tiles: int = 4,
-    ready_timeout_s: float = 120.0,
-    require_beats_baseline: bool = False,
+    run: RunConfig, eval_dir: Path, registration: Registration, lineage: dict[str, str]
 ) -> dict[str, Any]:
     """Log, register, validate and gate one experiment; write its record JSON.
 
-    With ``require_beats_baseline`` the candidate becomes champion only if it beats the best
-    baseline of its evaluation on the gate metric (where it has one)."""
-    record_path = check_record_output(record_path)
+    With the rule's ``require_beats_baseline`` the candidate becomes champion only if it beats
+    the best baseline of its evaluation on the gate metric (where it has one)."""
+    name, rule = registration.name, registration.rule
+    record_path = check_record_output(registration.record)
     metrics_path = eval_dir / METRICS_FILE
     if not metrics_path.exists():
         raise RegistryError(f"{metrics_path}: no evaluation (run `tessera evaluate` first)")
     if not run.tracking_uri:
         raise RegistryError(f"{run.experiment}: no MLflow tracking URI configured")
     metrics: dict[str, float | None] = json.loads(metrics_path.read_text())
-    metric = gate_metric(metrics, metric)
+    rule = replace(rule, metric=gate_metric(metrics, rule.metric))
+    metric = rule.metric
     if metric not in metrics:
         known = ", ".join(sorted(metrics))
         raise RegistryError(f"{metrics_path}: no primary metric {metric!r} (has: {known})")
@@ -109,10 +117,11 @@ def register_experiment(
         "experiment": run.experiment,
         "name": name,
         "metric": metric,
-        "direction": direction,
+        "direction": rule.direction,
         "value": value,
     }  # what both records (registered or unchanged) say
-    model, example, expected, descriptor, reconstruction = serving_example(run, example_tiles)
+    served = serving_example(run, registration.example_tiles)
+    model, example, expected, descriptor, reconstruction = served
     judged = metrics_path.read_bytes() + metric.encode() + descriptor.to_bytes()
     if reconstruction is not None:  # a version without the reconstruction graph is not this one
         judged += RECONSTRUCTION_FILE.encode()
@@ -149,35 +158,31 @@ def register_experiment(
                 extra.append(save_exported(reconstruction, torch.from_numpy(example), graph))
             if with_clusters:
                 extra.append(clusters)
-            candidate = log_candidate(
-                model,
-                example,
-                name,
-                run.tracking_uri,
-                run.experiment,
-                train_run,
-                run.artifact_location,
-                {
+            files = CandidateFiles(
+                artifacts={
                     "eval": metrics_path,
                     "eval/plots": eval_dir / PLOTS,
                     "eval/report": eval_dir / REPORT_FILE,
                 },
-                metrics,
-                {
+                metrics=metrics,
+                tags={
                     **lineage,
                     "tessera.experiment": run.experiment,
                     FINGERPRINT_TAG: fingerprint,
                     DIGEST_TAG: descriptor.digest(),
                 },
-                ready_timeout_s,
-                extra_files=extra,
+                extra_files=tuple(extra),
             )
-    best = best_baseline(metrics, metric) if require_beats_baseline else None
+            target = LogTarget(run.tracking_uri, run.experiment, train_run, run.artifact_location)
+            candidate = log_candidate(
+                model, example, name, target, files, registration.ready_timeout_s
+            )
+    best = best_baseline(metrics, metric) if rule.require_beats_baseline else None
     bar = Bar(BASELINE_NAMES[best[0]], best[1]) if best else None
+    check = ServingCheck(example, expected)
     decision = promote(
-        candidate, run.tracking_uri, example, expected, metric, value, direction,
-        min_improvement, ready_timeout_s, bar,
-    )  # fmt: skip
+        candidate, run.tracking_uri, check, value, rule, bar, registration.ready_timeout_s
+    )
     record: dict[str, Any] = base | {
         "version": candidate.version,
         "model_uri": candidate.model_uri,

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from tessera.tasks.base.files import atomic_write_bytes, atomic_write_json
 from tessera.tasks.sources.inspect_raster import inspect_raster_source
 from tessera.tasks.sources.inspect_volume import inspect_volume_source
 from tessera.tasks.sources.raster import gdal_env
 from tessera.tasks.sources.records import SceneRecord, guess_kind
 from tessera.tasks.sources.refusals import BadInputError
 from tessera.tasks.sources.specs import SourceSpec
-from tessera.tasks.store.files import atomic_write_bytes, atomic_write_json
 from tessera.tasks.store.format import REJECTED_FILE
 
 __all__ = [

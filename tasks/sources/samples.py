@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tessera.tasks.store.outputs import OutputRefusedError
+from tessera.tasks.base.outputs import OutputRefusedError
 
 
 def _package_dir(name: str) -> Path:

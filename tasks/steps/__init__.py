@@ -2,7 +2,7 @@
 module per stage (``tasks.steps.<stage>``), so that a stage's code is what it imports.
 
 The one rule for wrappers: a step returns its function's exceptions as values
-(:class:`~tessera.tasks.store.error_policy.StepError`), so Prefect logs no traceback and never
+(:class:`~tessera.tasks.base.error_policy.StepError`), so Prefect logs no traceback and never
 retries a refused input; calling the step in a flow turns such a value back into
 :class:`StepFailed`, which the flow's ``failing_in_one_line`` reports as a one-line failed
 state. Flows therefore declare no tasks and check no errors. Only flows import this module.
@@ -18,8 +18,8 @@ from prefect import task
 from prefect.cache_policies import NONE
 from tqdm import tqdm
 
-from tessera.tasks.store.error_policy import StepError, returning_errors
-from tessera.tasks.store.files import read_yaml_mapping
+from tessera.tasks.base.error_policy import StepError, returning_errors
+from tessera.tasks.base.files import read_yaml_mapping
 
 P = ParamSpec("P")
 R = TypeVar("R")

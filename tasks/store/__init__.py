@@ -5,10 +5,8 @@
 - ``reader``: ``TileStore``, random access to tiles;
 - ``writer`` and ``shards``: one writer at a time, shards streamed to disk, built in staging
   and swapped into place;
-- ``stats``: streaming, mergeable band statistics;
-- ``outputs``, ``files`` and ``errors``: what a command may replace, atomic writes, and the
-  one-line error policy that every layer uses.
+- ``stats``: streaming, mergeable band statistics.
 
-It imports no other module of the project: the tiler writes through it, ``tessera.models``
-reads through it.
+It imports no other room of the project but ``tasks.base`` (atomic writes, the output
+rules, the error policy): the tiler writes through it, ``tessera.models`` reads through it.
 """

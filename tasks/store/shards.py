@@ -15,7 +15,7 @@ from types import TracebackType
 
 import numpy as np
 
-from tessera.tasks.store.files import named
+from tessera.tasks.base.files import named
 from tessera.tasks.store.format import image_file, label_file, shard_stem, valid_file
 
 _HEADER_LEN = 256  # bytes, a multiple of 64 as the format asks

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tessera.tasks.store.files import attempt_path
+from tessera.tasks.base.files import attempt_path
 
 TEMPLATE_TIMEOUT_S = 300.0  # how long a child may take to make an empty database
 

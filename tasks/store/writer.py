@@ -18,7 +18,15 @@ from typing import Any
 
 import pandas as pd
 
-from tessera.tasks.store.files import atomic_write_bytes, atomic_write_json, swap_directory
+from tessera.tasks.base.files import atomic_write_bytes, atomic_write_json, swap_directory
+from tessera.tasks.base.outputs import (
+    STAGING_MARKER,
+    OutputRefusedError,
+    check_output,
+    is_staging,
+    json_keys,
+    mark_staging,
+)
 from tessera.tasks.store.format import (
     GEO_COLUMNS,
     INDEX_COLUMNS,
@@ -29,14 +37,11 @@ from tessera.tasks.store.format import (
     REJECTED_FILE,
     StoreInfo,
 )
-from tessera.tasks.store.outputs import (
-    STAGING_MARKER,
-    OutputRefusedError,
-    check_output,
-    is_staging,
-    is_tile_store,
-    mark_staging,
-)
+
+
+def is_tile_store(path: Path) -> bool:
+    """A finished tile store: ``store.json`` with its format version and tile count."""
+    return {"version", "n_tiles", "sources"} <= json_keys(path / INFO_FILE)
 
 
 class StoreLockedError(Exception):

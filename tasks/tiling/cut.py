@@ -7,15 +7,16 @@ import json
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from tessera.tasks.base.files import atomic_write_json, attempt_path
 from tessera.tasks.sources.catalog import SceneRecord
 from tessera.tasks.sources.raster import gdal_env
-from tessera.tasks.store.files import atomic_write_json, attempt_path
 from tessera.tasks.store.format import IGNORE, PART_FILE, STORE_VERSION
 from tessera.tasks.store.shards import ShardSet
 from tessera.tasks.store.stats import BandStats, valid_values
@@ -112,19 +113,30 @@ def _surely_valid(strip: np.ndarray, nodata: float | None) -> bool:
     return nodata is None or np.isnan(nodata) or not (lo <= nodata <= hi)
 
 
+@dataclass
+class _Cutting:
+    """What one part gathers while its planes are cut: the shards, per-band statistics,
+    index rows and counts; and the reader thread and progress bar it cuts with."""
+
+    shards: ShardSet
+    stats: list[BandStats]
+    rows: list[dict]
+    counts: dict[str, int]
+    pool: ThreadPoolExecutor
+    bar: tqdm
+
+
 def _tile_plane(
     scene: RasterScene | VolumeScene,
     plane: int,
     tile: TileParams,
     split_of: Any,
-    shards: ShardSet,
-    stats: list[BandStats],
-    rows: list[dict],
-    counts: dict[str, int],
-    pool: ThreadPoolExecutor,
-    bar: tqdm,
+    part: _Cutting,
     rows_of_band: Rows | None = None,
 ) -> None:
+    shards, stats, rows, counts, pool, bar = (
+        part.shards, part.stats, part.rows, part.counts, part.pool, part.bar
+    )  # fmt: skip
     rec = scene.rec
     H, W = scene.plane_shape
     grid = TileGrid(H, W, tile.size, tile.stride)
@@ -215,28 +227,37 @@ def _tile_plane(
             )
 
 
+@dataclass(frozen=True)
+class PartFolders:
+    """Where a scene's part goes (``staging``, the new store's parts folder) and the parts
+    folders of finished stores whose part of the same content key is linked instead."""
+
+    staging: Path
+    reuse: tuple[Path, ...] = ()
+
+
 def tile_scene(
     rec: SceneRecord,
     tile: TileParams,
     assignment: dict[str, Any],
-    parts_dir: Path,
+    parts: PartFolders,
     base: Path,
-    reuse: list[Path] | None = None,
     progress: bool = True,
     rows: Rows | None = None,
 ) -> dict[str, Any]:
     """Tile one scene (or one band of its tile rows, :func:`row_bands`) into
-    ``parts_dir/<content key>/``; reuses a finished part when present.
+    ``parts.staging/<content key>/``; reuses a finished part when present.
 
     The part's index rows and per-band statistics stay in its ``part.json``; what returns is
     :func:`part_digest`, a few numbers, so that the orchestrator's cost does not grow with
     the tile count.
     """
     name = part_name(rec, tile, assignment, rows)
+    parts_dir = parts.staging
     final = parts_dir / name
     if (final / PART_FILE).exists():
         return part_digest(read_part(parts_dir, name))
-    for other in reuse or []:
+    for other in parts.reuse:
         if (other / name / PART_FILE).exists():
             tmp = _attempt_dir(final, ".linking")
             for f in (other / name).iterdir():
@@ -270,10 +291,8 @@ def tile_scene(
         )
         try:
             for plane in range(scene.n_planes):
-                _tile_plane(
-                    scene, plane, tile, split_fn(plane), shards, stats, index_rows, counts,
-                    pool, bar, rows,
-                )  # fmt: skip
+                cutting = _Cutting(shards, stats, index_rows, counts, pool, bar)
+                _tile_plane(scene, plane, tile, split_fn(plane), cutting, rows)
         finally:
             bar.close()
             shards.close()  # waits for the writer thread, also when tiling failed

@@ -37,8 +37,8 @@ from tessera.models.run.run_folder import (
     staging_dir,
 )
 from tessera.models.version import FINGERPRINT_ENV, identity
-from tessera.tasks.store.files import atomic_write_json
-from tessera.tasks.store.outputs import check_output, json_keys
+from tessera.tasks.base.files import atomic_write_json
+from tessera.tasks.base.outputs import check_output, json_keys
 from tessera.tasks.training.launch_options import LaunchParams
 from tessera.tasks.training.relay import relay_without_traceback
 from tessera.tasks.training.slurm import last_output_line, run_slurm_job

@@ -8,7 +8,7 @@ import os
 import re
 from typing import TextIO
 
-from tessera.tasks.store.error_policy import debugging
+from tessera.tasks.base.error_policy import debugging
 
 _TRACEBACK = b"Traceback (most recent call last):"
 # torchrun's own chatter: its log lines, and the OMP_NUM_THREADS banner

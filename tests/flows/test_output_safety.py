@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tessera.tasks.base.outputs import OutputRefusedError
 from tessera.tasks.evaluation.report import check_evaluation_output
 from tessera.tasks.registry.register_experiment import check_record_output
 from tessera.tasks.sources.samples import copy_samples, sample_files
-from tessera.tasks.store.outputs import OutputRefusedError
 from tessera.tasks.store.reader import TileStore
 from tessera.tasks.training.launch import write_run_config
 from tessera.tasks.training.launch_options import LaunchParams

@@ -11,13 +11,13 @@ import rasterio
 import torch
 
 from tessera.models.descriptor import DescriptorError, ModelDescriptor
+from tessera.tasks.base.outputs import OutputRefusedError
 from tessera.tasks.prediction.apply import plan_maps, predict_scene
 from tessera.tasks.prediction.model import AppliedModel
 from tessera.tasks.prediction.predict_options import PredictOptions
 from tessera.tasks.sources.adhoc import adhoc_sources
 from tessera.tasks.sources.catalog import inspect_source
 from tessera.tasks.sources.records import SceneRecord
-from tessera.tasks.store.outputs import OutputRefusedError
 from tests.helpers import write_geotiff, write_nifti
 
 

@@ -120,12 +120,12 @@ def test_misfits_unknown_models_and_a_down_store_are_one_line_and_write_nothing(
     import torch
     from mlflow import MlflowClient
 
-    from tessera.tasks.registry.mlflow_registry import log_candidate
+    from tessera.tasks.registry.mlflow_registry import LogTarget, log_candidate
 
     uri = f"sqlite:///{trained / 'mlflow.db'}"
     old = torch.nn.Conv2d(4, 3, 1).eval()
     example = np.zeros((2, 4, 16, 16), np.float32)
-    cand = log_candidate(old, example, "tessera-old", uri, "old", None, None)
+    cand = log_candidate(old, example, "tessera-old", LogTarget(uri, "old"))
     MlflowClient(uri).set_registered_model_alias("tessera-old", "champion", cand.version)
     cases = [
         (["--model", "tiny-seg", "--input", three],

@@ -13,7 +13,9 @@ import rasterio
 from tessera.models.palette import CLASS_PALETTE
 from tessera.tasks.prediction.cog import CLASS_NODATA
 from tessera.tasks.prediction.raster_maps import (
+    Cells,
     MapFiles,
+    Scorer,
     predict_raster_pixels,
     predict_raster_windows,
 )
@@ -48,10 +50,8 @@ def test_class_map_is_a_cog_on_the_input_grid_with_nodata_kept(tmp_path):
     src = write_geotiff(tmp_path / "scene.tif", data, nodata=0)
     scene = _scene(src)
     files = MapFiles(tmp_path / "out" / "scene_classes.tif", tmp_path / "out" / "scene_p.tif")
-    predict_raster_pixels(
-        scene, files, _threshold_model, _raw, ["low", "high"], Stitching(64, 16),
-        tags={"tessera_model": "threshold"},
-    )  # fmt: skip
+    scorer = Scorer(_threshold_model, _raw, ["low", "high"])
+    predict_raster_pixels(scene, files, scorer, Stitching(64, 16), {"tessera_model": "threshold"})
     scene.close()
     out = files.classes
     nodata = (data == 0).any(axis=0)
@@ -81,7 +81,7 @@ def test_a_failed_prediction_leaves_no_file(tmp_path):
 
     out = tmp_path / "o" / "s_classes.tif"
     with pytest.raises(RuntimeError, match="model failed"):
-        predict_raster_pixels(scene, MapFiles(out), broken, _raw, ["a"], Stitching(32, 8))
+        predict_raster_pixels(scene, MapFiles(out), Scorer(broken, _raw, ["a"]), Stitching(32, 8))
     scene.close()
     assert not out.exists() and list(out.parent.iterdir()) == []
 
@@ -105,8 +105,8 @@ def test_two_attempts_at_one_map_at_once_each_write_their_own_files(tmp_path):
             return _threshold_model(x)
 
         try:
-            predict_raster_pixels(scene, MapFiles(out), model, _raw, ["low", "high"],
-                                  Stitching(32, 8, batch_size=1))  # fmt: skip
+            scorer = Scorer(model, _raw, ["low", "high"])
+            predict_raster_pixels(scene, MapFiles(out), scorer, Stitching(32, 8, batch_size=1))
         finally:
             scene.close()
 
@@ -132,7 +132,8 @@ def test_a_per_window_model_paints_one_cell_per_stride_on_the_cluster_map_grid(t
         return np.stack([1 - high, high], axis=1)
 
     out = tmp_path / "w_classes.tif"
-    predict_raster_windows(scene, MapFiles(out), mean_rule, _raw, ["low", "high"], 20, 10)
+    scorer = Scorer(mean_rule, _raw, ["low", "high"])
+    predict_raster_windows(scene, MapFiles(out), scorer, Cells(20, 10))
     scene.close()
     with rasterio.open(out) as ds, rasterio.open(src) as inp:
         assert ds.shape == (5, 7) and ds.crs == inp.crs

@@ -16,8 +16,15 @@ from tessera.flows.local_server.api import healthy
 from tessera.models.nets.vae_nets import TileClassifier
 from tessera.models.serving import ClassifierServing
 from tessera.tasks.cluster.processes import free_port
-from tessera.tasks.registry.gate import Bar, gate
-from tessera.tasks.registry.mlflow_registry import RegistryError, log_candidate, promote
+from tessera.tasks.registry.gate import Bar, GateRule, gate
+from tessera.tasks.registry.mlflow_registry import (
+    CandidateFiles,
+    LogTarget,
+    RegistryError,
+    ServingCheck,
+    log_candidate,
+    promote,
+)
 from tests.helpers import stop_process_group
 
 
@@ -60,12 +67,12 @@ def _model(seed: int) -> torch.nn.Module:
 
 
 def _register(model, example, uri, art, value, metric="accuracy", metrics=None):
-    cand = log_candidate(
-        model, example, "tessera-toy", uri, "toy", None, art, metrics=metrics, tags={"a": "b"}
-    )
+    files = CandidateFiles(metrics=metrics or {}, tags={"a": "b"})
+    cand = log_candidate(model, example, "tessera-toy", LogTarget(uri, "toy", None, art), files)
     with torch.no_grad():
         expected = model(torch.from_numpy(example)).numpy()
-    return cand, lambda: promote(cand, uri, example, expected, metric, value, "max", 0.01)
+    rule = GateRule(metric, "max", 0.01)
+    return cand, lambda: promote(cand, uri, ServingCheck(example, expected), value, rule)
 
 
 def _aliases(client) -> dict[str, str]:

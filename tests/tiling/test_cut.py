@@ -8,7 +8,7 @@ import numpy as np
 
 from tessera.tasks.sources.catalog import inspect_source
 from tessera.tasks.sources.specs import SourceSpec
-from tessera.tasks.tiling.cut import read_part, tile_scene
+from tessera.tasks.tiling.cut import PartFolders, read_part, tile_scene
 from tessera.tasks.tiling.params import TileParams
 from tests.helpers import write_geotiff
 
@@ -22,13 +22,14 @@ def test_a_part_hands_back_its_counts_not_its_rows(tmp_path: Path) -> None:
     for size in (64, 8):  # 16 tiles, then 1,024
         params = TileParams(size=size, stride=size, min_valid_fraction=0.0)
         parts = tmp_path / f"parts_{size}"
-        digest = tile_scene(rec, params, {"mode": "subject", "split": "train"}, parts, tmp_path)
+        split = {"mode": "subject", "split": "train"}
+        digest = tile_scene(rec, params, split, PartFolders(parts), tmp_path)
         assert set(digest) == {"name", "scene_id", "source", "counts", "tiles"}
         assert digest["tiles"] == (256 // size) ** 2 == digest["counts"]["kept"]
         full = read_part(parts, digest["name"])  # the rows stay on disk, with the part
         assert len(full["rows"]) == digest["tiles"] and len(full["stats"]) == 2
         sizes[size] = len(json.dumps(digest))
-        again = tile_scene(rec, params, {"mode": "subject", "split": "train"}, parts, tmp_path)
+        again = tile_scene(rec, params, split, PartFolders(parts), tmp_path)
         assert again == digest  # a finished part is reused, and answers the same
     assert abs(sizes[8] - sizes[64]) <= 8  # 64 times the tiles, the same few numbers
 
@@ -42,10 +43,10 @@ def test_two_attempts_at_one_part_at_once_leave_one_whole_part(tmp_path: Path) -
     (rec,) = inspect_source(spec, tmp_path).records
     params = TileParams(size=16, stride=16, min_valid_fraction=0.0, shard_tiles=64)
     split = {"mode": "subject", "split": "train"}
-    alone = tile_scene(rec, params, split, tmp_path / "alone", tmp_path, progress=False)
+    alone = tile_scene(rec, params, split, PartFolders(tmp_path / "alone"), tmp_path, False)
     parts = tmp_path / "parts"
     with ThreadPoolExecutor(2) as pool:
-        runs = [pool.submit(tile_scene, rec, params, split, parts, tmp_path, progress=False)
+        runs = [pool.submit(tile_scene, rec, params, split, PartFolders(parts), tmp_path, False)
                 for _ in range(2)]  # fmt: skip
         digests = [f.result(timeout=120) for f in runs]
     assert digests == [alone, alone]

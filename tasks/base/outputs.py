@@ -3,9 +3,9 @@
 Every folder Tessera replaces is checked here first. A path that exists and is not a
 recognisable Tessera output, a path holding an input or the working directory, and staging
 or backup folders beside it that Tessera did not make are all refused in one line, and
-nothing is touched. Each room recognises its own outputs (a tile store here, an evaluation
-in ``tasks.evaluation.report``, a training run in ``tasks.training.launch``, a registry
-record in ``tasks.registry.register_experiment``).
+nothing is touched. Each room recognises its own outputs (a tile store in
+``tasks.store.writer``, an evaluation in ``tasks.evaluation.report``, a training run in
+``tasks.training.launch``, a registry record in ``tasks.registry.register_experiment``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import json
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-
-from tessera.tasks.store.format import INFO_FILE
 
 STAGING_MARKER = ".tessera-staging"
 
@@ -33,11 +31,6 @@ def json_keys(path: Path) -> set[str]:
     except (OSError, ValueError):
         return set()
     return set(obj) if isinstance(obj, dict) else set()
-
-
-def is_tile_store(path: Path) -> bool:
-    """A finished tile store: ``store.json`` with its format version and tile count."""
-    return {"version", "n_tiles", "sources"} <= json_keys(path / INFO_FILE)
 
 
 def is_staging(path: Path, legacy_names: Iterable[str] = ()) -> bool:

@@ -1,0 +1,10 @@
+"""The base room, under every other room of ``tasks`` (and the only one of them, besides the
+tile store's format, reader and band statistics, that ``tessera.models`` may import):
+
+- ``error_policy``: the one-line error policy every layer uses (what reaches a user, what
+  names the file);
+- ``files``: atomic writes, per-attempt staging names, the directory swap, the YAML reader;
+- ``outputs``: what a command may write or replace, recognised before any work.
+
+It imports no other module of the project.
+"""
