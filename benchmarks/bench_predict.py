@@ -50,12 +50,12 @@ def _model(bands: int, window: int) -> Any:
     import torch
 
     from tessera.models.descriptor import ModelDescriptor
-    from tessera.models.trainers import MODEL_TASKS
+    from tessera.models.trainers import MODEL_MODULES
     from tessera.tasks.prediction.model import AppliedModel
 
     torch.manual_seed(0)
     args, _ = _architecture()
-    task = MODEL_TASKS["seg_ae"](in_channels=bands, num_classes=len(CLASSES), **args)
+    module = MODEL_MODULES["seg_ae"](in_channels=bands, num_classes=len(CLASSES), **args)
     names = [f"b{i + 1}" for i in range(bands)]
     d = ModelDescriptor(
         experiment=EXPERIMENT, model_type="seg_ae", output="class_logits", source="bench",
@@ -63,7 +63,7 @@ def _model(bands: int, window: int) -> Any:
         scale=[1000.0] * bands, window=window, stride=window, axis=2, class_names=CLASSES,
         nodata=0.0, store_version=3,
     )  # fmt: skip
-    return AppliedModel(task.serving_module(), d, "bench", "0", "bench")
+    return AppliedModel(module.serving_module(), d, "bench", "0", "bench")
 
 
 def _peak_rss_mib() -> float:

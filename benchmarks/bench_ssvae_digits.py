@@ -74,7 +74,7 @@ from benchmarks.learning_curves import (  # noqa: E402
     accuracy_curve,
     plot_curves,
 )
-from tessera.models.trainers import SSVAETask  # noqa: E402
+from tessera.models.trainers import SSVAEModule  # noqa: E402
 
 
 def main() -> None:
@@ -145,7 +145,7 @@ def compare(
     idx_train: np.ndarray,
     idx_test: np.ndarray,
     seed: int,
-) -> tuple[dict[str, float], tuple[SSVAETask, np.ndarray]]:
+) -> tuple[dict[str, float], tuple[SSVAEModule, np.ndarray]]:
     """One draw of the 100 labels (10 per class, ``seed``): the ssvae, the labels-only
     classifier and label spreading on it; returns the accuracies, the ssvae and the labels."""
     pl.seed_everything(seed, verbose=False)
@@ -202,7 +202,7 @@ def clustering(
     args: argparse.Namespace,
     x: np.ndarray,
     y: np.ndarray,
-    m2: SSVAETask,
+    m2: SSVAEModule,
     lab_idx: np.ndarray,
     idx_test: np.ndarray,
 ) -> dict[str, float]:

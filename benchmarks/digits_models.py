@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, default_collate
 from benchmarks.digits_references import shift_collate
 from tessera.models.kinds import ClusterReg
 from tessera.models.nets.vae_nets import TileClassifier
-from tessera.models.trainers import SSVAETask, VAETask
+from tessera.models.trainers import SSVAEModule, VAEModule
 
 WIDTHS = [32, 64, 128]
 
@@ -51,8 +51,8 @@ def kmeans_scores(feats: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def train_ssvae(
     labelled: list, unlabelled: list, epochs: int, args: argparse.Namespace, curve: pl.Callback
-) -> SSVAETask:
-    m2 = SSVAETask(
+) -> SSVAEModule:
+    m2 = SSVAEModule(
         in_channels=1,
         image_size=8,
         num_classes=10,
@@ -82,8 +82,8 @@ def train_vae(
     latent: int,
     warmup: int,
     curves: list[pl.Callback] | None = None,
-) -> VAETask:
-    vae = VAETask(
+) -> VAEModule:
+    vae = VAEModule(
         in_channels=1,
         image_size=8,
         latent_dim=latent,
@@ -115,7 +115,7 @@ class LabelsOnly(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=1e-3)
 
 
-def latent_means(vae: VAETask, x_all: torch.Tensor) -> torch.Tensor:
+def latent_means(vae: VAEModule, x_all: torch.Tensor) -> torch.Tensor:
     vae.eval()
     with torch.no_grad():
         return vae.encode(x_all)[0]

@@ -3,7 +3,7 @@
 ``tessera train``, ``evaluate`` and ``register`` validate ``params.yaml`` in the parent process,
 which never imports torch: the training child must set ATen's and oneDNN's instruction sets
 before torch starts, and importing Lightning costs ~10 s per command. So the signatures are read
-with :mod:`ast` from ``models/trainers/`` (the model type of each class from ``MODEL_TASKS``),
+with :mod:`ast` from ``models/trainers/`` (the model type of each class from ``MODEL_MODULES``),
 their annotations resolved against :mod:`tessera.models.kinds`. There is still one list of
 arguments: the constructors themselves (a test checks this reading against the imported classes).
 """
@@ -56,18 +56,18 @@ def _type(node: ast.expr, where: str) -> Any:
 
 @functools.cache
 def _tasks() -> dict[str, str]:
-    """Model type -> class name, from ``MODEL_TASKS`` in ``trainers/__init__.py``."""
+    """Model type -> class name, from ``MODEL_MODULES`` in ``trainers/__init__.py``."""
     tree = ast.parse((TRAINERS / "__init__.py").read_text())
     for node in tree.body:
         if (
             isinstance(node, ast.AnnAssign)
-            and ast.unparse(node.target) == "MODEL_TASKS"
+            and ast.unparse(node.target) == "MODEL_MODULES"
             and isinstance(node.value, ast.Dict)
         ):
             keys, values = node.value.keys, node.value.values
             pairs = zip(keys, values, strict=True)
             return {ast.literal_eval(k): ast.unparse(v) for k, v in pairs if k is not None}
-    raise LookupError("MODEL_TASKS not found in models/trainers/__init__.py")
+    raise LookupError("MODEL_MODULES not found in models/trainers/__init__.py")
 
 
 @functools.cache

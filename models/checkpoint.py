@@ -28,7 +28,7 @@ class LoadedModel:
     """A model rebuilt from its checkpoint, in eval mode."""
 
     module: Any
-    """The LightningModule (a :class:`~tessera.models.trainers.BaseTask`) with its weights."""
+    """The LightningModule (a :class:`~tessera.models.trainers.BaseModule`) with its weights."""
     model_type: str
     steps: int
     """Optimiser steps the checkpoint had taken."""
@@ -67,7 +67,7 @@ def load_checkpoint(
     """
     from tessera.models.descriptor import ModelDescriptor
     from tessera.models.run.cpu import pin_cpu_kernels
-    from tessera.models.trainers import MODEL_TASKS
+    from tessera.models.trainers import MODEL_MODULES
 
     pin_cpu_kernels(None, cpu_isa)
     state = read_checkpoint(path)
@@ -75,13 +75,13 @@ def load_checkpoint(
     if saved is not None and model_type is not None and saved != model_type:
         raise ValueError(f"{path}: a {saved} checkpoint, not {model_type}")
     kind = saved or model_type
-    if kind not in MODEL_TASKS:
+    if kind not in MODEL_MODULES:
         raise ValueError(f"{path}: no model type recorded (give the experiment's)")
     hparams = state.get(HPARAMS_KEY)
     if not isinstance(hparams, dict):
         raise ValueError(f"{path}: no hyper-parameters saved with the weights")
     try:
-        module = MODEL_TASKS[kind](**hparams)
+        module = MODEL_MODULES[kind](**hparams)
         module.load_state_dict(state["state_dict"])
     except (TypeError, RuntimeError) as exc:
         first = str(exc).splitlines()[0]

@@ -108,7 +108,7 @@ def _batches(ds: TileDataset, batch_size: int, desc: str, progress: bool) -> Any
 
 
 class _Collector:
-    """Streams a model's evaluation outputs over batches (see ``BaseTask.evaluate_batch``)."""
+    """Streams a model's evaluation outputs over batches (see ``BaseModule.evaluate_batch``)."""
 
     def __init__(self, module: Any, data_range: float) -> None:
         self.module = module

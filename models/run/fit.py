@@ -51,18 +51,18 @@ def build(config: RunConfig) -> tuple[Any, Any]:
     """The DataModule and the LightningModule of a run config."""
     from tessera.models.data.datamodule import TileDataModule
     from tessera.models.descriptor import ModelDescriptor
-    from tessera.models.trainers import MODEL_TASKS
+    from tessera.models.trainers import MODEL_MODULES
 
     ds = config.dataset
     dm = TileDataModule.from_run(config)
     info = dm.info
     model = validate_model_params(config.model)
     kind = model.pop("type")
-    task = MODEL_TASKS[kind]
-    with_classes = task.needs_classes(kind, ds.tile_class)
+    kind_class = MODEL_MODULES[kind]
+    with_classes = kind_class.needs_classes(kind, ds.tile_class)
     if with_classes and not info["class_names"]:
         raise ValueError(f"{config.store}: sources {ds.sources} have no label classes for {kind}")
-    module = task(**task.data_arguments(kind, info, with_classes), **model)
+    module = kind_class(**kind_class.data_arguments(kind, info, with_classes), **model)
     # the checkpoints carry the model type and descriptor: loading needs nothing else
     descriptor = ModelDescriptor.build(config, dm.store_info, module.serving_output)
     module.checkpoint_extras = {
@@ -133,7 +133,7 @@ def _trainer(
     """The Lightning trainer and its checkpoint and curve callbacks. ``unused_parameters``: the
     module has parameters without a gradient in some steps, which plain DDP refuses. Lightning
     clips gradients only under automatic optimisation; a module that steps its own optimisers
-    clips them itself (``BaseTask.gradient_clip_val``)."""
+    clips them itself (``BaseModule.gradient_clip_val``)."""
     import lightning.pytorch as pl
 
     from tessera.models.run.callbacks import PortableCheckpoint, early_stopping, progress_bar

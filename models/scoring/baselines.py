@@ -6,7 +6,7 @@
   same number of optimiser steps as the model it is compared with;
 - :func:`pooled_pixels`: tiles as raw pixel vectors, for k-means on raw pixels.
 
-The trainers choose which applies to them (``BaseTask.baselines``).
+The trainers choose which applies to them (``BaseModule.baselines``).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from tessera.models.scoring.diagnostics import active_units, collapse_message
 from tessera.models.scoring.losses import kl_weight, rec_channels, reconstruction_mean
 
 
-class BaseTask(pl.LightningModule):
+class BaseModule(pl.LightningModule):
     """Template: ``save_hyperparameters`` → ``configure_models/losses/metrics``; Adam optimiser."""
 
     primary_metric: ClassVar[str] = "silhouette"

@@ -23,11 +23,11 @@ from tessera.models.scoring.losses import (
     reconstruction_nll,
 )
 from tessera.models.serving import ReconstructionServing, SegServing
-from tessera.models.trainers.base import BaseTask
+from tessera.models.trainers.base import BaseModule
 from tessera.tasks.store.format import IGNORE
 
 
-class SegAETask(BaseTask):
+class SegAEModule(BaseModule):
     """Segmentation autoencoder: w_rec·reconstruction + w_seg·Dice-CE + latent regularisers.
 
     Tiles without labels contribute the reconstruction loss only.

@@ -26,10 +26,10 @@ from tessera.models.scoring.losses import (
     reconstruction_nll,
 )
 from tessera.models.serving import ClassifierServing
-from tessera.models.trainers.base import BaseTask, _KLMixin, reparameterise
+from tessera.models.trainers.base import BaseModule, _KLMixin, reparameterise
 
 
-class SSVAETask(_KLMixin, BaseTask):
+class SSVAEModule(_KLMixin, BaseModule):
     """Semi-supervised M2: classifier q(y|x), encoder q(z|x,y), decoder p(x|y,z).
 
     Labelled tiles (``target >= 0``) pay −ELBO(x, y) + α·CE; unlabelled tiles pay

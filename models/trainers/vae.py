@@ -22,10 +22,10 @@ from tessera.models.scoring.losses import (
     total_correlation,
 )
 from tessera.models.serving import EncoderServing
-from tessera.models.trainers.base import BaseTask, _KLMixin, reparameterise
+from tessera.models.trainers.base import BaseModule, _KLMixin, reparameterise
 
 
-class VAETask(_KLMixin, BaseTask):
+class VAEModule(_KLMixin, BaseModule):
     """VAE (``vae``) or conditional VAE (``cvae``), with β, KL warm-up, free bits, a FactorVAE
     total-correlation penalty (second optimiser for the discriminator) and an optional
     clustering regulariser, seeded on μ after ``cluster_warmup_epochs``: DEC (Student-t soft

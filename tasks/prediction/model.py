@@ -63,11 +63,11 @@ def checkpoint_model(run: RunConfig, checkpoint: Path, ref: str) -> AppliedModel
     from tessera.models.checkpoint import load_checkpoint, model_descriptor
 
     loaded = load_checkpoint(checkpoint, run.model["type"], run.trainer.cpu_isa)
-    task, descriptor = loaded.module, model_descriptor(loaded, run)
+    module, descriptor = loaded.module, model_descriptor(loaded, run)
     digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:12]
     return AppliedModel(
-        task.serving_module(), descriptor, run.experiment, f"ckpt-{digest}", ref, {},
-        task.reconstruction_module(),
+        module.serving_module(), descriptor, run.experiment, f"ckpt-{digest}", ref, {},
+        module.reconstruction_module(),
     )  # fmt: skip
 
 

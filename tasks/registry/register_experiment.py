@@ -36,9 +36,9 @@ from tessera.tasks.registry.mlflow_registry import (
 
 def primary_metric(model_type: str, configured: str | None) -> str:
     """The experiment's gate metric: configured, else the model's own default."""
-    from tessera.models.trainers import MODEL_TASKS
+    from tessera.models.trainers import MODEL_MODULES
 
-    return configured or MODEL_TASKS[model_type].primary_metric
+    return configured or MODEL_MODULES[model_type].primary_metric
 
 
 def serving_example(
@@ -53,7 +53,7 @@ def serving_example(
 
     checkpoint = Path(run.out_dir) / CHECKPOINT_DIR / BEST_CHECKPOINT
     loaded = load_checkpoint(checkpoint, run.model["type"], run.trainer.cpu_isa)
-    task = loaded.module
+    module = loaded.module
     dm = TileDataModule.from_run(run)
     dm.setup("test")
     ds = next(dm.datasets[s] for s in ("test", "val", "train") if len(dm.datasets[s]))
@@ -61,11 +61,11 @@ def serving_example(
     if n < 2:  # a batch of one would freeze the exported batch dimension
         raise RegistryError(f"{run.store}: fewer than 2 tiles for an input example")
     example = ds.__getitems__(list(range(n)))["image"].float()
-    model = task.serving_module()
+    model = module.serving_module()
     with torch.no_grad():
         expected = model(example).numpy()
     descriptor = model_descriptor(loaded, run)
-    return model, example.numpy(), expected, descriptor, task.reconstruction_module()
+    return model, example.numpy(), expected, descriptor, module.reconstruction_module()
 
 
 def is_registry_record(path: Path) -> bool:

@@ -16,9 +16,9 @@ from tessera.models.arguments import constructor_arguments
 @pytest.mark.parametrize("model_type", ["seg_ae", "vae", "cvae", "ssvae"])
 def test_arguments_match_the_imported_constructor(model_type: str) -> None:
     """Names, types and defaults agree with inspect on the LightningModule itself."""
-    from tessera.models.trainers import MODEL_TASKS
+    from tessera.models.trainers import MODEL_MODULES
 
-    init = MODEL_TASKS[model_type].__dict__["__init__"]
+    init = MODEL_MODULES[model_type].__dict__["__init__"]
     hints = typing.get_type_hints(init)
     expected = [
         (name, hints[name], ... if p.default is inspect.Parameter.empty else p.default)

@@ -9,7 +9,7 @@ from torch import nn
 
 from tessera.models.nets import blocks, vae_nets
 from tessera.models.nets import seg_nets as nets
-from tessera.models.trainers import MODEL_TASKS
+from tessera.models.trainers import MODEL_MODULES
 
 
 def _constructors() -> list[type]:
@@ -20,7 +20,7 @@ def _constructors() -> list[type]:
         if issubclass(c, nn.Module)
         and c.__module__ in (nets.__name__, vae_nets.__name__, blocks.__name__)
     ]
-    return sorted({*own, *MODEL_TASKS.values()}, key=lambda c: c.__name__)
+    return sorted({*own, *MODEL_MODULES.values()}, key=lambda c: c.__name__)
 
 
 @pytest.mark.parametrize("cls", _constructors(), ids=lambda c: c.__name__)

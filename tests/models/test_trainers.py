@@ -14,7 +14,7 @@ from tessera.models.data.augment import augment_batch
 from tessera.models.data.datamodule import keep_labels_per_class, tile_classes
 from tessera.models.run.run_config import model_schema, validate_model_params
 from tessera.models.scoring.diagnostics import active_units, collapse_message
-from tessera.models.trainers import SegAETask, SSVAETask, VAETask
+from tessera.models.trainers import SegAEModule, SSVAEModule, VAEModule
 
 
 def _two_class_images(n: int = 128, seed: int = 0) -> list[dict]:
@@ -44,9 +44,9 @@ def _fit(module: pl.LightningModule, samples: list[dict], epochs: int) -> None:
     trainer.fit(module, loader, loader)
 
 
-def _tiny_vae(**options) -> VAETask:
-    """A VAETask on 8×8 single-channel tiles with widths [8, 16], plus ``options``."""
-    return VAETask(in_channels=1, image_size=8, widths=[8, 16], **options)
+def _tiny_vae(**options) -> VAEModule:
+    """A VAEModule on 8×8 single-channel tiles with widths [8, 16], plus ``options``."""
+    return VAEModule(in_channels=1, image_size=8, widths=[8, 16], **options)
 
 
 def test_cvae_sample_shapes_and_class_conditioning():
@@ -114,7 +114,7 @@ def test_active_units_and_posterior_collapse_warning():
 
 def test_collapsed_vae_warns_during_validation():
     pl.seed_everything(0, verbose=False)
-    vae = VAETask(in_channels=1, image_size=8, latent_dim=2, widths=[4, 8], beta=1000.0)
+    vae = VAEModule(in_channels=1, image_size=8, latent_dim=2, widths=[4, 8], beta=1000.0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _fit(vae, _two_class_images(64), epochs=3)
@@ -123,7 +123,7 @@ def test_collapsed_vae_warns_during_validation():
 
 def test_ssvae_mixes_labelled_and_unlabelled_tiles():
     pl.seed_everything(0, verbose=False)
-    m2 = SSVAETask(in_channels=1, image_size=8, num_classes=2, latent_dim=2, widths=[8, 16])
+    m2 = SSVAEModule(in_channels=1, image_size=8, num_classes=2, latent_dim=2, widths=[8, 16])
     samples = _two_class_images(128)
     truth = torch.stack([s["target"] for s in samples])
     for i, s in enumerate(samples):
@@ -140,7 +140,7 @@ def test_ssvae_mixes_labelled_and_unlabelled_tiles():
 
 
 def test_seg_ae_tiles_without_labels_pay_reconstruction_only():
-    module = SegAETask(
+    module = SegAEModule(
         in_channels=2,
         num_classes=3,
         widths=[4, 8],
@@ -200,7 +200,7 @@ def test_model_params_are_checked_against_the_module_signature():
 def test_ssvae_per_element_elbo_is_the_summed_elbo_over_the_tile_size():
     pl.seed_everything(0, verbose=False)
     kw = {"in_channels": 1, "image_size": 8, "num_classes": 2, "latent_dim": 2, "widths": [4, 8]}
-    summed, mean = SSVAETask(**kw), SSVAETask(**kw, elbo_reduction="mean")
+    summed, mean = SSVAEModule(**kw), SSVAEModule(**kw, elbo_reduction="mean")
     mean.load_state_dict(summed.state_dict())
     summed.eval()
     mean.eval()
