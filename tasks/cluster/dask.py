@@ -3,6 +3,7 @@ cluster's folder: a worker's working folder is never the project's."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -13,13 +14,30 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
+# what an idle scheduler and worker spend CPU on, slowed down or off (a variable the user set
+# wins): the statistical profiler (a sample every 10 ms, for the dashboard these daemons do
+# not serve), the event-loop tick (every 20 ms, to warn of a blocked loop) and the system
+# monitor (every 500 ms). Measured idle over 30 s on a 2-core VM: worker 3.5-4.4 % of a core
+# -> 0.7 %, scheduler 1.8-2.4 % -> 0.4 %.
+QUIET_DASK: dict[str, str] = {
+    "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
+    "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "1s",
+    "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL": "5s",
+}
+
+
+def _quiet(env: dict[str, str] | None) -> dict[str, str]:
+    base = dict(os.environ if env is None else env)
+    return {**QUIET_DASK, **base}
+
+
 def start_scheduler(folder: Path, port: int, within_s: float = 60) -> Daemon:
     """``dask scheduler`` on ``port``, no dashboard."""
     daemon = start(
         "dask-scheduler",
         [_bin("dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
          "--no-dashboard"],
-        folder / "dask-scheduler.log", cwd=folder,
+        folder / "dask-scheduler.log", env=_quiet(None), cwd=folder,
     )  # fmt: skip
     wait_until(lambda: listening(port), within_s, daemon, "listening")
     return daemon
@@ -34,7 +52,7 @@ def start_worker(
         name,
         [_bin("dask"), "worker", scheduler, "--name", name, "--nthreads", "1", "--no-nanny",
          "--host", "127.0.0.1", "--no-dashboard", "--local-directory", str(folder / name)],
-        folder / f"{name}.log", env=env, cwd=folder,
+        folder / f"{name}.log", env=_quiet(env), cwd=folder,
     )  # fmt: skip
 
 

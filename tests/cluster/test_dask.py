@@ -202,3 +202,21 @@ def test_tiling_on_slurm_jobs_equals_threads(cluster, cluster_env, project, tmp_
     env = {**cluster_env, "TESSERA_PROFILE": str(profile)}
     ok(tessera(["tile", "--set", "tile.out=tiles-slurm"], project, env))
     _same_store(project / "tiles-slurm", project / "tiles-threads")
+
+
+def test_idle_dask_daemons_are_quiet_unless_the_user_says_otherwise(monkeypatch):
+    """The quiet settings are names Dask reads (a misspelt one would do nothing), and a value
+    the user set wins."""
+    import sys
+
+    monkeypatch.setenv("DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL", "40ms")
+    env = dask_daemons._quiet(None)
+    assert env["DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL"] == "40ms"
+    keys = ["distributed.worker.profile.enabled", "distributed.admin.tick.interval",
+            "distributed.admin.system-monitor.interval"]  # fmt: skip
+    code = f"import dask, distributed; print([dask.config.get(k) for k in {keys!r}])"
+    got = subprocess.run(
+        [sys.executable, "-c", code], env=dask_daemons._quiet({}), capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert got.stdout.strip() == "[False, '1s', '5s']", got.stderr[-2000:]
