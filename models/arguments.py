@@ -55,7 +55,7 @@ def _type(node: ast.expr, where: str) -> Any:
 
 
 @functools.cache
-def _tasks() -> dict[str, str]:
+def _modules() -> dict[str, str]:
     """Model type -> class name, from ``MODEL_MODULES`` in ``trainers/__init__.py``."""
     tree = ast.parse((TRAINERS / "__init__.py").read_text())
     for node in tree.body:
@@ -86,10 +86,10 @@ def _constructors() -> dict[str, tuple[str, ast.FunctionDef]]:
 @functools.cache
 def constructor_arguments(model_type: str) -> tuple[Argument, ...]:
     """The arguments of the LightningModule that trains ``model_type``, ``self`` excluded."""
-    tasks = _tasks()
-    if model_type not in tasks:
-        raise ValueError(f"unknown model type {model_type!r}; choose from {sorted(tasks)}")
-    where, init = _constructors()[tasks[model_type]]
+    modules = _modules()
+    if model_type not in modules:
+        raise ValueError(f"unknown model type {model_type!r}; choose from {sorted(modules)}")
+    where, init = _constructors()[modules[model_type]]
     args = init.args.args[1:]
     defaults = [...] * (len(args) - len(init.args.defaults)) + list(init.args.defaults)
     out = []

@@ -32,7 +32,8 @@ def validation_message(exc: Any, section: str | None = None) -> str:
 
 def load(params: Path | None, overrides: list[str] | None) -> TesseraParams:
     """Validate ``params`` (None: the defaults) with the ``--set`` overrides; problems in one
-    line. A command then applies its own options with :func:`with_options`."""
+    line. A command then validates its own options under :func:`options_of` and puts them in
+    with :func:`with_sections`."""
     from pydantic import ValidationError
 
     from tessera.flows.settings.schema import load_params

@@ -281,7 +281,7 @@ def check_evaluation_output(out: Path) -> Path:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compared and hashed by identity
 class Findings:
     """What an evaluation found: the inference over its split, the report on its latents,
     the training's history, the stitched maps' scores and the held-out scores."""

@@ -358,7 +358,8 @@ def predict_raster_windows(
         scene: The scene, opened as ``tessera tile`` opens it.
         files: The COGs to write.
         scorer: The model, answering (N, K) per batch.
-        cells: The windows (the model's tile size) and the pixels between their starts.
+        cells: The windows (the model's tile size), the pixels between their starts and
+            how many windows go to the model per call.
         tags: Lineage written into the files' metadata.
         on_row: Called after each row of cells.
     """

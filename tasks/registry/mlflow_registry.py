@@ -107,7 +107,7 @@ class CandidateFiles:
     extra_files: tuple[Path, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compared and hashed by identity
 class ServingCheck:
     """An input example and the output the loaded-back model must give for it."""
 
