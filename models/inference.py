@@ -186,29 +186,25 @@ def run_inference(
     """Run the checkpoint over the options' split: latents, two augmented views, metrics,
     examples; and embed the tiles of its ``map_splits``."""
     o = options or InferenceOptions()
-    split, tile_class, seed, batch_size = o.split, o.tile_class, o.seed, o.batch_size
-    noise, n_examples, samples_per_class, map_splits = (
-        o.noise, o.n_examples, o.samples_per_class, o.map_splits
-    )  # fmt: skip
     loaded = load_checkpoint(checkpoint, config.model["type"], config.trainer.cpu_isa)
     module = loaded.module
     dm = TileDataModule.from_run(config)
     dm.setup("test")
     class_names = dm.info["class_names"]
-    ds = eval_dataset(dm, [split], tile_class)
+    ds = eval_dataset(dm, [o.split], o.tile_class)
     if len(ds) == 0:
-        raise ValueError(f"{config.store}: no {split} tiles for sources {config.dataset.sources}")
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
+        raise ValueError(f"{config.store}: no {o.split} tiles for sources {config.dataset.sources}")
+    torch.manual_seed(o.seed)
+    g = torch.Generator().manual_seed(o.seed)
     col = _Collector(module, value_range(ds))
     metas: list[dict[str, Any]] = []
-    for b in _batches(ds, batch_size, f"evaluate {config.experiment}", progress):
+    for b in _batches(ds, o.batch_size, f"evaluate {config.experiment}", progress):
         x, y = b["image"], b["target"]
         out = col.batch(b)
-        col.keep_examples(b, out, n_examples)
+        col.keep_examples(b, out, o.n_examples)
         col.add("latent", module.embed(x, y))
-        col.add("view1", module.embed(augment_view(x, b["valid"], noise, g), y))
-        col.add("view2", module.embed(augment_view(x, b["valid"], noise, g), y))
+        col.add("view1", module.embed(augment_view(x, b["valid"], o.noise, g), y))
+        col.add("view2", module.embed(augment_view(x, b["valid"], o.noise, g), y))
         col.add("target", y)
         col.add("raw", pooled_pixels(x))
         metas.extend(b["meta"])
@@ -229,19 +225,19 @@ def run_inference(
     metrics["latent_dim"] = float(latent_dim)
     metrics["compression_ratio"] = ratio
     samples: dict[str, np.ndarray] = {}
-    if samples_per_class:
-        drawn = module.class_samples(samples_per_class, class_names)
+    if o.samples_per_class:
+        drawn = module.class_samples(o.samples_per_class, class_names)
         samples = {name: t.cpu().numpy() for name, t in drawn.items()}
     budget = TrainBudget(
         training_steps(config, loaded.steps), config.loader.batch_size,
-        config.dataset.augment != "none", seed,
+        config.dataset.augment != "none", o.seed,
     )  # fmt: skip
     baselines = module.baselines(dm.datasets["train"], ds, budget)
     map_latents, map_metas = None, []
-    if map_splits:
-        everything = eval_dataset(dm, list(map_splits), tile_class)
+    if o.map_splits:
+        everything = eval_dataset(dm, list(o.map_splits), o.tile_class)
         chunks = []
-        for b in _batches(everything, batch_size, f"map {config.experiment}", progress):
+        for b in _batches(everything, o.batch_size, f"map {config.experiment}", progress):
             chunks.append(module.embed(b["image"], b["target"]))
             map_metas.extend(b["meta"])
         map_latents = torch.cat(chunks).numpy()

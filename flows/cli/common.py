@@ -30,6 +30,11 @@ def validation_message(exc: Any, section: str | None = None) -> str:
     return "; ".join(f"{'.'.join(map(str, [*head, *e['loc']]))}: {e['msg']}" for e in exc.errors())
 
 
+def _where(params: Path | None) -> str:
+    """What a config problem names: the params file, or the command's options without one."""
+    return str(params) if params is not None else "options"
+
+
 def load(params: Path | None, overrides: list[str] | None) -> TesseraParams:
     """Validate ``params`` (None: the defaults) with the ``--set`` overrides; problems in one
     line. A command then validates its own options under :func:`options_of` and puts them in
@@ -38,7 +43,7 @@ def load(params: Path | None, overrides: list[str] | None) -> TesseraParams:
 
     from tessera.flows.settings.schema import load_params
 
-    where = str(params) if params is not None else "options"
+    where = _where(params)
     try:
         return load_params(params, list(overrides or []))
     except ValidationError as exc:
@@ -61,8 +66,9 @@ def options_of(section: str, params: Path | None) -> Iterator[None]:
     try:
         yield
     except ValidationError as exc:
-        where = str(params) if params is not None else "options"
-        raise UserError(f"{where}: invalid config: {validation_message(exc, section)}") from None
+        raise UserError(
+            f"{_where(params)}: invalid config: {validation_message(exc, section)}"
+        ) from None
 
 
 def with_sections(

@@ -91,6 +91,10 @@ class SceneScoring:
     overlap: float = 0.25
     blend: Blend = "gaussian"
 
+    def stitching(self, window: int) -> Stitching:
+        """Windows of the model's ``window`` size, stitched as ``tessera predict`` would."""
+        return Stitching.for_window(window, self.overlap, self.blend)
+
 
 def stitched_scores(scoring: SceneScoring, split: str = "test") -> dict[str, float]:
     """``stitched_dice_<c>``, ``stitched_iou_<c>`` and their means for a per-pixel model;
@@ -110,7 +114,7 @@ def stitched_scores(scoring: SceneScoring, split: str = "test") -> dict[str, flo
         return {}
     k = len(d.class_names)
     predict = batch_predictor(model, "cpu", softmax=True)
-    stitching = Stitching.for_window(d.window, scoring.overlap, scoring.blend)
+    stitching = scoring.stitching(d.window)
     scores = SegmentationScores(k)
     for scene_id, tiles in chosen.groupby("scene_id"):
         scene = open_scene(records[str(scene_id)], base, d.axis)
@@ -168,7 +172,7 @@ def heldout_scores(
         raise ValueError(f"{catalog}: held-out source(s) {missing} not catalogued")
     k = len(d.class_names)
     predict = batch_predictor(model, "cpu", softmax=True)
-    stitching = Stitching.for_window(d.window, scoring.overlap, scoring.blend)
+    stitching = scoring.stitching(d.window)
     scores, baseline = SegmentationScores(k), SegmentationScores(k)
     per_source = {name: SegmentationScores(k) for name in sources}
     found = HeldOut()
