@@ -119,17 +119,39 @@ def child_ours(scene: Path, out: Path, batch: int, overlap_frac: float) -> dict[
 
 
 def child_paired(
-    scene: Path, out: Path, batch: int, overlap_frac: float, overlap: int, fraction: float = 1.0
-) -> dict[str, float]:
+    scene: Path,
+    out: Path,
+    batch: int,
+    overlap_frac: float,
+    overlap: int,
+    fraction: float = 1.0,
+    repeat: int = 1,
+) -> dict[str, Any]:
     """The bare forward, then ``predict_scene``, in one process (one start-up for both, both
-    warm): their seconds and windows."""
+    warm), ``repeat`` times: the seconds and windows of the first, and every pair's seconds."""
     import rasterio
 
     with rasterio.open(scene) as ds:
         side = ds.height
-    fwd = child_forward(side, 64, overlap, batch, fraction)
-    ours = child_ours(scene, out, batch, overlap_frac)
-    return {"forward_seconds": fwd["seconds"]} | ours
+    runs = []
+    for i in range(repeat):
+        fwd = child_forward(side, 64, overlap, batch, fraction)
+        ours = child_ours(scene, out.with_name(f"{out.name}_{i}"), batch, overlap_frac)
+        runs.append({"forward_seconds": fwd["seconds"]} | ours)
+    return runs[0] | {"runs": runs}
+
+
+def child_sizes(
+    small: Path, big: Path, out: Path, batch: int, overlap_frac: float, fraction: float, repeat: int
+) -> dict[str, Any]:
+    """:func:`child_paired` on the small scene (whole forward), then ``repeat`` times on the big
+    one, in one process: each with the process's peak RSS once it is done, so the second peak
+    shows what the big scene needs beyond the small one."""
+    overlap = min(round(overlap_frac * 64), 63)
+    first = child_paired(small, out / "small", batch, overlap_frac, overlap)
+    first["peak_rss_mib"] = _peak_rss_mib()
+    second = child_paired(big, out / "big", batch, overlap_frac, overlap, fraction, repeat)
+    return {"small": first, "big": second | {"peak_rss_mib": _peak_rss_mib()}}
 
 
 def child_monai(scene: Path, batch: int, overlap_frac: float) -> dict[str, float]:
@@ -154,7 +176,7 @@ def child_monai(scene: Path, batch: int, overlap_frac: float) -> dict[str, float
     return {"seconds": time.perf_counter() - t0, "pixels": n}
 
 
-def run_child(kind: str, **kw: Any) -> dict[str, float]:
+def run_child(kind: str, **kw: Any) -> dict[str, Any]:
     args = [sys.executable, __file__, "--child", kind] + [
         f"--{k.replace('_', '-')}={v}" for k, v in kw.items()
     ]
@@ -175,7 +197,9 @@ def main() -> None:
     ap.add_argument("--side", type=int, default=0)
     ap.add_argument("--scene", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--big-scene", type=Path, default=None)  # sizes only
     ap.add_argument("--forward-fraction", type=float, default=1.0)
+    ap.add_argument("--repeat", type=int, default=1)  # pairs in one child (paired only)
     a = ap.parse_args()
     overlap_px = min(round(a.overlap * 64), 63)
     if a.child:
@@ -183,8 +207,11 @@ def main() -> None:
             "forward": lambda: child_forward(a.side, 64, overlap_px, a.batch_size),
             "ours": lambda: child_ours(a.scene, a.out, a.batch_size, a.overlap),
             "monai": lambda: child_monai(a.scene, a.batch_size, a.overlap),
+            "sizes": lambda: child_sizes(
+                a.scene, a.big_scene, a.out, a.batch_size, a.overlap, a.forward_fraction, a.repeat
+            ),
             "paired": lambda: child_paired(
-                a.scene, a.out, a.batch_size, a.overlap, overlap_px, a.forward_fraction
+                a.scene, a.out, a.batch_size, a.overlap, overlap_px, a.forward_fraction, a.repeat
             ),
         }[a.child]()
         print(json.dumps(result | {"peak_rss_mib": _peak_rss_mib()}))

@@ -66,15 +66,24 @@ def bench_whole_read(path: Path) -> float:
     return (a.shape[1] // TILE) * (a.shape[2] // TILE) / dt
 
 
-def bench_tessera(path: Path, parts: Path) -> tuple[float, float, Path, Any, Any]:
-    """Tessera's tiler (the function the tile task wraps) into a fresh part."""
+def inspect_scene(path: Path) -> Any:
+    """The catalogue record of a one-file scene, as the ingest flow makes it."""
     from tessera.tasks.sources.catalog import inspect_source
     from tessera.tasks.sources.specs import SourceSpec
+
+    (rec,) = inspect_source(
+        SourceSpec(name="bench", kind="geotiff", paths=[str(path)]), Path("/")
+    ).records
+    return rec
+
+
+def bench_tessera(path: Path, parts: Path, rec: Any = None) -> tuple[float, float, Path, Any, Any]:
+    """Tessera's tiler (the function the tile task wraps) into a fresh part; ``rec``: the
+    scene's record from :func:`inspect_scene`, inspected here (untimed) when not given."""
     from tessera.tasks.tiling.cut import PartFolders, tile_scene
     from tessera.tasks.tiling.params import TileParams
 
-    rep = inspect_source(SourceSpec(name="bench", kind="geotiff", paths=[str(path)]), Path("/"))
-    (rec,) = rep.records
+    rec = rec or inspect_scene(path)
     params = TileParams(size=TILE, stride=TILE, min_valid_fraction=0.0)
     shutil.rmtree(parts, ignore_errors=True)
     settle()

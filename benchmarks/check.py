@@ -86,18 +86,19 @@ def check_tiling(work: Path, repeat: int) -> list[bool]:
     """Tessera's tiler against the naive loop on an 8192² scene (1,024 tiles), at least
     ``TILING_PAIRS`` times, and random batches from the store against numpy copies of the same
     bytes in RAM."""
-    from benchmarks.bench_tiling import bench_naive, bench_tessera
-    from benchmarks.loading import bench_loading, bench_memcpy, publish
+    from benchmarks.bench_tiling import bench_naive, bench_tessera, inspect_scene
+    from benchmarks.loading import bench_memcpy, publish, steady_loading, tiles_in_ram
 
     scene = make_scene(work / "scene.tif", 8192, None)
     warm(scene)
+    rec = inspect_scene(scene)  # once: what the tiler is given (the ingest stage's work)
     for _ in range(TILING_WARMUP_PAIRS):  # untimed (see TILING_WARMUP_PAIRS)
         bench_naive(scene, work / "naive")
-        bench_tessera(scene, work / "parts")
+        bench_tessera(scene, work / "parts", rec)
     naive, tess = [], []
     for _ in range(max(repeat, TILING_PAIRS)):  # interleaved, so drift hits both alike
         naive.append(bench_naive(scene, work / "naive"))
-        rate, _, part, rec, params = bench_tessera(scene, work / "parts")
+        rate, _, part, rec, params = bench_tessera(scene, work / "parts", rec)
         tess.append(rate)
     ratios = [t / n for t, n in zip(tess, naive, strict=True)]
     oks = [
@@ -113,10 +114,11 @@ def check_tiling(work: Path, repeat: int) -> list[bool]:
     ]
     store = work / "store"
     publish(part, store, rec, params)
+    load_pass, in_ram = steady_loading(store, LOADING_BATCHES), tiles_in_ram(part)
     loads, copies = [], []
-    for _ in range(max(repeat, LOADING_PAIRS)):
-        loads.append(bench_loading(store, 0, batches=LOADING_BATCHES)[1])
-        copies.append(bench_memcpy(part, batches=LOADING_BATCHES))
+    for _ in range(max(repeat, LOADING_PAIRS)):  # interleaved
+        loads.append(load_pass())
+        copies.append(bench_memcpy(in_ram, batches=LOADING_BATCHES))
     ratios = [a / b for a, b in zip(loads, copies, strict=True)]
     oks.append(
         report(
@@ -143,23 +145,19 @@ FORWARD_FRACTION = 0.34
 
 def check_predict(work: Path, repeat: int) -> list[bool]:
     """``predict_scene`` against the bare forward over the same windows of a 2048² scene (timed
-    on a third of its batches), both in one fresh process, ``repeat`` times; the median peak
-    RSS of those processes against one at 1024²."""
+    on a third of its batches), ``repeat`` pairs, in one fresh process after one pair at 1024²
+    (its forward whole); that process's peak RSS after the 2048² pairs against after the 1024²
+    one."""
     from benchmarks.bench_predict import run_child
 
     bands = 11
     small_side, big_side = PREDICT_SIDES
     scenes = {s: make_scene(work / f"predict_{s}.tif", s, None, bands) for s in PREDICT_SIDES}
-
-    def paired(side: int, i: int, fraction: float) -> dict[str, float]:
-        out = work / f"maps_{side}_{i}"
-        return run_child("paired", scene=scenes[side], out=out, batch_size=16, overlap=0.25,
-                         forward_fraction=fraction)  # fmt: skip
-
-    big = [paired(big_side, i, FORWARD_FRACTION) for i in range(repeat)]
-    small = paired(small_side, 0, 1.0)  # its 28 batches whole: a third read 1.77
-    ratios = [run["forward_seconds"] / run["seconds"] for run in big]
-    rss_big = statistics.median(run["peak_rss_mib"] for run in big)
+    sizes = run_child("sizes", scene=scenes[small_side], big_scene=scenes[big_side],
+                      out=work / "maps", batch_size=16, overlap=0.25,
+                      forward_fraction=FORWARD_FRACTION, repeat=repeat)  # fmt: skip
+    small, big = sizes["small"], sizes["big"]
+    ratios = [run["forward_seconds"] / run["seconds"] for run in big["runs"]]
     oks = [
         report(
             "predict",
@@ -172,8 +170,8 @@ def check_predict(work: Path, repeat: int) -> list[bool]:
         report(
             "predict_rss",
             {
-                "rss_big_over_small": round(rss_big / small["peak_rss_mib"], 3),
-                f"rss_{big_side}_mib": round(rss_big, 1),
+                "rss_big_over_small": round(big["peak_rss_mib"] / small["peak_rss_mib"], 3),
+                f"rss_{big_side}_mib": round(big["peak_rss_mib"], 1),
                 f"rss_{small_side}_mib": round(small["peak_rss_mib"], 1),
             },
         ),
@@ -240,6 +238,9 @@ def check_startup(work: Path, repeat: int) -> list[bool]:
 # width, height: 64 rows of 256-px tiles, cut in four bands of 16 rows, two per worker (at
 # 16384x8192, two bands, one per worker, dask put both on one worker in 2 of 3 runs once: 1.26)
 SCALEOUT_SIZE = (16384, 16384)
+# image bands of that scene: the row bands depend on its pixels per plane alone, and two image
+# bands halve each run's bytes (four took 8-11 s a run on one worker)
+SCALEOUT_BANDS = 2
 
 
 WARM_TIMEOUT_S = 120.0  # for every worker to import the tiling task's modules
@@ -272,7 +273,7 @@ def check_scaleout(work: Path, repeat: int) -> list[bool]:
     from benchmarks.bench_scaleout import dask_workers, mapped_span
 
     width, height = SCALEOUT_SIZE
-    scene = make_scene(work / "scaleout.tif", width, None, height=height)
+    scene = make_scene(work / "scaleout.tif", width, None, SCALEOUT_BANDS, height)
     warm(scene)
     env = cli_env(work.parent)
     one = one_tile_scene(work / "one_tile.tif")

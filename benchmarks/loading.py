@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,9 @@ import numpy as np
 from benchmarks.scenes import BANDS, TILE
 
 
-def _timed_passes(ds: object, workers: int, batches: int) -> tuple[float, float]:
-    """(first pass, second pass) tiles/s of random batches of 32 through a DataLoader."""
+def _loader(ds: object, workers: int, batches: int) -> Callable[[], float]:
+    """A function that times one pass (tiles/s) of random batches of 32 from ``ds`` through
+    one DataLoader: the same batches each pass."""
     import torch
     from torch.utils.data import DataLoader, RandomSampler
 
@@ -33,14 +35,21 @@ def _timed_passes(ds: object, workers: int, batches: int) -> tuple[float, float]
         collate_fn=collate_batch,
         persistent_workers=workers > 0,
     )
-    rates = []
-    for _ in range(2):
+
+    def one_pass() -> float:
         it = iter(dl)
         next(it)  # worker start-up is not throughput
         t0 = time.perf_counter()
         n = sum(len(b["image"]) for b in it)
-        rates.append(n / (time.perf_counter() - t0))
-    return rates[0], rates[1]
+        return n / (time.perf_counter() - t0)
+
+    return one_pass
+
+
+def _timed_passes(ds: object, workers: int, batches: int) -> tuple[float, float]:
+    """(first pass, second pass) tiles/s of random batches of 32 through a DataLoader."""
+    one_pass = _loader(ds, workers, batches)
+    return one_pass(), one_pass()
 
 
 def bench_loading(store_dir: Path, workers: int, batches: int = 60) -> tuple[float, float]:
@@ -52,6 +61,16 @@ def bench_loading(store_dir: Path, workers: int, batches: int = 60) -> tuple[flo
     from tessera.models.data.tiles import TileDataset
 
     return _timed_passes(TileDataset(store_dir, normalisation="none"), workers, batches)
+
+
+def steady_loading(store_dir: Path, batches: int) -> Callable[[], float]:
+    """A function that times one steady pass (tiles/s) of random batches of 32 from the store
+    in this process, after one untimed pass that pays the shard mappings' page faults."""
+    from tessera.models.data.tiles import TileDataset
+
+    one_pass = _loader(TileDataset(store_dir, normalisation="none"), 0, batches)
+    one_pass()
+    return one_pass
 
 
 def bench_worker_ceiling(workers: int = 2, batches: int = 60) -> float:
@@ -73,10 +92,15 @@ def bench_worker_ceiling(workers: int = 2, batches: int = 60) -> float:
     return _timed_passes(Ready(), workers, batches)[1]
 
 
-def bench_memcpy(store_dir: Path, batches: int = 60) -> float:
-    """The memcpy limit: copying the same bytes (random tiles) from RAM with numpy."""
-    shards = sorted(store_dir.glob("*.image.npy"))
-    src = np.concatenate([np.load(s) for s in shards])
+def tiles_in_ram(store_dir: Path) -> np.ndarray:
+    """Every tile of a part's image shards, in one array in memory."""
+    return np.concatenate([np.load(s) for s in sorted(store_dir.glob("*.image.npy"))])
+
+
+def bench_memcpy(store_dir: Path | np.ndarray, batches: int = 60) -> float:
+    """The memcpy limit: copying the same bytes (random tiles) from RAM with numpy; the part's
+    folder, or its tiles already in memory (:func:`tiles_in_ram`)."""
+    src = tiles_in_ram(store_dir) if isinstance(store_dir, Path) else store_dir
     rng = np.random.default_rng(0)
     dst = np.empty((32, *src.shape[1:]), dtype=src.dtype)
     picks = rng.integers(0, len(src), (batches, 32))

@@ -35,14 +35,20 @@ def make_scene(
     }
     if compress:
         prof["compress"] = compress
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:TILE, 0:side]
+    # the noise is drawn once and shifted along each row of blocks (a fresh draw per row took
+    # 1.5 s of a 16384-wide row's 1.6); adding it after the cast gives what adding it before
+    # would, as it is whole numbers
+    noise = np.random.default_rng(0).integers(0, 200, (bands, TILE, side), dtype=np.uint16)
+    x, y = np.arange(side), np.arange(TILE)
+    block = np.empty((bands, TILE, side), np.uint16)
     with rasterio.open(path, "w", **prof) as ds:
         for r in range(0, height, TILE):
-            base = 2000 + 1000 * np.sin((xx + r) / 150.0) + 800 * np.cos((yy + r) / 90.0)
-            block = np.stack(
-                [base * (1 + 0.1 * b) + rng.integers(0, 200, base.shape) for b in range(bands)]
-            ).astype(np.uint16)
+            base = (
+                2000 + 1000 * np.sin((x + r) / 150.0)[None] + 800 * np.cos((y + r) / 90.0)[:, None]
+            )
+            for b in range(bands):
+                block[b] = base * (1 + 0.1 * b)
+            block += np.roll(noise, (r * 37) % side, axis=2)
             ds.write(block, window=Window(0, r, side, TILE))
     return path
 
