@@ -28,6 +28,7 @@ from tessera.tasks.steps.predict import (
     load_model_step,
     plan_maps_step,
     predict_scene_step,
+    write_stac_step,
 )
 
 
@@ -35,7 +36,7 @@ from tessera.tasks.steps.predict import (
 @failing_in_one_line
 def predict_flow(params: PredictFlowParams) -> State[Any]:
     """Load the model, inspect the inputs, check every map path, then map the scenes (mapped
-    tasks on the configured runner)."""
+    tasks on the configured runner); then the STAC Items of the maps and their Catalog."""
     root, opts = Path(params.base), params.options
     out = root / opts.out
     model = load_model_step(params.model)
@@ -66,10 +67,13 @@ def predict_flow(params: PredictFlowParams) -> State[Any]:
             [rec for rec, _ in banded], unmapped(root), unmapped(source), unmapped(opts),
             unmapped(out), [bands for _, bands in banded], desc="assemble", unit="scene",
         )  # fmt: skip
+    maps = [f for r in results if not r["skipped"] for f in r["files"]]
+    stac = write_stac_step(out, maps)  # the Items of the raster maps, and their Catalog
     summary = {
         "model": model.name,
         "version": model.version,
-        "maps": [f for r in results if not r["skipped"] for f in r["files"]],
+        "maps": maps,
+        "stac": None if stac is None else str(stac),
         "skipped": [r["scene"] for r in results if r["skipped"]],
         "rejected": rejected,
         "out": str(out),

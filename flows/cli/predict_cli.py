@@ -118,3 +118,5 @@ def predict(  # noqa: PLR0913 - a typer command: one parameter per CLI option
         f"{len(res['skipped'])} scenes already mapped by this version (--force redoes them), "
         f"{len(res['rejected'])} rejected -> {res['out']}"
     )
+    if res.get("stac"):
+        typer.echo(f"STAC catalog of the maps: {res['stac']}")

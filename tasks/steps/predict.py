@@ -10,6 +10,7 @@ from tessera.tasks.prediction.loading import (
     cached_model,
     predict_scene_with,
 )
+from tessera.tasks.prediction.stac_items import write_stac
 from tessera.tasks.steps import Step
 
 # a loaded model passes between these steps: no input hashing and no result cache
@@ -18,3 +19,4 @@ load_model_step = Step(cached_model, "load-model", cache_policy=NONE)
 plan_maps_step = Step(plan_maps, "plan-maps", cache_policy=NONE)
 predict_scene_step = Step(predict_scene_with, "predict-scene", cache_policy=NONE)
 assemble_scene_step = Step(assemble_scene_with, "assemble-maps", cache_policy=NONE)
+write_stac_step = Step(write_stac, "write-stac", cache_policy=NONE)

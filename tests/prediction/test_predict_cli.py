@@ -59,6 +59,18 @@ def test_the_champion_maps_a_scene_on_its_exact_grid_once_per_version(trained, c
     assert tags["tessera_model"] == "tessera-tiny-seg" and tags["tessera_model_version"] == "1"
     assert tags["tessera_input_sha256"] == sha and len(tags["tessera_git_sha"]) >= 4
     assert set(np.unique(registered)) <= {0, 1, 2}
+    # its STAC Item, in the Catalog next to the maps, says what the file says
+    import pystac
+
+    assert f"STAC catalog of the maps: {trained / 'maps' / 'catalog.json'}" in out
+    (item,) = pystac.Catalog.from_file(str(trained / "maps" / "catalog.json")).get_items()
+    assert item.id == "scene" and item.properties["tessera:input_sha256"] == sha
+    assert item.properties["tessera:model_version"] == "1" and item.properties["proj:code"]
+    assets = {k: Path(a.get_absolute_href() or "") for k, a in item.assets.items()}
+    kinds = ("classes", "probabilities", "reconstruction", "anomaly")
+    assert assets == {k: trained / "maps" / f"scene_{k}.tif" for k in kinds}
+    named = [c["name"] for c in item.assets["classes"].extra_fields["classification:classes"]]
+    assert named[:-1] == [tags[f"class_{i}"] for i in range(len(named) - 1)]
     # the same version again: skipped, the file untouched; --force maps it again
     stamp = classes.stat().st_mtime_ns
     rc, out, _ = cli("predict", "--model", ref, "--input", "scene.tif", "--out", "maps",

@@ -1,0 +1,212 @@
+"""STAC for the maps of ``tessera predict``: a STAC Item per mapped scene, in a Catalog next to
+the maps (``catalog.json``). Each Item is read off its maps' own files (grid, lineage tags,
+class names, colour table), so it says what the files say:
+
+- the geometry and bbox in WGS 84, and the ``projection`` extension (code, shape, transform);
+- the class map as the ``classes`` asset with the ``classification`` extension (each class's
+  value, name and colour; 255 the nodata value), and the scene's other maps as assets;
+- the ``processing`` extension (Tessera's version, the lineage in words) and Tessera's lineage
+  fields: model, version, its reference, git SHA, the input's sha256.
+
+Volumes (NIfTI maps) have no place on the Earth and get no Item.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import rasterio
+import rasterio.errors
+from rasterio.warp import transform_bounds, transform_geom
+
+from tessera.tasks.base.files import atomic_write_json
+
+CATALOG_FILE = "catalog.json"
+CATALOG_ID = "tessera-predictions"
+ITEM_SUFFIX = "_item.json"  # beside <scene>_classes.tif: <scene>_item.json
+STAC_VERSION = "1.1.0"
+PROJECTION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+CLASSIFICATION = "https://stac-extensions.github.io/classification/v2.0.0/schema.json"
+PROCESSING = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
+COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+# the maps of one scene besides its class map (tasks.prediction.apply.map_files)
+OTHER_MAPS = {
+    "probabilities": "per-class probabilities (p x 255)",
+    "reconstruction": "reconstruction, in source units",
+    "anomaly": "anomaly: mean absolute reconstruction error",
+}
+# the map tags (tasks.prediction.apply) an Item carries as tessera: fields
+LINEAGE = {
+    "tessera_model": "tessera:model",
+    "tessera_model_version": "tessera:model_version",
+    "tessera_model_ref": "tessera:model_ref",
+    "tessera_git_sha": "tessera:git_sha",
+    "tessera_input_sha256": "tessera:input_sha256",
+    "tessera_input": "tessera:input",
+}
+CLASS_NODATA = 255
+
+
+def scene_of(class_map: Path) -> str:
+    """The scene's stem of ``<scene>_classes.tif``."""
+    return class_map.name.removesuffix(".tif").removesuffix("_classes")
+
+
+def item_path(class_map: Path) -> Path:
+    """Where the Item of a class map goes: ``<scene>_item.json`` beside it."""
+    return class_map.with_name(scene_of(class_map) + ITEM_SUFFIX)
+
+
+def _geometry(ds: Any) -> tuple[dict[str, Any] | None, list[float] | None]:
+    """The footprint in WGS 84 (GeoJSON) and its bbox; None for a map without a CRS."""
+    if ds.crs is None:
+        return None, None
+    left, bottom, right, top = ds.bounds
+    ring = [[left, bottom], [right, bottom], [right, top], [left, top], [left, bottom]]
+    polygon = {"type": "Polygon", "coordinates": [ring]}
+    geometry = transform_geom(ds.crs, "EPSG:4326", polygon, precision=7)
+    bbox = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21)
+    return geometry, [round(v, 7) for v in bbox]
+
+
+def _projection(ds: Any) -> dict[str, Any]:
+    """The ``projection`` extension's fields of a map."""
+    out: dict[str, Any] = {"proj:shape": [ds.height, ds.width]}
+    out["proj:transform"] = [float(v) for v in list(ds.transform)[:6]]
+    if ds.crs is None:
+        return out | {"proj:code": None}
+    epsg = ds.crs.to_epsg()
+    out["proj:bbox"] = [float(v) for v in ds.bounds]
+    return out | ({"proj:code": f"EPSG:{epsg}"} if epsg else {"proj:wkt2": ds.crs.to_wkt()})
+
+
+def _classes(ds: Any, tags: dict[str, str]) -> list[dict[str, Any]]:
+    """The ``classification:classes`` of a class map: value, name and colour of each class,
+    then the nodata value."""
+    names = [tags[f"class_{i}"] for i in range(len(tags)) if f"class_{i}" in tags]
+    try:
+        table = ds.colormap(1)
+    except ValueError:  # no colour table
+        table = {}
+    classes = []
+    for value, name in enumerate(names):
+        entry: dict[str, Any] = {"value": value, "name": name}
+        if value in table:
+            entry["color_hint"] = "{:02X}{:02X}{:02X}".format(*table[value][:3])
+        classes.append(entry)
+    return [*classes, {"value": CLASS_NODATA, "name": "nodata", "nodata": True}]
+
+
+def scene_item(class_map: Path) -> dict[str, Any]:
+    """The STAC Item (a dict) of one scene's maps: ``class_map`` and those of
+    :data:`OTHER_MAPS` beside it. Its datetime is when the class map was written: Tessera
+    does not know when the scene was acquired."""
+    with rasterio.open(class_map) as ds:
+        tags = ds.tags()
+        geometry, bbox = _geometry(ds)
+        properties = _projection(ds)
+        classes = _classes(ds, tags)
+    made = datetime.fromtimestamp(class_map.stat().st_mtime, UTC).isoformat()
+    properties |= {"datetime": made.replace("+00:00", "Z")}
+    properties |= {LINEAGE[k]: v for k, v in tags.items() if k in LINEAGE}
+    properties["processing:software"] = {"tessera": version("tessera")}
+    properties["processing:lineage"] = (
+        f"Mapped by Tessera with {tags.get('tessera_model_ref', 'a model')} "
+        f"(version {tags.get('tessera_model_version', '?')}) from {tags.get('tessera_input', '?')}"
+    )
+    scene = scene_of(class_map)
+    assets: dict[str, Any] = {
+        "classes": {
+            "href": f"./{class_map.name}",
+            "type": COG_TYPE,
+            "title": "class map",
+            "roles": ["data"],
+            "classification:classes": classes,
+        }
+    }
+    for key, title in OTHER_MAPS.items():
+        other = class_map.with_name(f"{scene}_{key}.tif")
+        if other.is_file():
+            assets[key] = {"href": f"./{other.name}", "type": COG_TYPE, "title": title,
+                           "roles": ["data"]}  # fmt: skip
+    item: dict[str, Any] = {
+        "type": "Feature",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": [PROJECTION, CLASSIFICATION, PROCESSING],
+        "id": scene,
+        "geometry": geometry,
+        "properties": properties,
+        "links": [
+            {"rel": "root", "href": f"./{CATALOG_FILE}", "type": "application/json"},
+            {"rel": "parent", "href": f"./{CATALOG_FILE}", "type": "application/json"},
+        ],
+        "assets": assets,
+    }
+    if bbox is not None:
+        item["bbox"] = bbox
+    return item
+
+
+def is_our_stac(path: Path) -> bool:
+    """Whether ``path`` is absent or a STAC file this module wrote (Tessera replaces no other)."""
+    if not path.exists():
+        return True
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    props = data.get("properties") or {}
+    return data.get("id") == CATALOG_ID or "tessera:model" in props
+
+
+def catalog(item_files: list[Path]) -> dict[str, Any]:
+    """The Catalog (a dict) that links ``item_files``, which sit beside it."""
+    links = [{"rel": "root", "href": f"./{CATALOG_FILE}", "type": "application/json"}]
+    links += [
+        {"rel": "item", "href": f"./{p.name}", "type": "application/geo+json"}
+        for p in sorted(item_files)
+    ]
+    return {
+        "type": "Catalog",
+        "stac_version": STAC_VERSION,
+        "id": CATALOG_ID,
+        "title": "Tessera predictions",
+        "description": "Maps made by tessera predict: one Item per scene.",
+        "links": links,
+    }
+
+
+def _is_map(path: Path) -> bool:
+    """Whether ``path`` is a class map Tessera wrote (its lineage tags say so)."""
+    try:
+        with rasterio.open(path) as ds:
+            return "tessera_model" in ds.tags()
+    except rasterio.errors.RasterioIOError:
+        return False
+
+
+def write_stac(out_dir: Path, written: list[str]) -> Path | None:
+    """The Items of the scenes mapped into ``out_dir`` (those of ``written``, and any class
+    map there without one), then the Catalog of every Item there; returns the Catalog's path,
+    or None when ``out_dir`` holds no raster class map. A file in the way that Tessera did not
+    write is refused (ValueError naming it), before anything is written."""
+    maps = sorted(p for p in out_dir.glob("*_classes.tif") if p.is_file() and _is_map(p))
+    if not maps:
+        return None
+    fresh = {Path(f).resolve() for f in written}
+    todo = [m for m in maps if m.resolve() in fresh or not item_path(m).exists()]
+    cat = out_dir / CATALOG_FILE
+    for path in [cat, *(item_path(m) for m in todo)]:
+        if not is_our_stac(path):
+            raise ValueError(f"{path}: exists and is not a STAC file of Tessera's; move it away")
+    for m in todo:
+        atomic_write_json(item_path(m), scene_item(m))
+    items = [item_path(m) for m in maps if item_path(m).exists()]
+    atomic_write_json(cat, catalog(items))
+    return cat
