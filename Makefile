@@ -80,7 +80,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_tiling.py
 
 # Quick benchmarks as regression gates (tiling, loading, predict, start-up, scale-out), each
-# ratio the median of 3; exits non-zero when one falls under its gate (benchmarks/check.py).
+# ratio the median of 3 or more; exits non-zero when one falls under its gate (benchmarks/check.py).
 bench-check: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python benchmarks/check.py
 

@@ -199,7 +199,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--big-scene", type=Path, default=None)  # sizes only
     ap.add_argument("--forward-fraction", type=float, default=1.0)
-    ap.add_argument("--repeat", type=int, default=1)  # pairs in one child (paired only)
+    ap.add_argument("--repeat", type=int, default=1)  # pairs in one child (paired, sizes)
     a = ap.parse_args()
     overlap_px = min(round(a.overlap * 64), 63)
     if a.child:

@@ -2,9 +2,10 @@
 
 Run:  .venv/bin/python benchmarks/check.py [--only tiling predict startup scaleout] [--workdir D]
 
-Each ratio is measured ``--repeat`` times (3) in one run and gated on the median; each check
-prints one JSON line (its figures, the gate, ``pass``). The gates sit a safe distance below the
-figures measured on the 2-core reference machine (see GATES), because timings there are noisy.
+Each ratio is measured ``--repeat`` times (3; tiling and loading at least 5) in one run and
+gated on the median; each check prints one JSON line (its figures, the gate, ``pass``). The
+gates sit a safe distance below the figures measured on the 2-core reference machine (see
+GATES), because timings there are noisy.
 Exits 1 when any gate fails. The full-size benchmarks (bench_tiling.py, bench_predict.py,
 bench_startup.py, bench_scaleout.py) give the figures in the README.
 """

@@ -15,7 +15,7 @@ from benchmarks.scenes import BANDS, TILE
 
 def _loader(ds: object, workers: int, batches: int) -> Callable[[], float]:
     """A function that times one pass (tiles/s) of random batches of 32 from ``ds`` through
-    one DataLoader: the same batches each pass."""
+    one DataLoader (its sampler draws new random batches each pass)."""
     import torch
     from torch.utils.data import DataLoader, RandomSampler
 

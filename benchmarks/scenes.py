@@ -48,7 +48,7 @@ def make_scene(
             )
             for b in range(bands):
                 block[b] = base * (1 + 0.1 * b)
-            block += np.roll(noise, (r * 37) % side, axis=2)
+            block += np.roll(noise, (r // TILE * 37) % side, axis=2)  # not tile-aligned
             ds.write(block, window=Window(0, r, side, TILE))
     return path
 

@@ -25,6 +25,7 @@ from tessera.tasks.prediction.raster_maps import (
     predict_raster_pixels,
     predict_raster_windows,
 )
+from tessera.tasks.prediction.stac_items import check_stac_files
 from tessera.tasks.prediction.stitching import Stitching
 from tessera.tasks.sources.records import SceneRecord
 
@@ -130,6 +131,8 @@ def plan_maps(
             continue
         check_map_files(map_files(rec, out_dir, options, d.is_volume))
         kept.append(rec)
+    if not d.is_volume:  # the STAC Items and Catalog of raster maps, checked as the maps are
+        check_stac_files(out_dir, [map_files(r, out_dir, options, False).classes for r in kept])
     return kept, rejected
 
 

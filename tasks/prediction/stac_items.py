@@ -14,8 +14,8 @@ Volumes (NIfTI maps) have no place on the Earth and get no Item.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,9 @@ import rasterio
 import rasterio.errors
 from rasterio.warp import transform_bounds, transform_geom
 
+from tessera.models.version import version
 from tessera.tasks.base.files import atomic_write_json
+from tessera.tasks.base.outputs import check_output_file
 
 CATALOG_FILE = "catalog.json"
 CATALOG_ID = "tessera-predictions"
@@ -48,7 +50,9 @@ LINEAGE = {
     "tessera_input_sha256": "tessera:input_sha256",
     "tessera_input": "tessera:input",
 }
-CLASS_NODATA = 255
+# the map tags that say which model made a map from which input: a scene's other maps join its
+# Item only when theirs agree with its class map's (an earlier run may have left one behind)
+SAME_RUN = ("tessera_model", "tessera_model_version", "tessera_input_sha256")
 
 
 def scene_of(class_map: Path) -> str:
@@ -65,8 +69,17 @@ def _geometry(ds: Any) -> tuple[dict[str, Any] | None, list[float] | None]:
     """The footprint in WGS 84 (GeoJSON) and its bbox; None for a map without a CRS."""
     if ds.crs is None:
         return None, None
-    left, bottom, right, top = ds.bounds
-    ring = [[left, bottom], [right, bottom], [right, top], [left, top], [left, bottom]]
+    b = ds.bounds
+    left, right = min(b.left, b.right), max(b.left, b.right)
+    bottom, top = min(b.bottom, b.top), max(b.bottom, b.top)
+    steps = [i / 20 for i in range(20)]  # 20 points a side, as the bbox is densified
+    ring = (
+        [[left + (right - left) * t, bottom] for t in steps]
+        + [[right, bottom + (top - bottom) * t] for t in steps]
+        + [[right - (right - left) * t, top] for t in steps]
+        + [[left, top - (top - bottom) * t] for t in steps]
+        + [[left, bottom]]
+    )
     polygon = {"type": "Polygon", "coordinates": [ring]}
     geometry = transform_geom(ds.crs, "EPSG:4326", polygon, precision=7)
     bbox = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21)
@@ -81,24 +94,53 @@ def _projection(ds: Any) -> dict[str, Any]:
         return out | {"proj:code": None}
     epsg = ds.crs.to_epsg()
     out["proj:bbox"] = [float(v) for v in ds.bounds]
-    return out | ({"proj:code": f"EPSG:{epsg}"} if epsg else {"proj:wkt2": ds.crs.to_wkt()})
+    if epsg:
+        return out | {"proj:code": f"EPSG:{epsg}"}
+    return out | {"proj:code": None, "proj:wkt2": ds.crs.to_wkt()}
+
+
+def _spec_name(name: str, taken: set[str]) -> str:
+    """A class name as the classification extension allows (letters, digits, ``-``, ``_``),
+    unique among ``taken``."""
+    base = re.sub(r"[^0-9A-Za-z_-]+", "_", name).strip("_") or "class"
+    out, n = base, 2
+    while out in taken:
+        out, n = f"{base}_{n}", n + 1
+    taken.add(out)
+    return out
 
 
 def _classes(ds: Any, tags: dict[str, str]) -> list[dict[str, Any]]:
-    """The ``classification:classes`` of a class map: value, name and colour of each class,
-    then the nodata value."""
-    names = [tags[f"class_{i}"] for i in range(len(tags)) if f"class_{i}" in tags]
+    """The ``classification:classes`` of a class map: each class's value (its id), name (as
+    the extension allows), title (the name as given) and colour, then the nodata value."""
+    ids = sorted(int(k[6:]) for k in tags if re.fullmatch(r"class_\d+", k))
     try:
         table = ds.colormap(1)
     except ValueError:  # no colour table
         table = {}
-    classes = []
-    for value, name in enumerate(names):
-        entry: dict[str, Any] = {"value": value, "name": name}
+    classes: list[dict[str, Any]] = []
+    taken: set[str] = set()
+    for value in ids:
+        title = tags[f"class_{value}"]
+        entry: dict[str, Any] = {"value": value, "name": _spec_name(title, taken), "title": title}
         if value in table:
             entry["color_hint"] = "{:02X}{:02X}{:02X}".format(*table[value][:3])
         classes.append(entry)
-    return [*classes, {"value": CLASS_NODATA, "name": "nodata", "nodata": True}]
+    if ds.nodata is not None:
+        nodata = int(ds.nodata)
+        classes.append({"value": nodata, "name": _spec_name("nodata", taken), "nodata": True})
+    return classes
+
+
+def _same_run(path: Path, tags: dict[str, str]) -> bool:
+    """Whether the map at ``path`` was made by the model and from the input that ``tags`` (a
+    class map's) name."""
+    try:
+        with rasterio.open(path) as ds:
+            theirs = ds.tags()
+    except rasterio.errors.RasterioIOError:
+        return False
+    return all(k in tags and theirs.get(k) == tags[k] for k in SAME_RUN)
 
 
 def scene_item(class_map: Path) -> dict[str, Any]:
@@ -111,9 +153,10 @@ def scene_item(class_map: Path) -> dict[str, Any]:
         properties = _projection(ds)
         classes = _classes(ds, tags)
     made = datetime.fromtimestamp(class_map.stat().st_mtime, UTC).isoformat()
-    properties |= {"datetime": made.replace("+00:00", "Z")}
+    made = made.replace("+00:00", "Z")
+    properties |= {"datetime": made, "processing:datetime": made}
     properties |= {LINEAGE[k]: v for k, v in tags.items() if k in LINEAGE}
-    properties["processing:software"] = {"tessera": version("tessera")}
+    properties["processing:software"] = {"tessera": version()}
     properties["processing:lineage"] = (
         f"Mapped by Tessera with {tags.get('tessera_model_ref', 'a model')} "
         f"(version {tags.get('tessera_model_version', '?')}) from {tags.get('tessera_input', '?')}"
@@ -130,7 +173,7 @@ def scene_item(class_map: Path) -> dict[str, Any]:
     }
     for key, title in OTHER_MAPS.items():
         other = class_map.with_name(f"{scene}_{key}.tif")
-        if other.is_file():
+        if other.is_file() and _same_run(other, tags):
             assets[key] = {"href": f"./{other.name}", "type": COG_TYPE, "title": title,
                            "roles": ["data"]}  # fmt: skip
     item: dict[str, Any] = {
@@ -151,18 +194,34 @@ def scene_item(class_map: Path) -> dict[str, Any]:
     return item
 
 
-def is_our_stac(path: Path) -> bool:
-    """Whether ``path`` is absent or a STAC file this module wrote (Tessera replaces no other)."""
-    if not path.exists():
-        return True
+def _json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
-        return False
-    if not isinstance(data, dict):
-        return False
-    props = data.get("properties") or {}
-    return data.get("id") == CATALOG_ID or "tessera:model" in props
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def is_stac_item(path: Path) -> bool:
+    """Whether ``path`` holds a STAC Item this module wrote."""
+    data = _json(path)
+    props = data.get("properties")
+    return data.get("type") == "Feature" and isinstance(props, dict) and "tessera:model" in props
+
+
+def is_stac_catalog(path: Path) -> bool:
+    """Whether ``path`` holds the STAC Catalog this module writes."""
+    data = _json(path)
+    return data.get("type") == "Catalog" and data.get("id") == CATALOG_ID
+
+
+def check_stac_files(out_dir: Path, class_maps: list[Path]) -> None:
+    """Refuse (OutputRefusedError, one line naming it) a Catalog or Item path of these class
+    maps that holds anything but Tessera's: before any map is written, as the maps' paths."""
+    if class_maps:
+        check_output_file(out_dir / CATALOG_FILE, is_stac_catalog, "Tessera STAC Catalog")
+    for m in class_maps:
+        check_output_file(item_path(m), is_stac_item, "Tessera STAC Item")
 
 
 def catalog(item_files: list[Path]) -> dict[str, Any]:
@@ -193,20 +252,22 @@ def _is_map(path: Path) -> bool:
 
 def write_stac(out_dir: Path, written: list[str]) -> Path | None:
     """The Items of the scenes mapped into ``out_dir`` (those of ``written``, and any class
-    map there without one), then the Catalog of every Item there; returns the Catalog's path,
-    or None when ``out_dir`` holds no raster class map. A file in the way that Tessera did not
-    write is refused (ValueError naming it), before anything is written."""
-    maps = sorted(p for p in out_dir.glob("*_classes.tif") if p.is_file() and _is_map(p))
+    map there without one), then the Catalog of the Items of every class map there; returns the
+    Catalog's path, or None when ``out_dir`` holds no raster class map of Tessera's. A file in
+    the way that Tessera did not write is refused (OutputRefusedError naming it) before
+    anything is written: the flow checks the same paths before it maps
+    (:func:`check_stac_files`)."""
+    fresh = {Path(f).resolve() for f in written}
+    candidates = sorted(p for p in out_dir.glob("*_classes.tif") if p.is_file())
+    # only new maps, and maps without an Item, are opened: the others have theirs already
+    maps = [m for m in candidates if item_path(m).exists() or m.resolve() in fresh or _is_map(m)]
     if not maps:
         return None
-    fresh = {Path(f).resolve() for f in written}
     todo = [m for m in maps if m.resolve() in fresh or not item_path(m).exists()]
+    check_stac_files(out_dir, todo)
     cat = out_dir / CATALOG_FILE
-    for path in [cat, *(item_path(m) for m in todo)]:
-        if not is_our_stac(path):
-            raise ValueError(f"{path}: exists and is not a STAC file of Tessera's; move it away")
     for m in todo:
         atomic_write_json(item_path(m), scene_item(m))
-    items = [item_path(m) for m in maps if item_path(m).exists()]
+    items = [item_path(m) for m in maps if is_stac_item(item_path(m))]
     atomic_write_json(cat, catalog(items))
     return cat

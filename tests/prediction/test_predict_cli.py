@@ -80,6 +80,13 @@ def test_the_champion_maps_a_scene_on_its_exact_grid_once_per_version(trained, c
     rc, out, _ = cli("predict", "--model", ref, "--input", "scene.tif", "--out", "maps",
                      "--probabilities", "--reconstruction", "--force", cwd=trained)  # fmt: skip
     assert rc == 0 and "4 maps" in out and classes.stat().st_mtime_ns != stamp
+    # a user's catalog.json where the Catalog goes: one line, before any map is written
+    (trained / "theirs").mkdir()
+    (trained / "theirs" / "catalog.json").write_text("{}")
+    rc, _, err = cli("predict", "--model", ref, "--input", "scene.tif", "--out", "theirs",
+                     cwd=trained)  # fmt: skip
+    assert rc == 1 and "catalog.json: exists and is not a Tessera STAC Catalog" in err, err
+    assert sorted(p.name for p in (trained / "theirs").iterdir()) == ["catalog.json"]
     # the experiment's checkpoint is the same model: the same map from the graph and the module
     rc, _, err = cli("predict", "--model", "tiny-seg", "--input", "scene.tif", "--out", "ckpt",
                      cwd=trained)  # fmt: skip

@@ -12,6 +12,7 @@ import rasterio
 from affine import Affine
 from rasterio.warp import transform_bounds
 
+from tessera.tasks.base.outputs import OutputRefusedError
 from tessera.tasks.prediction.stac_items import CATALOG_FILE, item_path, write_stac
 from tests.helpers import UTM16, write_geotiff
 
@@ -25,7 +26,12 @@ LINEAGE = {
 }
 
 
-def class_map(path: Path, crs: str | None = UTM16, names: tuple[str, ...] = ("clear", "cloud")):
+def class_map(
+    path: Path,
+    crs: str | None = UTM16,
+    names: tuple[str, ...] = ("clear", "cloud"),
+    lineage: dict[str, str] = LINEAGE,
+) -> Path:
     """A class map as predict writes one: classes 0..K-1, 255 nodata, lineage and class tags,
     a colour table."""
     data = np.zeros((40, 60), np.uint8)
@@ -34,14 +40,15 @@ def class_map(path: Path, crs: str | None = UTM16, names: tuple[str, ...] = ("cl
     write_geotiff(path, data, crs=crs, nodata=255,
                   transform=Affine(30.0, 0.0, 452475.0, 0.0, -30.0, 3408645.0))  # fmt: skip
     with rasterio.open(path, "r+") as ds:
-        ds.update_tags(**LINEAGE, **{f"class_{i}": n for i, n in enumerate(names)})
+        ds.update_tags(**lineage, **{f"class_{i}": n for i, n in enumerate(names)})
         ds.write_colormap(1, {0: (10, 20, 30, 255), 1: (200, 100, 0, 255), 255: (0, 0, 0, 0)})
     return path
 
 
 def test_an_item_per_scene_in_a_catalog_with_the_maps_grid_classes_and_lineage(tmp_path):
-    maps = class_map(tmp_path / "l8_classes.tif")
-    write_geotiff(tmp_path / "l8_probabilities.tif", np.zeros((2, 40, 60), np.uint8))
+    maps = class_map(tmp_path / "l8_classes.tif", names=("clear", "cloud shadow"))
+    class_map(tmp_path / "l8_probabilities.tif")  # the same model and input: an asset
+    class_map(tmp_path / "l8_anomaly.tif", lineage=LINEAGE | {"tessera_model_version": "2"})
     cat = write_stac(tmp_path, [str(maps)])
     assert cat == tmp_path / CATALOG_FILE
     (item,) = pystac.Catalog.from_file(str(cat)).get_items()
@@ -59,14 +66,16 @@ def test_an_item_per_scene_in_a_catalog_with_the_maps_grid_classes_and_lineage(t
     assert "models:/tessera-l8@champion" in props["processing:lineage"]
     assert set(props["processing:software"]) == {"tessera"}
     classes = item.assets["classes"].extra_fields["classification:classes"]
-    assert classes == [
-        {"value": 0, "name": "clear", "color_hint": "0A141E"},
-        {"value": 1, "name": "cloud", "color_hint": "C86400"},
+    assert classes == [  # names as the classification extension allows; titles as given
+        {"value": 0, "name": "clear", "title": "clear", "color_hint": "0A141E"},
+        {"value": 1, "name": "cloud_shadow", "title": "cloud shadow", "color_hint": "C86400"},
         {"value": 255, "name": "nodata", "nodata": True},
     ]
     assert Path(item.assets["probabilities"].get_absolute_href() or "") == (
         tmp_path / "l8_probabilities.tif"
     )
+    assert "anomaly" not in item.assets  # another model version's map, left by an earlier run
+    assert props["processing:datetime"] == props["datetime"]
     assert any("classification" in e for e in item.stac_extensions)
     assert item.to_dict()["stac_version"] == "1.1.0"
 
@@ -95,7 +104,12 @@ def test_only_tesseras_maps_get_items_and_a_foreign_file_in_the_way_is_refused(t
     assert write_stac(tmp_path, []) is None and not (tmp_path / CATALOG_FILE).exists()
     maps = class_map(tmp_path / "l8_classes.tif")
     item_path(maps).write_text('{"notes": "mine"}')
-    with pytest.raises(ValueError, match=r"l8_item\.json: exists and is not a STAC file"):
+    with pytest.raises(OutputRefusedError, match=r"l8_item\.json: exists and is not a Tessera"):
         write_stac(tmp_path, [str(maps)])
     assert item_path(maps).read_text() == '{"notes": "mine"}'
     assert not (tmp_path / CATALOG_FILE).exists()
+    item_path(maps).unlink()
+    (tmp_path / CATALOG_FILE).write_text('{"type": "Catalog", "id": "my-own"}')
+    with pytest.raises(OutputRefusedError, match=r"catalog\.json: exists and is not a Tessera"):
+        write_stac(tmp_path, [str(maps)])
+    assert not item_path(maps).exists()
