@@ -60,7 +60,8 @@ def predictions_table(root: Path) -> Any:
     """One row per map ``tessera predict`` wrote under ``root``: its model, version and input."""
     from rich.table import Table
 
-    from tessera.tasks.prediction.apply import MAP_PATTERNS, read_lineage
+    from tessera.tasks.prediction.apply import MAP_PATTERNS
+    from tessera.tasks.prediction.lineage import read_lineage
 
     t = Table(title=f"Predictions under {root}")
     for col in ("map", "model", "version", "input"):

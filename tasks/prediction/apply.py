@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from tessera.models.descriptor import DescriptorError, ModelDescriptor
 from tessera.tasks.base.outputs import check_output_file
+from tessera.tasks.prediction.lineage import INPUT_TAG, is_prediction, same_run
 from tessera.tasks.prediction.model import AppliedModel, batch_predictor, resolve_device
 from tessera.tasks.prediction.predict_options import PredictOptions
 from tessera.tasks.prediction.raster_maps import (
@@ -31,7 +32,6 @@ from tessera.tasks.sources.records import SceneRecord
 
 PIXEL_OUTPUTS = {"class_logits"}  # the model answers per pixel: stitched at full resolution
 WINDOW_OUTPUTS = {"class_probabilities", "latent_mean"}  # per window: at the window stride
-INPUT_TAG = "tessera_input_sha256"
 GDAL_CACHE_MB = 256
 MAP_PATTERNS = (
     "*_classes.tif",
@@ -67,27 +67,6 @@ def map_files(rec: SceneRecord, out_dir: Path, options: PredictOptions, volume: 
     if options.reconstruction:
         recon, anomaly = out_dir / f"{stem}_reconstruction.tif", out_dir / f"{stem}_anomaly.tif"
     return MapFiles(out_dir / f"{stem}_classes{ext}", probs, recon, anomaly)
-
-
-def read_lineage(path: Path) -> dict[str, str]:
-    """The lineage in a map Tessera wrote ({} for any other file)."""
-    if path.name.endswith(".nii.gz"):
-        from tessera.tasks.prediction.volume_maps import read_lineage as nifti_lineage
-
-        return nifti_lineage(path)
-    import rasterio
-
-    try:
-        with rasterio.open(path) as ds:
-            tags = ds.tags()
-    except Exception:
-        return {}
-    return dict(tags) if "tessera_model" in tags else {}
-
-
-def is_prediction(path: Path) -> bool:
-    """A map written by ``tessera predict``."""
-    return bool(read_lineage(path))
 
 
 def check_map_files(files: MapFiles) -> MapFiles:
@@ -141,11 +120,7 @@ def _where(rec: SceneRecord) -> str:
 
 
 def _done(files: MapFiles, lineage: dict[str, str]) -> bool:
-    paths = files.paths()
-    keys = ("tessera_model", "tessera_model_version", INPUT_TAG)
-    return all(
-        p.exists() and all(read_lineage(p).get(k) == lineage[k] for k in keys) for p in paths
-    )
+    return all(p.exists() and same_run(p, lineage) for p in files.paths())
 
 
 def in_model_order(rec: SceneRecord, order: list[int]) -> SceneRecord:

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import rasterio
-import rasterio.errors
 from rasterio.warp import transform_bounds, transform_geom
 
 from tessera.models.version import version
 from tessera.tasks.base.files import atomic_write_json
 from tessera.tasks.base.outputs import check_output_file
+from tessera.tasks.prediction.lineage import is_prediction, same_run
 
 CATALOG_FILE = "catalog.json"
 CATALOG_ID = "tessera-predictions"
@@ -50,9 +50,6 @@ LINEAGE = {
     "tessera_input_sha256": "tessera:input_sha256",
     "tessera_input": "tessera:input",
 }
-# the map tags that say which model made a map from which input: a scene's other maps join its
-# Item only when theirs agree with its class map's (an earlier run may have left one behind)
-SAME_RUN = ("tessera_model", "tessera_model_version", "tessera_input_sha256")
 
 
 def scene_of(class_map: Path) -> str:
@@ -132,17 +129,6 @@ def _classes(ds: Any, tags: dict[str, str]) -> list[dict[str, Any]]:
     return classes
 
 
-def _same_run(path: Path, tags: dict[str, str]) -> bool:
-    """Whether the map at ``path`` was made by the model and from the input that ``tags`` (a
-    class map's) name."""
-    try:
-        with rasterio.open(path) as ds:
-            theirs = ds.tags()
-    except rasterio.errors.RasterioIOError:
-        return False
-    return all(k in tags and theirs.get(k) == tags[k] for k in SAME_RUN)
-
-
 def scene_item(class_map: Path) -> dict[str, Any]:
     """The STAC Item (a dict) of one scene's maps: ``class_map`` and those of
     :data:`OTHER_MAPS` beside it. Its datetime is when the class map was written: Tessera
@@ -173,7 +159,7 @@ def scene_item(class_map: Path) -> dict[str, Any]:
     }
     for key, title in OTHER_MAPS.items():
         other = class_map.with_name(f"{scene}_{key}.tif")
-        if other.is_file() and _same_run(other, tags):
+        if other.is_file() and same_run(other, tags):
             assets[key] = {"href": f"./{other.name}", "type": COG_TYPE, "title": title,
                            "roles": ["data"]}  # fmt: skip
     item: dict[str, Any] = {
@@ -241,15 +227,6 @@ def catalog(item_files: list[Path]) -> dict[str, Any]:
     }
 
 
-def _is_map(path: Path) -> bool:
-    """Whether ``path`` is a class map Tessera wrote (its lineage tags say so)."""
-    try:
-        with rasterio.open(path) as ds:
-            return "tessera_model" in ds.tags()
-    except rasterio.errors.RasterioIOError:
-        return False
-
-
 def write_stac(out_dir: Path, written: list[str]) -> Path | None:
     """The Items of the scenes mapped into ``out_dir`` (those of ``written``, and any class
     map there without one), then the Catalog of the Items of every class map there; returns the
@@ -258,12 +235,16 @@ def write_stac(out_dir: Path, written: list[str]) -> Path | None:
     anything is written: the flow checks the same paths before it maps
     (:func:`check_stac_files`)."""
     fresh = {Path(f).resolve() for f in written}
-    candidates = sorted(p for p in out_dir.glob("*_classes.tif") if p.is_file())
-    # only new maps, and maps without an Item, are opened: the others have theirs already
-    maps = [m for m in candidates if item_path(m).exists() or m.resolve() in fresh or _is_map(m)]
+    maps, todo = [], []
+    for m in sorted(p for p in out_dir.glob("*_classes.tif") if p.is_file()):
+        new, has_item = m.resolve() in fresh, item_path(m).exists()
+        # only new maps, and maps without an Item, are opened: the others have theirs already
+        if has_item or new or is_prediction(m):
+            maps.append(m)
+            if new or not has_item:
+                todo.append(m)
     if not maps:
         return None
-    todo = [m for m in maps if m.resolve() in fresh or not item_path(m).exists()]
     check_stac_files(out_dir, todo)
     cat = out_dir / CATALOG_FILE
     for m in todo:
