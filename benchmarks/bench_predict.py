@@ -176,11 +176,16 @@ def child_monai(scene: Path, batch: int, overlap_frac: float) -> dict[str, float
     return {"seconds": time.perf_counter() - t0, "pixels": n}
 
 
-def run_child(kind: str, **kw: Any) -> dict[str, Any]:
+def run_child(kind: str, within_s: float = 3600, **kw: Any) -> dict[str, Any]:
+    """One measurement in a fresh process, ``within_s`` seconds at most (then it is killed and
+    the benchmark stops with one line); its JSON result."""
     args = [sys.executable, __file__, "--child", kind] + [
         f"--{k.replace('_', '-')}={v}" for k, v in kw.items()
     ]
-    res = subprocess.run(args, capture_output=True, text=True)
+    try:
+        res = subprocess.run(args, capture_output=True, text=True, timeout=within_s)
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"{kind}: no answer within {within_s:.0f} s") from None
     if res.returncode != 0:
         raise SystemExit(f"{kind} failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])

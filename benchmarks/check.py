@@ -155,7 +155,7 @@ def check_predict(work: Path, repeat: int) -> list[bool]:
     bands = 11
     small_side, big_side = PREDICT_SIDES
     scenes = {s: make_scene(work / f"predict_{s}.tif", s, None, bands) for s in PREDICT_SIDES}
-    sizes = run_child("sizes", scene=scenes[small_side], big_scene=scenes[big_side],
+    sizes = run_child("sizes", within_s=600, scene=scenes[small_side], big_scene=scenes[big_side],
                       out=work / "maps", batch_size=16, overlap=0.25,
                       forward_fraction=FORWARD_FRACTION, repeat=repeat)  # fmt: skip
     small, big = sizes["small"], sizes["big"]

@@ -61,7 +61,7 @@ def predictions_table(root: Path) -> Any:
     from rich.table import Table
 
     from tessera.tasks.prediction.apply import MAP_PATTERNS
-    from tessera.tasks.prediction.lineage import read_lineage
+    from tessera.tasks.prediction.map_lineage import read_lineage
 
     t = Table(title=f"Predictions under {root}")
     for col in ("map", "model", "version", "input"):

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from tessera.models.descriptor import DescriptorError, ModelDescriptor
 from tessera.tasks.base.outputs import check_output_file
-from tessera.tasks.prediction.lineage import INPUT_TAG, is_prediction, same_run
+from tessera.tasks.prediction.map_lineage import INPUT_TAG, is_prediction, same_run
 from tessera.tasks.prediction.model import AppliedModel, batch_predictor, resolve_device
 from tessera.tasks.prediction.predict_options import PredictOptions
 from tessera.tasks.prediction.raster_maps import (

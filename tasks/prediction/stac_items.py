@@ -25,7 +25,7 @@ from rasterio.warp import transform_bounds, transform_geom
 from tessera.models.version import version
 from tessera.tasks.base.files import atomic_write_json
 from tessera.tasks.base.outputs import check_output_file
-from tessera.tasks.prediction.lineage import is_prediction, same_run
+from tessera.tasks.prediction.map_lineage import is_prediction, same_run
 
 CATALOG_FILE = "catalog.json"
 CATALOG_ID = "tessera-predictions"
