@@ -42,7 +42,7 @@ def predict_flow(params: PredictFlowParams) -> State[Any]:
     model = load_model_step(params.model)
     ingest = IngestParams(sources=params.sources, on_bad_input=opts.on_bad_input)
     records, rejected = inspect_sources(ingest.sources, root)
-    kept, misfits = plan_maps_step(records, model, opts, out)
+    kept, misfits = plan_maps_step(records, model, opts, out, root)
     rejected += misfits
     if rejected and opts.on_bad_input == "fail":
         return failed_on(rejected)

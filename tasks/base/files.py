@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,23 @@ def attempt_path(out: Path, suffix: str) -> Path:
     file made there gets the umask's mode). Dask may run a task again while the first attempt
     still writes; each attempt stages its output under its own name, then renames it."""
     return out.parent / f".{out.name}.{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+
+
+def save_by_rename(path: Path, suffix: str, save: Callable[[Path], object]) -> Path:
+    """``save(tmp)`` a file at an :func:`attempt_path` beside ``path`` (``suffix``: what the
+    writer reads the format from), then rename it over ``path``; an error names ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = attempt_path(path, suffix)
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise named(exc, path) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def swap_directory(new: Path, out: Path, aside: Path) -> None:

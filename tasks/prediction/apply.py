@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from tessera.models.descriptor import DescriptorError, ModelDescriptor
 from tessera.tasks.base.outputs import check_output_file
+from tessera.tasks.prediction.dicom_seg import build_seg, check_seg_source, seg_path, write_seg
 from tessera.tasks.prediction.map_lineage import INPUT_TAG, is_prediction, same_run
 from tessera.tasks.prediction.model import AppliedModel, batch_predictor, resolve_device
 from tessera.tasks.prediction.predict_options import PredictOptions
@@ -57,16 +58,26 @@ def input_sha256(rec: SceneRecord) -> str:
     return hashlib.sha256("".join(rec.sha256).encode()).hexdigest()
 
 
-def map_files(rec: SceneRecord, out_dir: Path, options: PredictOptions, volume: bool) -> MapFiles:
-    """``<scene>_classes.tif`` (``.nii.gz`` for volumes), ``<scene>_probabilities``, and for
-    ``--reconstruction`` ``<scene>_reconstruction.tif`` and ``<scene>_anomaly.tif``."""
+def map_files(
+    rec: SceneRecord, out_dir: Path, options: PredictOptions, volume: bool, seg: bool = False
+) -> MapFiles:
+    """``<scene>_classes.tif`` (``.nii.gz`` for volumes), ``<scene>_probabilities``, for
+    ``--reconstruction`` ``<scene>_reconstruction.tif`` and ``<scene>_anomaly.tif``, and with
+    ``seg`` (a DICOM input's class map) ``<scene>_seg.dcm``."""
     stem = rec.scene_id.replace("/", "_")
     ext = ".nii.gz" if volume else ".tif"
     probs = out_dir / f"{stem}_probabilities{ext}" if options.probabilities else None
     recon = anomaly = None
     if options.reconstruction:
         recon, anomaly = out_dir / f"{stem}_reconstruction.tif", out_dir / f"{stem}_anomaly.tif"
-    return MapFiles(out_dir / f"{stem}_classes{ext}", probs, recon, anomaly)
+    classes = out_dir / f"{stem}_classes{ext}"
+    return MapFiles(classes, probs, recon, anomaly, seg_path(classes) if seg else None)
+
+
+def writes_seg(rec: SceneRecord, d: ModelDescriptor) -> bool:
+    """Whether the map of ``rec`` is also written as a DICOM SEG: a DICOM input mapped per
+    voxel (a per-window map is not on the source frames)."""
+    return rec.kind == "dicom" and d.is_volume and d.output in PIXEL_OUTPUTS
 
 
 def check_map_files(files: MapFiles) -> MapFiles:
@@ -77,11 +88,16 @@ def check_map_files(files: MapFiles) -> MapFiles:
 
 
 def plan_maps(
-    records: list[SceneRecord], model: AppliedModel, options: PredictOptions, out_dir: Path
+    records: list[SceneRecord],
+    model: AppliedModel,
+    options: PredictOptions,
+    out_dir: Path,
+    base: Path = Path(),
 ) -> tuple[list[SceneRecord], list[dict[str, str]]]:
     """Before any map is written: the scenes the model fits, and the rest as rejects (path,
-    reason). A model without a class map to give, or a map path that holds anything but an
-    earlier Tessera map, refuses the whole command."""
+    reason). A model without a class map to give, a map path that holds anything but an
+    earlier Tessera map, or a DICOM input without the tags its SEG needs, refuses the whole
+    command. ``base``: what the records' relative paths are relative to."""
     d = model.descriptor
     if d.output not in PIXEL_OUTPUTS | WINDOW_OUTPUTS:
         raise DescriptorError(
@@ -108,7 +124,10 @@ def plan_maps(
         except DescriptorError as exc:
             rejected.append({"path": where, "reason": str(exc).removeprefix(f"{where}: ")})
             continue
-        check_map_files(map_files(rec, out_dir, options, d.is_volume))
+        seg = writes_seg(rec, d)
+        check_map_files(map_files(rec, out_dir, options, d.is_volume, seg))
+        if seg:
+            check_seg_source(base / rec.files[0])
         kept.append(rec)
     if not d.is_volume:  # the STAC Items and Catalog of raster maps, checked as the maps are
         check_stac_files(out_dir, [map_files(r, out_dir, options, False).classes for r in kept])
@@ -216,7 +235,7 @@ def predict_scene(
 
     d, where = model.descriptor, _where(rec)
     order = d.band_order(rec.band_names, rec.kind, where)
-    files = check_map_files(map_files(rec, out_dir, options, d.is_volume))
+    files = check_map_files(map_files(rec, out_dir, options, d.is_volume, writes_seg(rec, d)))
     lineage = _lineage(rec, model)
     result: dict[str, Any] = {"scene": rec.scene_id, "files": [], "skipped": False}
     if not options.force and _done(files, lineage):
@@ -239,7 +258,7 @@ def predict_scene(
             scorer = Scorer(predict, d.normalise, model.map_classes(), rec_maps)
             cells = Cells(d.window, d.stride, options.batch_size)
             if d.is_volume and d.output in PIXEL_OUTPUTS:
-                source = base / rec.files[0] if rec.kind == "nifti" else None
+                source = base / rec.files[0]
                 written = _volume_pixels(scene, files, scorer, stitching, lineage, source)
             elif d.is_volume:
                 written = _volume_windows(scene, files, scorer, cells, lineage)
@@ -296,14 +315,22 @@ def _volume_pixels(
     scorer: Scorer,
     stitching: Stitching,
     lineage: dict[str, str],
-    source: Path | None,
+    source: Path,
 ) -> list[Path]:
+    """The NIfTI maps of a volume (on a NIfTI input's own grid), and a DICOM input's SEG."""
     from tessera.tasks.prediction.volume_maps import predict_volume_pixels, write_volume_maps
 
     with tqdm(total=scene.n_planes, desc=scene.rec.scene_id, unit="slice", leave=False,
               disable=None) as bar:  # fmt: skip
         scores = predict_volume_pixels(scene, scorer, stitching, bar.update)
-    return write_volume_maps(files, scores, scene.affine, scorer.class_names, lineage, source)
+    seg = None
+    if files.segmentation is not None:  # built before any file is written: it can refuse
+        seg = build_seg(scores.classes(), source, scorer.class_names, lineage)
+    own_grid = source if scene.rec.kind == "nifti" else None
+    written = write_volume_maps(files, scores, scene.affine, scorer.class_names, lineage, own_grid)
+    if seg is not None and files.segmentation is not None:
+        written.append(write_seg(seg, files.segmentation))
+    return written
 
 
 def _volume_windows(

@@ -15,6 +15,10 @@ def read_lineage(path: Path) -> dict[str, str]:
         from tessera.tasks.prediction.volume_maps import read_lineage as nifti_lineage
 
         return nifti_lineage(path)
+    if path.name.endswith(".dcm"):
+        from tessera.tasks.prediction.dicom_seg import read_seg_lineage
+
+        return read_seg_lineage(path)
     import rasterio
 
     try:

@@ -42,16 +42,24 @@ class MapFiles:
     """The files one scene's prediction writes: the class map, and optionally the per-class
     probabilities (uint8, p·255, pixels without a value masked), the reconstruction in source
     units and the anomaly map (mean absolute reconstruction error over the bands, in the
-    normalised units the model reads; both float32, nodata NaN)."""
+    normalised units the model reads; both float32, nodata NaN), and a DICOM input's class
+    map as a DICOM SEG."""
 
     classes: Path
     probabilities: Path | None = None
     reconstruction: Path | None = None
     anomaly: Path | None = None
+    segmentation: Path | None = None
 
     def paths(self) -> list[Path]:
         """The files, in that order, those asked for only."""
-        every = (self.classes, self.probabilities, self.reconstruction, self.anomaly)
+        every = (
+            self.classes,
+            self.probabilities,
+            self.reconstruction,
+            self.anomaly,
+            self.segmentation,
+        )
         return [p for p in every if p is not None]
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,7 +19,7 @@ import nibabel as nib
 import nibabel.orientations as nio
 import numpy as np
 
-from tessera.tasks.base.files import attempt_path, named
+from tessera.tasks.base.files import save_by_rename
 from tessera.tasks.prediction.cog import CLASS_NODATA
 from tessera.tasks.prediction.raster_maps import (
     Cells,
@@ -49,6 +48,10 @@ class VolumeScores(NamedTuple):
     probs: np.ndarray
     best: np.ndarray
     ok: np.ndarray
+
+    def classes(self) -> np.ndarray:
+        """The class map: ``best`` where there is data, else :data:`CLASS_NODATA` (uint8)."""
+        return np.where(self.ok, self.best, CLASS_NODATA).astype(np.uint8)
 
 
 def _plane_index(axis: int, plane: int) -> tuple[Any, ...]:
@@ -144,8 +147,7 @@ def write_volume_maps(
     """The class map (``best``, uint8, 255 without data) and optionally the probabilities
     (X, Y, Z, K) as NIfTI: on ``source``'s own grid (a NIfTI input's shape, affine and
     orientation), else on ``ras_affine``; the lineage in a JSON extension and ``descrip``."""
-    classes = np.where(scores.ok, scores.best, CLASS_NODATA).astype(np.uint8)
-    outputs = [(files.classes, classes)]
+    outputs = [(files.classes, scores.classes())]
     if files.probabilities is not None:
         outputs.append((files.probabilities, np.moveaxis(scores.probs, 0, -1)))
     header: Any = None
@@ -177,15 +179,7 @@ def write_volume_maps(
 
 
 def _save(img: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = attempt_path(path, ".tmp.nii.gz")
-    try:
-        nib.save(img, tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise named(exc, path) from None
-    return path
+    return save_by_rename(path, ".tmp.nii.gz", lambda tmp: nib.save(img, tmp))
 
 
 def read_lineage(path: Path) -> dict[str, str]:

@@ -234,6 +234,25 @@ def _same(folder: Path, slices: list[tuple[Path, Any]], what: str, key: Any) -> 
 def read_dicom_series(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """(C, X, Y, Z) values of a folder of single-frame slices, ordered along the slice normal
     by ``ImagePositionPatient``, and the RAS affine; one series, one size, one orientation."""
+    slices, affine = ordered_series(folder)
+    px = np.concatenate([_pixels(ds, f) for f, ds in slices])
+    return np.ascontiguousarray(px.transpose(3, 2, 1, 0)), affine
+
+
+def source_frames(path: Path) -> tuple[list[tuple[Path, Any]], np.ndarray]:
+    """The datasets of a DICOM file or series folder in the order of the volume's last axis
+    (a series' slices along their normal; a file alone), and the voxel-to-RAS affine of the
+    (column, row, frame) array they make."""
+    if path.is_dir():
+        return ordered_series(path)
+    ds = read_dataset(path, stop_before_pixels=True)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    return [(path, ds)], file_affine(ds, frames, path)
+
+
+def ordered_series(folder: Path) -> tuple[list[tuple[Path, Any]], np.ndarray]:
+    """A series folder's slices ordered along their normal (:func:`read_dicom_series`) and
+    their RAS affine, the pixels not decoded."""
     slices = [(f, read_dataset(f)) for f in sorted(p for p in folder.iterdir() if p.is_file())]
     for f, ds in slices:
         if int(ds.get("NumberOfFrames", 1) or 1) > 1:
@@ -259,6 +278,4 @@ def read_dicom_series(folder: Path) -> tuple[np.ndarray, np.ndarray]:
         order = np.argsort([float(p @ normal) for _, p in found], kind="stable")
         slices = [slices[i] for i in order]
         pos = np.array([found[i][1] for i in order])
-    affine = _affine(slices[0][1], pos, len(slices), folder, "slice")
-    px = np.concatenate([_pixels(ds, f) for f, ds in slices])
-    return np.ascontiguousarray(px.transpose(3, 2, 1, 0)), affine
+    return slices, _affine(slices[0][1], pos, len(slices), folder, "slice")

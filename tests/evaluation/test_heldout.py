@@ -149,6 +149,58 @@ def test_predict_maps_the_held_out_brain_as_evaluate_scored_it(project, cli):
         assert recall == pytest.approx(m[f"heldout_recall_{name}"], abs=1e-9)
 
 
+def _as_dicom_series(t1: np.ndarray, folder: Path) -> Path:
+    """A (X, Y, Z) volume on the identity RAS affine as a CT series of int16 slices (values
+    to 0.01 through the rescale slope): slice k's pixel (row r, column c) is voxel (c, r, k)."""
+    import copy
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    folder.mkdir(parents=True)
+    base = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    series, frame_of_reference = generate_uid(), generate_uid()
+    for k in range(t1.shape[2]):
+        ds = copy.deepcopy(base)
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = series, generate_uid()
+        ds.FrameOfReferenceUID, ds.InstanceNumber = frame_of_reference, k + 1
+        ds.Rows, ds.Columns = t1.shape[1], t1.shape[0]
+        ds.PixelSpacing, ds.SliceThickness = [1.0, 1.0], 1.0
+        ds.ImageOrientationPatient = [-1.0, 0.0, 0.0, 0.0, -1.0, 0.0]  # LPS: RAS +x, +y
+        ds.ImagePositionPatient = [0.0, 0.0, float(k)]
+        ds.RescaleSlope, ds.RescaleIntercept = 0.01, 0.0
+        ds.PixelData = np.round(t1[:, :, k].T * 100).astype(np.int16).tobytes()
+        ds.save_as(folder / f"IM{k:04d}")
+    return folder
+
+
+def test_a_dicom_series_gets_a_seg_on_its_frames_with_the_maps_of_its_nifti(project, cli):
+    import highdicom as hd
+    import pydicom
+
+    volume = nib.load(project / "data" / "brain_b.nii.gz")
+    series = _as_dicom_series(np.asarray(volume.dataobj), project / "dicom" / "brain_b")
+    rc, _, err = cli(
+        "predict", "--model", "brain-image_zscore", "--input", "dicom/brain_b",
+        "--out", "dicom-maps", cwd=project,
+    )  # fmt: skip
+    assert rc == 0, err
+    seg = hd.seg.segread(project / "dicom-maps" / "brain_b_seg.dcm")
+    labels = [seg.get_segment_description(n).SegmentLabel for n in seg.segment_numbers]
+    assert labels == ["background", "gm", "wm"]
+    # the NIfTI input's own map (the test above), in the series' frames: the same classes
+    nifti_map = np.asarray(nib.load(project / "maps" / "brain_b_classes.nii.gz").dataobj)
+    agree = []
+    for f in sorted(series.iterdir()):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        got = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=[ds.SOPInstanceUID], combine_segments=True
+        )[0]
+        agree.append(np.mean(got == nifti_map[:, :, ds.InstanceNumber - 1].T + 1))
+    assert min(agree) > 0.99, agree  # the values differ by the slope's rounding only
+
+
 def test_summary_shows_the_held_out_score_beside_the_split_score(project, cli):
     rc, out, err = cli("summary", cwd=project)
     assert rc == 0, err
