@@ -51,12 +51,19 @@ def inspect_source(spec: SourceSpec, base: Path) -> SourceReport:
     return SourceReport(source=spec.name, records=records, rejected=[e.as_dict() for e in errors])
 
 
+# record fields added after catalogues were first written: left out while no record has one,
+# so that the catalogue of the same inputs stays the same file (DVC sees no change)
+LATER_COLUMNS = ("subject",)
+
+
 def write_catalog(
     records: list[SceneRecord], path: Path, rejected: list[dict[str, str]] | None = None
 ) -> None:
     """Write the catalogue atomically as Parquet, one row per scene, and the rejected inputs
     beside it (when given)."""
     df = pd.DataFrame([r.model_dump() for r in records])
+    empty = [c for c in LATER_COLUMNS if c in df and df[c].isna().all()]
+    df = df.drop(columns=empty)
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
     atomic_write_bytes(path, buf.getvalue())

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tessera.tasks.sources.bids import bids_images, image_spec
 from tessera.tasks.sources.paths import as_url, display_path, is_remote, sha256_file
 from tessera.tasks.sources.records import (
     SceneRecord,
@@ -25,7 +26,9 @@ from tessera.tasks.store.stats import valid_values
 def inspect_volume_source(
     spec: SourceSpec, base: Path, errors: list[BadInputError]
 ) -> list[SceneRecord]:
-    """Validate a NIfTI or DICOM source and describe each volume."""
+    """Validate a NIfTI, DICOM or BIDS source and describe each volume."""
+    if spec.kind == "bids":
+        return _inspect_bids(spec, base, errors)
     files = source_files(spec, base)
     check = check_nifti_header if spec.kind == "nifti" else check_dicom_header
     records = []
@@ -41,6 +44,23 @@ def inspect_volume_source(
             errors.append(exc)
         except Exception as exc:  # a reader's own error still deserves one line, not a crash
             errors.append(unexpected(f, exc))
+    return records
+
+
+def _inspect_bids(spec: SourceSpec, base: Path, errors: list[BadInputError]) -> list[SceneRecord]:
+    """A BIDS dataset's images as NIfTI records, each named by its BIDS file name and
+    carrying its participant as the subject the split keeps whole."""
+    records = []
+    for image in bids_images(spec, base):
+        try:
+            check_nifti_header(image.path)
+            rec = _inspect_volume(image_spec(spec, image), base, image.path, 2)
+            scene = f"{spec.name}/{image.stem}"
+            records.append(rec.model_copy(update={"scene_id": scene, "subject": image.subject}))
+        except BadInputError as exc:
+            errors.append(exc)
+        except Exception as exc:
+            errors.append(unexpected(image.path, exc))
     return records
 
 

@@ -39,6 +39,7 @@ class SceneRecord(BaseModel):
     label_spec: str | None = None
     valid_fraction: float = 1.0
     masked_files: list[str] = []  # files whose alpha band or internal mask says what is valid
+    subject: str | None = None  # the subject (a BIDS participant) whose volumes split together
 
     def label(self) -> LabelSpec | None:
         """The label specification, resolved to the recorded label files."""

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Resampling = Literal["nearest", "bilinear", "cubic", "average", "mode"]
-SourceKind = Literal["geotiff", "nifti", "dicom"]
+SourceKind = Literal["geotiff", "nifti", "dicom", "bids"]
 
 
 OnBadInput = Literal["fail", "skip"]
@@ -77,6 +77,29 @@ class LabelSpec(BaseModel):
         return self
 
 
+class BidsSpec(BaseModel):
+    """Which images of a BIDS dataset a ``bids`` source reads (with pybids), and their labels.
+
+    Args:
+        datatype: The images' BIDS datatype folder (``anat``, ``func``, ...).
+        suffix: The images' BIDS suffix (``T1w``, ``T2w``, ``FLAIR``, ...).
+        participants: The participants to read (``sub-01`` or ``01``); None reads every one.
+            Two sources of one dataset with other participants make held-out subjects.
+        label_suffix: The suffix of each image's label map among the dataset's
+            ``derivatives`` (``dseg``: a discrete segmentation); None reads no labels.
+        label_desc: The ``desc-`` entity of the label maps, where several derivatives have one.
+        classes: The label maps' class names, value 0 first; None names them by value.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    datatype: str = "anat"
+    suffix: str = "T1w"
+    participants: list[str] | None = None
+    label_suffix: str | None = None
+    label_desc: str | None = None
+    classes: list[str] | None = None
+
+
 class SourceSpec(BaseModel):
     """One named source of scenes or volumes."""
 
@@ -97,11 +120,20 @@ class SourceSpec(BaseModel):
     resampling: Resampling = "bilinear"
     nodata: float | None = Field(default=None, description="Overrides the files' own nodata.")
     label: LabelSpec | None = None
+    bids: BidsSpec = Field(
+        default_factory=BidsSpec,
+        description="A bids source: which images of the dataset folder (its one path) to read.",
+    )
 
     @model_validator(mode="after")
     def _check_inputs(self) -> SourceSpec:
         if not self.paths and not self.glob:
             raise ValueError(f"source {self.name!r} needs 'paths' or 'glob'")
+        if self.kind == "bids" and (len(self.paths) != 1 or self.glob or self.label):
+            raise ValueError(
+                f"bids source {self.name!r}: one path (the dataset folder), no glob; its "
+                "labels are derivatives, named by bids.label_suffix"
+            )
         if self.band_regex and "(?P<band>" not in self.band_regex:
             raise ValueError("band_regex needs a named group (?P<band>...)")
         return self

@@ -34,8 +34,14 @@ from tessera.tasks.tiling.splits import (
 STATS_SAMPLE_PER_STRIP = 1 << 18  # pixels per band and strip that the automatic row step keeps
 
 
+def subject(rec: SceneRecord) -> str:
+    """The unit a volume's split keeps whole: its subject (a BIDS participant), else itself."""
+    return rec.subject or rec.scene_id
+
+
 def plan_splits(records: list[SceneRecord], p: SplitParams) -> dict[str, dict[str, Any]]:
-    """How each scene is split: spatial blocks, a whole subject, or slabs of one subject."""
+    """How each scene is split: spatial blocks, a whole subject (every volume of a BIDS
+    participant in one split), or slabs of one subject."""
     plan: dict[str, dict[str, Any]] = {}
     by_source: dict[str, list[SceneRecord]] = {}
     for r in records:
@@ -43,9 +49,9 @@ def plan_splits(records: list[SceneRecord], p: SplitParams) -> dict[str, dict[st
     for recs in by_source.values():
         if recs[0].kind == "geotiff":
             plan.update({r.scene_id: {"mode": "blocks"} for r in recs})
-        elif uses_subject_splits(len(recs), p):
-            subj = subject_splits([r.scene_id for r in recs], p)
-            plan.update({r.scene_id: {"mode": "subject", "split": subj[r.scene_id]} for r in recs})
+        elif uses_subject_splits(len({subject(r) for r in recs}), p):
+            subj = subject_splits(sorted({subject(r) for r in recs}), p)
+            plan.update({r.scene_id: {"mode": "subject", "split": subj[subject(r)]} for r in recs})
         else:
             plan.update({r.scene_id: {"mode": "slab"} for r in recs})
     return plan
