@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,13 @@ def source_cache_key(context: Any, parameters: dict[str, Any]) -> str:
     h.update(spec.model_dump_json().encode())
     h.update(str(base.resolve()).encode())
     paths = resolve_paths(spec.paths, spec.glob, base)
+    if spec.kind == "stac":  # its assets are its files: an asset changes, the Item may not
+        from tessera.tasks.sources.stac_source import stac_scenes
+
+        try:
+            paths += [b.path for refs in stac_scenes(spec, base).values() for b in refs]
+        except Exception:  # the inspection says what is wrong, in one line; nothing cached
+            return f"inspect-uncached-{secrets.token_hex(8)}"
     if spec.label:
         labels = [spec.label.path] if spec.label.path else spec.label.paths
         paths += [base / as_path(p) for p in labels]
@@ -46,7 +54,10 @@ def file_state(path: Path) -> str:
     tool, so rewriting a file in place with its old size and modification time still
     changes it. An object in a store: its ETag and size."""
     if is_remote(path):
-        return sha256_file(path) if exists(path) else "missing"
+        try:
+            return sha256_file(path) if exists(path) else "missing"
+        except Exception:  # the store or server does not answer: the inspection says so
+            return f"unreadable-{secrets.token_hex(8)}"
     try:
         st = path.stat()
     except OSError:

@@ -42,7 +42,7 @@ def inspect_source(spec: SourceSpec, base: Path) -> SourceReport:
     errors: list[BadInputError] = []
     try:
         with gdal_env():
-            if spec.kind == "geotiff":
+            if spec.kind in ("geotiff", "stac"):
                 records = inspect_raster_source(spec, base, errors)
             else:
                 records = inspect_volume_source(spec, base, errors)

@@ -30,6 +30,7 @@ from tessera.tasks.sources.records import (
 )
 from tessera.tasks.sources.refusals import BadInputError
 from tessera.tasks.sources.specs import LabelSpec, SourceSpec
+from tessera.tasks.sources.stac_source import stac_scenes
 
 
 def _check_raster_label(label: LabelSpec, grid: Grid, base: Path) -> list[Path]:
@@ -90,23 +91,29 @@ def _raster_mask_max(path: Path) -> int:
 def inspect_raster_source(
     spec: SourceSpec, base: Path, errors: list[BadInputError]
 ) -> list[SceneRecord]:
-    """Validate a GeoTIFF source and describe each of its scenes."""
-    files = source_files(spec, base)
-    good = []
-    for f in files:
-        try:
-            open_checked(f).close()
-            good.append(f)
-        except BadInputError as exc:
-            errors.append(exc)
-    scenes = group_band_files(good, spec.band_regex, spec.bands)
-    if not scenes and errors:
-        return []
-    if not scenes:
-        raise BadInputError(files[0].parent, f"no file matches band_regex {spec.band_regex!r}")
+    """Validate a GeoTIFF source (or the Items of a STAC one) and describe each scene."""
+    if spec.kind == "stac":
+        scenes = stac_scenes(spec, base)
+    else:
+        files = source_files(spec, base)
+        good = []
+        for f in files:
+            try:
+                open_checked(f).close()
+                good.append(f)
+            except BadInputError as exc:
+                errors.append(exc)
+        scenes = group_band_files(good, spec.band_regex, spec.bands)
+        if not scenes and errors:
+            return []
+        if not scenes:
+            raise BadInputError(files[0].parent, f"no file matches band_regex {spec.band_regex!r}")
     records: list[SceneRecord] = []
     for scene, bands in sorted(scenes.items(), key=lambda kv: natural_key(kv[0])):
-        sid = spec.name if len(scenes) == 1 else f"{spec.name}/{scene}"
+        if spec.kind == "stac":  # a scene is an Item, named by its id
+            sid = scene if len(scenes) == 1 else f"{spec.name}/{scene}"
+        else:
+            sid = spec.name if len(scenes) == 1 else f"{spec.name}/{scene}"
         try:
             records.append(_inspect_raster_scene(spec, base, sid, bands))
         except BadInputError as exc:

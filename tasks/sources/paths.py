@@ -16,13 +16,19 @@ def natural_key(s: str) -> list[Any]:
     return [int(t) if t.isdigit() else t.lower() for t in _NATURAL.split(s)]
 
 
-# object-store URLs and the GDAL virtual file systems that read them by ranges
-_SCHEMES = {"s3://": "/vsis3/"}
+# object-store and web URLs, and the GDAL virtual file systems that read them by ranges; a
+# Path keeps one slash of ``https://`` (``/vsicurl/https:/host/key``), which GDAL reads too
+_SCHEMES = {
+    "s3://": "/vsis3/",
+    "https://": "/vsicurl/https:/",
+    "http://": "/vsicurl/http:/",
+}
 
 
 def as_path(text: str | Path) -> Path:
-    """A path a user gave: ``s3://bucket/key`` becomes GDAL's ``/vsis3/bucket/key`` (an
-    absolute path, so ``base / path`` leaves it as it is); anything else is a local path."""
+    """A path a user gave: ``s3://bucket/key`` becomes GDAL's ``/vsis3/bucket/key`` and an
+    ``https://`` URL ``/vsicurl/https:/host/key`` (absolute paths, so ``base / path`` leaves
+    them as they are); anything else is a local path."""
     text = str(text)
     for scheme, vsi in _SCHEMES.items():
         if text.startswith(scheme):
@@ -31,17 +37,40 @@ def as_path(text: str | Path) -> Path:
 
 
 def is_remote(path: str | Path) -> bool:
-    """Whether ``path`` is in an object store (read through GDAL's ``/vsis3/``)."""
-    return str(path).startswith(tuple(_SCHEMES.values()))
+    """Whether ``path`` is in an object store or on the web (read through GDAL's
+    ``/vsis3/`` or ``/vsicurl/``)."""
+    return str(path).startswith(("/vsis3/", "/vsicurl/"))
 
 
 def as_url(path: str | Path) -> str:
-    """``/vsis3/bucket/key`` as ``s3://bucket/key`` (a local path as it is)."""
+    """``/vsis3/bucket/key`` as ``s3://bucket/key``, ``/vsicurl/https:/host/key`` as
+    ``https://host/key`` (a local path as it is)."""
     text = str(path)
     for scheme, vsi in _SCHEMES.items():
         if text.startswith(vsi):
             return scheme + text[len(vsi) :]
+    if text.startswith("/vsicurl/"):  # written with both slashes
+        return text.removeprefix("/vsicurl/")
     return text
+
+
+def _http_head(path: Path) -> dict[str, str]:
+    """The headers of a ``HEAD`` request for a ``/vsicurl/`` path (10 s at most)."""
+    import urllib.request
+
+    request = urllib.request.Request(as_url(path), method="HEAD")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return {k.lower(): v for k, v in response.headers.items()}
+
+
+def serves_byte_ranges(path: Path) -> bool:
+    """Whether the server of a ``/vsicurl/`` path answers a range request with that range
+    (``206``), as GDAL's range reads of a COG need (10 s at most)."""
+    import urllib.request
+
+    request = urllib.request.Request(as_url(path), headers={"Range": "bytes=0-0"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return bool(response.status == 206)
 
 
 def _s3_object(path: Path) -> Any:
@@ -56,11 +85,11 @@ def _s3_object(path: Path) -> Any:
 
 
 def exists(path: Path) -> bool:
-    """Whether a local file or folder, or an object in the store, exists."""
+    """Whether a local file or folder, or an object in the store or on the web, exists."""
     if not is_remote(path):
         return path.exists()
     try:
-        _s3_object(path)
+        _http_head(path) if str(path).startswith("/vsicurl/") else _s3_object(path)
     except Exception:
         return False
     return True
@@ -80,7 +109,12 @@ def resolve_paths(paths: list[str], pattern: str | None, base: Path) -> list[Pat
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     """Hex sha256 of a file (or of every file below a directory, in sorted order). An object
     in a store is named by its ETag and size instead (``s3-etag:...``): reading it whole to
-    hash it would double what tiling reads."""
+    hash it would double what tiling reads; a file on the web by its ETag (else its
+    modification time) and size (``http-etag:...``)."""
+    if str(path).startswith("/vsicurl/"):
+        head = _http_head(path)
+        tag = head.get("etag") or head.get("last-modified") or "unknown"
+        return f"http-etag:{tag.strip(chr(34))}:{head.get('content-length', '')}"
     if is_remote(path):
         head = _s3_object(path)
         return f"s3-etag:{str(head['ETag']).strip(chr(34))}:{head['ContentLength']}"

@@ -14,7 +14,7 @@ from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.windows import Window
 
-from tessera.tasks.sources.paths import as_url, exists, is_remote, natural_key
+from tessera.tasks.sources.paths import as_url, exists, is_remote, natural_key, serves_byte_ranges
 from tessera.tasks.sources.refusals import BadInputError
 from tessera.tasks.store.stats import valid_values
 
@@ -96,6 +96,9 @@ def open_checked(path: Path) -> rasterio.io.DatasetReader:
     if is_remote(path):
         if not exists(path):
             raise BadInputError(as_url(path), "no such object (or the store does not answer)")
+        if str(path).startswith("/vsicurl/") and not serves_byte_ranges(path):
+            # GDAL then gets whole files where it asked for ranges, and warps zeros
+            raise BadInputError(as_url(path), "the server does not serve byte ranges")
     elif not path.exists():
         raise BadInputError(path, "file not found")
     elif path.is_file() and path.stat().st_size == 0:

@@ -81,7 +81,10 @@ def _volume_kind(path: Path) -> str | None:
 
 
 def guess_kind(path: Path) -> str:
-    """Source kind from a file name: NIfTI, DICOM (file or directory) or GeoTIFF."""
+    """Source kind from a file name: a STAC Item or Collection (``.json``), NIfTI, DICOM
+    (file or directory) or GeoTIFF."""
+    if path.name.lower().endswith(".json"):
+        return "stac"
     return _volume_kind(path) or "geotiff"
 
 

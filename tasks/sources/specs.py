@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Resampling = Literal["nearest", "bilinear", "cubic", "average", "mode"]
-SourceKind = Literal["geotiff", "nifti", "dicom", "bids"]
+SourceKind = Literal["geotiff", "nifti", "dicom", "bids", "stac"]
 
 
 OnBadInput = Literal["fail", "skip"]
@@ -100,6 +100,19 @@ class BidsSpec(BaseModel):
     classes: list[str] | None = None
 
 
+class StacSpec(BaseModel):
+    """Which assets of a ``stac`` source's Items are its bands.
+
+    Args:
+        assets: The bands, in order: each an asset key or a band's name (``eo:bands`` or
+            ``bands``: ``name`` or ``common_name``), any case. None takes every GeoTIFF asset
+            with the ``data`` role (or no role), named by its key.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    assets: list[str] | None = None
+
+
 class SourceSpec(BaseModel):
     """One named source of scenes or volumes."""
 
@@ -124,6 +137,10 @@ class SourceSpec(BaseModel):
         default_factory=BidsSpec,
         description="A bids source: which images of the dataset folder (its one path) to read.",
     )
+    stac: StacSpec = Field(
+        default_factory=StacSpec,
+        description="A stac source: which assets of its Item or Collection are the bands.",
+    )
 
     @model_validator(mode="after")
     def _check_inputs(self) -> SourceSpec:
@@ -133,6 +150,11 @@ class SourceSpec(BaseModel):
             raise ValueError(
                 f"bids source {self.name!r}: one path (the dataset folder), no glob; its "
                 "labels are derivatives, named by bids.label_suffix"
+            )
+        if self.kind == "stac" and (len(self.paths) != 1 or self.glob or self.band_regex):
+            raise ValueError(
+                f"stac source {self.name!r}: one path (a STAC Item or Collection), no glob or "
+                "band_regex; its bands are assets, named by stac.assets"
             )
         if self.band_regex and "(?P<band>" not in self.band_regex:
             raise ValueError("band_regex needs a named group (?P<band>...)")

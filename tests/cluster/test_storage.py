@@ -25,6 +25,7 @@ from tessera.tasks.store.reader import TileStore
 from tests.cluster.conftest import client_env
 from tests.cluster.projects import TESSERA, digests, ok, one_line, scene_project, tessera
 from tests.helpers import TINY_EXPERIMENTS, git_dvc_repo, sh_all
+from tests.prediction.stac_validation import stac_validator_errors
 
 pytestmark = pytest.mark.cluster
 BUCKET = BUCKETS[0]
@@ -167,6 +168,29 @@ def test_register_and_load_the_champion_through_mlflow_on_postgres_and_s3(
     keys = [o["Key"] for o in _s3(cluster_env).list_objects_v2(Bucket=BUCKET, Prefix="mlflow/")
             .get("Contents", [])]  # fmt: skip
     assert any(k.endswith("MLmodel") for k in keys)  # the server put the artifacts in S3
+    # the champion maps a STAC Item on S3 whose asset is on S3: the COG, its Item, the Catalog
+    key = f"stac/{uuid.uuid4().hex}"
+    _s3(cluster_env).upload_file(str(project / "scene.tif"), BUCKET, f"{key}/scene.tif")
+    item = {
+        "type": "Feature", "stac_version": "1.1.0", "id": "scene-on-s3", "geometry": None,
+        "properties": {"datetime": "2026-01-01T00:00:00Z"}, "links": [],
+        "assets": {"image": {"href": f"s3://{BUCKET}/{key}/scene.tif", "roles": ["data"],
+                             "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                             "bands": [{"name": f"b{i}"} for i in range(1, 5)]}},
+    }  # fmt: skip
+    _s3(cluster_env).put_object(Bucket=BUCKET, Key=f"{key}/item.json", Body=json.dumps(item))
+    ok(tessera(["predict", "--model", f"models:/{name}@champion", "--input",
+                f"s3://{BUCKET}/{key}/item.json", "--out", "stac-maps"], project,
+               cluster_env))  # fmt: skip
+    ckpt = project / "models" / "seg" / "checkpoints" / "best.ckpt"
+    ok(tessera(["predict", "--model", ckpt, "--input", project / "scene.tif", "--out",
+                "local-maps"], project, cluster_env))  # fmt: skip
+    with rasterio.open(project / "stac-maps" / "scene-on-s3_classes.tif") as a:
+        with rasterio.open(project / "local-maps" / "scene_classes.tif") as b:
+            np.testing.assert_array_equal(a.read(), b.read())
+            assert a.transform == b.transform and a.crs == b.crs
+    for stac_file in ("scene-on-s3_item.json", "catalog.json"):
+        assert stac_validator_errors(project / "stac-maps" / stac_file) == [], stac_file
 
 
 @pytest.mark.slow

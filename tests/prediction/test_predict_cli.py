@@ -11,6 +11,7 @@ import pytest
 import rasterio
 
 from tests.helpers import relocated, write_geotiff
+from tests.prediction.stac_validation import stac_validator_errors
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,8 @@ def test_the_champion_maps_a_scene_on_its_exact_grid_once_per_version(trained, c
 
     assert f"STAC catalog of the maps: {trained / 'maps' / 'catalog.json'}" in out
     (item,) = pystac.Catalog.from_file(str(trained / "maps" / "catalog.json")).get_items()
+    for stac_file in (trained / "maps" / "catalog.json", trained / "maps" / f"{item.id}_item.json"):
+        assert stac_validator_errors(stac_file) == [], stac_file
     assert item.id == "scene" and item.properties["tessera:input_sha256"] == sha
     assert item.properties["tessera:model_version"] == "1" and item.properties["proj:code"]
     assets = {k: Path(a.get_absolute_href() or "") for k, a in item.assets.items()}

@@ -15,6 +15,7 @@ from rasterio.warp import transform_bounds
 from tessera.tasks.base.outputs import OutputRefusedError
 from tessera.tasks.prediction.stac_items import CATALOG_FILE, item_path, write_stac
 from tests.helpers import UTM16, write_geotiff
+from tests.prediction.stac_validation import stac_validator_errors
 
 LINEAGE = {
     "tessera_model": "tessera-l8",
@@ -78,6 +79,7 @@ def test_an_item_per_scene_in_a_catalog_with_the_maps_grid_classes_and_lineage(t
     assert props["processing:datetime"] == props["datetime"]
     assert any("classification" in e for e in item.stac_extensions)
     assert item.to_dict()["stac_version"] == "1.1.0"
+    assert stac_validator_errors(item_path(maps)) == [] and stac_validator_errors(cat) == []
 
 
 def test_a_later_run_adds_its_items_and_keeps_the_others(tmp_path):
@@ -113,3 +115,13 @@ def test_only_tesseras_maps_get_items_and_a_foreign_file_in_the_way_is_refused(t
     with pytest.raises(OutputRefusedError, match=r"catalog\.json: exists and is not a Tessera"):
         write_stac(tmp_path, [str(maps)])
     assert not item_path(maps).exists()
+
+
+def test_stac_validator_finds_what_is_wrong_with_an_item(tmp_path):
+    """The offline schema check is a real one: a broken Item fails it."""
+    maps = class_map(tmp_path / "l8_classes.tif")
+    write_stac(tmp_path, [str(maps)])
+    item = json.loads(item_path(maps).read_text())
+    item["bbox"] = "everywhere"
+    (tmp_path / "broken.json").write_text(json.dumps(item))
+    assert any("bbox" in e for e in stac_validator_errors(tmp_path / "broken.json"))
