@@ -14,7 +14,13 @@ export NO_MKDOCS_2_WARNING := 1
 
 .PHONY: setup demo test checks lint imports typecheck docs pytest bench bench-check clean
 
-setup: $(STAMP)
+VIEWER := tasks/prediction/viewer_static
+setup: $(STAMP) $(VIEWER)/node_modules/.package-lock.json
+
+# The browser libraries `tessera view` serves (Leaflet, NiiVue), from the npm registry at the
+# versions of package-lock.json; nothing is fetched when the viewer runs.
+$(VIEWER)/node_modules/.package-lock.json: $(VIEWER)/package-lock.json
+	npm ci --prefix $(VIEWER) --no-audit --no-fund --silent
 
 # Re-installs only when the project's declared dependencies change.
 $(STAMP): pyproject.toml

@@ -23,6 +23,7 @@ from tessera.flows.cli.common import (
 from tessera.flows.cli.pipeline_cli import run_pipeline, serve
 from tessera.flows.cli.predict_cli import predict
 from tessera.flows.cli.server_cli import prefect_home, server_app
+from tessera.flows.cli.view_cli import view
 from tessera.flows.settings.env import configure_environment
 
 app = typer.Typer(
@@ -215,6 +216,7 @@ def register(
 
 
 app.command()(predict)
+app.command()(view)
 app.command(name="run")(run_pipeline)
 app.command()(serve)
 app.add_typer(server_app, name="server")

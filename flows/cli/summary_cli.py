@@ -60,24 +60,29 @@ def predictions_table(root: Path) -> Any:
     """One row per map ``tessera predict`` wrote under ``root``: its model, version and input."""
     from rich.table import Table
 
+    from tessera.flows.cli.view_cli import VIEW_PORT
     from tessera.tasks.prediction.apply import MAP_PATTERNS
     from tessera.tasks.prediction.map_lineage import read_lineage
+    from tessera.tasks.prediction.map_viewer import MAP_SUFFIXES
 
-    t = Table(title=f"Predictions under {root}")
-    for col in ("map", "model", "version", "input"):
+    t = Table(title=f"Predictions under {root} (`tessera view {root}` serves them)")
+    for col in ("map", "model", "version", "input", "viewer"):
         t.add_column(col, overflow="fold")
     maps = sorted({p for pattern in MAP_PATTERNS for p in root.rglob(pattern)})
+    viewable = sorted(p for p in maps if p.name.endswith(MAP_SUFFIXES))
     for path in maps:
         lineage = read_lineage(path)
         if lineage:
+            at = f"http://127.0.0.1:{VIEW_PORT}/map/{viewable.index(path)}/{path.name}"
             t.add_row(
                 str(path),
                 lineage["tessera_model"],
                 lineage["tessera_model_version"],
                 lineage.get("tessera_input", "-"),
+                at if path in viewable else "-",
             )
     if not t.row_count:
-        t.add_row(f"none yet: `tessera predict` writes them to {root}", "-", "-", "-")
+        t.add_row(f"none yet: `tessera predict` writes them to {root}", "-", "-", "-", "-")
     return t
 
 

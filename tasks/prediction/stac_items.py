@@ -107,7 +107,7 @@ def _spec_name(name: str, taken: set[str]) -> str:
     return out
 
 
-def _classes(ds: Any, tags: dict[str, str]) -> list[dict[str, Any]]:
+def map_classes(ds: Any, tags: dict[str, str]) -> list[dict[str, Any]]:
     """The ``classification:classes`` of a class map: each class's value (its id), name (as
     the extension allows), title (the name as given) and colour, then the nodata value."""
     ids = sorted(int(k[6:]) for k in tags if re.fullmatch(r"class_\d+", k))
@@ -137,7 +137,7 @@ def scene_item(class_map: Path) -> dict[str, Any]:
         tags = ds.tags()
         geometry, bbox = _geometry(ds)
         properties = _projection(ds)
-        classes = _classes(ds, tags)
+        classes = map_classes(ds, tags)
     made = datetime.fromtimestamp(class_map.stat().st_mtime, UTC).isoformat()
     made = made.replace("+00:00", "Z")
     properties |= {"datetime": made, "processing:datetime": made}
