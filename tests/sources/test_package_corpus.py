@@ -34,10 +34,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom, readi
 
 # The files refused on purpose: (pattern on the path below its package folder, reason), and why.
 REFUSED: list[tuple[str, str]] = [
-    # not images: documentation, text dumps, JSON, an ICC colour profile, a gzip archive
+    # not images: documentation, text dumps, JSON, an ICC colour profile, a gzip archive; a
+    # .json input is read as a STAC Item or Collection, and pydicom's DICOM JSON is neither
     ("*README*", "not a readable raster image"),
     ("*.dump", "not a readable raster image"),
-    ("*.json", "not a readable raster image"),
+    ("*.json", "not a readable STAC Item or Collection"),
     ("*.icc", "not a readable raster image"),
     ("*zipMR.gz", "not a readable raster image"),
     # DICOM objects without pixel data: DICOMDIRs and their record stubs, RT plans and
