@@ -28,11 +28,21 @@ class PredictFlowParams(BaseModel):
 
 def model_source(params: TesseraParams, ref: str) -> ModelSource:
     """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` (on the configured tracking store),
-    an experiment of ``params.yaml`` (its best checkpoint), or a checkpoint file of a run
-    (its ``run_config.json`` beside it or one folder up)."""
+    an MLM Item of a registered version (``tessera register``'s ``<experiment>_mlm.json``: its
+    model, on the Item's bands, scaling, window and classes), an experiment of
+    ``params.yaml`` (its best checkpoint), or a checkpoint file of a run (its
+    ``run_config.json`` beside it or one folder up)."""
     if ref.startswith("models:/"):
         uri = params.train.tracking_uri or default_tracking(Path.cwd())[0]
         return ModelSource(ref=ref, tracking_uri=uri)
+    if ref.endswith(".json"):  # an MLM Item: its model asset, on the Item's contract
+        from tessera.tasks.registry.mlm_item import read_contract
+
+        href, contract = read_contract(Path(ref))
+        if not href.startswith("models:/"):
+            raise ValueError(f"{ref}: its model asset {href} is not a registered model URI")
+        uri = params.train.tracking_uri or default_tracking(Path.cwd())[0]
+        return ModelSource(ref=href, tracking_uri=uri, contract=contract, contract_from=ref)
     if ref in params.experiments:
         run = _absolute(resolve_experiment(params, ref).run)
         best = Path(run.out_dir) / CHECKPOINT_DIR / BEST_CHECKPOINT

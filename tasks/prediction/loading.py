@@ -26,6 +26,11 @@ def load_model(source: ModelSource) -> AppliedModel:
 
         reg = load_registered(source.ref, source.tracking_uri or "")
         descriptor = ModelDescriptor.parse(reg.descriptor_text, source.ref)
+        if source.contract is not None:  # the MLM Item's contract, in place of the model's
+            from tessera.tasks.registry.mlm_item import with_contract
+
+            where = source.contract_from or source.ref
+            descriptor = with_contract(descriptor, source.contract, where)
         return AppliedModel(
             reg.module, descriptor, reg.name, reg.version, source.ref, reg.tags,
             reg.reconstruction, reg.centroids,

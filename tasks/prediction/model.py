@@ -27,6 +27,8 @@ class ModelSource(BaseModel):
     run: RunConfig | None = None
     checkpoint: str | None = None
     clusters: str | None = None  # a checkpoint's evaluation clusters.json (latent-only models)
+    contract: dict[str, Any] | None = None  # an MLM Item's bands, scaling, window and classes
+    contract_from: str | None = None  # that Item's file
 
 
 @dataclass

@@ -32,6 +32,7 @@ from tessera.tasks.registry.mlflow_registry import (
     registered_candidate,
     version_with_fingerprint,
 )
+from tessera.tasks.registry.mlm_item import write_mlm_item
 
 
 def primary_metric(model_type: str, configured: str | None) -> str:
@@ -143,6 +144,7 @@ def register_experiment(
             "registered": False,
         }
         atomic_write_json(record_path, unchanged)
+        write_mlm_item(record_path, descriptor, unchanged, _parameters(model))
         return unchanged
     if same is not None:  # registered by a run that stopped before the gate: judge it now
         candidate = registered_candidate(run.tracking_uri, name, same[0])
@@ -199,4 +201,13 @@ def register_experiment(
         "registered": True,
     }
     atomic_write_json(record_path, record)
+    write_mlm_item(record_path, descriptor, record, _parameters(model))
     return record
+
+
+def _parameters(model: Any) -> int | None:
+    """The serving module's parameter count (None for a module without parameters())."""
+    try:
+        return int(sum(p.numel() for p in model.parameters()))
+    except AttributeError:
+        return None

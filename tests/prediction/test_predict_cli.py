@@ -30,6 +30,47 @@ def trained(tiny_trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def test_a_registered_model_has_an_mlm_item_and_predict_takes_its_contract_from_it(trained, cli):
+    from stac_model.schema import MLModelProperties
+
+    item_file = trained / "outputs" / "registry" / "tiny-seg_mlm.json"
+    item = json.loads(item_file.read_text())
+    assert stac_validator_errors(item_file) == []  # STAC core (the MLM schema is online only)
+    props = item["properties"]
+    MLModelProperties.model_validate(props)  # stac-model's own schema of the mlm: fields
+    descriptor = props["tessera:descriptor"]
+    (model_input,) = props["mlm:input"]
+    assert model_input["bands"] == descriptor["bands"] and props["mlm:framework"] == "pytorch"
+    assert model_input["input"]["shape"] == [-1, len(descriptor["bands"]), descriptor["window"],
+                                             descriptor["window"]]  # fmt: skip
+    assert [s["mean"] for s in model_input["value_scaling"]] == descriptor["shift"]
+    classes = props["mlm:output"][0]["classification:classes"]
+    assert [c["name"] for c in classes] == descriptor["class_names"]
+    assert item["assets"]["model"]["href"] == "models:/tessera-tiny-seg/1"
+    # predict on the Item: the same map as the registered version, its classes named by the Item
+    for c in classes:
+        c["name"] = f"item-{c['name']}"
+    mine = trained / "mine_mlm.json"
+    mine.write_text(json.dumps(item))
+    rc, _, err = cli("predict", "--model", mine, "--input", "scene.tif", "--out", "by-item",
+                     cwd=trained)  # fmt: skip
+    assert rc == 0, err
+    rc, _, err = cli("predict", "--model", "models:/tessera-tiny-seg/1", "--input", "scene.tif",
+                     "--out", "by-uri", cwd=trained)  # fmt: skip
+    assert rc == 0, err
+    with rasterio.open(trained / "by-item" / "scene_classes.tif") as a:
+        with rasterio.open(trained / "by-uri" / "scene_classes.tif") as b:
+            np.testing.assert_array_equal(a.read(), b.read())
+            assert a.tags()["class_0"] == "item-" + b.tags()["class_0"]
+    # a contract the network cannot honour: one line, nothing written
+    model_input["bands"] = model_input["bands"][:-1]
+    mine.write_text(json.dumps(item))
+    rc, _, err = cli("predict", "--model", mine, "--input", "scene.tif", "--out", "bad",
+                     cwd=trained)  # fmt: skip
+    assert rc == 1 and "mine_mlm.json: 3 bands, but the model reads 4" in err, err
+    assert not (trained / "bad").exists()
+
+
 def test_evaluation_scores_the_stitched_map_beside_the_tile_dice(trained):
     metrics = json.loads((trained / "outputs" / "eval" / "tiny-seg" / "metrics.json").read_text())
     stitched, tiles = metrics["stitched_dice_mean"], metrics["dice_mean"]
