@@ -22,6 +22,11 @@ from tessera.tasks.store.format import (
 Allocator = Callable[[tuple[int, ...], np.dtype], np.ndarray]
 
 
+def _mapped(path: Path) -> np.ndarray:
+    """A read-only memory map of a ``.npy`` file, as a plain ndarray view."""
+    return np.load(path, mmap_mode="r").view(np.ndarray)
+
+
 class TileStore:
     """Random access to the tiles of a store.
 
@@ -71,10 +76,11 @@ class TileStore:
         if arrays is None:
             stem = stem_of(self.root / shard)
             label = label_file(stem)
+            # plain views of the maps: indexing a np.memmap runs its Python hooks per tile
             arrays = (
-                np.load(self.root / shard, mmap_mode="r"),
-                np.load(valid_file(stem), mmap_mode="r"),
-                np.load(label, mmap_mode="r") if label.exists() else None,
+                _mapped(self.root / shard),
+                _mapped(valid_file(stem)),
+                _mapped(label) if label.exists() else None,
             )
             self._maps[shard] = arrays
         return arrays
