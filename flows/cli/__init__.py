@@ -87,8 +87,9 @@ def tile(  # noqa: PLR0913 - a typer command: one parameter per CLI option
         list[str] | None,
         typer.Option(
             "--input",
-            help="Ad-hoc mode: a GeoTIFF, NIfTI or DICOM (file or series folder), or a "
-            "raster in S3 (s3://bucket/key, read by ranges).",
+            help="Ad-hoc mode: a GeoTIFF, NIfTI or DICOM (file or series folder), a "
+            "raster in S3 (s3://bucket/key, read by ranges), or a STAC Item or Collection "
+            "(.json: a file, s3:// or https://).",
         ),
     ] = None,
     label: Annotated[str | None, typer.Option(help="Label mask for a single --input.")] = None,

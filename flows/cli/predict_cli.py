@@ -23,15 +23,17 @@ def predict(  # noqa: PLR0913 - a typer command: one parameter per CLI option
     model: Annotated[
         str | None,
         typer.Option(
-            help="models:/NAME@ALIAS, models:/NAME/VERSION, an experiment or a checkpoint."
+            help="models:/NAME@ALIAS, models:/NAME/VERSION, an experiment, a checkpoint, "
+            "or a registered model's STAC MLM Item (.json)."
         ),
     ] = None,
     input_: Annotated[
         list[str] | None,
         typer.Option(
             "--input",
-            help="A GeoTIFF, NIfTI or DICOM (file or series folder), or a raster in S3 "
-            "(s3://bucket/key, read by ranges).",
+            help="A GeoTIFF, NIfTI or DICOM (file or series folder), a raster in S3 "
+            "(s3://bucket/key, read by ranges), or a STAC Item or Collection (.json: a "
+            "file, s3:// or https://).",
         ),
     ] = None,
     source: Annotated[
