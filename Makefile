@@ -60,7 +60,11 @@ typecheck: setup
 
 # Two workers (the 2-core target): each module, and the cluster tier, stays on one worker.
 TEST_WORKERS ?= 2
+# The project's bytecode first, as uv compiles the dependencies': with PYTHONDONTWRITEBYTECODE
+# set (as on this machine) every process of the suite, ~250 of them, compiled Tessera's modules
+# again (0.35-0.58 s of import against 0.29-0.37 s from .pyc, measured with -X importtime).
 pytest: setup
+	$(BIN)/python -m compileall -q flows tasks models > /dev/null
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q -n $(TEST_WORKERS) --durations=15
 
 # The static checks run beside the suite (which leaves a core idle while it waits on its
