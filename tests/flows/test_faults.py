@@ -100,50 +100,8 @@ def test_two_pipeline_runs_at_once_the_second_is_refused(tmp_path, cli):
     assert len(err.strip().splitlines()) == 1
 
 
-@pytest.fixture(scope="module")
-def long_training(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two identical experiments, long enough (30 short epochs) to be killed in the middle."""
-    exp = {**TINY_EXPERIMENTS["tiny-vae"], "trainer": {"max_epochs": 30}}
-    root = training_dir(tmp_path_factory.mktemp("killed"), {"whole": exp, "killed": exp})
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["train"]["trainer"]["deterministic"] = True
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    return root
-
-
-def _summary(root: Path, name: str) -> dict:
-    return json.loads((root / "models" / name / "train_summary.json").read_text())
-
-
-@pytest.mark.slow
-def test_sigkill_then_resume_reaches_the_uninterrupted_metrics(long_training, subprocess_env):
-    root = long_training
-    whole = _tessera(["train", "--experiment", "whole"], root, subprocess_env)
-    assert whole.returncode == 0, whole.stderr
-    last = staging_dir(root / "models" / "killed") / "checkpoints" / "last.ckpt"
-    proc = subprocess.Popen(
-        [TESSERA, "train", "--experiment", "killed"], cwd=root, env=subprocess_env,
-        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    seen: set[float] = set()
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None and len(seen) < 3:
-        if last.exists():
-            seen.add(last.stat().st_mtime)
-        time.sleep(0.02)
-    assert proc.poll() is None, "training finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert not (root / "models" / "killed" / "train_summary.json").exists()
-
-    resumed = _tessera(["train", "--experiment", "killed", "--resume"], root, subprocess_env)
-    assert resumed.returncode == 0, resumed.stderr
-    a, b = _summary(root, "whole"), _summary(root, "killed")
-    assert a["epochs"] == b["epochs"] == 30 and a["steps"] == b["steps"]
-    assert b["best_val_loss"] == pytest.approx(a["best_val_loss"], rel=1e-6, abs=1e-9)
-    assert a["test_metrics"].keys() == b["test_metrics"].keys()
-    for k, v in a["test_metrics"].items():
-        assert b["test_metrics"][k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
+def _summary(folder: Path) -> dict:
+    return json.loads((folder / "train_summary.json").read_text())
 
 
 def _files(folder: Path) -> dict[str, str]:
@@ -159,12 +117,15 @@ def _files(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def trained(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project whose experiment ``keep`` has a finished run (2 epochs)."""
+    """A project whose experiment ``keep`` (deterministic) has a finished run (2 epochs)."""
     root = training_dir(tmp_path_factory.mktemp("keep"), {"keep": TINY_EXPERIMENTS["tiny-vae"]})
     from contextlib import chdir
 
     from tessera.flows.cli import run
 
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["trainer"]["deterministic"] = True
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
     with chdir(root):
         assert run(["train", "--experiment", "keep"]) == 0
     return root
@@ -184,30 +145,43 @@ def test_a_refused_training_keeps_the_previous_run(trained, subprocess_env):
 
 
 @pytest.mark.slow
-def test_a_killed_training_keeps_the_previous_run_and_resumes(trained, subprocess_env):
+def test_a_sigkilled_training_keeps_the_previous_run_and_resumes_to_the_uninterrupted_metrics(
+    trained, cli, subprocess_env
+):
+    """SIGKILL in the middle of a 30-epoch rerun: the previous run stays byte for byte, and
+    --resume reaches what the same 30 epochs give uninterrupted (into another folder)."""
+    thirty = ["--set", "train.trainer.max_epochs=30"]
+    rc, _, err = cli("train", "--experiment", "keep", *thirty, "--set", "train.out=uninterrupted",
+                     cwd=trained)  # fmt: skip
+    assert rc == 0, err
     folder = trained / "models" / "keep"
     before = _files(folder)
     last = staging_dir(folder) / "checkpoints" / "last.ckpt"
     proc = subprocess.Popen(
-        [TESSERA, "train", "--experiment", "keep", "--set", "train.trainer.max_epochs=30"],
-        cwd=trained, env=subprocess_env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [TESSERA, "train", "--experiment", "keep", *thirty], cwd=trained, env=subprocess_env,
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    seen: set[float] = set()  # killed after a few epochs' checkpoints, in the middle of the run
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None and not last.exists():
-        time.sleep(0.05)
+    while time.monotonic() < deadline and proc.poll() is None and len(seen) < 3:
+        if last.exists():
+            seen.add(last.stat().st_mtime)
+        time.sleep(0.02)
     assert proc.poll() is None, "training finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert _files(folder) == before  # the previous run, byte for byte
     assert last.exists()  # the killed run, kept for --resume
-    resumed = _tessera(
-        ["train", "--experiment", "keep", "--resume", "--set", "train.trainer.max_epochs=30"],
-        trained, subprocess_env,
-    )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr
-    assert json.loads((folder / "train_summary.json").read_text())["epochs"] == 30
+
+    rc, _, err = cli("train", "--experiment", "keep", "--resume", *thirty, cwd=trained)
+    assert rc == 0, err
     assert not staging_dir(folder).exists()
+    a, b = _summary(trained / "uninterrupted" / "keep"), _summary(folder)
+    assert a["epochs"] == b["epochs"] == 30 and a["steps"] == b["steps"]
+    assert b["best_val_loss"] == pytest.approx(a["best_val_loss"], rel=1e-6, abs=1e-9)
+    assert a["test_metrics"].keys() == b["test_metrics"].keys()
+    for k, v in a["test_metrics"].items():
+        assert b["test_metrics"][k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
 
 
 def test_a_tracking_server_that_is_down_fails_in_one_line_and_keeps_the_run(
