@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, chdir, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,6 +74,48 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
             return test_group(nodeid)
 
     return GroupScheduling(config, log)  # type: ignore[arg-type]
+
+
+# a test whose setup or call takes longer needs @pytest.mark.long("why, in three words or more")
+LONG_S = 60.0
+_unexplained: list[str] = []
+
+
+def long_reason_problems(items: list[pytest.Item]) -> list[str]:
+    """Each ``long`` marker without a reason of three words or more."""
+    bad = []
+    for item in items:
+        marker = item.get_closest_marker("long")
+        reason = str(marker.args[0]) if marker and marker.args else ""
+        if marker and len(reason.split()) < 3:
+            bad.append(f"{item.nodeid}: pytest.mark.long needs a reason of three words or more")
+    return bad
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if problems := long_reason_problems(items):
+        raise pytest.UsageError("\n".join(problems))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Marks the reports of a ``long`` test, which cross from xdist's workers with them."""
+    outcome = yield
+    if item.get_closest_marker("long") is not None:
+        outcome.get_result().user_properties.append(("long", True))  # type: ignore[attr-defined]
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.duration > LONG_S and ("long", True) not in report.user_properties:
+        _unexplained.append(f"{report.duration:.1f}s {report.when} {report.nodeid}")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Lists the tests over ``LONG_S`` whose reason is not written beside them."""
+    if _unexplained:
+        terminalreporter.section(f"over {LONG_S:.0f} s without pytest.mark.long and its reason")
+        for line in _unexplained:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

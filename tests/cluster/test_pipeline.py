@@ -70,6 +70,7 @@ def _slurm_jobs_done(cluster) -> int:
     return log.read_text().count("_job_complete: JobId=") if log.exists() else 0
 
 
+@pytest.mark.long("a real deployment run by a process worker on the cluster, then a clone pulls")
 def test_the_nightly_deployment_runs_on_the_cluster_and_a_clone_pulls_it(
     cluster, project, cluster_env
 ):

@@ -146,6 +146,7 @@ def _rank_process(rank: int, stage: Path) -> int | None:
 
 
 @pytest.mark.slow
+@pytest.mark.long("two 30-epoch trainings of two ranks each, one rank killed and restarted")
 def test_a_killed_rank_is_restarted_and_the_run_resumes_to_the_same_result(project, subprocess_env):
     two = ["--devices", 2, "--set", "runner.max_restarts=1"]
     _done(_tessera(["train", "--experiment", "whole", *two], project, subprocess_env))

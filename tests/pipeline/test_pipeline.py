@@ -93,6 +93,7 @@ def _ran(out: str) -> list[str]:
     return [] if "nothing" in line else line[5:].split(", ")
 
 
+@pytest.mark.long("the whole pipeline twice, DVC agreeing, and a rerun killed mid-registration")
 def test_tessera_run_does_every_stage_once_and_agrees_with_dvc(project, cli, subprocess_env):
     rc, out, err = cli("run", cwd=project)
     assert rc == 0, err

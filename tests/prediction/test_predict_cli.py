@@ -222,6 +222,7 @@ def test_the_pipeline_stage_maps_the_experiments_own_sources_and_summary_lists_t
 
 
 @pytest.mark.slow
+@pytest.mark.long("a real Prefect server and process worker running two scheduled maps")
 def test_the_scheduled_deployment_maps_new_files_once_per_version_by_a_real_worker(
     trained, tmp_path, subprocess_env
 ):

@@ -124,6 +124,7 @@ def test_gate_on_a_real_sqlite_registry(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long("a training, then a real MLflow server started, killed and left down")
 def test_register_against_a_real_mlflow_server(tmp_path, cli, subprocess_env):
     """Register while the server is still starting (retries with backoff), load the champion
     from it in a new process; the server dying during a registration moves no alias; then a
