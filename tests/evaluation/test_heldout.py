@@ -1,5 +1,6 @@
-"""Held-out subjects: evaluate maps a brain the model never saw and scores it, beside the split
-score; per-image normalisation is what lets a model read another scanner's intensities."""
+"""Held-out subjects: evaluate maps a brain the model never saw (a BIDS participant held out)
+and scores it, beside the split score; per-image normalisation is what lets a model read
+another scanner's intensities."""
 
 from __future__ import annotations
 
@@ -43,14 +44,27 @@ def project(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
     a_t1, a_lab = _brain((48, 48, 40), (20, 18, 17), 1.0, seed=0)
     b_t1, b_lab = _brain((44, 52, 36), (17, 22, 15), 0.45, seed=1)  # another scanner's scale
+    # the two brains as participants a and b of one BIDS dataset, each a source of its own
+    # (docs/formats/bids.md): b is held out; also as plain files, for predict
+    bids = root / "data" / "bids"
+    for desc in (bids, bids / "derivatives" / "tissue"):
+        desc.mkdir(parents=True, exist_ok=True)
+        (desc / "dataset_description.json").write_text(json.dumps({
+            "Name": desc.name, "BIDSVersion": "1.9.0", "DatasetType":
+            "derivative" if desc != bids else "raw", "GeneratedBy": [{"Name": "tests"}],
+        }))  # fmt: skip
     sources = []
     for name, t1, lab in (("brain_a", a_t1, a_lab), ("brain_b", b_t1, b_lab)):
         write_nifti(root / "data" / f"{name}.nii.gz", t1, affine)
         write_nifti(root / "data" / f"{name}_tissue.nii.gz", lab, affine)
+        sub = f"sub-{name[-1]}"
+        write_nifti(bids / sub / "anat" / f"{sub}_T1w.nii.gz", t1, affine)
+        seg = bids / "derivatives" / "tissue" / sub / "anat" / f"{sub}_dseg.nii.gz"
+        write_nifti(seg, lab, affine)
         sources.append({
-            "name": name, "kind": "nifti", "paths": [f"data/{name}.nii.gz"],
-            "label": {"kind": "raster", "path": f"data/{name}_tissue.nii.gz",
-                      "classes": ["background", "gm", "wm"]},
+            "name": name, "kind": "bids", "paths": ["data/bids"],
+            "bids": {"participants": [sub], "label_suffix": "dseg",
+                     "classes": ["background", "gm", "wm"]},
         })  # fmt: skip
     experiments = {
         f"brain-{how}": {
@@ -94,9 +108,10 @@ def test_evaluate_scores_the_held_out_brain_beside_the_split(project):
     assert m["heldout_recall_gm"] > 0.6 and m["heldout_recall_wm"] > 0.6
     report = (project / "outputs" / "eval" / "brain-image_zscore" / "report.md").read_text()
     assert "held-out scores (heldout_*)" in report and "brain_b" in report
-    assert "data/brain_b_tissue.nii.gz" in report
-    png = project / "outputs" / "eval" / "brain-image_zscore" / "plots" / "heldout_brain_b.png"
-    assert png.stat().st_size > 10_000 and "(plots/heldout_brain_b.png)" in report
+    assert "data/bids/derivatives/tissue/sub-b/anat/sub-b_dseg.nii.gz" in report
+    plot = "heldout_brain_b_sub-b_T1w.png"  # the scene brain_b/sub-b_T1w, BIDS's file name
+    png = project / "outputs" / "eval" / "brain-image_zscore" / "plots" / plot
+    assert png.stat().st_size > 10_000 and f"(plots/{plot})" in report
 
 
 def test_the_stores_statistics_cannot_read_another_scanners_intensities(project):
