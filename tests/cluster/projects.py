@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import chdir, contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +52,34 @@ def scene_project(root: Path, experiments: dict[str, Any], size: int = 128) -> P
 def tessera(
     args: list[Any], cwd: Path, env: dict[str, str], timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    """``tessera ARGS`` in ``cwd``, bounded in time."""
-    return subprocess.run(
-        [TESSERA, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=timeout,
-    )  # fmt: skip
+    """``tessera ARGS`` in ``cwd`` with ``env`` as its whole environment, run in this process
+    (a CLI process spends ~2.5 CPU-s importing before it starts), its Prefect API the one
+    ``env`` names; pytest's timeout bounds it. Tests that kill a command, or time one, start
+    ``TESSERA`` themselves."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tessera.flows.cli import run
+
+    out, err = io.StringIO(), io.StringIO()
+    api = {PREFECT_API_URL: env.get("PREFECT_API_URL") or None}
+    with _environment(env), chdir(cwd), redirect_stdout(out), redirect_stderr(err):
+        with temporary_settings(updates=api):  # type: ignore[arg-type]
+            rc = run([str(a) for a in args])
+    return subprocess.CompletedProcess([TESSERA, *map(str, args)], rc, out.getvalue(),
+                                       err.getvalue())  # fmt: skip
+
+
+@contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` is ``env`` for the block, then what it was."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def ok(res: subprocess.CompletedProcess[str]) -> str:

@@ -185,7 +185,9 @@ def test_a_worker_running_another_tessera_is_refused(cluster_env, own_dask, tmp_
     with open(other / "tessera" / "tasks" / "tiling" / "cut.py", "a") as fh:
         fh.write("# another release\n")
     add("good", cluster_env)
-    add("stale", {**cluster_env, "PYTHONPATH": str(other)})
+    stale = add("stale", {**cluster_env, "PYTHONPATH": str(other)})
+    # both joined before the command connects: a worker that joins later is not checked
+    dask_daemons.wait_for_workers(address, 2, 60, stale)
     scene = write_geotiff(tmp_path / "s.tif", np.ones((1, 32, 32), np.uint16))
     res = tessera(["tile", "--input", scene, "--set", f"runner.address={address}",
                    "--set", "runner.connect_timeout_s=30"], tmp_path,

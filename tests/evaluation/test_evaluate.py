@@ -36,6 +36,7 @@ def _metrics(root: Path, name: str) -> dict:
     return json.loads((_eval(root, name) / "metrics.json").read_text())
 
 
+@pytest.mark.long("its first case sets up tiny_trained: every tiny experiment trained once")
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
 def test_evaluate_writes_metrics_plots_maps_and_report(trained, cli, name):
     rc, out, err = cli("evaluate", "--experiment", name, cwd=trained)
