@@ -63,23 +63,23 @@ def predictions_table(root: Path) -> Any:
     from tessera.flows.cli.view_cli import VIEW_PORT
     from tessera.tasks.prediction.apply import MAP_PATTERNS
     from tessera.tasks.prediction.map_lineage import read_lineage
-    from tessera.tasks.prediction.map_viewer import MAP_SUFFIXES
+    from tessera.tasks.prediction.map_viewer import map_keys
 
     t = Table(title=f"Predictions under {root} (`tessera view {root}` serves them)")
     for col in ("map", "model", "version", "input", "viewer"):
         t.add_column(col, overflow="fold")
     maps = sorted({p for pattern in MAP_PATTERNS for p in root.rglob(pattern)})
-    viewable = sorted(p for p in maps if p.name.endswith(MAP_SUFFIXES))
+    keys = map_keys(root) if root.is_dir() else {}
     for path in maps:
         lineage = read_lineage(path)
         if lineage:
-            at = f"http://127.0.0.1:{VIEW_PORT}/map/{viewable.index(path)}/{path.name}"
+            key = keys.get(path)
             t.add_row(
                 str(path),
                 lineage["tessera_model"],
                 lineage["tessera_model_version"],
                 lineage.get("tessera_input", "-"),
-                at if path in viewable else "-",
+                f"http://127.0.0.1:{VIEW_PORT}/map/{key}" if key else "-",
             )
     if not t.row_count:
         t.add_row(f"none yet: `tessera predict` writes them to {root}", "-", "-", "-", "-")

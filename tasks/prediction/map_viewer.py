@@ -50,15 +50,21 @@ def check_scripts() -> None:
         )
 
 
-def find_maps(target: Path) -> list[ViewMap]:
-    """The maps at ``target``: a map file, or the Tessera class maps below a folder."""
-    if not target.exists():
-        raise ViewerError(f"{target}: no such file or folder")
+def map_keys(target: Path) -> dict[Path, str]:
+    """Each map the viewer serves at ``target`` (a map file, or the Tessera class maps below
+    a folder) and its key, the page's address below ``/map/``."""
     if target.is_file():
         files = [target]
     else:
         files = sorted(p for p in target.rglob("*") if p.name.endswith(MAP_SUFFIXES))
-    maps = [_view_map(f, i) for i, f in enumerate(files)]
+    return {f: f"{i}/{f.name}" for i, f in enumerate(files)}
+
+
+def find_maps(target: Path) -> list[ViewMap]:
+    """The maps at ``target``: a map file, or the Tessera class maps below a folder."""
+    if not target.exists():
+        raise ViewerError(f"{target}: no such file or folder")
+    maps = [_view_map(f, key) for f, key in map_keys(target).items()]
     if not maps:
         raise ViewerError(f"{target}: no class map (*_classes.tif or *_classes.nii.gz) in it")
     return maps
@@ -76,11 +82,9 @@ def _scene(lineage: dict[str, str], map_file: Path) -> Path | None:
     return None
 
 
-def _view_map(path: Path, index: int) -> ViewMap:
-    volume = path.name.endswith((".nii.gz", ".nii"))
-    lineage = read_lineage(path)
-    key = f"{index}/{path.name}"
-    if volume:
+def _view_map(path: Path, key: str) -> ViewMap:
+    if path.name.endswith((".nii.gz", ".nii")):
+        lineage = read_lineage(path)
         names = [n for n in lineage.get("classes", "").split(",") if n]
         legend = [{"value": v, "name": n, "color": _hex(v)} for v, n in enumerate(names)]
         return ViewMap(key, path.resolve(), True, legend, _scene(lineage, path))
