@@ -41,7 +41,8 @@ def mlm_properties(d: ModelDescriptor, parameters: int | None) -> dict[str, Any]
     per_image = d.normalisation.startswith("image_")
     scaling = None
     if not per_image:  # (x - shift) / scale, per band
-        scaling = [{"type": "z-score", "mean": m, "stddev": s} for m, s in zip(d.shift, d.scale)]  # noqa: B905 (equal lengths)
+        pairs = zip(d.shift, d.scale, strict=True)
+        scaling = [{"type": "z-score", "mean": m, "stddev": s} for m, s in pairs]
     model_input = ModelInput(
         name=f"{d.source} windows",
         bands=list(d.bands),

@@ -4,6 +4,7 @@ label map from the dataset's derivatives."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,14 @@ from tessera.tasks.sources.specs import BidsSpec, LabelSpec, SourceSpec
 EXTENSIONS = [".nii.gz", ".nii"]
 
 
+@dataclass(frozen=True)
 class BidsImage:
     """One image of a BIDS dataset: its file, participant, scene name and label map."""
 
-    def __init__(self, path: Path, subject: str, stem: str, label: Path | None) -> None:
-        self.path, self.subject, self.stem, self.label = path, subject, stem, label
+    path: Path
+    subject: str
+    stem: str
+    label: Path | None
 
 
 def _layout(root: Path, derivatives: bool) -> Any:

@@ -110,10 +110,8 @@ def inspect_raster_source(
             raise BadInputError(files[0].parent, f"no file matches band_regex {spec.band_regex!r}")
     records: list[SceneRecord] = []
     for scene, bands in sorted(scenes.items(), key=lambda kv: natural_key(kv[0])):
-        if spec.kind == "stac":  # a scene is an Item, named by its id
-            sid = scene if len(scenes) == 1 else f"{spec.name}/{scene}"
-        else:
-            sid = spec.name if len(scenes) == 1 else f"{spec.name}/{scene}"
+        alone = scene if spec.kind == "stac" else spec.name  # an Item is named by its id
+        sid = alone if len(scenes) == 1 else f"{spec.name}/{scene}"
         try:
             records.append(_inspect_raster_scene(spec, base, sid, bands))
         except BadInputError as exc:

@@ -49,8 +49,10 @@ def plan_splits(records: list[SceneRecord], p: SplitParams) -> dict[str, dict[st
     for recs in by_source.values():
         if recs[0].kind == "geotiff":
             plan.update({r.scene_id: {"mode": "blocks"} for r in recs})
-        elif uses_subject_splits(len({subject(r) for r in recs}), p):
-            subj = subject_splits(sorted({subject(r) for r in recs}), p)
+            continue
+        subjects = sorted({subject(r) for r in recs})
+        if uses_subject_splits(len(subjects), p):
+            subj = subject_splits(subjects, p)
             plan.update({r.scene_id: {"mode": "subject", "split": subj[subject(r)]} for r in recs})
         else:
             plan.update({r.scene_id: {"mode": "slab"} for r in recs})

@@ -49,9 +49,7 @@ def scene_project(root: Path, experiments: dict[str, Any], size: int = 128) -> P
     return root
 
 
-def tessera(
-    args: list[Any], cwd: Path, env: dict[str, str], timeout: float = 600
-) -> subprocess.CompletedProcess[str]:
+def tessera(args: list[Any], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """``tessera ARGS`` in ``cwd`` with ``env`` as its whole environment, run in this process
     (a CLI process spends ~2.5 CPU-s importing before it starts), its Prefect API the one
     ``env`` names; pytest's timeout bounds it. Tests that kill a command, or time one, start

@@ -4,6 +4,7 @@ the screenshots (test artefacts, not committed) show the classes in their colour
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -60,19 +61,31 @@ def _view(target: Path, cwd: Path, shot: Path, page: str, browser: str) -> str:
         while "Uvicorn running" not in log.read_text():
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
-        subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--use-angle=swiftshader",
-             "--enable-unsafe-swiftshader", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={cwd / 'chromium-profile'}", "--window-size=800,600",
-             "--virtual-time-budget=15000", f"--screenshot={shot}",
-             f"http://127.0.0.1:{port}{page}"],
-            capture_output=True, timeout=120, check=True,
-        )  # fmt: skip
+        _screenshot(browser, f"http://127.0.0.1:{port}{page}", shot, cwd / "chromium-profile")
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
     return log.read_text()
+
+
+def _screenshot(browser: str, url: str, shot: Path, profile: Path) -> None:
+    """Headless Chromium's screenshot of ``url`` (120 s at most); the browser and its helper
+    processes, a process group of their own, are stopped by its PID whatever happened."""
+    proc = subprocess.Popen(
+        [browser, "--headless", "--no-sandbox", "--use-angle=swiftshader",
+         "--enable-unsafe-swiftshader", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", "--window-size=800,600",
+         "--virtual-time-budget=15000", f"--screenshot={shot}", url],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 9)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0, out[-3000:]
 
 
 def _share(shot: Path, rgb: tuple[int, int, int], tolerance: int = 40) -> float:

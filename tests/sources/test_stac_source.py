@@ -89,9 +89,11 @@ def _serve(folder: Path, ranges: bool = True) -> tuple[subprocess.Popen[bytes], 
     while time.monotonic() < deadline:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
+                return proc, f"http://127.0.0.1:{port}/"
         time.sleep(0.05)
-    return proc, f"http://127.0.0.1:{port}/"
+    proc.kill()  # stopped by its PID before the test fails
+    proc.wait(timeout=10)
+    pytest.fail(f"the test web server on port {port} did not answer within 30 s")
 
 
 @pytest.fixture
