@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from tqdm import tqdm
 
 from tessera.models.descriptor import DescriptorError, ModelDescriptor
@@ -33,7 +32,6 @@ from tessera.tasks.sources.records import SceneRecord
 
 PIXEL_OUTPUTS = {"class_logits"}  # the model answers per pixel: stitched at full resolution
 WINDOW_OUTPUTS = {"class_probabilities", "latent_mean"}  # per window: at the window stride
-GDAL_CACHE_MB = 256
 MAP_PATTERNS = (
     "*_classes.tif",
     "*_probabilities.tif",
@@ -245,36 +243,31 @@ def predict_scene(
     device = resolve_device(options.device)
     predict = batch_predictor(model, device, d.output == "class_logits", options.reconstruction)
     stitching = Stitching.for_window(d.window, options.overlap, options.blend, options.batch_size)
-    # GDAL's block cache holds what was read (5 % of RAM by default, the whole scene on a big
-    # machine): a few rows of blocks are all that stitching reads again
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        if d.is_volume:
-            scene: Any = VolumeScene(rec, base, d.axis)
+    if d.is_volume:
+        scene: Any = VolumeScene(rec, base, d.axis)
+    else:
+        scene = RasterScene(in_model_order(rec, order), base)
+    try:
+        d = d.for_image(image_pieces(scene))  # a per-image scheme: this input's statistics
+        rec_maps = _reconstruction(d, options)
+        scorer = Scorer(predict, d.normalise, model.map_classes(), rec_maps)
+        cells = Cells(d.window, d.stride, options.batch_size)
+        if d.is_volume and d.output in PIXEL_OUTPUTS:
+            source = base / rec.files[0]
+            written = _volume_pixels(scene, files, scorer, stitching, lineage, source)
+        elif d.is_volume:
+            written = _volume_windows(scene, files, scorer, cells, lineage)
+        elif d.output in PIXEL_OUTPUTS:
+            height = scene.plane_shape[0] if rows is None else rows[1] - rows[0]
+            with _bar(rec, height, stitching.stride) as bar:
+                written = predict_raster_pixels(
+                    scene, files, scorer, stitching, lineage, bar.update, rows
+                )
         else:
-            scene = RasterScene(in_model_order(rec, order), base)
-        try:
-            d = d.for_image(image_pieces(scene))  # a per-image scheme: this input's statistics
-            rec_maps = _reconstruction(d, options)
-            scorer = Scorer(predict, d.normalise, model.map_classes(), rec_maps)
-            cells = Cells(d.window, d.stride, options.batch_size)
-            if d.is_volume and d.output in PIXEL_OUTPUTS:
-                source = base / rec.files[0]
-                written = _volume_pixels(scene, files, scorer, stitching, lineage, source)
-            elif d.is_volume:
-                written = _volume_windows(scene, files, scorer, cells, lineage)
-            elif d.output in PIXEL_OUTPUTS:
-                height = scene.plane_shape[0] if rows is None else rows[1] - rows[0]
-                with _bar(rec, height, stitching.stride) as bar:
-                    written = predict_raster_pixels(
-                        scene, files, scorer, stitching, lineage, bar.update, rows
-                    )
-            else:
-                with _bar(rec, scene.plane_shape[0], d.stride) as bar:
-                    written = predict_raster_windows(
-                        scene, files, scorer, cells, lineage, bar.update
-                    )
-        finally:
-            scene.close()
+            with _bar(rec, scene.plane_shape[0], d.stride) as bar:
+                written = predict_raster_windows(scene, files, scorer, cells, lineage, bar.update)
+    finally:
+        scene.close()
     return result | {"files": [str(p) for p in written]}
 
 

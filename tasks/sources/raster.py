@@ -12,6 +12,7 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.env import set_gdal_config
 from rasterio.windows import Window
 
 from tessera.tasks.sources.paths import as_url, exists, is_remote, natural_key, serves_byte_ranges
@@ -37,15 +38,33 @@ def gdal_reason(exc: BaseException) -> str:
     return text.split("\n")[0][:160]
 
 
-def gdal_env() -> rasterio.Env:
-    """GDAL settings for every read: a bounded block cache and threaded decompression.
+GDAL_CACHE_MB = 32  # GDAL's block cache, unless TESSERA_GDAL_CACHEMAX (MB) says otherwise
 
-    GDAL's default cache is 5 % of RAM, which a streaming read of a big scene fills;
-    ``TESSERA_GDAL_CACHEMAX`` (MB, default 64) bounds it.
+
+def bound_gdal_cache() -> None:
+    """Bounds GDAL's block cache for the process, once, when this module is imported, before
+    any of Tessera's reads or writes: GDAL's default is 5 % of RAM, which a streaming read of
+    a big scene fills. ``TESSERA_GDAL_CACHEMAX`` (MB) sets it; a user's own ``GDAL_CACHEMAX``
+    is left to GDAL.
+
+    The cache is one for the whole process, and GDAL applies a new maximum at once by flushing
+    blocks, whichever thread's file they belong to. Set per call (``rasterio.Env`` in each
+    task's thread), it made a GeoTIFF that another thread was writing lose whole writes:
+    rows of a class map came out as nodata. So it is never set per call.
     """
-    cache = int(os.environ.get("TESSERA_GDAL_CACHEMAX", "64"))
+    mb = os.environ.get("TESSERA_GDAL_CACHEMAX")
+    if mb is None and "GDAL_CACHEMAX" in os.environ:
+        return
+    set_gdal_config("GDAL_CACHEMAX", int(mb or GDAL_CACHE_MB) << 20)  # GDAL takes bytes
+
+
+bound_gdal_cache()
+
+
+def gdal_env() -> rasterio.Env:
+    """GDAL settings for every read: threaded decompression, and object-store reads that
+    fail within a bound (the block cache is the process's, :func:`bound_gdal_cache`)."""
     return rasterio.Env(
-        GDAL_CACHEMAX=cache,
         GDAL_NUM_THREADS="ALL_CPUS",
         # object-store reads: a store that hangs fails in bounded time, not never
         GDAL_HTTP_TIMEOUT=os.environ.get("GDAL_HTTP_TIMEOUT", "30"),

@@ -214,3 +214,43 @@ def test_a_volumes_class_map_is_the_argmax_of_its_scores_not_of_the_rounded_ones
     assert (probs[..., 1] == probs[..., 2]).all() and (probs[..., 1] == 102).all()  # tied
     # class 2, as evaluation scores it; the rounded probabilities would have given class 1
     assert (np.asarray(nib.load(res["files"][0]).dataobj) == 2).all()
+
+
+def test_scenes_mapped_in_threads_never_change_gdals_cache_and_lose_no_rows(tmp_path):
+    """GDAL applies a new cache maximum by flushing blocks at once, whoever's they are: set
+    per task (as it was), it made a map another thread was writing lose rows (nodata). The
+    bound is set once per process (tessera.tasks.sources.raster) and no task changes it."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Event, Thread
+
+    from rasterio.env import get_gdal_config
+
+    from tessera.tasks.sources.raster import GDAL_CACHE_MB
+
+    bound = get_gdal_config("GDAL_CACHEMAX")
+    assert bound == GDAL_CACHE_MB << 20  # bytes, as GDAL counts them
+    seen, done = set(), Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.add(get_gdal_config("GDAL_CACHEMAX"))
+
+    rng = np.random.default_rng(1)
+    images = [rng.integers(1, 1000, (1, 96, 80)).astype(np.uint16) for _ in range(4)]
+    paths = [write_geotiff(tmp_path / f"s{k}.tif", a) for k, a in enumerate(images)]
+    model = _model("geotiff", ["b1"], 500.0)
+    watcher = Thread(target=watch)
+    watcher.start()
+    try:
+        records = [_records([p])[0] for p in paths]
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(
+                lambda r: predict_scene(r, tmp_path, model, OPTS, tmp_path / "o"), records
+            ))  # fmt: skip
+    finally:
+        done.set()
+        watcher.join()
+    assert seen == {bound}
+    for image, res in zip(images, results, strict=True):
+        with rasterio.open(res["files"][0]) as ds:
+            assert np.array_equal(ds.read(1), (image[0] > 500).astype(np.uint8))
