@@ -52,10 +52,13 @@ def bound_gdal_cache() -> None:
     task's thread), it made a GeoTIFF that another thread was writing lose whole writes:
     rows of a class map came out as nodata. So it is never set per call.
     """
-    mb = os.environ.get("TESSERA_GDAL_CACHEMAX")
-    if mb is None and "GDAL_CACHEMAX" in os.environ:
+    text = os.environ.get("TESSERA_GDAL_CACHEMAX")
+    if text is None and "GDAL_CACHEMAX" in os.environ:
         return
-    set_gdal_config("GDAL_CACHEMAX", int(mb or GDAL_CACHE_MB) << 20)  # GDAL takes bytes
+    mb = GDAL_CACHE_MB if text is None else int(text) if text.strip().isdigit() else 0
+    if mb <= 0:
+        raise ValueError(f"TESSERA_GDAL_CACHEMAX={text!r}: expected a whole number of MB")
+    set_gdal_config("GDAL_CACHEMAX", mb << 20)  # GDAL takes bytes
 
 
 bound_gdal_cache()

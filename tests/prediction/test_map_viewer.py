@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -17,10 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tessera.tasks.cluster.processes import free_port
 from tessera.tasks.prediction.map_viewer import ViewerError, find_maps
 from tessera.tasks.prediction.raster_maps import MapFiles
 from tessera.tasks.prediction.volume_maps import VolumeScores, write_volume_maps
-from tests.helpers import REPO, write_geotiff
+from tests.helpers import REPO, stop_process_group, write_geotiff
 from tests.prediction.test_stac_items import class_map
 
 pytestmark = pytest.mark.slow
@@ -40,16 +40,10 @@ def chromium() -> str:
     return CHROMIUM
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _view(target: Path, cwd: Path, shot: Path, page: str, browser: str) -> str:
     """Run ``tessera view`` (stopped by its PID after), load ``page`` in headless Chromium
     and screenshot it; returns the viewer's access log."""
-    port = _free_port()
+    port = free_port()
     log = cwd / f"viewer-{port}.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
@@ -63,8 +57,7 @@ def _view(target: Path, cwd: Path, shot: Path, page: str, browser: str) -> str:
             time.sleep(0.1)
         _screenshot(browser, f"http://127.0.0.1:{port}{page}", shot, cwd / "chromium-profile")
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
+        stop_process_group(proc)
     return log.read_text()
 
 

@@ -163,3 +163,25 @@ def test_file_broken_after_ingest_is_one_line_at_tile_time(tmp_path, cli):
     assert rc == 1 and len(lines) == 1 and "later.tif" in lines[0], err
     assert "Traceback" not in err
     assert not (tmp_path / "outputs" / "tiles").exists()
+
+
+@pytest.mark.parametrize(("value", "cache"), [("48", 48 << 20), ("lots", None), ("0", None)])
+def test_the_gdal_cache_variable_sets_the_bound_or_is_refused_naming_itself(value, cache):
+    """``TESSERA_GDAL_CACHEMAX`` (MB) is GDAL's cache for the process; a value that is not a
+    positive whole number is one line naming the variable."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from rasterio.env import get_gdal_config\n"
+        "import tessera.tasks.sources.raster\n"
+        "print(get_gdal_config('GDAL_CACHEMAX'))\n"
+    )
+    env = {**os.environ, "TESSERA_GDAL_CACHEMAX": value}
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    if cache is not None:
+        assert res.returncode == 0 and int(res.stdout) == cache, res.stderr
+    else:
+        assert f"TESSERA_GDAL_CACHEMAX={value!r}: expected a whole number of MB" in res.stderr
