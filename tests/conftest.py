@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import tempfile
@@ -14,6 +15,10 @@ from typing import Any
 import pytest
 
 from tessera.flows.local_server.api import QUIET_SERVICES
+from tessera.tasks.base.collector import tune_collector
+
+# each worker imports torch, Lightning, Prefect and MLflow, as Tessera's commands do
+tune_collector()
 
 _HOME = Path(tempfile.mkdtemp(prefix="tessera-test-prefect-"))
 os.environ["PREFECT_HOME"] = str(_HOME)
@@ -95,6 +100,14 @@ def long_reason_problems(items: list[pytest.Item]) -> list[str]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if problems := long_reason_problems(items):
         raise pytest.UsageError("\n".join(problems))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The collected modules live as long as the worker: the collector's full passes need not
+    walk them again. Measured on tests/models/test_trainers.py, test_data.py and tests/tiling in
+    one process (~18 CPU-s): 3.4-3.7 s of collection at Python's defaults, 1.7-2.0 s tuned."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -25,6 +25,7 @@ from tessera.flows.cli.predict_cli import predict
 from tessera.flows.cli.server_cli import prefect_home, server_app
 from tessera.flows.cli.view_cli import view
 from tessera.flows.settings.env import configure_environment
+from tessera.tasks.base.collector import tune_collector
 
 app = typer.Typer(
     add_completion=False,
@@ -286,6 +287,7 @@ def main() -> None:
     queues drained, atexit handlers called, output flushed): tearing down the thousands of
     imported modules adds about half a second to every command and writes nothing.
     """
+    tune_collector()
     code = run()
     try:
         import atexit

@@ -18,8 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from tessera.models.checkpoint import (
     BEST_CHECKPOINT,
     DESCRIPTOR_KEY,
@@ -37,10 +35,12 @@ from tessera.models.run.run_config import (
     validate_model_params,
 )
 from tessera.models.run.run_folder import attempt_file, promote, staging_dir
+from tessera.tasks.base.collector import tune_collector
 from tessera.tasks.base.error_policy import debugging, one_line
 from tessera.tasks.base.files import atomic_write_json
 
-# FREEZE_NOTE: a rank holds ~500,000 objects once torch, Lightning and MLflow are imported, and
+# FREEZE_NOTE: a rank holds ~500,000 objects once torch, Lightning and MLflow are imported (with
+# the collector's thresholds of tessera.tasks.base.collector while they are), and
 # each full collection of Python's cyclic GC walks them all (~0.25 s), during the run and
 # several times while the interpreter tears down. Freezing what is alive once the run is built
 # (after one collection), and again before exit, skips that work. A tiny two-epoch run took
@@ -188,6 +188,8 @@ def _plot(
     module: Any, dm: Any, out: Path, config: RunConfig, history: dict[str, list[float]]
 ) -> list[Path]:
     """Loss curves and reconstructions of a few validation tiles, as PNG."""
+    import torch
+
     from tessera.models.plots import plot_curves, plot_reconstructions
 
     paths = []
@@ -368,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    tune_collector()  # before torch and Lightning are imported (they are, lazily, by main)
     code = main()
     gc.freeze()  # see FREEZE_NOTE
     sys.exit(code)
