@@ -20,6 +20,7 @@ from tessera.models.run.run_folder import staging_dir
 from tessera.tasks.cluster.processes import free_port
 from tessera.tasks.training.launch import failure_reason, training_command
 from tessera.tasks.training.launch_options import LaunchParams
+from tests.conftest import child_env
 from tests.helpers import (
     TINY_EXPERIMENTS,
     last_weights,
@@ -33,10 +34,26 @@ EXP = TINY_EXPERIMENTS["tiny-seg"]
 LONG = {**TINY_EXPERIMENTS["tiny-vae"], "trainer": {"max_epochs": 30}}
 
 
+# the arithmetic of each rank: the same in every run of this module
+PINNED = ["--set", "train.trainer.threads=1"]
+
+
 @pytest.fixture(scope="module")
 def project(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    exps = {"one-node": EXP, "two-nodes": EXP, "alone": EXP, "whole": LONG, "killed": LONG}
+    exps = {"two-nodes": LONG, "alone": EXP, "whole": LONG, "killed": LONG}
     return training_dir(tmp_path_factory.mktemp("nodes"), exps)
+
+
+@pytest.fixture(scope="module")
+def whole(project: Path, prefect_api: str) -> Path:
+    """The reference run, trained once: 30 epochs of two processes on one node."""
+    one = ["train", "--experiment", "whole", "--devices", 2, *PINNED]
+    proc = _tessera(one, project, child_env(prefect_api))
+    try:
+        _done(proc)
+    finally:
+        stop_process_group(_STARTED.pop())
+    return project
 
 
 _STARTED: list[subprocess.Popen[str]] = []
@@ -73,20 +90,17 @@ def test_the_rendezvous_has_a_per_run_id_and_a_bounded_join():
 
 @pytest.mark.slow
 def test_two_nodes_by_torchrun_give_the_weights_of_two_processes_on_one_node(
-    project, subprocess_env
+    whole, project, subprocess_env
 ):
-    pinned = ["--set", "train.trainer.threads=1"]  # the arithmetic of each rank: the same
-    one = ["train", "--experiment", "one-node", "--devices", 2, *pinned]
-    _done(_tessera(one, project, subprocess_env))
     endpoint = f"127.0.0.1:{free_port()}"
-    node = ["train", "--experiment", "two-nodes", "--num-nodes", 2, "--devices", 1, *pinned,
+    node = ["train", "--experiment", "two-nodes", "--num-nodes", 2, "--devices", 1, *PINNED,
             "--set", f"train.rdzv_endpoint={endpoint}"]  # fmt: skip
     nodes = [_tessera(node, project, subprocess_env) for _ in range(2)]
     for proc in nodes:
         _done(proc)
-    a, b = run_summary(project, "one-node"), run_summary(project, "two-nodes")
+    a, b = run_summary(project, "whole"), run_summary(project, "two-nodes")
     assert a["world_size"] == b["world_size"] == 2 and a["steps"] == b["steps"]
-    wa, wb = last_weights(project, "one-node"), last_weights(project, "two-nodes")
+    wa, wb = last_weights(project, "whole"), last_weights(project, "two-nodes")
     assert wa.keys() == wb.keys()
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0, msg=k)
@@ -146,10 +160,11 @@ def _rank_process(rank: int, stage: Path) -> int | None:
 
 
 @pytest.mark.slow
-@pytest.mark.long("two 30-epoch trainings of two ranks each, one rank killed and restarted")
-def test_a_killed_rank_is_restarted_and_the_run_resumes_to_the_same_result(project, subprocess_env):
-    two = ["--devices", 2, "--set", "runner.max_restarts=1"]
-    _done(_tessera(["train", "--experiment", "whole", *two], project, subprocess_env))
+@pytest.mark.long("a 30-epoch training of two ranks, one of them killed and restarted")
+def test_a_killed_rank_is_restarted_and_the_run_resumes_to_the_same_result(
+    whole, project, subprocess_env
+):
+    two = ["--devices", 2, "--set", "runner.max_restarts=1", *PINNED]
     last = staging_dir(project / "models" / "killed") / "checkpoints" / "last.ckpt"
     proc = _tessera(["train", "--experiment", "killed", *two], project, subprocess_env)
     deadline = time.monotonic() + 240
