@@ -69,6 +69,7 @@ def project(cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.long("its setup ingests, tiles and trains the module's project through the CLI")
 def test_ingest_tile_and_predict_on_dask_equal_threads(project, cluster_env):
     root = project
     ok(tessera(["ingest", "--set", "ingest.catalog=outputs/dask-catalog.parquet"], root,

@@ -97,6 +97,7 @@ def _metrics(root: Path, name: str) -> dict:
     return json.loads((root / "outputs" / "eval" / name / "metrics.json").read_text())
 
 
+@pytest.mark.long("its setup trains two brain experiments and ingests three subjects")
 def test_evaluate_scores_the_held_out_brain_beside_the_split(project):
     m = _metrics(project, "brain-image_zscore")
     assert m["dice_mean"] is not None  # the split score stays
