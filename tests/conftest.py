@@ -66,31 +66,8 @@ def test_group(nodeid: str) -> str:
     return "tests/cluster" if module.startswith("tests/cluster/") else module
 
 
-# the longest groups first, so that no worker starts one near the end while the others idle:
-# their wall seconds on two workers here (the rest follow in collection order)
-GROUP_SECONDS = {
-    "tests/cluster": 370,
-    "tiny-trained": 360,
-    "tests/pipeline/test_pipeline.py": 150,
-    "tests/models/test_multinode.py": 100,
-    "tests/flows/test_faults.py": 90,
-    "tests/registry/test_registry.py": 85,
-    "tests/evaluation/test_heldout.py": 70,
-    "tests/sources/test_package_corpus.py": 60,
-    "tests/flows/test_local_api.py": 60,
-    "tests/models/test_reproducibility.py": 40,
-}
-
-
-def longest_first(items: list[pytest.Item]) -> list[pytest.Item]:
-    """``items`` with the groups of :data:`GROUP_SECONDS` first, longest first; each group's
-    own order, and that of the others, kept."""
-    return sorted(items, key=lambda item: -GROUP_SECONDS.get(test_group(item.nodeid), 0))
-
-
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
-    """``pytest -n 3`` (as ``make test``) sends each :func:`test_group` whole to one worker,
-    in the order of :func:`longest_first` (not xdist's, by number of tests).
+    """``pytest -n 3`` (as ``make test``) sends each :func:`test_group` whole to one worker.
 
     xdist's own ``loadgroup`` cannot do it under pytest 9: it renames items through
     ``Node._nodeid``, which pytest 9 no longer reads, so a module's tests were split between
@@ -101,7 +78,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
         def _split_scope(self, nodeid: str) -> str:
             return test_group(nodeid)
 
-    config.option.loadscopereorder = False
     return GroupScheduling(config, log)  # type: ignore[arg-type]
 
 
@@ -124,7 +100,6 @@ def long_reason_problems(items: list[pytest.Item]) -> list[str]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if problems := long_reason_problems(items):
         raise pytest.UsageError("\n".join(problems))
-    items[:] = longest_first(items)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
