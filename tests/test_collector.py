@@ -10,7 +10,7 @@ from tessera.tasks.base.collector import THRESHOLDS
 
 # runs an entry point as its process would, and prints the thresholds it left
 _PROBE = """
-import atexit, gc, os, runpy, sys
+import gc, runpy, sys
 sys.argv = {argv!r}
 try:
     {call}

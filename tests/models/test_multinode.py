@@ -51,8 +51,9 @@ def whole(project: Path, prefect_api: str) -> Path:
     proc = _tessera(one, project, child_env(prefect_api))
     try:
         _done(proc)
-    finally:
-        stop_process_group(_STARTED.pop())
+    finally:  # stopped here, passed or failed: the module's run, not the first test's
+        _STARTED.remove(proc)
+        stop_process_group(proc)
     return project
 
 
