@@ -100,12 +100,17 @@ def landsat_qa_source(name: str, band_glob: str, bqa_path: str) -> dict[str, Any
     }
 
 
-def training_dir(root: Path, experiments: dict[str, Any], catalogued: bool = False) -> Path:
+def training_dir(
+    root: Path, experiments: dict[str, Any], catalogued: bool = False, tracking: bool = True
+) -> Path:
     """A labelled 4-band 128² scene (3 classes) tiled into 16-px tiles, and a params.yaml
     with ``experiments`` (2 epochs, batch 8, MLflow in ``root/mlflow.db``).
 
     ``catalogued``: the scene is the source ``scene`` of ``ingest.sources``, ingested into
     ``outputs/catalog.parquet`` and tiled from there (params mode) rather than ad hoc.
+    ``tracking``: False for tests that never read MLflow (``train.tracking_uri: ""``): each of
+    their trainings skips MLflow's import, store and logging (measured here on a tiny
+    ``tessera train``: 6.6-7.8 CPU-s untracked against 8.0-9.4 into a new sqlite store).
     """
     import yaml
 
@@ -123,7 +128,7 @@ def training_dir(root: Path, experiments: dict[str, Any], catalogued: bool = Fal
         "train": {
             "store": str(root / "tiles"),
             "out": str(root / "models"),
-            "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+            "tracking_uri": f"sqlite:///{root / 'mlflow.db'}" if tracking else "",
             "trainer": {"max_epochs": 2, "log_every_n_steps": 1},
             "loader": {"batch_size": 8},
         },

@@ -87,7 +87,10 @@ class TrainParams(BaseModel):
     out: str = Field(default="outputs/models", description="One folder per experiment here.")
     tracking_uri: str | None = Field(
         default=None,
-        description="MLflow URI; None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here.",
+        description=(
+            "MLflow URI; None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here; "
+            '"": train untracked.'
+        ),
     )
     rdzv_endpoint: str | None = Field(
         default=None, description="host:port of torchrun's c10d rendezvous for multi-node runs."

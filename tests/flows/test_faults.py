@@ -118,7 +118,8 @@ def _files(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def trained(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project whose experiment ``keep`` (deterministic) has a finished run (2 epochs)."""
-    root = training_dir(tmp_path_factory.mktemp("keep"), {"keep": TINY_EXPERIMENTS["tiny-vae"]})
+    exps = {"keep": TINY_EXPERIMENTS["tiny-vae"]}  # the tracking tests pass their own server
+    root = training_dir(tmp_path_factory.mktemp("keep"), exps, tracking=False)
     from contextlib import chdir
 
     from tessera.flows.cli import run

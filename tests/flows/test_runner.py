@@ -1,4 +1,5 @@
-"""Mapped tasks on prefect-dask's DaskTaskRunner with a 2-worker LocalCluster."""
+"""Mapped tasks on prefect-dask's DaskTaskRunner with a LocalCluster of one worker process
+(each worker process imports Tessera and torch, ~5-10 CPU-s; the cluster tier runs two)."""
 
 import numpy as np
 import pandas as pd
@@ -19,9 +20,8 @@ def test_dask_runner_gives_the_same_store_as_threads(tmp_path, cli):
         np.diag([2.0, 2.0, 3.0, 1.0]),
     )
     common = ["--input", a, "--input", b, "--size", 16, "--min-valid-fraction", 0]
-    rc, _, err = cli(
-        "tile", *common, "--out", tmp_path / "dask", "--task-runner", "dask", cwd=tmp_path
-    )
+    dask = ["--task-runner", "dask", "--set", "runner.n_workers=1"]
+    rc, _, err = cli("tile", *common, "--out", tmp_path / "dask", *dask, cwd=tmp_path)
     assert rc == 0, err
     rc, _, err = cli("tile", *common, "--out", tmp_path / "threads", cwd=tmp_path)
     assert rc == 0, err

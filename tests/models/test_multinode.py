@@ -41,7 +41,7 @@ PINNED = ["--set", "train.trainer.threads=1"]
 @pytest.fixture(scope="module")
 def project(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     exps = {"two-nodes": LONG, "alone": EXP, "whole": LONG, "killed": LONG}
-    return training_dir(tmp_path_factory.mktemp("nodes"), exps)
+    return training_dir(tmp_path_factory.mktemp("nodes"), exps, tracking=False)
 
 
 @pytest.fixture(scope="module")

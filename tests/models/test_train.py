@@ -15,8 +15,9 @@ from tests.helpers import training_dir
 
 @pytest.fixture(scope="module")
 def train_dir(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A labelled 4-band scene tiled into 16-px tiles, and a params.yaml with tiny experiments."""
-    return training_dir(tmp_path_factory.mktemp("train"), EXPERIMENTS)
+    """A labelled 4-band scene tiled into 16-px tiles, and a params.yaml with tiny experiments,
+    untracked: MLflow's logging is tested on the session's trainings and ``fresh_dir``'s."""
+    return training_dir(tmp_path_factory.mktemp("train"), EXPERIMENTS, tracking=False)
 
 
 def _summary(root: Path, name: str, models: str = "models") -> dict:
@@ -93,6 +94,9 @@ def test_resume_continues_from_the_last_checkpoint(train_dir, cli):
     resumed = _summary(train_dir, "tiny-vae")
     assert resumed["epochs"] == 3
     assert resumed["steps"] == 3 * first["steps"]  # two more epochs, not three from scratch
+    # the project trains untracked (train.tracking_uri ""): no MLflow store, no run
+    run = json.loads((train_dir / "models" / "tiny-vae" / "train_run.json").read_text())
+    assert run["mlflow_run_id"] is None and not (train_dir / "mlflow.db").exists()
 
 
 def test_resume_without_a_checkpoint_and_unknown_experiments_fail_in_one_line(train_dir, cli):
