@@ -26,6 +26,7 @@ from tessera.flows.cli.server_cli import prefect_home, server_app
 from tessera.flows.cli.view_cli import view
 from tessera.flows.settings.env import configure_environment
 from tessera.tasks.base.collector import tune_collector
+from tessera.tasks.base.lean_imports import skip_scipy_signal
 
 app = typer.Typer(
     add_completion=False,
@@ -288,6 +289,7 @@ def main() -> None:
     imported modules adds about half a second to every command and writes nothing.
     """
     tune_collector()
+    skip_scipy_signal()
     code = run()
     try:
         import atexit
