@@ -15,12 +15,10 @@ from typing import Any
 import pytest
 
 from tessera.flows.local_server.api import QUIET_SERVICES
-from tessera.tasks.base.collector import tune_collector
-from tessera.tasks.base.lean_imports import skip_scipy_signal
+from tessera.tasks.base.startup import start_process
 
 # each worker imports torch, Lightning, Prefect and MLflow, as Tessera's commands do
-tune_collector()
-skip_scipy_signal()
+start_process()
 
 _HOME = Path(tempfile.mkdtemp(prefix="tessera-test-prefect-"))
 os.environ["PREFECT_HOME"] = str(_HOME)

@@ -1,5 +1,6 @@
 """torchmetrics' ``scipy.signal`` import, skipped in Tessera's own processes
-(tessera.tasks.base.lean_imports); each case in a fresh interpreter."""
+(tessera.tasks.base.lean_imports); each case in a fresh interpreter. That the entry points
+install it, and importing Tessera does not: tests/test_startup.py."""
 
 from __future__ import annotations
 
@@ -44,36 +45,3 @@ def test_without_the_skip_lightning_imports_scipy_signal():
     """The cost the skip removes is there: if torchmetrics stops importing it, this fails and
     tessera.tasks.base.lean_imports can go."""
     assert _run(_LIGHTNING)["signal"]
-
-
-def test_the_entry_points_install_it_and_importing_tessera_does_not():
-    probe = """
-import json, runpy, sys
-from tessera.tasks.base import lean_imports
-def installed():
-    return any(isinstance(f, lean_imports._Finder) for f in sys.meta_path)
-import tessera.models.run.fit, tessera.flows.cli as cli
-seen = {"import": installed()}
-sys.argv = ["fit", "--config", "/nonexistent/run_config.json"]
-try:
-    runpy.run_module("tessera.models.run.fit", run_name="__main__")
-except SystemExit:
-    pass
-seen["rank"] = installed()
-print(json.dumps(seen))
-"""
-    seen = _run(probe)
-    assert seen == {"import": False, "rank": True}
-    cli = """
-import json, sys
-from tessera.tasks.base import lean_imports
-import tessera.flows.cli as c
-c.os._exit = lambda code: sys.exit(code)
-sys.argv = ["tessera", "--help"]
-try:
-    c.main()
-except SystemExit:
-    pass
-print(json.dumps({"cli": any(isinstance(f, lean_imports._Finder) for f in sys.meta_path)}))
-"""
-    assert _run(cli) == {"cli": True}

@@ -25,8 +25,7 @@ from tessera.flows.cli.predict_cli import predict
 from tessera.flows.cli.server_cli import prefect_home, server_app
 from tessera.flows.cli.view_cli import view
 from tessera.flows.settings.env import configure_environment
-from tessera.tasks.base.collector import tune_collector
-from tessera.tasks.base.lean_imports import skip_scipy_signal
+from tessera.tasks.base.startup import start_process
 
 app = typer.Typer(
     add_completion=False,
@@ -288,8 +287,7 @@ def main() -> None:
     queues drained, atexit handlers called, output flushed): tearing down the thousands of
     imported modules adds about half a second to every command and writes nothing.
     """
-    tune_collector()
-    skip_scipy_signal()
+    start_process()
     code = run()
     try:
         import atexit

@@ -35,10 +35,9 @@ from tessera.models.run.run_config import (
     validate_model_params,
 )
 from tessera.models.run.run_folder import attempt_file, promote, staging_dir
-from tessera.tasks.base.collector import tune_collector
 from tessera.tasks.base.error_policy import debugging, one_line
 from tessera.tasks.base.files import atomic_write_json
-from tessera.tasks.base.lean_imports import skip_scipy_signal
+from tessera.tasks.base.startup import start_process
 
 # FREEZE_NOTE: a rank holds ~500,000 objects once torch, Lightning and MLflow are imported (with
 # the collector's thresholds of tessera.tasks.base.collector while they are), and
@@ -371,8 +370,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    tune_collector()  # before torch and Lightning are imported (they are, lazily, by main)
-    skip_scipy_signal()
+    start_process()  # before torch and Lightning are imported (they are, lazily, by main)
     code = main()
     gc.freeze()  # see FREEZE_NOTE
     sys.exit(code)

@@ -21,5 +21,5 @@ THRESHOLDS = (10_000, 10, 10)
 
 
 def tune_collector() -> None:
-    """Set :data:`THRESHOLDS`; called first by each entry point (the CLI, a training rank)."""
+    """Set :data:`THRESHOLDS`; called first by each entry point (:mod:`.startup`)."""
     gc.set_threshold(*THRESHOLDS)

@@ -10,8 +10,8 @@ lightning.pytorch`` took 3.7-4.6 CPU-s as it comes and 2.7-3.6 s with :func:`ski
 The skip touches two modules only: ``torchmetrics`` runs with ``package_available("scipy")``
 false, and ``torchmetrics.utilities.imports._SCIPI_AVAILABLE`` (read by the audio packages'
 alias alone) is False. Nothing else of torchmetrics changes, and SciPy still imports wherever
-code asks for it. Like :func:`tessera.tasks.base.collector.tune_collector`, only the entry
-points call it: importing Tessera as a library leaves a user's imports alone.
+code asks for it. Only the entry points call it (:mod:`.startup`): importing Tessera as a
+library leaves a user's imports alone.
 """
 
 from __future__ import annotations
